@@ -1,0 +1,140 @@
+//! Consistency tokens: the Kafka positions a command's events occupy, and the wait for a
+//! projection to have applied them (read-your-writes).
+//!
+//! A token is text, `topic@partition:next_offset` joined by commas, where `next_offset` is
+//! one past the last record the command wrote to that partition.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::{Error, Result};
+
+/// A partition of a topic.
+pub type TopicPartition = (String, i32);
+
+/// Positions, per partition, as "next offset to read".
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Positions(pub BTreeMap<TopicPartition, i64>);
+
+impl Positions {
+    /// Records that `offset` was written to `partition` of `topic`.
+    pub fn record_written(&mut self, topic: &str, partition: i32, offset: i64) {
+        let next = offset + 1;
+        let entry = self.0.entry((topic.to_owned(), partition)).or_insert(next);
+        *entry = (*entry).max(next);
+    }
+
+    /// Returns whether every position of `required` is reached by `self`.
+    pub fn covers(&self, required: &Positions) -> bool {
+        required
+            .0
+            .iter()
+            .all(|(partition, next)| self.0.get(partition).is_some_and(|applied| applied >= next))
+    }
+
+    /// Returns the token text of these positions.
+    pub fn to_token(&self) -> String {
+        self.0
+            .iter()
+            .map(|((topic, partition), next)| format!("{topic}@{partition}:{next}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Parses token text; the empty string means "no positions".
+    pub fn from_token(token: &str) -> Result<Self> {
+        let mut positions = BTreeMap::new();
+        for item in token.split(',').map(str::trim).filter(|item| !item.is_empty()) {
+            let invalid = || Error::InvalidToken(format!("{item:?} is not topic@partition:offset"));
+            let (topic, rest) = item.rsplit_once('@').ok_or_else(invalid)?;
+            let (partition, next) = rest.split_once(':').ok_or_else(invalid)?;
+            let partition: i32 = partition.parse().map_err(|_| invalid())?;
+            let next: i64 = next.parse().map_err(|_| invalid())?;
+            if topic.is_empty() || partition < 0 || next < 0 {
+                return Err(invalid());
+            }
+            positions.insert((topic.to_owned(), partition), next);
+        }
+        Ok(Self(positions))
+    }
+}
+
+/// What a projection has applied so far, shared between its runner and the query handlers.
+#[derive(Clone, Debug)]
+pub struct AppliedPositions {
+    sender: watch::Sender<Positions>,
+}
+
+impl Default for AppliedPositions {
+    fn default() -> Self {
+        Self { sender: watch::Sender::new(Positions::default()) }
+    }
+}
+
+impl AppliedPositions {
+    /// Raises the applied positions after a batch commits.
+    pub fn advance(&self, committed: &Positions) {
+        self.sender.send_modify(|applied| {
+            for (partition, next) in &committed.0 {
+                let entry = applied.0.entry(partition.clone()).or_insert(*next);
+                *entry = (*entry).max(*next);
+            }
+        });
+    }
+
+    /// Returns a copy of what is applied now.
+    pub fn current(&self) -> Positions {
+        self.sender.borrow().clone()
+    }
+
+    /// Waits until `required` is applied, at most `limit`. An empty token returns at once.
+    pub async fn wait_for(&self, required: &Positions, limit: Duration) -> Result<()> {
+        let mut receiver = self.sender.subscribe();
+        let waited = tokio::time::timeout(limit, receiver.wait_for(|applied| applied.covers(required))).await;
+        match waited {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(Error::Other("projection stopped".to_owned())),
+            Err(_) => Err(Error::Timeout(format!(
+                "the projection has not yet applied {} (applied: {})",
+                required.to_token(),
+                self.current().to_token()
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_round_trips_and_keeps_the_highest_offset() {
+        let mut positions = Positions::default();
+        positions.record_written("chat.events", 1, 41);
+        positions.record_written("chat.events", 1, 40);
+        positions.record_written("chat.events", 0, 7);
+        let token = positions.to_token();
+        assert_eq!(token, "chat.events@0:8,chat.events@1:42");
+        assert_eq!(Positions::from_token(&token).expect("parses"), positions);
+        assert_eq!(Positions::from_token("").expect("empty parses"), Positions::default());
+    }
+
+    #[test]
+    fn malformed_tokens_are_rejected() {
+        for bad in ["chat.events", "chat.events@x:1", "@0:1", "t@0:-4", "t@0"] {
+            assert!(Positions::from_token(bad).is_err(), "{bad} must be rejected");
+        }
+    }
+
+    #[tokio::test]
+    async fn waiting_returns_once_applied_and_times_out_otherwise() {
+        let applied = AppliedPositions::default();
+        let required = Positions::from_token("t@0:10").expect("parses");
+        let limit = Duration::from_millis(50);
+        assert!(matches!(applied.wait_for(&required, limit).await, Err(Error::Timeout(_))));
+        applied.advance(&Positions::from_token("t@0:10").expect("parses"));
+        applied.wait_for(&required, limit).await.expect("applied");
+    }
+}

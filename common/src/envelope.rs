@@ -1,0 +1,106 @@
+//! The event envelope: the Kafka headers every chatvault record carries.
+//!
+//! `event-type`, `event-id` (UUIDv7), `occurred-at` (RFC 3339), `producer`, `traceparent`
+//! (W3C trace context) and `content-type`. The record value is the protobuf encoding of the
+//! topic's event message.
+
+use rdkafka::message::{Header, Headers, OwnedHeaders};
+
+pub const EVENT_TYPE: &str = "event-type";
+pub const EVENT_ID: &str = "event-id";
+pub const OCCURRED_AT: &str = "occurred-at";
+pub const PRODUCER: &str = "producer";
+pub const TRACEPARENT: &str = "traceparent";
+pub const CONTENT_TYPE: &str = "content-type";
+/// Set on dead-letter records: why the record could not be applied.
+pub const DLQ_ERROR: &str = "dlq-error";
+
+/// The content type of protobuf record values.
+pub const PROTOBUF_CONTENT_TYPE: &str = "application/x-protobuf";
+
+/// The envelope of one event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Envelope {
+    /// The event kind, as `chatvault.chat.v1.MessagePosted`.
+    pub event_type: String,
+    pub event_id: uuid::Uuid,
+    pub occurred_at: chrono::DateTime<chrono::Utc>,
+    pub producer: String,
+    pub traceparent: Option<String>,
+}
+
+impl Envelope {
+    /// Returns a new envelope with a fresh UUIDv7 and the current time.
+    pub fn new(event_type: impl Into<String>, producer: impl Into<String>, traceparent: Option<String>) -> Self {
+        Self {
+            event_type: event_type.into(),
+            event_id: uuid::Uuid::now_v7(),
+            occurred_at: chrono::Utc::now(),
+            producer: producer.into(),
+            traceparent,
+        }
+    }
+
+    /// Returns the Kafka headers of this envelope.
+    pub fn to_headers(&self) -> OwnedHeaders {
+        let event_id = self.event_id.to_string();
+        let occurred_at = self.occurred_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let headers = OwnedHeaders::new_with_capacity(6)
+            .insert(Header { key: EVENT_TYPE, value: Some(self.event_type.as_bytes()) })
+            .insert(Header { key: EVENT_ID, value: Some(event_id.as_bytes()) })
+            .insert(Header { key: OCCURRED_AT, value: Some(occurred_at.as_bytes()) })
+            .insert(Header { key: PRODUCER, value: Some(self.producer.as_bytes()) })
+            .insert(Header { key: CONTENT_TYPE, value: Some(PROTOBUF_CONTENT_TYPE.as_bytes()) });
+        match &self.traceparent {
+            Some(traceparent) => headers.insert(Header { key: TRACEPARENT, value: Some(traceparent.as_bytes()) }),
+            None => headers,
+        }
+    }
+}
+
+/// Returns the value of header `key` as text, when present and UTF-8.
+pub fn header_text<'a, H: Headers>(headers: &'a H, key: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|header| header.key == key)
+        .and_then(|header| header.value)
+        .and_then(|value| std::str::from_utf8(value).ok())
+}
+
+/// Returns the trace id (32 hex digits) inside a W3C `traceparent`, when well formed.
+pub fn trace_id_of(traceparent: &str) -> Option<&str> {
+    let mut parts = traceparent.split('-');
+    let _version = parts.next()?;
+    let trace_id = parts.next()?;
+    (trace_id.len() == 32 && trace_id.bytes().all(|byte| byte.is_ascii_hexdigit())).then_some(trace_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_carry_every_envelope_field() {
+        let envelope = Envelope::new(
+            "chatvault.chat.v1.MessagePosted",
+            "ingest",
+            Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned()),
+        );
+        let headers = envelope.to_headers();
+        assert_eq!(header_text(&headers, EVENT_TYPE), Some("chatvault.chat.v1.MessagePosted"));
+        assert_eq!(header_text(&headers, EVENT_ID), Some(envelope.event_id.to_string().as_str()));
+        assert_eq!(header_text(&headers, PRODUCER), Some("ingest"));
+        assert_eq!(header_text(&headers, CONTENT_TYPE), Some(PROTOBUF_CONTENT_TYPE));
+        assert!(header_text(&headers, OCCURRED_AT).is_some_and(|text| chrono::DateTime::parse_from_rfc3339(text).is_ok()));
+        assert_eq!(envelope.event_id.get_version_num(), 7);
+    }
+
+    #[test]
+    fn trace_id_is_taken_from_a_well_formed_traceparent_only() {
+        assert_eq!(
+            trace_id_of("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        assert_eq!(trace_id_of("garbage"), None);
+    }
+}

@@ -1,0 +1,61 @@
+//! Kafka clients with chatvault's settings: idempotent and transactional producers, and
+//! `read_committed` consumers that never commit offsets to Kafka (projections keep their
+//! offsets in PostgreSQL).
+
+use rdkafka::consumer::StreamConsumer;
+use rdkafka::producer::FutureProducer;
+use rdkafka::ClientConfig;
+
+use crate::config::KafkaConfig;
+use crate::Result;
+
+/// librdkafka queues up to about a gigabyte by default; this bound keeps a producer's
+/// memory flat whatever is published (the producer waits for room instead).
+const PRODUCER_QUEUE_MAX_KBYTES: &str = "32768";
+
+/// Returns an idempotent producer (`acks=all`) for events outside transactions.
+pub fn idempotent_producer(kafka: &KafkaConfig, client_id: &str) -> Result<FutureProducer> {
+    Ok(producer_config(kafka, client_id).create()?)
+}
+
+/// Returns a transactional producer; call `init_transactions` before use. Each concurrent
+/// transaction needs its own `transactional_id`.
+pub fn transactional_producer(kafka: &KafkaConfig, client_id: &str, transactional_id: &str) -> Result<FutureProducer> {
+    Ok(producer_config(kafka, client_id)
+        .set("transactional.id", transactional_id)
+        // An import of a large export runs for minutes inside one transaction.
+        .set("transaction.timeout.ms", "900000")
+        .create()?)
+}
+
+fn producer_config(kafka: &KafkaConfig, client_id: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &kafka.brokers)
+        .set("client.id", client_id)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "20")
+        .set("batch.size", "1000000")
+        .set("compression.type", "lz4")
+        .set("queue.buffering.max.kbytes", PRODUCER_QUEUE_MAX_KBYTES)
+        .set("queue.buffering.max.messages", "100000")
+        .set("message.timeout.ms", "300000");
+    config
+}
+
+/// Returns a `read_committed` consumer that stores no offsets in Kafka.
+pub fn read_committed_consumer(kafka: &KafkaConfig, group_id: &str) -> Result<StreamConsumer> {
+    Ok(ClientConfig::new()
+        .set("bootstrap.servers", &kafka.brokers)
+        .set("group.id", group_id)
+        .set("client.id", group_id)
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        .set("fetch.wait.max.ms", "50")
+        .set("queued.max.messages.kbytes", "32768")
+        .create()?)
+}

@@ -1,0 +1,21 @@
+//! Plumbing shared by every chatvault service: configuration, telemetry, the Kafka
+//! producer and consumer with the event envelope, the PostgreSQL pool and migrations, the
+//! projection runner, consistency tokens, and the gRPC/HTTP server scaffolding.
+
+pub mod config;
+pub mod consistency;
+pub mod db;
+pub mod envelope;
+pub mod error;
+pub mod grpc;
+pub mod http;
+pub mod kafka;
+pub mod projection;
+pub mod shutdown;
+pub mod telemetry;
+pub mod topics;
+
+#[cfg(feature = "test-support")]
+pub mod test_support;
+
+pub use error::{Error, Result};

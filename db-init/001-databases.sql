@@ -1,0 +1,37 @@
+-- chatvault: one role and one database per service.
+--   role name = database name = password: storage, users, audit, backup
+--   roles have LOGIN and CREATEDB (tests create their own test_<uuid> databases).
+--
+-- Idempotent: safe to run again and again as a superuser with psql, e.g.
+--   runuser -u postgres -- psql -v ON_ERROR_STOP=1 -f db-init/001-databases.sql
+-- (scripts/stack.sh does this). Also works from the postgres:15 image's
+-- /docker-entrypoint-initdb.d, which runs it with psql, so \gexec is available.
+-- CREATE DATABASE cannot run inside a DO block or a transaction, hence \gexec.
+
+-- Roles: create when missing, otherwise (re)assert their attributes and password.
+DO $$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['storage', 'users', 'audit', 'backup'] LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+            EXECUTE format('CREATE ROLE %I LOGIN CREATEDB PASSWORD %L', r, r);
+        ELSE
+            EXECUTE format('ALTER ROLE %I LOGIN CREATEDB PASSWORD %L', r, r);
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- Databases, each owned by its role.
+SELECT format('CREATE DATABASE %I OWNER %I', d, d)
+FROM unnest(ARRAY['storage', 'users', 'audit', 'backup']) AS d
+WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_database WHERE datname = d)
+\gexec
+
+-- Databases that already existed: make sure the owner is right.
+SELECT format('ALTER DATABASE %I OWNER TO %I', d.datname, d.datname)
+FROM pg_catalog.pg_database AS d
+WHERE d.datname IN ('storage', 'users', 'audit', 'backup')
+  AND pg_catalog.pg_get_userbyid(d.datdba) <> d.datname
+\gexec

@@ -1,0 +1,204 @@
+//! Imports of Telegram Desktop exports.
+//!
+//! A parser thread reads the export as a stream (bounded memory whatever its size), maps
+//! each chat and message to its event and encodes it; the async side publishes the encoded
+//! records inside one Kafka transaction. The transaction commits only when the whole export
+//! parsed cleanly: a broken export publishes nothing that `read_committed` consumers see.
+
+mod event_mapping;
+mod publisher;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use chatvault_common::config::KafkaConfig;
+use chatvault_common::topics::CHAT_EVENTS;
+use chatvault_proto::common::v1::ConsistencyToken;
+use chatvault_proto::ingest::v1::{ImportProgress, ImportSummary, WarningCount};
+use telegram_export::{ExportEvent, JsonExportReader, MessageKind, ParseOptions};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::Error;
+pub use event_mapping::{chat_imported_event, message_posted_event, EncodedEvent, CHAT_IMPORTED_TYPE, MESSAGE_POSTED_TYPE};
+use publisher::TransactionalPublisher;
+
+/// Records handed from the parser thread to the publisher at a time.
+const RECORDS_PER_BATCH: usize = 1024;
+/// Batches in flight between the parser thread and the publisher: with the producer's own
+/// bounded queue this keeps the import's memory flat.
+const BATCHES_IN_CHANNEL: usize = 4;
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
+
+/// One import to run.
+#[derive(Debug, Clone)]
+pub struct ImportRequest {
+    pub import_id: String,
+    /// The `result.json` to read.
+    pub export_path: PathBuf,
+    pub local_utc_offset_seconds: i32,
+}
+
+/// Returns the `result.json` that `path` names: the file itself, or the one inside a folder.
+pub fn locate_json_export(path: &Path) -> Result<PathBuf, Error> {
+    let metadata = std::fs::metadata(path)
+        .map_err(|error| Error::NotFound(format!("cannot read {}: {error}", path.display())))?;
+    if metadata.is_file() {
+        return Ok(path.to_path_buf());
+    }
+    let candidate = path.join("result.json");
+    if candidate.is_file() {
+        return Ok(candidate);
+    }
+    Err(Error::InvalidArgument(format!(
+        "{} holds no result.json: point at a Telegram Desktop JSON export (its folder or its result.json)",
+        path.display()
+    )))
+}
+
+/// What the parser thread found, beside the records it sent.
+#[derive(Debug, Default)]
+struct ParseTotals {
+    chat_ids: Vec<i64>,
+    messages: u64,
+    service_messages: u64,
+    warnings: BTreeMap<String, u64>,
+    bytes_read: u64,
+}
+
+enum ParsedItem {
+    Records(Vec<EncodedEvent>, u64),
+}
+
+/// Runs one import to its end: returns the summary once the transaction is committed, or
+/// an error after aborting it. `on_progress` is called a few times a second.
+pub async fn run_json_import(
+    kafka: &KafkaConfig,
+    request: ImportRequest,
+    cancel: CancellationToken,
+    on_progress: impl Fn(ImportProgress) + Send,
+) -> Result<ImportSummary, Error> {
+    let started = Instant::now();
+    let file = File::open(&request.export_path)
+        .map_err(|error| Error::NotFound(format!("cannot open {}: {error}", request.export_path.display())))?;
+    let bytes_total = file.metadata().map(|metadata| metadata.len()).unwrap_or(0);
+    let topic = kafka.topic(CHAT_EVENTS);
+    let mut publisher = TransactionalPublisher::begin(kafka, &topic, &request.import_id).await?;
+
+    let (batches, mut receiver) = mpsc::channel::<ParsedItem>(BATCHES_IN_CHANNEL);
+    let parser_request = request.clone();
+    let parser_cancel = cancel.clone();
+    let parser = tokio::task::spawn_blocking(move || parse_and_encode(parser_request, batches, parser_cancel));
+
+    let mut last_progress = Instant::now();
+    let mut bytes_read = 0u64;
+    let mut publish_error = None;
+    while let Some(ParsedItem::Records(records, bytes_so_far)) = receiver.recv().await {
+        bytes_read = bytes_so_far;
+        if cancel.is_cancelled() {
+            publish_error = Some(Error::Cancelled);
+            break;
+        }
+        if let Err(error) = publisher.publish_all(records).await {
+            publish_error = Some(error);
+            break;
+        }
+        if last_progress.elapsed() >= PROGRESS_INTERVAL {
+            last_progress = Instant::now();
+            on_progress(progress_of(bytes_read, bytes_total, publisher.published(), started));
+        }
+    }
+    // Dropping the receiver makes a parser that is still running stop at its next send.
+    drop(receiver);
+    let parse_outcome = parser.await.map_err(|error| Error::Internal(format!("parser thread: {error}")))?;
+    let totals = match (publish_error, parse_outcome) {
+        (None, Ok(totals)) => totals,
+        (Some(error), _) | (None, Err(error)) => {
+            publisher.abort().await;
+            return Err(error);
+        }
+    };
+    let published = publisher.published();
+    let positions = publisher.commit().await?;
+    on_progress(progress_of(totals.bytes_read.max(bytes_read), bytes_total, published, started));
+    Ok(ImportSummary {
+        import_id: request.import_id,
+        chats: totals.chat_ids.len() as u64,
+        messages: totals.messages,
+        service_messages: totals.service_messages,
+        warnings: totals.warnings.into_iter().map(|(kind, count)| WarningCount { kind, count }).collect(),
+        consistency_token: Some(ConsistencyToken { value: positions.to_token() }),
+        bytes_read: totals.bytes_read,
+        seconds: started.elapsed().as_secs_f64(),
+        chat_ids: totals.chat_ids,
+    })
+}
+
+fn progress_of(bytes_read: u64, bytes_total: u64, published: u64, started: Instant) -> ImportProgress {
+    let seconds = started.elapsed().as_secs_f64().max(1e-9);
+    ImportProgress {
+        bytes_read,
+        bytes_total,
+        messages_published: published,
+        messages_per_second: published as f64 / seconds,
+    }
+}
+
+/// The parser thread: reads the export, maps and encodes every event, and hands batches to
+/// the publisher. Stops early when the publisher goes away or the import is cancelled.
+fn parse_and_encode(
+    request: ImportRequest,
+    batches: mpsc::Sender<ParsedItem>,
+    cancel: CancellationToken,
+) -> Result<ParseTotals, Error> {
+    let file = File::open(&request.export_path)
+        .map_err(|error| Error::NotFound(format!("cannot open {}: {error}", request.export_path.display())))?;
+    let label = request.export_path.display().to_string();
+    let options = ParseOptions { local_utc_offset_seconds: request.local_utc_offset_seconds };
+    let mut reader = JsonExportReader::new(BufReader::with_capacity(1 << 20, file), label, options);
+    let imported_at_unix = chrono::Utc::now().timestamp();
+    let mut totals = ParseTotals::default();
+    let mut records = Vec::with_capacity(RECORDS_PER_BATCH);
+    loop {
+        let event = reader.next_event().map_err(|error| Error::InvalidArgument(error.to_string()))?;
+        let Some(event) = event else { break };
+        match event {
+            ExportEvent::ChatStarted(header) => {
+                totals.chat_ids.push(header.chat_id);
+                records.push(chat_imported_event(&header, &request.import_id, &reader_label(&request), imported_at_unix));
+            }
+            ExportEvent::Message(message) => {
+                totals.messages += 1;
+                if message.kind == MessageKind::Service {
+                    totals.service_messages += 1;
+                }
+                for warning in &message.warnings {
+                    *totals.warnings.entry(warning.kind.as_str().to_owned()).or_insert(0) += 1;
+                }
+                records.push(message_posted_event(message, &request.import_id));
+            }
+            ExportEvent::ChatFinished { .. } => {}
+        }
+        if records.len() >= RECORDS_PER_BATCH {
+            if cancel.is_cancelled() {
+                return Err(Error::Cancelled);
+            }
+            let full_batch = std::mem::replace(&mut records, Vec::with_capacity(RECORDS_PER_BATCH));
+            if batches.blocking_send(ParsedItem::Records(full_batch, reader.bytes_read())).is_err() {
+                return Err(Error::Cancelled);
+            }
+        }
+    }
+    totals.bytes_read = reader.bytes_read();
+    if !records.is_empty() && batches.blocking_send(ParsedItem::Records(records, totals.bytes_read)).is_err() {
+        return Err(Error::Cancelled);
+    }
+    Ok(totals)
+}
+
+fn reader_label(request: &ImportRequest) -> String {
+    request.export_path.display().to_string()
+}

@@ -1,0 +1,64 @@
+//! The ingest service: parses Telegram Desktop exports and publishes their chats and
+//! messages to `chat.events` inside one Kafka transaction per import.
+
+pub mod api;
+pub mod error;
+pub mod import;
+
+use std::net::SocketAddr;
+
+use chatvault_common::config::{DefaultPorts, ServiceConfig};
+use chatvault_proto::ingest::v1::ingest_service_server::IngestServiceServer;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use error::Error;
+
+pub const SERVICE_NAME: &str = "ingest";
+pub const DEFAULT_PORTS: DefaultPorts = DefaultPorts { grpc: 50051, http: 8081 };
+
+/// A built ingest service: listeners bound, topics ensured, ready to serve.
+#[derive(Debug)]
+pub struct App {
+    config: ServiceConfig,
+    grpc_listener: TcpListener,
+    http_listener: TcpListener,
+}
+
+impl App {
+    /// Binds the listeners (port 0 picks a free port) and creates missing topics.
+    pub async fn build(config: ServiceConfig) -> Result<Self, Error> {
+        chatvault_common::topics::ensure_topics(&config.kafka).await?;
+        let grpc_listener = TcpListener::bind(config.grpc_addr).await?;
+        let http_listener = TcpListener::bind(config.http_addr).await?;
+        Ok(Self { config, grpc_listener, http_listener })
+    }
+
+    /// Returns the bound gRPC address.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_listener.local_addr().unwrap_or(self.config.grpc_addr)
+    }
+
+    /// Returns the bound HTTP address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_listener.local_addr().unwrap_or(self.config.http_addr)
+    }
+
+    /// Serves gRPC and HTTP until `shutdown` is cancelled.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), Error> {
+        let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        health_reporter.set_serving::<IngestServiceServer<api::IngestApi>>().await;
+        let ingest_api = api::IngestApi::new(self.config.kafka.clone(), shutdown.clone());
+        let grpc_router = tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(chatvault_common::grpc::reflection_service())
+            .add_service(IngestServiceServer::new(ingest_api));
+        let http_router = chatvault_common::http::router_with_metrics(axum::Router::new());
+        let grpc = chatvault_common::grpc::serve_grpc(self.grpc_listener, grpc_router, shutdown.clone());
+        let http = chatvault_common::http::serve_http(self.http_listener, http_router, shutdown.clone());
+        let (grpc_result, http_result) = tokio::join!(grpc, http);
+        grpc_result?;
+        http_result?;
+        Ok(())
+    }
+}

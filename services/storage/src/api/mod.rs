@@ -1,0 +1,5 @@
+//! gRPC handlers of the storage service.
+
+mod storage;
+
+pub use storage::StorageApi;

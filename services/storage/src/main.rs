@@ -1,0 +1,24 @@
+//! The storage service: the read side of chats and messages.
+
+use anyhow::Context;
+use chatvault_common::config::ServiceConfig;
+use chatvault_storage::{App, DEFAULT_PORTS, SERVICE_NAME};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = ServiceConfig::from_process_env(SERVICE_NAME, DEFAULT_PORTS).context("reading configuration")?;
+    let _telemetry = chatvault_common::telemetry::init_telemetry(SERVICE_NAME, &config.telemetry)?;
+    let shutdown = chatvault_common::shutdown::cancel_on_signal();
+    let app = App::build(config).await.context("starting the storage service")?;
+    tracing::info!(grpc = %app.grpc_addr(), http = %app.http_addr(), "storage ready");
+    match app.run_until_stopped(shutdown).await {
+        Ok(()) => {
+            tracing::info!("storage stopped");
+            Ok(())
+        }
+        Err(error) => {
+            tracing::error!(error = ?error, "storage failed");
+            Err(error.into())
+        }
+    }
+}
