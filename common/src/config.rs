@@ -58,6 +58,9 @@ pub struct ServiceConfig {
     /// How long a query waits for a consistency token before giving up
     /// (`CHATVAULT_CONSISTENCY_WAIT_MS`).
     pub consistency_wait: Duration,
+    /// At most this many records per projection transaction
+    /// (`CHATVAULT_<SERVICE>_PROJECTION_BATCH_RECORDS`, default 20000).
+    pub projection_batch_records: usize,
 }
 
 /// Kafka connection settings.
@@ -116,6 +119,7 @@ impl ServiceConfig {
             kafka: KafkaConfig::from_reader(&reader)?,
             telemetry: TelemetryConfig::from_reader(&reader)?,
             consistency_wait: Duration::from_millis(reader.parse_shared("CONSISTENCY_WAIT_MS", 30_000u64)?),
+            projection_batch_records: reader.parse_service("PROJECTION_BATCH_RECORDS", 20_000usize)?,
         })
     }
 }

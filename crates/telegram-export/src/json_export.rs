@@ -17,6 +17,7 @@ use std::io::BufRead;
 use serde_json::Value;
 
 use crate::error::ExportError;
+use crate::field_reader::{read_message_fields, MessageFields};
 use crate::lexer::{JsonLexer, TextPosition, Token, TokenKind};
 use crate::message::{Message, ParseOptions};
 
@@ -155,6 +156,8 @@ pub struct JsonExportReader<R> {
     next_chat_index: u32,
     personal_information: Option<Value>,
     pending_event: Option<ExportEvent>,
+    /// Reused for every message, so its allocation is made once.
+    message_fields: MessageFields,
 }
 
 impl<R: BufRead> JsonExportReader<R> {
@@ -168,6 +171,7 @@ impl<R: BufRead> JsonExportReader<R> {
             next_chat_index: 0,
             personal_information: None,
             pending_event: None,
+            message_fields: MessageFields::default(),
         }
     }
 
@@ -513,20 +517,19 @@ impl<R: BufRead> JsonExportReader<R> {
             ));
         }
         // The message's compact JSON is recorded while it is parsed, which is much cheaper
-        // than serialising the built value again.
+        // than serialising a built value again; only the fields the mapping reads are built.
         self.lexer.start_compact_capture(element_token);
-        let message_value = self.lexer.read_value(element_token);
+        let read_result =
+            read_message_fields(&mut self.lexer, element_token, &mut self.message_fields);
         let raw_json = self.lexer.finish_compact_capture();
-        let Value::Object(message_object) = message_value? else {
-            return Ok(None);
-        };
+        read_result?;
         let options = self.options;
         let Some(chat) = self.current_chat() else {
             return Ok(None);
         };
         let chat_id = chat.chat_id.unwrap_or_default();
         chat.message_count += 1;
-        match Message::from_json_object_with_raw_json(message_object, raw_json, chat_id, &options) {
+        match Message::from_message_fields(&mut self.message_fields, raw_json, chat_id, &options) {
             Ok(message) => Ok(Some(ExportEvent::Message(message))),
             Err(invalid) => Err(self.lexer.unexpected_structure_error(
                 element_token.position,

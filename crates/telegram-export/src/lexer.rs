@@ -14,6 +14,13 @@
 //! Invalid UTF-8 inside strings, bad escapes, lone surrogates and unknown characters are
 //! errors. The grammar on top of the tokens (commas, colons, whole values) lives in
 //! [`crate::value_builder`].
+//!
+//! Speed: a token that lies wholly inside the buffer (nearly all of them) is read in place,
+//! strings without escapes with one scan and one UTF-8 check; anything else (escapes, a
+//! token crossing the buffer's end, errors) takes a byte-by-byte slow path
+//! (`lexer/strings.rs` for strings). While a message is read, the lexer can also record
+//! its compact JSON text ([`JsonLexer::start_compact_capture`]), which is much cheaper than
+//! serialising the built value again.
 
 use std::fmt::Write as _;
 use std::io::{self, BufRead};
@@ -86,9 +93,37 @@ fn is_number_byte(byte: u8) -> bool {
     matches!(byte, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')
 }
 
+/// Returns the index of the closing quote of a string body without escapes or control
+/// characters; `None` when the string needs the slow path or does not end in `body`.
+#[inline]
+fn find_simple_string_end(body: &[u8]) -> Option<usize> {
+    // Most strings in an export are short keys and values: a plain loop over the first
+    // bytes beats memchr's setup cost, and memchr takes over for long texts.
+    let short_length = body.len().min(32);
+    for (index, &byte) in body[..short_length].iter().enumerate() {
+        if byte == b'"' {
+            return Some(index);
+        }
+        if byte == b'\\' || byte < 0x20 {
+            return None;
+        }
+    }
+    let end = short_length + memchr::memchr2(b'"', b'\\', &body[short_length..])?;
+    if body[end] != b'"' {
+        return None;
+    }
+    // Branch-free so that it vectorises; control characters need the slow path (line
+    // counting, escaping in captures).
+    let has_control_character = body[short_length..end]
+        .iter()
+        .fold(false, |found, &byte| found | (byte < 0x20));
+    (!has_control_character).then_some(end)
+}
+
 /// Reads the token at the start of `bytes` when it lies wholly inside them. Strings are
 /// taken only without escapes and control characters; their text goes to `string_value`,
 /// number text to `number_text`.
+#[inline]
 fn scan_token_in_buffer(
     bytes: &[u8],
     string_value: &mut String,
@@ -112,19 +147,10 @@ fn scan_token_in_buffer(
     match first_byte {
         b'"' => {
             let body = &bytes[1..];
-            let Some(end) = memchr::memchr2(b'"', b'\\', body) else {
+            let Some(end) = find_simple_string_end(body) else {
                 return FastToken::NeedsSlowPath;
             };
-            let raw_text = &body[..end];
-            // Branch-free so that it vectorises; control characters need the slow path
-            // (line counting, escaping in captures).
-            let has_control_character = raw_text
-                .iter()
-                .fold(false, |found, &byte| found | (byte < 0x20));
-            if body[end] != b'"' || has_control_character {
-                return FastToken::NeedsSlowPath;
-            }
-            let Ok(text) = std::str::from_utf8(raw_text) else {
+            let Ok(text) = std::str::from_utf8(&body[..end]) else {
                 return FastToken::NeedsSlowPath;
             };
             string_value.clear();
@@ -232,6 +258,8 @@ impl<R: BufRead> JsonLexer<R> {
     }
 
     /// Builds the error for input that ends too early, at the current position.
+    #[cold]
+    #[inline(never)]
     pub fn truncated_error(&self, context: &str) -> ExportError {
         ExportError::Truncated {
             source_label: self.source_label.clone(),
@@ -242,6 +270,8 @@ impl<R: BufRead> JsonLexer<R> {
     }
 
     /// Builds the error for input that is not valid JSON.
+    #[cold]
+    #[inline(never)]
     pub fn malformed_error(
         &self,
         position: TextPosition,
@@ -256,6 +286,8 @@ impl<R: BufRead> JsonLexer<R> {
     }
 
     /// Builds the error for a value whose type does not fit its place in an export.
+    #[cold]
+    #[inline(never)]
     pub fn unexpected_structure_error(
         &self,
         position: TextPosition,
@@ -273,6 +305,8 @@ impl<R: BufRead> JsonLexer<R> {
 
     /// Builds the error for a token that breaks the JSON grammar; the end of input becomes
     /// a [`ExportError::Truncated`].
+    #[cold]
+    #[inline(never)]
     pub fn unexpected_token_error(&self, token: Token, expected: &str) -> ExportError {
         if token.kind == TokenKind::EndOfInput {
             return self.truncated_error(&format!("where {expected} was expected"));
@@ -283,6 +317,8 @@ impl<R: BufRead> JsonLexer<R> {
         )
     }
 
+    #[cold]
+    #[inline(never)]
     fn io_error(&self, source: io::Error) -> ExportError {
         ExportError::Io {
             source_label: self.source_label.clone(),
@@ -338,11 +374,9 @@ impl<R: BufRead> JsonLexer<R> {
     /// [`Self::start_compact_capture`].
     pub fn finish_compact_capture(&mut self) -> String {
         self.is_capturing = false;
-        let next_capacity = self.compact_capture.len() + 64;
-        std::mem::replace(
-            &mut self.compact_capture,
-            String::with_capacity(next_capacity),
-        )
+        // Copied out at its exact size; the capture buffer keeps its capacity, so it does
+        // not regrow for every message.
+        String::from(self.compact_capture.as_str())
     }
 
     /// Appends the compact text of a token to the capture. `string_needs_escaping` is false
@@ -381,8 +415,9 @@ impl<R: BufRead> JsonLexer<R> {
             self.skip_byte_order_mark()?;
         }
         loop {
-            let buffer = match fill_buffer(&mut self.reader) {
+            let buffer = match self.reader.fill_buf() {
                 Ok(buffer) => buffer,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
                 Err(error) => return Err(self.io_error(error)),
             };
             if buffer.is_empty() {
@@ -442,6 +477,8 @@ impl<R: BufRead> JsonLexer<R> {
     }
 
     /// Reads a string, number or literal that starts at the next byte, byte by byte.
+    #[cold]
+    #[inline(never)]
     fn read_token_slowly(
         &mut self,
         first_byte: u8,

@@ -9,7 +9,9 @@
 //! - [`lexer`]: a pull tokenizer accepting tdesktop's JSON, including its `\xHH` escapes;
 //! - [`value_builder`]: builds one `serde_json::Value` from tokens, or skips a value;
 //! - [`json_export`]: the export shapes and the event stream;
-//! - [`message`], [`text`], [`media`]: mapping a message object to typed fields;
+//! - [`message`], [`text`], [`media`], [`peer_id`]: mapping a message object to typed
+//!   fields (only the keys the mapping reads are built as values; the rest is skipped and
+//!   kept in [`Message::raw_json`]);
 //! - [`synthetic`]: a fast generator of realistic exports for benchmarks and tests.
 //!
 //! The format itself is described in `shared/telegram-export-format.md` (the "format

@@ -7,7 +7,7 @@
 
 use serde_json::Value;
 
-use crate::field_reader::FieldReader;
+use crate::field_reader::{FieldReader, MessageField};
 use crate::message::{Warning, WarningKind};
 use crate::text::plain_text_of_value;
 
@@ -241,9 +241,9 @@ impl Media {
 
 fn take_file_reference(
     fields: &mut FieldReader<'_>,
-    key: &str,
+    field: MessageField,
 ) -> (Option<String>, Option<NotIncludedReason>) {
-    match fields.take_string(key) {
+    match fields.take_string(field) {
         Some(reference) => classify_file_reference(reference),
         None => (None, None),
     }
@@ -329,79 +329,76 @@ fn parse_poll(value: Value, warnings: &mut Vec<Warning>) -> Poll {
 }
 
 /// Finds the media of a message (regular or service, e.g. a new group photo) and moves
-/// its fields out of the object. Returns `None` when the message has no media.
+/// its fields out. Returns `None` when the message has no media.
 pub(crate) fn take_media(fields: &mut FieldReader<'_>) -> Option<Media> {
-    let object = &*fields.object;
-    let mut media = if object.contains_key("photo") {
+    let mut media = if fields.contains(MessageField::Photo) {
         let mut media = Media::new(MediaKind::Photo);
-        (media.path, media.not_included_reason) = take_file_reference(fields, "photo");
-        media.file_size = fields.get_u64("photo_file_size");
+        (media.path, media.not_included_reason) = take_file_reference(fields, MessageField::Photo);
+        media.file_size = fields.get_u64(MessageField::PhotoFileSize);
         media
-    } else if object.contains_key("file") {
-        let media_type = fields.take_string("media_type");
+    } else if fields.contains(MessageField::File) {
+        let media_type = fields.take_string(MessageField::MediaType);
         let mut media = Media::new(media_kind_of_document(
             media_type.as_deref(),
             fields.warnings,
         ));
-        (media.path, media.not_included_reason) = take_file_reference(fields, "file");
-        media.file_name = fields.take_string("file_name");
-        media.file_size = fields.get_u64("file_size");
+        (media.path, media.not_included_reason) = take_file_reference(fields, MessageField::File);
+        media.file_name = fields.take_string(MessageField::FileName);
+        media.file_size = fields.get_u64(MessageField::FileSize);
         (media.thumbnail_path, media.thumbnail_not_included_reason) =
-            take_file_reference(fields, "thumbnail");
-        media.sticker_emoji = fields.take_string("sticker_emoji");
-        media.performer = fields.take_string("performer");
-        media.title = fields.take_string("title");
-        media.mime_type = fields.take_string("mime_type");
-        media.duration_seconds = fields.get_u32("duration_seconds");
+            take_file_reference(fields, MessageField::Thumbnail);
+        media.sticker_emoji = fields.take_string(MessageField::StickerEmoji);
+        media.performer = fields.take_string(MessageField::Performer);
+        media.title = fields.take_string(MessageField::Title);
+        media.mime_type = fields.take_string(MessageField::MimeType);
+        media.duration_seconds = fields.get_u32(MessageField::DurationSeconds);
         media
-    } else if object.contains_key("contact_information") {
+    } else if fields.contains(MessageField::ContactInformation) {
         let mut media = Media::new(MediaKind::Contact);
-        media.contact = Some(parse_contact(object.get("contact_information")));
-        (media.path, media.not_included_reason) = take_file_reference(fields, "contact_vcard");
-        media.file_size = fields.get_u64("contact_vcard_file_size");
+        media.contact = Some(parse_contact(fields.get(MessageField::ContactInformation)));
+        (media.path, media.not_included_reason) =
+            take_file_reference(fields, MessageField::ContactVcard);
+        media.file_size = fields.get_u64(MessageField::ContactVcardFileSize);
         media
-    } else if object.contains_key("location_information") {
-        let kind = if object.contains_key("place_name") || object.contains_key("address") {
-            MediaKind::Venue
-        } else if object.contains_key("live_location_period_seconds") {
-            MediaKind::LiveLocation
-        } else {
-            MediaKind::Location
-        };
+    } else if fields.contains(MessageField::LocationInformation) {
+        let kind =
+            if fields.contains(MessageField::PlaceName) || fields.contains(MessageField::Address) {
+                MediaKind::Venue
+            } else if fields.contains(MessageField::LiveLocationPeriodSeconds) {
+                MediaKind::LiveLocation
+            } else {
+                MediaKind::Location
+            };
         let mut media = Media::new(kind);
-        media.location = parse_geo_point(object.get("location_information"));
-        media.place_name = fields.take_string("place_name");
-        media.address = fields.take_string("address");
+        media.location = parse_geo_point(fields.get(MessageField::LocationInformation));
+        media.place_name = fields.take_string(MessageField::PlaceName);
+        media.address = fields.take_string(MessageField::Address);
         media
-    } else if object.contains_key("poll") {
+    } else if fields.contains(MessageField::Poll) {
         let mut media = Media::new(MediaKind::Poll);
-        let poll_value = fields
-            .object
-            .get_mut("poll")
-            .map(Value::take)
-            .unwrap_or(Value::Null);
+        let poll_value = fields.take(MessageField::Poll).unwrap_or(Value::Null);
         media.poll = Some(parse_poll(poll_value, fields.warnings));
         media
-    } else if object.contains_key("game_title") {
+    } else if fields.contains(MessageField::GameTitle) {
         let mut media = Media::new(MediaKind::Game);
-        media.title = fields.take_string("game_title");
+        media.title = fields.take_string(MessageField::GameTitle);
         media
     } else {
         let kind = [
-            ("invoice_information", MediaKind::Invoice),
-            ("giveaway_information", MediaKind::Giveaway),
-            ("giveaway_results", MediaKind::GiveawayResults),
-            ("paid_stars_amount", MediaKind::PaidMedia),
-            ("todo_list", MediaKind::TodoList),
+            (MessageField::InvoiceInformation, MediaKind::Invoice),
+            (MessageField::GiveawayInformation, MediaKind::Giveaway),
+            (MessageField::GiveawayResults, MediaKind::GiveawayResults),
+            (MessageField::PaidStarsAmount, MediaKind::PaidMedia),
+            (MessageField::TodoList, MediaKind::TodoList),
         ]
         .into_iter()
-        .find(|(key, _)| object.contains_key(*key))
+        .find(|(field, _)| fields.contains(*field))
         .map(|(_, kind)| kind)?;
         Media::new(kind)
     };
-    media.width = fields.get_u32("width");
-    media.height = fields.get_u32("height");
-    media.has_spoiler = fields.get_bool("media_spoiler");
+    media.width = fields.get_u32(MessageField::Width);
+    media.height = fields.get_u32(MessageField::Height);
+    media.has_spoiler = fields.get_bool(MessageField::MediaSpoiler);
     Some(media)
 }
 

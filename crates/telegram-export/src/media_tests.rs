@@ -1,15 +1,17 @@
 //! Unit tests of media mapping: kinds, paths, placeholders and details.
 
 use super::*;
+use crate::field_reader::MessageFields;
 use serde_json::json;
 
 fn media_of(value: Value) -> (Option<Media>, Vec<Warning>) {
-    let Value::Object(mut object) = value else {
+    let Value::Object(object) = value else {
         panic!("test input must be an object")
     };
+    let mut fields = MessageFields::from_object(object);
     let mut warnings = Vec::new();
     let media = take_media(&mut FieldReader {
-        object: &mut object,
+        fields: &mut fields,
         warnings: &mut warnings,
     });
     (media, warnings)

@@ -10,10 +10,12 @@
 use chrono::NaiveDateTime;
 use serde_json::{Map, Value};
 
-use crate::field_reader::FieldReader;
+use crate::field_reader::{FieldReader, MessageField, MessageFields};
 use crate::media::{take_media, Media};
 use crate::peer_id::{normalize_peer_id_value, NormalizedPeerId};
-use crate::text::{parse_text_value, text_value_equals, ParsedText, TextEntity};
+use crate::text::{
+    parse_text_parts, parse_text_value, text_value_equals, ParsedText, TextEntity, TextPart,
+};
 
 /// Settings for reading an export.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -187,7 +189,7 @@ fn is_epoch_placeholder(local_date: &str) -> bool {
 
 fn message_kind_from_type(
     type_value: Option<String>,
-    object: &Map<String, Value>,
+    fields: &MessageFields,
     warnings: &mut Vec<Warning>,
 ) -> MessageKind {
     match type_value.as_deref() {
@@ -202,9 +204,11 @@ fn message_kind_from_type(
             MessageKind::Other(other.to_owned())
         }
         None => {
-            let guessed_kind = if object.contains_key("action") || object.contains_key("actor_id") {
+            let guessed_kind = if fields.contains(MessageField::Action)
+                || fields.contains(MessageField::ActorId)
+            {
                 MessageKind::Service
-            } else if object.len() <= 1 {
+            } else if fields.key_count <= 1 {
                 MessageKind::Unsupported
             } else {
                 MessageKind::Regular
@@ -219,29 +223,32 @@ fn message_kind_from_type(
 }
 
 impl FieldReader<'_> {
-    fn take_peer_id(&mut self, key: &str) -> Option<String> {
-        match normalize_peer_id_value(self.object.get_mut(key).map(Value::take)) {
+    fn take_peer_id(&mut self, field: MessageField) -> Option<String> {
+        match normalize_peer_id_value(self.take(field)) {
             NormalizedPeerId::Absent => None,
             NormalizedPeerId::Normalized(peer_id) => Some(peer_id),
             NormalizedPeerId::Unrecognized(written) => {
                 self.warnings.push(Warning::new(
                     WarningKind::UnrecognizedPeerId,
-                    format!("field {key:?} holds {written}, which is not a peer id"),
+                    format!(
+                        "field {:?} holds {written}, which is not a peer id",
+                        field.key()
+                    ),
                 ));
                 Some(written)
             }
         }
     }
 
-    /// Reads `<prefix>_unixtime`, falling back to the local `<prefix>` date.
+    /// Reads a `*_unixtime` field, falling back to the local date next to it.
     fn read_unix_time(
         &mut self,
-        unix_key: &str,
+        unix_field: MessageField,
         local_date: Option<&str>,
         options: &ParseOptions,
     ) -> Option<i64> {
-        if self.object.contains_key(unix_key) {
-            if let Some(unix_seconds) = self.get_i64(unix_key) {
+        if self.contains(unix_field) {
+            if let Some(unix_seconds) = self.get_i64(unix_field) {
                 return Some(unix_seconds);
             }
         }
@@ -257,28 +264,33 @@ impl FieldReader<'_> {
     }
 
     fn take_text(&mut self) -> ParsedText {
-        let text_value = self.object.get_mut("text").map(Value::take);
-        match self.object.get_mut("text_entities").map(Value::take) {
-            Some(entities_value @ Value::Array(_)) => {
-                let parsed = parse_text_value(entities_value, "text_entities", self.warnings);
-                if let Some(text_value) = &text_value {
-                    if !text_value_equals(text_value, &parsed.text) {
-                        self.warnings.push(Warning::new(
-                            WarningKind::TextMismatch,
-                            "\"text\" and \"text_entities\" hold different text; \"text_entities\" was used",
-                        ));
-                    }
+        let text_value = self.take(MessageField::Text);
+        let entities_parts = match self.fields.text_entities_parts.take() {
+            Some(parts) => Some(parts),
+            None => match self.take(MessageField::TextEntities) {
+                Some(Value::Array(parts)) => {
+                    Some(parts.into_iter().map(TextPart::from_value).collect())
                 }
-                parsed
-            }
-            None | Some(Value::Null) => {
-                parse_text_value(text_value.unwrap_or(Value::Null), "text", self.warnings)
-            }
-            Some(other) => {
-                self.warn_unexpected_type("text_entities", "an array", &other);
-                parse_text_value(text_value.unwrap_or(Value::Null), "text", self.warnings)
+                None | Some(Value::Null) => None,
+                Some(other) => {
+                    self.warn_unexpected_type("text_entities", "an array", &other);
+                    None
+                }
+            },
+        };
+        let Some(entities_parts) = entities_parts else {
+            return parse_text_value(text_value.unwrap_or(Value::Null), "text", self.warnings);
+        };
+        let parsed = parse_text_parts(entities_parts, "text_entities", self.warnings);
+        if let Some(text_value) = &text_value {
+            if !text_value_equals(text_value, &parsed.text) {
+                self.warnings.push(Warning::new(
+                    WarningKind::TextMismatch,
+                    "\"text\" and \"text_entities\" hold different text; \"text_entities\" was used",
+                ));
             }
         }
+        parsed
     }
 }
 
@@ -292,18 +304,19 @@ impl Message {
     ) -> Result<Message, InvalidMessageError> {
         // Serialising a Value cannot fail: its keys are strings.
         let raw_json = serde_json::to_string(&object).unwrap_or_default();
-        Message::from_json_object_with_raw_json(object, raw_json, chat_id, options)
+        let mut fields = MessageFields::from_object(object);
+        Message::from_message_fields(&mut fields, raw_json, chat_id, options)
     }
 
-    /// Like [`Message::from_json_object`], with the object's compact JSON text already
-    /// known (the export reader records it while parsing).
-    pub(crate) fn from_json_object_with_raw_json(
-        mut object: Map<String, Value>,
+    /// Maps the known fields of a message object, whose compact JSON text is `raw_json`
+    /// (the export reader records it while parsing). Moves values out of `fields`.
+    pub(crate) fn from_message_fields(
+        fields: &mut MessageFields,
         raw_json: String,
         chat_id: i64,
         options: &ParseOptions,
     ) -> Result<Message, InvalidMessageError> {
-        let id = match object.get("id") {
+        let id = match fields.get(MessageField::Id) {
             None => {
                 return Err(InvalidMessageError {
                     expected: "an integer \"id\" in the message".to_owned(),
@@ -322,27 +335,28 @@ impl Message {
         };
         let mut warnings = Vec::new();
         let mut fields = FieldReader {
-            object: &mut object,
+            fields,
             warnings: &mut warnings,
         };
 
-        let type_value = fields.take_string("type");
-        let kind = message_kind_from_type(type_value, fields.object, fields.warnings);
-        let date_local = fields.take_string("date");
-        let date_unix = fields.read_unix_time("date_unixtime", date_local.as_deref(), options);
+        let type_value = fields.take_string(MessageField::Type);
+        let kind = message_kind_from_type(type_value, fields.fields, fields.warnings);
+        let date_local = fields.take_string(MessageField::Date);
+        let date_unix =
+            fields.read_unix_time(MessageField::DateUnixtime, date_local.as_deref(), options);
         let edited_local = fields
-            .take_string("edited")
+            .take_string(MessageField::Edited)
             .filter(|edited| !is_epoch_placeholder(edited));
         let edited_unix = match edited_local {
             Some(edited_local) => {
-                fields.read_unix_time("edited_unixtime", Some(&edited_local), options)
+                fields.read_unix_time(MessageField::EditedUnixtime, Some(&edited_local), options)
             }
-            None if fields.object.contains_key("edited_unixtime") => fields
-                .get_i64("edited_unixtime")
+            None if fields.contains(MessageField::EditedUnixtime) => fields
+                .get_i64(MessageField::EditedUnixtime)
                 .filter(|unix_seconds| *unix_seconds != 0),
             None => None,
         };
-        let is_forwarded = fields.object.contains_key("forwarded_from");
+        let is_forwarded = fields.contains(MessageField::ForwardedFrom);
         let ParsedText { text, entities } = fields.take_text();
 
         let message = Message {
@@ -352,18 +366,18 @@ impl Message {
             date_unix,
             date_local,
             edited_unix,
-            from_name: fields.take_string("from"),
-            from_id: fields.take_peer_id("from_id"),
-            actor_name: fields.take_string("actor"),
-            actor_id: fields.take_peer_id("actor_id"),
-            action: fields.take_string("action"),
-            author_signature: fields.take_string("author"),
+            from_name: fields.take_string(MessageField::From),
+            from_id: fields.take_peer_id(MessageField::FromId),
+            actor_name: fields.take_string(MessageField::Actor),
+            actor_id: fields.take_peer_id(MessageField::ActorId),
+            action: fields.take_string(MessageField::Action),
+            author_signature: fields.take_string(MessageField::Author),
             is_forwarded,
-            forwarded_from: fields.take_string("forwarded_from"),
-            saved_from: fields.take_string("saved_from"),
-            reply_to_message_id: fields.get_i64("reply_to_message_id"),
-            reply_to_peer_id: fields.take_peer_id("reply_to_peer_id"),
-            via_bot: fields.take_string("via_bot"),
+            forwarded_from: fields.take_string(MessageField::ForwardedFrom),
+            saved_from: fields.take_string(MessageField::SavedFrom),
+            reply_to_message_id: fields.get_i64(MessageField::ReplyToMessageId),
+            reply_to_peer_id: fields.take_peer_id(MessageField::ReplyToPeerId),
+            via_bot: fields.take_string(MessageField::ViaBot),
             text,
             entities,
             media: take_media(&mut fields),

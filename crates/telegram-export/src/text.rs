@@ -167,15 +167,54 @@ impl CharOffsetCounter {
     }
 }
 
+/// One part of a `text` or `text_entities` array, with `type` and `text` already taken
+/// out of objects.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum TextPart {
+    /// An unformatted run written as a bare string.
+    Run(String),
+    /// A `{"type", "text", ...}` object: `kind` is `None` for `plain`, `text` is `None`
+    /// when missing or not a string, `extra` holds the other keys.
+    Object {
+        kind: Option<TextEntityKind>,
+        text: Option<String>,
+        extra: Map<String, Value>,
+    },
+    /// Anything else; reported as a warning.
+    Invalid(Value),
+}
+
+impl TextPart {
+    /// Splits a part of a built `text` array.
+    pub(crate) fn from_value(value: Value) -> TextPart {
+        match value {
+            Value::String(text) => TextPart::Run(text),
+            Value::Object(mut extra) => {
+                let kind = match extra.shift_remove("type") {
+                    Some(Value::String(type_name)) => TextEntityKind::from_type_name(&type_name),
+                    _ => TextEntityKind::from_type_name(""),
+                };
+                let text = match extra.shift_remove("text") {
+                    Some(Value::String(text)) => Some(text),
+                    _ => None,
+                };
+                TextPart::Object { kind, text, extra }
+            }
+            other => TextPart::Invalid(other),
+        }
+    }
+}
+
 fn entity_from_part(
     kind: TextEntityKind,
-    mut part: Map<String, Value>,
+    mut extra: Map<String, Value>,
     part_text: String,
     char_offset: usize,
     field_name: &str,
     warnings: &mut Vec<Warning>,
 ) -> TextEntity {
-    let mut take_string = |key: &str, part: &mut Map<String, Value>| match part.remove(key) {
+    let mut take_string = |key: &str, extra: &mut Map<String, Value>| match extra.shift_remove(key)
+    {
         None | Some(Value::Null) => None,
         Some(Value::String(text)) => Some(text),
         Some(other) => {
@@ -186,27 +225,21 @@ fn entity_from_part(
             None
         }
     };
-    let href = take_string("href", &mut part);
-    let language = take_string("language", &mut part);
-    let document_id = take_string("document_id", &mut part);
-    let user_id = match part.remove("user_id") {
-        None => None,
-        Some(Value::Number(number)) if number.as_i64().is_some() => number.as_i64(),
-        Some(Value::String(text)) if text.parse::<i64>().is_ok() => text.parse::<i64>().ok(),
-        Some(other) => {
-            part.insert("user_id".to_owned(), other);
-            None
-        }
+    let href = take_string("href", &mut extra);
+    let language = take_string("language", &mut extra);
+    let document_id = take_string("document_id", &mut extra);
+    let user_id = match extra.get("user_id") {
+        Some(Value::Number(number)) => number.as_i64(),
+        Some(Value::String(text)) => text.parse::<i64>().ok(),
+        _ => None,
     };
-    let collapsed = match part.remove("collapsed") {
-        None => None,
-        Some(Value::Bool(flag)) => Some(flag),
-        Some(other) => {
-            part.insert("collapsed".to_owned(), other);
-            None
-        }
-    };
-    part.remove("type");
+    if user_id.is_some() {
+        extra.shift_remove("user_id");
+    }
+    let collapsed = extra.get("collapsed").and_then(Value::as_bool);
+    if collapsed.is_some() {
+        extra.shift_remove("collapsed");
+    }
     TextEntity {
         kind,
         char_length: part_text.chars().count(),
@@ -217,7 +250,7 @@ fn entity_from_part(
         user_id,
         document_id,
         collapsed,
-        extra: part,
+        extra,
     }
 }
 
@@ -228,36 +261,45 @@ pub(crate) fn parse_text_value(
     field_name: &str,
     warnings: &mut Vec<Warning>,
 ) -> ParsedText {
-    let parts = match value {
-        Value::String(text) => {
-            return ParsedText {
-                text,
-                entities: Vec::new(),
-            }
+    match value {
+        Value::String(text) => ParsedText {
+            text,
+            entities: Vec::new(),
+        },
+        Value::Null => ParsedText::default(),
+        Value::Array(parts) => {
+            let parts = parts.into_iter().map(TextPart::from_value).collect();
+            parse_text_parts(parts, field_name, warnings)
         }
-        Value::Null => return ParsedText::default(),
-        Value::Array(parts) => parts,
         other => {
             warnings.push(Warning::new(
                 WarningKind::UnexpectedFieldType,
                 format!("{field_name:?} is neither a string nor an array: {other}"),
             ));
-            return ParsedText::default();
+            ParsedText::default()
         }
-    };
+    }
+}
+
+/// Concatenates text parts into plain text and entities.
+pub(crate) fn parse_text_parts(
+    parts: Vec<TextPart>,
+    field_name: &str,
+    warnings: &mut Vec<Warning>,
+) -> ParsedText {
     let mut parsed = ParsedText::default();
     let mut counter = CharOffsetCounter {
         counted_bytes: 0,
         counted_chars: 0,
     };
     for part in parts {
-        let mut part = match part {
-            Value::String(text) => {
+        let (kind, text, extra) = match part {
+            TextPart::Run(text) => {
                 parsed.text.push_str(&text);
                 continue;
             }
-            Value::Object(part) => part,
-            other => {
+            TextPart::Object { kind, text, extra } => (kind, text, extra),
+            TextPart::Invalid(other) => {
                 warnings.push(Warning::new(
                     WarningKind::UnexpectedFieldType,
                     format!("a part of {field_name:?} is neither a string nor an object: {other}"),
@@ -265,24 +307,14 @@ pub(crate) fn parse_text_value(
                 continue;
             }
         };
-        let part_text = match part.remove("text") {
-            Some(Value::String(text)) => text,
-            other => {
-                warnings.push(Warning::new(
-                    WarningKind::UnexpectedFieldType,
-                    format!(
-                        "a part of {field_name:?} has no string \"text\": {}",
-                        other.unwrap_or(Value::Null)
-                    ),
-                ));
-                String::new()
-            }
-        };
-        let type_name = match part.get("type") {
-            Some(Value::String(type_name)) => type_name.as_str(),
-            _ => "",
-        };
-        let Some(kind) = TextEntityKind::from_type_name(type_name) else {
+        let part_text = text.unwrap_or_else(|| {
+            warnings.push(Warning::new(
+                WarningKind::UnexpectedFieldType,
+                format!("a part of {field_name:?} has no string \"text\""),
+            ));
+            String::new()
+        });
+        let Some(kind) = kind else {
             parsed.text.push_str(&part_text);
             continue;
         };
@@ -296,7 +328,7 @@ pub(crate) fn parse_text_value(
         parsed.text.push_str(&part_text);
         parsed.entities.push(entity_from_part(
             kind,
-            part,
+            extra,
             part_text,
             char_offset,
             field_name,

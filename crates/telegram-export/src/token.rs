@@ -33,7 +33,7 @@ impl JsonNumber {
 }
 
 /// The kind of a token; strings keep their decoded text in the lexer
-/// ([`JsonLexer::string_value`]).
+/// ([`crate::lexer::JsonLexer::string_value`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum TokenKind {
     /// `{`
@@ -48,7 +48,7 @@ pub enum TokenKind {
     Colon,
     /// `,`
     Comma,
-    /// A string; its decoded text is in [`JsonLexer::string_value`] until the next token.
+    /// A string; its decoded text is in [`crate::lexer::JsonLexer::string_value`] until the next token.
     String,
     /// A number.
     Number(JsonNumber),

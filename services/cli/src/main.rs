@@ -1,1 +1,51 @@
-fn main() {}
+//! `chatvault`, the command-line client: every call of the platform, with progress bars on
+//! long work in a terminal and `--json` output for scripts. Exits non-zero on failure.
+
+mod commands;
+mod output;
+
+use clap::{Parser, Subcommand};
+
+/// The chatvault command-line client.
+#[derive(Debug, Parser)]
+#[command(name = "chatvault", version, about = "Archive Telegram chats and files in chatvault")]
+struct Cli {
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(flatten)]
+    endpoints: commands::Endpoints,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Import a Telegram Desktop JSON export (its folder or result.json) readable by the ingest server.
+    Import(commands::import::ImportArgs),
+    /// List archived chats.
+    Chats(commands::chats::ChatsArgs),
+    /// Show a chat's messages.
+    Messages(commands::messages::MessagesArgs),
+    /// Inspect Kafka topics.
+    Topics(commands::topics::TopicsArgs),
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let json = cli.json;
+    let outcome = match cli.command {
+        Command::Import(args) => commands::import::run(&cli.endpoints, args, json).await,
+        Command::Chats(args) => commands::chats::run(&cli.endpoints, args, json).await,
+        Command::Messages(args) => commands::messages::run(&cli.endpoints, args, json).await,
+        Command::Topics(args) => commands::topics::run(&cli.endpoints, args, json).await,
+    };
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            output::print_error(&error, json);
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

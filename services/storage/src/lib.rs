@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use chatvault_common::config::{DefaultPorts, ServiceConfig};
 use chatvault_common::consistency::AppliedPositions;
 use chatvault_common::db::Migration;
-use chatvault_common::projection::ProjectionRunner;
+use chatvault_common::projection::{BatchSettings, ProjectionRunner};
 use chatvault_common::topics::CHAT_EVENTS;
 use chatvault_proto::storage::v1::storage_service_server::StorageServiceServer;
 use deadpool_postgres::Pool;
@@ -67,7 +67,11 @@ impl App {
             self.config.kafka.clone(),
             vec![self.config.kafka.topic(CHAT_EVENTS)],
             applied.clone(),
-        );
+        )
+        .with_batch_settings(BatchSettings {
+            max_records: self.config.projection_batch_records.max(1),
+            ..BatchSettings::default()
+        });
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         health_reporter.set_serving::<StorageServiceServer<api::StorageApi>>().await;
         let storage_api = api::StorageApi::new(self.pool.clone(), applied, self.config.consistency_wait);

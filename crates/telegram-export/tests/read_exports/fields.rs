@@ -1,66 +1,12 @@
-//! Reads the fixture exports in `tests/fixtures/` end to end and checks every mapped field
-//! and structural error against the format reference (sections 2 and 4).
-
-use std::fs;
-use std::io::BufReader;
-use std::path::PathBuf;
+//! Every mapped field of the fixtures: single chats of 2025, 2019 and 2020, an empty chat
+//! and a whole-account export.
 
 use telegram_export::{
-    ChatHeader, ExportError, ExportEvent, JsonExportReader, MediaKind, Message, MessageKind,
-    NotIncludedReason, ParseOptions, TextEntityKind, WarningKind,
+    ExportEvent, JsonExportReader, MediaKind, MessageKind, NotIncludedReason, ParseOptions,
+    TextEntityKind, WarningKind,
 };
 
-fn fixture_bytes(name: &str) -> Vec<u8> {
-    let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests", "fixtures", name]
-        .iter()
-        .collect();
-    fs::read(&path)
-        .unwrap_or_else(|error| panic!("cannot read fixture {}: {error}", path.display()))
-}
-
-fn read_events(bytes: &[u8], options: ParseOptions) -> Result<Vec<ExportEvent>, ExportError> {
-    JsonExportReader::new(BufReader::with_capacity(64, bytes), "result.json", options).collect()
-}
-
-fn read_fixture(name: &str, options: ParseOptions) -> Vec<ExportEvent> {
-    read_events(&fixture_bytes(name), options)
-        .unwrap_or_else(|error| panic!("fixture {name} must parse: {error}"))
-}
-
-fn messages_of(events: &[ExportEvent]) -> Vec<&Message> {
-    events
-        .iter()
-        .filter_map(|event| match event {
-            ExportEvent::Message(message) => Some(message),
-            _ => None,
-        })
-        .collect()
-}
-
-fn headers_of(events: &[ExportEvent]) -> Vec<&ChatHeader> {
-    events
-        .iter()
-        .filter_map(|event| match event {
-            ExportEvent::ChatStarted(header) => Some(header),
-            _ => None,
-        })
-        .collect()
-}
-
-fn message_with_id<'a>(messages: &[&'a Message], id: i64) -> &'a Message {
-    messages
-        .iter()
-        .copied()
-        .find(|message| message.id == id)
-        .unwrap_or_else(|| panic!("no message {id}"))
-}
-
-fn read_error(bytes: &[u8]) -> ExportError {
-    match read_events(bytes, ParseOptions::default()) {
-        Ok(events) => panic!("expected an error, read {} events", events.len()),
-        Err(error) => error,
-    }
-}
+use crate::{fixture_bytes, headers_of, message_with_id, messages_of, read_fixture};
 
 #[test]
 fn modern_single_chat_header_order_and_counts() {
@@ -475,83 +421,4 @@ fn account_export_reads_chats_then_left_chats_and_skips_sections() {
         Some("chats/chat_2/files/Q3 plan (1).pdf")
     );
     assert_eq!(message_with_id(&messages, 100).chat_id, 888);
-}
-
-#[test]
-fn truncated_files_fail_with_the_end_offset_at_every_cut() {
-    let bytes = fixture_bytes("single_chat_2025.json");
-    let whole_end = bytes
-        .iter()
-        .rposition(|byte| !byte.is_ascii_whitespace())
-        .unwrap_or(0);
-    for cut in (0..=whole_end).step_by(97) {
-        let error = read_error(&bytes[..cut]);
-        assert!(
-            matches!(error, ExportError::Truncated { byte_offset, .. } if byte_offset == cut as u64),
-            "cut at {cut}: {error}"
-        );
-        assert!(
-            error
-                .to_string()
-                .contains(&format!("unexpected end of file at byte {cut} ")),
-            "{error}"
-        );
-    }
-}
-
-#[test]
-fn invalid_utf8_fails_with_its_offset() {
-    let mut bytes = fixture_bytes("single_chat_2019.json");
-    let position = bytes
-        .windows(5)
-        .position(|window| window == b"hello")
-        .expect("fixture text");
-    bytes[position + 1] = 0xFF;
-    let error = read_error(&bytes);
-    assert!(
-        matches!(error, ExportError::InvalidUtf8 { byte_offset, .. } if byte_offset == position as u64 + 1),
-        "{error}"
-    );
-}
-
-#[test]
-fn wrong_types_and_trailing_garbage_fail_with_readable_errors() {
-    let error = read_error(b"{\n \"name\": \"A\",\n \"type\": \"personal_chat\",\n \"id\": 1,\n \"messages\": \"x\"\n}\n");
-    assert_eq!(
-        error.to_string(),
-        "result.json: at byte 65 (line 5): expected an array for \"messages\", found a string"
-    );
-    let error = read_error(b"[\n {\"id\": 1}\n]\n");
-    assert_eq!(
-        error.to_string(),
-        "result.json: at byte 0 (line 1): expected an object at the top level, found an array"
-    );
-    let mut bytes = fixture_bytes("empty_messages.json");
-    bytes.extend_from_slice(b"{\"more\": 1}\n");
-    let error = read_error(&bytes);
-    assert!(
-        matches!(error, ExportError::MalformedJson { .. }),
-        "{error}"
-    );
-    assert!(
-        error
-            .to_string()
-            .contains("expected the end of the file after the top-level object, found an object"),
-        "{error}"
-    );
-}
-
-#[test]
-fn generated_exports_round_trip_through_the_reader() {
-    let mut bytes = Vec::new();
-    telegram_export::write_synthetic_export(&mut bytes, -5, 2500, 11).expect("in-memory write");
-    let events = read_events(&bytes, ParseOptions::default()).expect("generated export parses");
-    assert_eq!(messages_of(&events).len(), 2500);
-    assert_eq!(
-        events.last(),
-        Some(&ExportEvent::ChatFinished {
-            chat_id: -5,
-            message_count: 2500
-        })
-    );
 }

@@ -1,0 +1,125 @@
+//! `chatvault import <path>`: imports an export and shows progress while it runs.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use chatvault_proto::ingest::v1::{import_update, ImportExportRequest, ImportSummary};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use super::Endpoints;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ImportArgs {
+    /// The export folder or its result.json (relative paths are resolved here).
+    path: PathBuf,
+    /// UTC offset of the computer that made an old export (before mid-2022), like +03:00.
+    #[arg(long, default_value = "+00:00", value_parser = parse_utc_offset)]
+    utc_offset: i32,
+}
+
+pub(crate) async fn run(endpoints: &Endpoints, args: ImportArgs, json: bool) -> anyhow::Result<()> {
+    let absolute_path = std::path::absolute(&args.path).with_context(|| format!("resolving {}", args.path.display()))?;
+    let mut client = endpoints.ingest().await?;
+    let request = ImportExportRequest {
+        path: absolute_path.display().to_string(),
+        local_utc_offset_seconds: args.utc_offset,
+    };
+    let mut updates = client.import_export(request).await?.into_inner();
+    let progress_bar = (!json && std::io::stderr().is_terminal()).then(new_progress_bar);
+    let mut summary: Option<ImportSummary> = None;
+    while let Some(update) = updates.message().await? {
+        match update.update {
+            Some(import_update::Update::Progress(progress)) => {
+                if let Some(bar) = &progress_bar {
+                    bar.set_length(progress.bytes_total.max(progress.bytes_read));
+                    bar.set_position(progress.bytes_read);
+                    bar.set_message(format!("{} messages, {:.0}/s", progress.messages_published, progress.messages_per_second));
+                }
+            }
+            Some(import_update::Update::Summary(done)) => summary = Some(done),
+            None => {}
+        }
+    }
+    if let Some(bar) = &progress_bar {
+        bar.finish_and_clear();
+    }
+    let Some(summary) = summary else {
+        bail!("the import ended without a summary");
+    };
+    print_summary(&summary, json);
+    Ok(())
+}
+
+fn new_progress_bar() -> ProgressBar {
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+fn print_summary(summary: &ImportSummary, json: bool) {
+    let token = summary.consistency_token.as_ref().map(|token| token.value.clone()).unwrap_or_default();
+    if json {
+        let warnings: serde_json::Map<String, serde_json::Value> =
+            summary.warnings.iter().map(|warning| (warning.kind.clone(), warning.count.into())).collect();
+        crate::output::print_json(&json!({
+            "import_id": summary.import_id,
+            "chats": summary.chats,
+            "chat_ids": summary.chat_ids,
+            "messages": summary.messages,
+            "service_messages": summary.service_messages,
+            "warnings": warnings,
+            "bytes_read": summary.bytes_read,
+            "seconds": summary.seconds,
+            "consistency_token": token,
+        }));
+        return;
+    }
+    println!("imported {} chat(s), {} messages ({} service) in {:.1}s", summary.chats, summary.messages, summary.service_messages, summary.seconds);
+    for chat_id in &summary.chat_ids {
+        println!("  chat {chat_id}");
+    }
+    if summary.warnings.is_empty() {
+        println!("warnings: none");
+    } else {
+        for warning in &summary.warnings {
+            println!("warning {}: {}", warning.kind, warning.count);
+        }
+    }
+    println!("consistency token: {token}");
+}
+
+fn parse_utc_offset(text: &str) -> Result<i32, String> {
+    let invalid = || format!("{text:?} is not a UTC offset like +03:00 or -05:30");
+    let (sign, rest) = match text.as_bytes().first() {
+        Some(b'+') => (1, &text[1..]),
+        Some(b'-') => (-1, &text[1..]),
+        _ => return Err(invalid()),
+    };
+    let (hours, minutes) = rest.split_once(':').ok_or_else(invalid)?;
+    let hours: i32 = hours.parse().map_err(|_| invalid())?;
+    let minutes: i32 = minutes.parse().map_err(|_| invalid())?;
+    if hours > 14 || minutes > 59 {
+        return Err(invalid());
+    }
+    Ok(sign * (hours * 3600 + minutes * 60))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_utc_offset;
+
+    #[test]
+    fn utc_offsets_parse_with_sign() {
+        assert_eq!(parse_utc_offset("+03:00"), Ok(10_800));
+        assert_eq!(parse_utc_offset("-05:30"), Ok(-19_800));
+        assert!(parse_utc_offset("3").is_err());
+        assert!(parse_utc_offset("+25:00").is_err());
+    }
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests against the real stack (`scripts/stack.sh up`): a real Kafka broker and
+//! a real PostgreSQL. Every test gets its own database, topics and consumer groups. All
+//! modules build as one binary to keep link time down.
+
+mod compose_file;
+mod helpers;
+mod import_crash_safety;
+mod import_json;
