@@ -32,9 +32,15 @@ esac
 
 SAMPLE="fixtures/sample-export/result.json"
 log "importing the sample export: chatvault import $SAMPLE"
-"$CLI" import "$SAMPLE"
+SUMMARY="$("$CLI" import --json "$SAMPLE")"
+echo "$SUMMARY"
+# The consistency token makes the queries below wait until storage has applied the import.
+TOKEN="$(jq -r .consistency_token <<<"$SUMMARY")"
 
-log "chats in the archive: chatvault chats"
-"$CLI" chats
+log "chats in the archive: chatvault chats --after <token>"
+"$CLI" chats --after "$TOKEN"
+
+log "its first messages: chatvault messages 1234567890 --limit 5"
+"$CLI" messages 1234567890 --limit 5 --after "$TOKEN"
 
 log "done. Services keep running: 'task logs' to follow them, 'task stop' to stop them, 'task stack:down' for Kafka/PostgreSQL."

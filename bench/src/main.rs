@@ -1,1 +1,33 @@
-fn main() {}
+//! chatvault's benchmarks. Each figure is printed beside a limit measured in the same run
+//! on the same machine, as a ratio, so the numbers mean something on a shared, noisy host.
+//!
+//! `chatvault-bench import [--messages N]`: generates an N-message Telegram export (cached
+//! under `bench/out/`), measures the parser alone against plainly reading the file, then the
+//! end-to-end import (CLI start until the storage projection has applied every message)
+//! against PostgreSQL `COPY FROM` of the same rows into an identical table, with the peak
+//! RSS of ingest and storage.
+
+mod import;
+mod process;
+
+use anyhow::bail;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let arguments: Vec<String> = std::env::args().skip(1).collect();
+    match arguments.first().map(String::as_str) {
+        Some("import") | None => {
+            let messages = flag_value(&arguments, "--messages").unwrap_or(1_000_000);
+            import::run(messages).await
+        }
+        Some(other) => bail!("unknown benchmark {other:?}; known: import [--messages N]"),
+    }
+}
+
+fn flag_value(arguments: &[String], flag: &str) -> Option<u64> {
+    arguments
+        .iter()
+        .position(|argument| argument == flag)
+        .and_then(|index| arguments.get(index + 1))
+        .and_then(|value| value.parse().ok())
+}

@@ -2,6 +2,10 @@
 //! prefixes and group names, so no two tests share state.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use tokio_postgres::NoTls;
 
@@ -63,3 +67,90 @@ pub fn unique_kafka_config() -> KafkaConfig {
     environment.insert("CHATVAULT_TOPIC_PREFIX".to_owned(), unique_topic_prefix());
     KafkaConfig::from_env_map(&environment).expect("kafka settings parse")
 }
+
+/// The environment of services in one test or benchmark run: port 0, its own database and
+/// topic prefix, long consistency waits.
+pub fn service_environment(database_url: &str, topic_prefix: &str) -> HashMap<String, String> {
+    let mut environment = HashMap::new();
+    for service in ["INGEST", "STORAGE"] {
+        environment.insert(format!("CHATVAULT_{service}_GRPC_ADDR"), "127.0.0.1:0".to_owned());
+        environment.insert(format!("CHATVAULT_{service}_HTTP_ADDR"), "127.0.0.1:0".to_owned());
+        environment.insert(format!("CHATVAULT_{service}_DATABASE_URL"), database_url.to_owned());
+    }
+    environment.insert("CHATVAULT_TOPIC_PREFIX".to_owned(), topic_prefix.to_owned());
+    environment.insert("CHATVAULT_CONSISTENCY_WAIT_MS".to_owned(), "120000".to_owned());
+    if let Ok(brokers) = std::env::var("CHATVAULT_KAFKA_BROKERS") {
+        environment.insert("CHATVAULT_KAFKA_BROKERS".to_owned(), brokers);
+    }
+    environment
+}
+
+/// The folder of the workspace's built binaries: beside the running executable, or one
+/// level up for test binaries (`target/<profile>/deps/…`).
+pub fn binaries_folder() -> PathBuf {
+    let executable = std::env::current_exe().expect("current exe");
+    let folder = executable.parent().expect("executable folder");
+    if folder.file_name().is_some_and(|name| name == "deps") {
+        folder.parent().expect("target profile folder").to_path_buf()
+    } else {
+        folder.to_path_buf()
+    }
+}
+
+/// A service running as a child process, killed when dropped.
+#[derive(Debug)]
+pub struct ChildService {
+    pub child: Child,
+    pub grpc_addr: SocketAddr,
+}
+
+impl Drop for ChildService {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `binary` (from [`binaries_folder`]) with `environment` and a free gRPC port; waits until it accepts
+/// connections.
+pub async fn spawn_service_process(binary: &str, service: &str, mut environment: HashMap<String, String>, log_path: &Path) -> ChildService {
+    let path = binaries_folder().join(binary);
+    assert!(path.exists(), "{} is missing: build the binaries first (cargo build --bins)", path.display());
+    let grpc_addr = free_local_address();
+    environment.insert(format!("CHATVAULT_{service}_GRPC_ADDR"), grpc_addr.to_string());
+    let log = std::fs::File::create(log_path).expect("log file");
+    let child = Command::new(&path)
+        .envs(environment)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("service process starts");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while tokio::net::TcpStream::connect(grpc_addr).await.is_err() {
+        assert!(Instant::now() < deadline, "{binary} did not listen on {grpc_addr} within 60 s; see {}", log_path.display());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ChildService { child, grpc_addr }
+}
+
+fn free_local_address() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    listener.local_addr().expect("local addr")
+}
+
+/// Polls `condition` until it holds or `limit` passes; returns whether it held.
+pub async fn wait_until<F, Fut>(limit: Duration, mut condition: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if condition().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+

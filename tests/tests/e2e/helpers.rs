@@ -4,11 +4,10 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Once;
-use std::time::{Duration, Instant};
 
 use chatvault_common::config::{DefaultPorts, ServiceConfig};
+pub(crate) use chatvault_common::test_support::{service_environment, spawn_service_process, wait_until};
 use chatvault_common::test_support::{unique_topic_prefix, TestDb};
 use chatvault_proto::common::v1::ConsistencyToken;
 use chatvault_proto::ingest::v1::ingest_service_client::IngestServiceClient;
@@ -30,25 +29,11 @@ fn init_test_logging() {
     });
 }
 
-/// The environment of one service in one test: its own database and topic prefix.
-pub(crate) fn service_environment(database_url: &str, topic_prefix: &str) -> HashMap<String, String> {
-    let mut environment = HashMap::new();
-    for service in ["INGEST", "STORAGE"] {
-        environment.insert(format!("CHATVAULT_{service}_GRPC_ADDR"), "127.0.0.1:0".to_owned());
-        environment.insert(format!("CHATVAULT_{service}_HTTP_ADDR"), "127.0.0.1:0".to_owned());
-        environment.insert(format!("CHATVAULT_{service}_DATABASE_URL"), database_url.to_owned());
-    }
-    environment.insert("CHATVAULT_TOPIC_PREFIX".to_owned(), topic_prefix.to_owned());
-    environment.insert("CHATVAULT_CONSISTENCY_WAIT_MS".to_owned(), "120000".to_owned());
-    if let Ok(brokers) = std::env::var("CHATVAULT_KAFKA_BROKERS") {
-        environment.insert("CHATVAULT_KAFKA_BROKERS".to_owned(), brokers);
-    }
-    environment
-}
-
 /// Ingest and storage running in this process against a fresh database and fresh topics.
 pub(crate) struct TestPlatform {
     pub(crate) database: TestDb,
+    pub(crate) ingest_addr: SocketAddr,
+    pub(crate) storage_addr: SocketAddr,
     pub(crate) ingest: IngestServiceClient<Channel>,
     pub(crate) storage: StorageServiceClient<Channel>,
     shutdown: CancellationToken,
@@ -73,6 +58,8 @@ impl TestPlatform {
         tokio::spawn(storage_app.run_until_stopped(shutdown.clone()));
         Self {
             database,
+            ingest_addr,
+            storage_addr,
             ingest: IngestServiceClient::new(connect(ingest_addr).await),
             storage: StorageServiceClient::new(connect(storage_addr).await),
             shutdown,
@@ -140,68 +127,6 @@ pub(crate) async fn import_with(ingest: &mut IngestServiceClient<Channel>, path:
         }
     }
     summary.ok_or_else(|| tonic::Status::internal("the import stream ended without a summary"))
-}
-
-/// The folder of the workspace's built binaries (where `cargo build --bins` put them).
-pub(crate) fn binaries_folder() -> PathBuf {
-    let test_binary = std::env::current_exe().expect("current exe");
-    // target/<profile>/deps/e2e-<hash> → target/<profile>
-    test_binary.parent().and_then(Path::parent).expect("target folder").to_path_buf()
-}
-
-/// A service running as a child process, killed when dropped.
-pub(crate) struct ChildService {
-    pub(crate) child: Child,
-}
-
-impl Drop for ChildService {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `binary` with `environment` and a free gRPC port; waits until it accepts
-/// connections.
-pub(crate) async fn spawn_service_process(binary: &str, service: &str, mut environment: HashMap<String, String>, log_path: &Path) -> ChildService {
-    let path = binaries_folder().join(binary);
-    assert!(path.exists(), "{} is missing: build the binaries first (cargo build --bins)", path.display());
-    let grpc_addr = free_local_address();
-    environment.insert(format!("CHATVAULT_{service}_GRPC_ADDR"), grpc_addr.to_string());
-    let log = std::fs::File::create(log_path).expect("log file");
-    let child = Command::new(&path)
-        .envs(environment)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("service process starts");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while tokio::net::TcpStream::connect(grpc_addr).await.is_err() {
-        assert!(Instant::now() < deadline, "{binary} did not listen on {grpc_addr} within 60 s; see {}", log_path.display());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    ChildService { child }
-}
-
-fn free_local_address() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    listener.local_addr().expect("local addr")
-}
-
-/// Polls `condition` until it holds or `limit` passes; returns whether it held.
-pub(crate) async fn wait_until<F, Fut>(limit: Duration, mut condition: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if condition().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    false
 }
 
 /// Path of a file under `fixtures/`.

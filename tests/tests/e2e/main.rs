@@ -3,6 +3,7 @@
 //! modules build as one binary to keep link time down.
 
 mod compose_file;
+mod grpc_reflection;
 mod helpers;
 mod import_crash_safety;
 mod import_json;

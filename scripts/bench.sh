@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs chatvault's benchmarks (`task bench`). Each figure is printed as a ratio to a limit
+# measured in the same run on this machine. Release builds; the local stack must be up
+# (this script starts it).
+#   scripts/bench.sh                 every benchmark
+#   scripts/bench.sh import [--messages N]
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+bash scripts/stack.sh up
+cargo build --release --workspace --bins
+if [ "$#" -gt 0 ]; then
+    exec target/release/chatvault-bench "$@"
+fi
+target/release/chatvault-bench import
+if [ -x target/release/files ]; then
+    target/release/files
+fi
