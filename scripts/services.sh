@@ -27,7 +27,7 @@ set -euo pipefail
 SERVICES=(
     "ingest:chatvault-ingest:8081"
     "storage:chatvault-storage:8082"
-    # "users:chatvault-users:8083"
+    "users:chatvault-users:8083"
     # "audit:chatvault-audit:8084"
     # "backup:chatvault-backup:8085"
     # "storage-node-1:chatvault-storage-node:8101"

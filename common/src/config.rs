@@ -61,6 +61,9 @@ pub struct ServiceConfig {
     /// At most this many records per projection transaction
     /// (`CHATVAULT_<SERVICE>_PROJECTION_BATCH_RECORDS`, default 20000).
     pub projection_batch_records: usize,
+    /// Every `CHATVAULT_<SERVICE>_<KEY>` variable by `<KEY>`, for settings only one service
+    /// has (read them with [`ServiceConfig::setting`]).
+    pub service_settings: HashMap<String, String>,
 }
 
 /// Kafka connection settings.
@@ -120,7 +123,20 @@ impl ServiceConfig {
             telemetry: TelemetryConfig::from_reader(&reader)?,
             consistency_wait: Duration::from_millis(reader.parse_shared("CONSISTENCY_WAIT_MS", 30_000u64)?),
             projection_batch_records: reader.parse_service("PROJECTION_BATCH_RECORDS", 20_000usize)?,
+            service_settings: environment
+                .iter()
+                .filter_map(|(name, value)| name.strip_prefix(&reader.service_prefix).map(|key| (key.to_owned(), value.clone())))
+                .collect(),
         })
+    }
+
+    /// Parses the service-specific setting `CHATVAULT_<SERVICE>_<key>`, or returns `default`.
+    pub fn setting<T: std::str::FromStr>(&self, key: &str, default: T) -> Result<T>
+    where
+        T::Err: fmt::Display,
+    {
+        let name = format!("CHATVAULT_{}_{key}", self.service_name.to_uppercase().replace('-', "_"));
+        parse_value(&name, self.service_settings.get(key).filter(|value| !value.is_empty()).cloned(), default)
     }
 }
 
@@ -238,6 +254,17 @@ mod tests {
         let environment = HashMap::from([("CHATVAULT_STORAGE_HTTP_ADDR".to_owned(), "nope".to_owned())]);
         let error = ServiceConfig::from_env_map("storage", PORTS, &environment).expect_err("must fail");
         assert!(error.to_string().contains("CHATVAULT_STORAGE_HTTP_ADDR"), "{error}");
+    }
+
+    #[test]
+    fn service_specific_settings_parse_with_defaults() {
+        let environment = HashMap::from([("CHATVAULT_INGEST_MAX_UPLOAD_BYTES".to_owned(), "1024".to_owned())]);
+        let config = ServiceConfig::from_env_map("ingest", PORTS, &environment).expect("parses");
+        assert_eq!(config.setting("MAX_UPLOAD_BYTES", 0u64).expect("number"), 1024);
+        assert_eq!(config.setting("UPLOAD_DIR", "/tmp".to_owned()).expect("default"), "/tmp");
+        let bad = HashMap::from([("CHATVAULT_INGEST_MAX_UPLOAD_BYTES".to_owned(), "lots".to_owned())]);
+        let config = ServiceConfig::from_env_map("ingest", PORTS, &bad).expect("parses");
+        assert!(config.setting("MAX_UPLOAD_BYTES", 0u64).is_err());
     }
 
     #[test]

@@ -25,3 +25,18 @@ pub mod storage {
         tonic::include_proto!("chatvault.storage.v1");
     }
 }
+pub mod files {
+    pub mod v1 {
+        tonic::include_proto!("chatvault.files.v1");
+    }
+}
+pub mod storagenode {
+    pub mod v1 {
+        tonic::include_proto!("chatvault.storagenode.v1");
+    }
+}
+pub mod users {
+    pub mod v1 {
+        tonic::include_proto!("chatvault.users.v1");
+    }
+}

@@ -213,7 +213,7 @@ pub struct Media {
 }
 
 impl Media {
-    fn new(kind: MediaKind) -> Media {
+    pub(crate) fn new(kind: MediaKind) -> Media {
         Media {
             kind,
             path: None,

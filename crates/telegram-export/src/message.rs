@@ -58,6 +58,9 @@ pub enum WarningKind {
     UnrecognizedPeerId,
     /// `text` and `text_entities` disagree; `text_entities` was used.
     TextMismatch,
+    /// An HTML block has no author: not joined to a previous block, or joined at the
+    /// start of a page.
+    MissingAuthor,
 }
 
 impl WarningKind {
@@ -72,6 +75,7 @@ impl WarningKind {
             WarningKind::InvalidDate => "invalid_date",
             WarningKind::UnrecognizedPeerId => "unrecognized_peer_id",
             WarningKind::TextMismatch => "text_mismatch",
+            WarningKind::MissingAuthor => "missing_author",
         }
     }
 }

@@ -27,6 +27,8 @@ enum Command {
     Chats(commands::chats::ChatsArgs),
     /// Show a chat's messages.
     Messages(commands::messages::MessagesArgs),
+    /// Telegram authors and their message counts.
+    Authors(commands::authors::AuthorsArgs),
     /// Inspect Kafka topics.
     Topics(commands::topics::TopicsArgs),
 }
@@ -39,6 +41,7 @@ async fn main() -> std::process::ExitCode {
         Command::Import(args) => commands::import::run(&cli.endpoints, args, json).await,
         Command::Chats(args) => commands::chats::run(&cli.endpoints, args, json).await,
         Command::Messages(args) => commands::messages::run(&cli.endpoints, args, json).await,
+        Command::Authors(args) => commands::authors::run(&cli.endpoints, args, json).await,
         Command::Topics(args) => commands::topics::run(&cli.endpoints, args, json).await,
     };
     match outcome {

@@ -11,6 +11,9 @@ pub enum Error {
     /// A dependency (Kafka) is unreachable; retrying later may work.
     #[error("{0}")]
     Unavailable(String),
+    /// The content is larger than the configured maximum.
+    #[error("{0}")]
+    ResourceExhausted(String),
     #[error("the import was cancelled")]
     Cancelled,
     #[error(transparent)]
@@ -31,6 +34,7 @@ impl From<Error> for tonic::Status {
             Error::InvalidArgument(message) => tonic::Status::invalid_argument(message),
             Error::NotFound(message) => tonic::Status::not_found(message),
             Error::Unavailable(message) => tonic::Status::unavailable(message),
+            Error::ResourceExhausted(message) => tonic::Status::resource_exhausted(message),
             Error::Cancelled => tonic::Status::cancelled("the import was cancelled; nothing was published"),
             Error::Kafka(cause) => {
                 tracing::error!(error = ?cause, "kafka failure");

@@ -3,11 +3,13 @@
 
 pub mod api;
 pub mod error;
+pub mod files;
 pub mod import;
 
 use std::net::SocketAddr;
 
 use chatvault_common::config::{DefaultPorts, ServiceConfig};
+use chatvault_proto::ingest::v1::file_upload_service_server::FileUploadServiceServer;
 use chatvault_proto::ingest::v1::ingest_service_server::IngestServiceServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -48,12 +50,26 @@ impl App {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), Error> {
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         health_reporter.set_serving::<IngestServiceServer<api::IngestApi>>().await;
-        let ingest_api = api::IngestApi::new(self.config.kafka.clone(), shutdown.clone());
+        let uploads = api::UploadSettings {
+            folder: self.config.setting("UPLOAD_DIR", std::env::temp_dir().join("chatvault-uploads"))?,
+            max_bytes: self.config.setting("MAX_UPLOAD_BYTES", 64u64 << 30)?,
+        };
+        let ingest_api = api::IngestApi::new(self.config.kafka.clone(), uploads, shutdown.clone());
+        let node_directory = chatvault_file_store::directory::NodeDirectory::default();
+        let uploader = files::FileUploader::new(node_directory.clone(), &self.config.kafka, files::UploadSettings::from_config(&self.config)?)?;
+        let directory_kafka = self.config.kafka.clone();
+        let directory_shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(error) = node_directory.follow_topic(&directory_kafka, SERVICE_NAME, directory_shutdown).await {
+                tracing::error!(%error, "following storage.nodes failed; uploads see no new nodes");
+            }
+        });
         let grpc_router = tonic::transport::Server::builder()
             .add_service(health_service)
             .add_service(chatvault_common::grpc::reflection_service())
-            .add_service(IngestServiceServer::new(ingest_api));
-        let http_router = chatvault_common::http::router_with_metrics(axum::Router::new());
+            .add_service(IngestServiceServer::new(ingest_api))
+            .add_service(FileUploadServiceServer::new(api::FileUploadApi::new(uploader.clone())));
+        let http_router = chatvault_common::http::router_with_metrics(files::upload_routes(uploader));
         let grpc = chatvault_common::grpc::serve_grpc(self.grpc_listener, grpc_router, shutdown.clone());
         let http = chatvault_common::http::serve_http(self.http_listener, http_router, shutdown.clone());
         let (grpc_result, http_result) = tokio::join!(grpc, http);

@@ -10,6 +10,12 @@ pub enum Error {
     /// A consistency token was not reached in time.
     #[error("{0}")]
     DeadlineExceeded(String),
+    /// A storage node or Kafka is unreachable; retrying later may work.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Stored bytes are lost beyond what parity can rebuild, or fail their hash.
+    #[error("{0}")]
+    DataLoss(String),
     #[error(transparent)]
     Common(#[from] chatvault_common::Error),
     #[error("postgres: {0}")]
@@ -30,6 +36,11 @@ impl From<Error> for tonic::Status {
             Error::InvalidArgument(message) => tonic::Status::invalid_argument(message),
             Error::NotFound(message) => tonic::Status::not_found(message),
             Error::DeadlineExceeded(message) => tonic::Status::deadline_exceeded(message),
+            Error::Unavailable(message) => tonic::Status::unavailable(message),
+            Error::DataLoss(message) => {
+                tracing::error!(%message, "data loss");
+                tonic::Status::data_loss(message)
+            }
             Error::Common(chatvault_common::Error::InvalidToken(message)) => {
                 tonic::Status::invalid_argument(format!("invalid consistency token: {message}"))
             }

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod db;
 pub mod error;
+pub mod files;
 pub mod projection;
 
 use std::net::SocketAddr;
@@ -12,7 +13,8 @@ use chatvault_common::config::{DefaultPorts, ServiceConfig};
 use chatvault_common::consistency::AppliedPositions;
 use chatvault_common::db::Migration;
 use chatvault_common::projection::{BatchSettings, ProjectionRunner};
-use chatvault_common::topics::CHAT_EVENTS;
+use chatvault_common::topics::{CHAT_EVENTS, FILES_EVENTS, STORAGE_NODES};
+use chatvault_proto::storage::v1::files_service_server::FilesServiceServer;
 use chatvault_proto::storage::v1::storage_service_server::StorageServiceServer;
 use deadpool_postgres::Pool;
 use tokio::net::TcpListener;
@@ -24,10 +26,11 @@ pub const SERVICE_NAME: &str = "storage";
 pub const DEFAULT_PORTS: DefaultPorts = DefaultPorts { grpc: 50052, http: 8082 };
 
 /// The storage service's schema, applied at start-up.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    id: "storage/0001_chats_and_messages",
-    sql: include_str!("../migrations/0001_chats_and_messages.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration { id: "storage/0001_chats_and_messages", sql: include_str!("../migrations/0001_chats_and_messages.sql") },
+    Migration { id: "storage/0002_files", sql: include_str!("../migrations/0002_files.sql") },
+    Migration { id: "storage/0003_message_search", sql: include_str!("../migrations/0003_message_search.sql") },
+];
 
 /// A built storage service: schema migrated, listeners bound.
 #[derive(Debug)]
@@ -72,14 +75,34 @@ impl App {
             max_records: self.config.projection_batch_records.max(1),
             ..BatchSettings::default()
         });
+        let files_projection = ProjectionRunner::new(
+            projection::FileEventsProjection { nodes_topic: self.config.kafka.topic(STORAGE_NODES) },
+            self.pool.clone(),
+            self.config.kafka.clone(),
+            vec![self.config.kafka.topic(FILES_EVENTS), self.config.kafka.topic(STORAGE_NODES)],
+            applied.clone(),
+        );
+        let file_catalog = files::FileCatalog::new(self.pool.clone(), &self.config.kafka, applied.clone(), self.config.consistency_wait)?;
+        let rebalance_interval = std::time::Duration::from_millis(self.config.setting("REBALANCE_INTERVAL_MS", 10_000u64)?);
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         health_reporter.set_serving::<StorageServiceServer<api::StorageApi>>().await;
         let storage_api = api::StorageApi::new(self.pool.clone(), applied, self.config.consistency_wait);
         let grpc_router = tonic::transport::Server::builder()
             .add_service(health_service)
             .add_service(chatvault_common::grpc::reflection_service())
-            .add_service(StorageServiceServer::new(storage_api));
-        let http_router = chatvault_common::http::router_with_metrics(axum::Router::new());
+            .add_service(StorageServiceServer::new(storage_api))
+            .add_service(FilesServiceServer::new(api::FilesApi::new(file_catalog.clone())));
+        let http_router = chatvault_common::http::router_with_metrics(files::rest::download_routes(file_catalog.clone()));
+        let files_projection_shutdown = shutdown.clone();
+        let files_projection_task = tokio::spawn(async move {
+            let outcome = files_projection.run(files_projection_shutdown.clone()).await;
+            if outcome.is_err() {
+                files_projection_shutdown.cancel();
+            }
+            outcome
+        });
+        tokio::spawn(files::background::purge_deleted_parts(file_catalog.clone(), shutdown.clone()));
+        tokio::spawn(files::background::rebalance_nodes(file_catalog, rebalance_interval, shutdown.clone()));
 
         let projection_shutdown = shutdown.clone();
         let projection_task = tokio::spawn(async move {
@@ -96,7 +119,10 @@ impl App {
         let projection_result = projection_task.await.map_err(|error| Error::Internal(format!("projection task: {error}")))?;
         grpc_result?;
         http_result?;
+        let files_projection_result =
+            files_projection_task.await.map_err(|error| Error::Internal(format!("files projection task: {error}")))?;
         projection_result?;
+        files_projection_result?;
         Ok(())
     }
 }

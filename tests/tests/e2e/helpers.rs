@@ -36,6 +36,7 @@ pub(crate) struct TestPlatform {
     pub(crate) storage_addr: SocketAddr,
     pub(crate) ingest: IngestServiceClient<Channel>,
     pub(crate) storage: StorageServiceClient<Channel>,
+    pub(crate) users: chatvault_proto::users::v1::users_service_client::UsersServiceClient<Channel>,
     shutdown: CancellationToken,
 }
 
@@ -56,12 +57,17 @@ impl TestPlatform {
         let storage_app = chatvault_storage::App::build(storage_config).await.expect("storage starts");
         let storage_addr = storage_app.grpc_addr();
         tokio::spawn(storage_app.run_until_stopped(shutdown.clone()));
+        let users_config = ServiceConfig::from_env_map("users", chatvault_users::DEFAULT_PORTS, &environment).expect("users config");
+        let users_app = chatvault_users::App::build(users_config).await.expect("users starts");
+        let users_addr = users_app.grpc_addr();
+        tokio::spawn(users_app.run_until_stopped(shutdown.clone()));
         Self {
             database,
             ingest_addr,
             storage_addr,
             ingest: IngestServiceClient::new(connect(ingest_addr).await),
             storage: StorageServiceClient::new(connect(storage_addr).await),
+            users: chatvault_proto::users::v1::users_service_client::UsersServiceClient::new(connect(users_addr).await),
             shutdown,
         }
     }

@@ -249,3 +249,56 @@ async fn bad_requests_get_clear_statuses_and_the_service_keeps_serving() {
         .into_inner();
     assert_eq!(in_range.messages.iter().map(|message| message.message_id).collect::<Vec<_>>(), vec![2, 3]);
 }
+
+#[tokio::test]
+async fn search_author_and_thread_queries_find_the_right_messages() {
+    let platform = TestPlatform::start().await;
+    let summary = platform.import(&fixture("sample-export")).await.expect("the sample imports");
+    let mut storage = platform.storage.clone();
+    let token = summary.consistency_token.clone();
+    let ids_of = |messages: Vec<chatvault_proto::storage::v1::StoredMessage>| messages.iter().map(|message| message.message_id).collect::<Vec<_>>();
+    let query = |author: Option<&str>, text_query: Option<&str>| GetMessagesRequest {
+        chat_id: SAMPLE_CHAT_ID,
+        author: author.map(str::to_owned),
+        text_query: text_query.map(str::to_owned),
+        consistency_token: token.clone(),
+        ..Default::default()
+    };
+
+    // Russian and English words, each found through its stem, in one index.
+    let russian = storage.get_messages(query(None, Some("сегодня"))).await.expect("search").into_inner().messages;
+    assert_eq!(ids_of(russian), vec![2]);
+    let english_stem = storage.get_messages(query(None, Some("deploying"))).await.expect("search").into_inner().messages;
+    assert_eq!(ids_of(english_stem), vec![2]);
+    let phrase = storage.get_messages(query(None, Some("\"line two\""))).await.expect("search").into_inner().messages;
+    assert_eq!(ids_of(phrase), vec![7]);
+    let nothing = storage.get_messages(query(None, Some("kubernetes"))).await.expect("search").into_inner().messages;
+    assert!(nothing.is_empty());
+
+    let by_id = storage.get_messages(query(Some("user43"), None)).await.expect("author").into_inner().messages;
+    assert_eq!(ids_of(by_id), vec![2, 7]);
+    let by_name = storage.get_messages(query(Some("Ann Lee"), None)).await.expect("author").into_inner().messages;
+    assert_eq!(ids_of(by_name), vec![1, 3]);
+    let both = storage.get_messages(query(Some("user42"), Some("flags"))).await.expect("both").into_inner().messages;
+    assert_eq!(ids_of(both), vec![3]);
+
+    let thread = storage
+        .get_thread(chatvault_proto::storage::v1::GetThreadRequest { chat_id: SAMPLE_CHAT_ID, message_id: 1, consistency_token: token.clone() })
+        .await
+        .expect("thread")
+        .into_inner()
+        .messages;
+    assert_eq!(ids_of(thread), vec![1, 2], "message 2 replies to 1");
+    let from_reply = storage
+        .get_thread(chatvault_proto::storage::v1::GetThreadRequest { chat_id: SAMPLE_CHAT_ID, message_id: 2, consistency_token: None })
+        .await
+        .expect("thread")
+        .into_inner()
+        .messages;
+    assert_eq!(ids_of(from_reply), vec![1, 2], "the thread includes the replied-to message");
+    let missing = storage
+        .get_thread(chatvault_proto::storage::v1::GetThreadRequest { chat_id: SAMPLE_CHAT_ID, message_id: 4, consistency_token: None })
+        .await
+        .expect_err("no message 4");
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+}

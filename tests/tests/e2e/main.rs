@@ -2,8 +2,13 @@
 //! a real PostgreSQL. Every test gets its own database, topics and consumer groups. All
 //! modules build as one binary to keep link time down.
 
+mod authors;
 mod compose_file;
+mod file_placement;
+mod files;
+mod files_support;
 mod grpc_reflection;
 mod helpers;
 mod import_crash_safety;
 mod import_json;
+mod upload_export;

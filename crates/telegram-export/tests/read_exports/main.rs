@@ -4,6 +4,7 @@
 
 mod errors;
 mod fields;
+mod html;
 mod round_trip;
 
 use std::fs;

@@ -1,11 +1,13 @@
 //! `chatvault import <path>`: imports an export and shows progress while it runs.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use chatvault_proto::ingest::v1::{import_update, ImportExportRequest, ImportSummary};
+use chatvault_proto::ingest::v1::{
+    import_update, upload_export_request, ExportFileChunk, ImportExportRequest, ImportSummary, UploadExportHeader, UploadExportRequest,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
@@ -13,8 +15,11 @@ use super::Endpoints;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct ImportArgs {
-    /// The export folder or its result.json (relative paths are resolved here).
+    /// The export: its folder (uploaded whole, media included), its result.json, or a .zip of it.
     path: PathBuf,
+    /// Import a path on the ingest server's own disk instead of uploading (for admins).
+    #[arg(long)]
+    server_path: bool,
     /// UTC offset of the computer that made an old export (before mid-2022), like +03:00.
     #[arg(long, default_value = "+00:00", value_parser = parse_utc_offset)]
     utc_offset: i32,
@@ -23,16 +28,24 @@ pub(crate) struct ImportArgs {
 pub(crate) async fn run(endpoints: &Endpoints, args: ImportArgs, json: bool) -> anyhow::Result<()> {
     let absolute_path = std::path::absolute(&args.path).with_context(|| format!("resolving {}", args.path.display()))?;
     let mut client = endpoints.ingest().await?;
-    let request = ImportExportRequest {
-        path: absolute_path.display().to_string(),
-        local_utc_offset_seconds: args.utc_offset,
-    };
-    let mut updates = client.import_export(request).await?.into_inner();
     let progress_bar = (!json && std::io::stderr().is_terminal()).then(new_progress_bar);
+    let mut updates = if args.server_path {
+        let request = ImportExportRequest { path: absolute_path.display().to_string(), local_utc_offset_seconds: args.utc_offset };
+        client.import_export(request).await?.into_inner()
+    } else {
+        let files = files_to_upload(&absolute_path)?;
+        let total_bytes = files.iter().map(|file| file.size).sum();
+        if let Some(bar) = &progress_bar {
+            bar.set_length(total_bytes);
+            bar.set_message("uploading");
+        }
+        let requests = upload_requests(files, total_bytes, args.utc_offset, progress_bar.clone());
+        client.upload_export(requests).await?.into_inner()
+    };
     let mut summary: Option<ImportSummary> = None;
     while let Some(update) = updates.message().await? {
         match update.update {
-            Some(import_update::Update::Progress(progress)) => {
+            Some(import_update::Update::Progress(progress)) if progress.messages_published > 0 || args.server_path => {
                 if let Some(bar) = &progress_bar {
                     bar.set_length(progress.bytes_total.max(progress.bytes_read));
                     bar.set_position(progress.bytes_read);
@@ -40,7 +53,7 @@ pub(crate) async fn run(endpoints: &Endpoints, args: ImportArgs, json: bool) -> 
                 }
             }
             Some(import_update::Update::Summary(done)) => summary = Some(done),
-            None => {}
+            Some(import_update::Update::Progress(_)) | None => {}
         }
     }
     if let Some(bar) = &progress_bar {
@@ -51,6 +64,71 @@ pub(crate) async fn run(endpoints: &Endpoints, args: ImportArgs, json: bool) -> 
     };
     print_summary(&summary, json);
     Ok(())
+}
+
+/// One file of an upload: where it is here and its path inside the export.
+#[derive(Debug)]
+struct FileToUpload {
+    local_path: PathBuf,
+    relative_path: String,
+    size: u64,
+}
+
+/// Lists what to send: every file of a folder (media included), or the one file given.
+fn files_to_upload(path: &Path) -> anyhow::Result<Vec<FileToUpload>> {
+    let metadata = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if metadata.is_file() {
+        let name = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_else(|| "result.json".to_owned());
+        return Ok(vec![FileToUpload { local_path: path.to_path_buf(), relative_path: name, size: metadata.len() }]);
+    }
+    let mut files = Vec::new();
+    for entry in walkdir::WalkDir::new(path).sort_by_file_name() {
+        let entry = entry.with_context(|| format!("listing {}", path.display()))?;
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let relative = entry.path().strip_prefix(path).context("file outside the export folder")?;
+        let relative_path = relative.components().map(|part| part.as_os_str().to_string_lossy().into_owned()).collect::<Vec<_>>().join("/");
+        files.push(FileToUpload { local_path: entry.path().to_path_buf(), relative_path, size: entry.metadata()?.len() });
+    }
+    if files.is_empty() {
+        bail!("{} holds no files", path.display());
+    }
+    Ok(files)
+}
+
+/// Streams the header, then every file in 1 MiB chunks, read as the server takes them.
+fn upload_requests(files: Vec<FileToUpload>, total_bytes: u64, utc_offset: i32, progress_bar: Option<ProgressBar>) -> impl futures::Stream<Item = UploadExportRequest> {
+    const CHUNK_BYTES: usize = 1 << 20;
+    let (sender, receiver) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        let header = UploadExportRequest { item: Some(upload_export_request::Item::Header(UploadExportHeader { local_utc_offset_seconds: utc_offset, total_bytes })) };
+        if sender.send(header).await.is_err() {
+            return;
+        }
+        for file in files {
+            let Ok(mut reader) = tokio::fs::File::open(&file.local_path).await else {
+                // The server sees a short upload and refuses it with a clear error.
+                return;
+            };
+            loop {
+                let mut buffer = vec![0u8; CHUNK_BYTES];
+                let read = match tokio::io::AsyncReadExt::read(&mut reader, &mut buffer).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(read) => read,
+                };
+                buffer.truncate(read);
+                if let Some(bar) = &progress_bar {
+                    bar.inc(read as u64);
+                }
+                let chunk = ExportFileChunk { relative_path: file.relative_path.clone(), data: buffer };
+                if sender.send(UploadExportRequest { item: Some(upload_export_request::Item::Chunk(chunk)) }).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(receiver)
 }
 
 fn new_progress_bar() -> ProgressBar {

@@ -1,7 +1,7 @@
 //! `chatvault messages <chat-id>`: shows a chat's messages, page after page.
 
 use anyhow::Context;
-use chatvault_proto::storage::v1::GetMessagesRequest;
+use chatvault_proto::storage::v1::{GetMessagesRequest, GetThreadRequest, StoredMessage};
 use serde_json::json;
 
 use super::Endpoints;
@@ -20,6 +20,15 @@ pub(crate) struct MessagesArgs {
     /// Only messages sent before this date (YYYY-MM-DD or RFC 3339).
     #[arg(long)]
     until: Option<String>,
+    /// Only messages of this author: an id like user42, or a display name.
+    #[arg(long)]
+    author: Option<String>,
+    /// Full-text search (Russian and English): words, "a phrase", -excluded, or.
+    #[arg(long)]
+    search: Option<String>,
+    /// Show the reply thread of this message instead of a page of messages.
+    #[arg(long, conflicts_with_all = ["author", "search", "since", "until"])]
+    thread: Option<i64>,
     /// Wait until the import that returned this consistency token is visible.
     #[arg(long)]
     after: Option<String>,
@@ -32,6 +41,16 @@ pub(crate) async fn run(endpoints: &Endpoints, args: MessagesArgs, json: bool) -
     let mut page_token = String::new();
     let mut shown = 0u64;
     let consistency_token = args.after.map(|value| chatvault_proto::common::v1::ConsistencyToken { value });
+    if let Some(message_id) = args.thread {
+        let thread = client
+            .get_thread(GetThreadRequest { chat_id: args.chat_id, message_id, consistency_token })
+            .await?
+            .into_inner();
+        for message in thread.messages.iter().take(args.limit as usize) {
+            print_message(message, json);
+        }
+        return Ok(());
+    }
     while shown < args.limit {
         let page_size = (args.limit - shown).min(1000) as u32;
         let page = client
@@ -42,41 +61,14 @@ pub(crate) async fn run(endpoints: &Endpoints, args: MessagesArgs, json: bool) -
                 since_unix,
                 until_unix,
                 consistency_token: consistency_token.clone(),
+                author: args.author.clone(),
+                text_query: args.search.clone(),
             })
             .await?
             .into_inner();
         for message in &page.messages {
             shown += 1;
-            if json {
-                crate::output::print_json(&json!({
-                    "chat_id": message.chat_id,
-                    "message_id": message.message_id,
-                    "kind": kind_name(message.kind),
-                    "date_unix": message.date_unix,
-                    "edited_unix": message.edited_unix,
-                    "from": message.from_name,
-                    "from_id": message.from_id,
-                    "reply_to_message_id": message.reply_to_message_id,
-                    "text": message.text,
-                    "action": message.action,
-                    "actor": message.actor_name,
-                    "media_kind": message.media.as_ref().map(|media| media.kind.clone()),
-                    "media_path": message.media.as_ref().and_then(|media| media.path.clone()),
-                }));
-            } else {
-                let date = message.date_unix.map(format_unix).unwrap_or_else(|| "(no date)".to_owned());
-                let who = message.from_name.clone().or_else(|| message.actor_name.clone()).unwrap_or_else(|| {
-                    // Telegram writes a null name for deleted accounts; their id survives.
-                    if message.from_id.is_some() { "Deleted Account".to_owned() } else { "(unknown)".to_owned() }
-                });
-                let body = match (&message.action, &message.media) {
-                    (Some(action), _) => format!("[{action}] {}", message.text),
-                    (None, Some(media)) if message.text.is_empty() => format!("[{}]", media.kind),
-                    (None, Some(media)) => format!("[{}] {}", media.kind, message.text),
-                    (None, None) => message.text.clone(),
-                };
-                println!("#{} {date} {who}: {body}", message.message_id);
-            }
+            print_message(message, json);
         }
         if page.next_page_token.is_empty() || page.messages.is_empty() {
             break;
@@ -84,6 +76,41 @@ pub(crate) async fn run(endpoints: &Endpoints, args: MessagesArgs, json: bool) -
         page_token = page.next_page_token;
     }
     Ok(())
+}
+
+fn print_message(message: &StoredMessage, json: bool) {
+    if json {
+        crate::output::print_json(&json!({
+            "chat_id": message.chat_id,
+            "message_id": message.message_id,
+            "kind": kind_name(message.kind),
+            "date_unix": message.date_unix,
+            "edited_unix": message.edited_unix,
+            "from": message.from_name,
+            "from_id": message.from_id,
+            "reply_to_message_id": message.reply_to_message_id,
+            "text": message.text,
+            "action": message.action,
+            "actor": message.actor_name,
+            "media_kind": message.media.as_ref().map(|media| media.kind.clone()),
+            "media_path": message.media.as_ref().and_then(|media| media.path.clone()),
+            "file_id": message.media.as_ref().and_then(|media| media.file_id.clone()),
+        }));
+        return;
+    }
+    let date = message.date_unix.map(format_unix).unwrap_or_else(|| "(no date)".to_owned());
+    let who = message.from_name.clone().or_else(|| message.actor_name.clone()).unwrap_or_else(|| {
+        // Telegram writes a null name for deleted accounts; their id survives.
+        if message.from_id.is_some() { "Deleted Account".to_owned() } else { "(unknown)".to_owned() }
+    });
+    let body = match (&message.action, &message.media) {
+        (Some(action), _) => format!("[{action}] {}", message.text),
+        (None, Some(media)) if message.text.is_empty() => format!("[{}]", media.kind),
+        (None, Some(media)) => format!("[{}] {}", media.kind, message.text),
+        (None, None) => message.text.clone(),
+    };
+    let reply = message.reply_to_message_id.map(|id| format!(" (reply to #{id})")).unwrap_or_default();
+    println!("#{} {date} {who}{reply}: {body}", message.message_id);
 }
 
 fn kind_name(kind: i32) -> &'static str {

@@ -1,5 +1,6 @@
 //! One module per command.
 
+pub(crate) mod authors;
 pub(crate) mod chats;
 pub(crate) mod import;
 pub(crate) mod messages;
@@ -19,6 +20,9 @@ pub(crate) struct Endpoints {
     /// gRPC address of the storage service.
     #[arg(long, global = true, env = "CHATVAULT_STORAGE_URL", default_value = "http://127.0.0.1:50052")]
     pub(crate) storage_url: String,
+    /// gRPC address of the users service.
+    #[arg(long, global = true, env = "CHATVAULT_USERS_URL", default_value = "http://127.0.0.1:50053")]
+    pub(crate) users_url: String,
     /// Kafka bootstrap servers (for `topics`).
     #[arg(long, global = true, env = "CHATVAULT_KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
     pub(crate) kafka_brokers: String,
@@ -36,6 +40,13 @@ impl Endpoints {
     pub(crate) async fn storage(&self) -> anyhow::Result<StorageServiceClient<Channel>> {
         let channel = connect(&self.storage_url).await.context("connecting to the storage service")?;
         Ok(StorageServiceClient::new(channel).max_decoding_message_size(64 << 20))
+    }
+}
+
+impl Endpoints {
+    pub(crate) async fn users(&self) -> anyhow::Result<chatvault_proto::users::v1::users_service_client::UsersServiceClient<Channel>> {
+        let channel = connect(&self.users_url).await.context("connecting to the users service")?;
+        Ok(chatvault_proto::users::v1::users_service_client::UsersServiceClient::new(channel))
     }
 }
 

@@ -2,5 +2,7 @@
 //! results.
 
 mod ingest;
+mod upload;
 
-pub use ingest::IngestApi;
+pub use ingest::{IngestApi, UploadSettings};
+pub use upload::FileUploadApi;

@@ -7,6 +7,7 @@
 
 mod event_mapping;
 mod publisher;
+pub mod upload;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -42,7 +43,8 @@ pub struct ImportRequest {
     pub local_utc_offset_seconds: i32,
 }
 
-/// Returns the `result.json` that `path` names: the file itself, or the one inside a folder.
+/// Returns the `result.json` that `path` names: the file itself, the one inside a folder,
+/// or the one inside that folder's only subfolder (an archive of `ChatExport_…/`).
 pub fn locate_json_export(path: &Path) -> Result<PathBuf, Error> {
     let metadata = std::fs::metadata(path)
         .map_err(|error| Error::NotFound(format!("cannot read {}: {error}", path.display())))?;
@@ -52,6 +54,12 @@ pub fn locate_json_export(path: &Path) -> Result<PathBuf, Error> {
     let candidate = path.join("result.json");
     if candidate.is_file() {
         return Ok(candidate);
+    }
+    let entries: Vec<PathBuf> = std::fs::read_dir(path)?.filter_map(|entry| entry.ok().map(|entry| entry.path())).collect();
+    if let [only_folder] = entries.as_slice() {
+        if only_folder.is_dir() && only_folder.join("result.json").is_file() {
+            return Ok(only_folder.join("result.json"));
+        }
     }
     Err(Error::InvalidArgument(format!(
         "{} holds no result.json: point at a Telegram Desktop JSON export (its folder or its result.json)",

@@ -1,5 +1,7 @@
 //! gRPC handlers of the storage service.
 
+mod files;
 mod storage;
 
 pub use storage::StorageApi;
+pub use files::FilesApi;

@@ -8,7 +8,8 @@ use chatvault_proto::chat::v1::{Media, TextEntity};
 use chatvault_proto::common::v1::ConsistencyToken;
 use chatvault_proto::storage::v1::storage_service_server::StorageService;
 use chatvault_proto::storage::v1::{
-    Chat, GetMessagesRequest, GetMessagesResponse, ListChatsRequest, ListChatsResponse, StoredMessage,
+    Chat, GetMessagesRequest, GetMessagesResponse, GetThreadRequest, GetThreadResponse, ListChatsRequest, ListChatsResponse,
+    StoredMessage,
 };
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
@@ -81,8 +82,10 @@ impl StorageApi {
         }
         // One row more than the page tells whether another page follows.
         let fetch = i64::from(page_size) + 1;
+        let author = request.author.as_deref().map(str::trim).filter(|author| !author.is_empty());
+        let text_query = request.text_query.as_deref().map(str::trim).filter(|query| !query.is_empty());
         let rows = client
-            .query(sql::GET_MESSAGES, &[&request.chat_id, &after_message_id, &since, &until, &fetch])
+            .query(sql::GET_MESSAGES, &[&request.chat_id, &after_message_id, &since, &until, &fetch, &author, &text_query])
             .await?;
         let has_more = rows.len() > page_size as usize;
         let messages: Vec<StoredMessage> = rows.iter().take(page_size as usize).map(stored_message_of_row).collect();
@@ -91,6 +94,16 @@ impl StorageApi {
             _ => String::new(),
         };
         Ok(GetMessagesResponse { messages, next_page_token })
+    }
+
+    async fn get_thread(&self, request: GetThreadRequest) -> Result<GetThreadResponse, Error> {
+        self.wait_for_token(request.consistency_token.as_ref()).await?;
+        let client = self.pool.get().await?;
+        let rows = client.query(sql::GET_THREAD, &[&request.chat_id, &request.message_id]).await?;
+        if rows.is_empty() {
+            return Err(Error::NotFound(format!("chat {} holds no message {}", request.chat_id, request.message_id)));
+        }
+        Ok(GetThreadResponse { messages: rows.iter().map(stored_message_of_row).collect() })
     }
 }
 
@@ -185,6 +198,11 @@ impl StorageService for StorageApi {
     #[tracing::instrument(skip_all, fields(chat_id = request.get_ref().chat_id))]
     async fn get_messages(&self, request: Request<GetMessagesRequest>) -> Result<Response<GetMessagesResponse>, Status> {
         Ok(Response::new(StorageApi::get_messages(self, request.into_inner()).await?))
+    }
+
+    #[tracing::instrument(skip_all, fields(chat_id = request.get_ref().chat_id, message_id = request.get_ref().message_id))]
+    async fn get_thread(&self, request: Request<GetThreadRequest>) -> Result<Response<GetThreadResponse>, Status> {
+        Ok(Response::new(StorageApi::get_thread(self, request.into_inner()).await?))
     }
 }
 

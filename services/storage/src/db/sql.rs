@@ -85,7 +85,31 @@ pub const GET_MESSAGES: &str = "
       AND message_id > $2
       AND ($3::timestamptz IS NULL OR sent_at >= $3)
       AND ($4::timestamptz IS NULL OR sent_at < $4)
+      AND ($6::text IS NULL OR from_id = $6 OR from_name = $6)
+      AND ($7::text IS NULL OR to_tsvector('russian', text) @@ websearch_to_tsquery('russian', $7))
     ORDER BY message_id
     LIMIT $5";
+
+/// The reply thread of a message: its ancestors up to the root, and all its descendants.
+pub const GET_THREAD: &str = "
+    WITH RECURSIVE ancestors AS (
+        SELECT message_id, reply_to_message_id, 0 AS depth FROM messages WHERE chat_id = $1 AND message_id = $2
+        UNION ALL
+        SELECT parent.message_id, parent.reply_to_message_id, ancestors.depth + 1
+        FROM messages parent JOIN ancestors ON parent.message_id = ancestors.reply_to_message_id
+        WHERE parent.chat_id = $1 AND ancestors.depth < 10000
+    ), descendants AS (
+        SELECT message_id, 0 AS depth FROM messages WHERE chat_id = $1 AND message_id = $2
+        UNION ALL
+        SELECT child.message_id, descendants.depth + 1
+        FROM messages child JOIN descendants ON child.reply_to_message_id = descendants.message_id
+        WHERE child.chat_id = $1 AND descendants.depth < 10000
+    )
+    SELECT chat_id, message_id, kind, sent_at, edited_at, from_name, from_id,
+           reply_to_message_id, text, entities, media, action, actor_name, forwarded_from, via_bot
+    FROM messages
+    WHERE chat_id = $1
+      AND message_id IN (SELECT message_id FROM ancestors UNION SELECT message_id FROM descendants)
+    ORDER BY message_id";
 
 pub const CHAT_EXISTS: &str = "SELECT 1 FROM chats WHERE chat_id = $1";

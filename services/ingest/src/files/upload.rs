@@ -1,0 +1,379 @@
+//! The upload pipeline shared by gRPC `UploadFile` and REST `PUT /api/file`.
+
+use bytes::{Bytes, BytesMut};
+use chatvault_common::config::{KafkaConfig, ServiceConfig};
+use chatvault_common::consistency::Positions;
+use chatvault_common::topics::FILES_EVENTS;
+use chatvault_file_store::directory::NodeDirectory;
+use chatvault_file_store::erasure::encode_parity;
+use chatvault_file_store::hashing::{FileHasher, PartHasher};
+use chatvault_file_store::layout::{last_block_len, DEFAULT_BLOCK_SIZE, MAX_BLOCK_SIZE};
+use chatvault_file_store::node_client::PartWriter;
+use chatvault_file_store::placement::Placement;
+use chatvault_file_store::{part_id, DATA_PARTS, PARITY_PARTS, TOTAL_PARTS};
+use chatvault_proto::files::v1::{file_event, FileEvent, FilePart, FileStored, StripeLayout};
+use futures::{Stream, StreamExt};
+use prost::Message as _;
+use rdkafka::producer::FutureProducer;
+
+use crate::Error;
+
+/// Limits and layout of uploads.
+#[derive(Clone, Copy, Debug)]
+pub struct UploadSettings {
+    /// `CHATVAULT_INGEST_MAX_FILE_BYTES`, default 64 GiB: larger content is refused.
+    pub max_file_bytes: u64,
+    /// `CHATVAULT_INGEST_STRIPE_BLOCK_BYTES`, default 1 MiB: each part's share of a stripe.
+    pub block_size: u64,
+}
+
+impl Default for UploadSettings {
+    fn default() -> Self {
+        Self { max_file_bytes: 64 << 30, block_size: DEFAULT_BLOCK_SIZE }
+    }
+}
+
+impl UploadSettings {
+    /// Reads the settings from the service configuration.
+    pub fn from_config(config: &ServiceConfig) -> Result<Self, Error> {
+        let defaults = Self::default();
+        let settings = Self {
+            max_file_bytes: config.setting("MAX_FILE_BYTES", defaults.max_file_bytes)?,
+            block_size: config.setting("STRIPE_BLOCK_BYTES", defaults.block_size)?,
+        };
+        if settings.block_size < 2 || settings.block_size % 2 != 0 || settings.block_size > MAX_BLOCK_SIZE {
+            return Err(Error::InvalidArgument(format!(
+                "CHATVAULT_INGEST_STRIPE_BLOCK_BYTES must be even, between 2 and {MAX_BLOCK_SIZE}"
+            )));
+        }
+        Ok(settings)
+    }
+}
+
+/// Who uploads what.
+#[derive(Clone, Debug)]
+pub struct UploadRequest {
+    pub owner: String,
+    pub name: String,
+    pub content_type: String,
+}
+
+/// A stored file.
+#[derive(Clone, Debug)]
+pub struct StoredFile {
+    pub file_id: String,
+    pub size: u64,
+    pub sha256: String,
+    pub upload_date: String,
+    pub fault_tolerance: u32,
+    pub positions: Positions,
+}
+
+/// Stores uploaded files on the storage nodes and publishes them.
+#[derive(Clone)]
+pub struct FileUploader {
+    directory: NodeDirectory,
+    producer: FutureProducer,
+    topic: String,
+    settings: UploadSettings,
+}
+
+impl std::fmt::Debug for FileUploader {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("FileUploader").field("topic", &self.topic).field("settings", &self.settings).finish_non_exhaustive()
+    }
+}
+
+/// The parts of one upload in progress.
+struct PartsInProgress {
+    file_id: String,
+    placement: Placement,
+    writers: Vec<Option<PartWriter>>,
+    hashers: Vec<PartHasher>,
+    part_size: u64,
+}
+
+impl FileUploader {
+    /// Returns an uploader placing parts on the nodes of `directory`.
+    pub fn new(directory: NodeDirectory, kafka: &KafkaConfig, settings: UploadSettings) -> Result<Self, Error> {
+        let producer = chatvault_common::kafka::idempotent_producer(kafka, "chatvault-ingest-files")?;
+        Ok(Self { directory, producer, topic: kafka.topic(FILES_EVENTS), settings })
+    }
+
+    /// Returns the upload settings.
+    pub fn settings(&self) -> UploadSettings {
+        self.settings
+    }
+
+    /// Stores the file whose bytes `body` yields; returns it once it is published.
+    #[tracing::instrument(skip_all, fields(owner = %request.owner, name = %request.name))]
+    pub async fn upload<S>(&self, request: UploadRequest, body: S) -> Result<StoredFile, Error>
+    where
+        S: Stream<Item = Result<Bytes, Error>> + Send + Unpin,
+    {
+        let name = validated_file_name(&request.name)?;
+        let content_type = match request.content_type.trim() {
+            "" => "application/octet-stream".to_owned(),
+            given => given.to_owned(),
+        };
+        let placement = self.directory.place_new_file().await.map_err(|error| Error::Unavailable(error.to_string()))?;
+        let file_id = uuid::Uuid::now_v7().to_string();
+        let mut writers = Vec::with_capacity(TOTAL_PARTS);
+        for (index, node) in placement.nodes.iter().enumerate() {
+            let writer = self.directory.clients().start_part_writer(&node.address, &part_id(&file_id, index), self.settings.block_size);
+            writers.push(Some(writer.map_err(|error| Error::Unavailable(error.to_string()))?));
+        }
+        let mut parts = PartsInProgress { file_id, placement, writers, hashers: vec![PartHasher::default(); TOTAL_PARTS], part_size: 0 };
+        let outcome = self.write_parts(&mut parts, body).await;
+        let (size, sha256) = match outcome {
+            Ok(written) => written,
+            Err(error) => {
+                self.abandon(&mut parts, &[]).await;
+                return Err(error);
+            }
+        };
+        let committed = self.commit_parts(&mut parts).await;
+        if let Err((error, committed_parts)) = committed {
+            self.abandon(&mut parts, &committed_parts).await;
+            return Err(error);
+        }
+        let uploaded_at = chrono::Utc::now();
+        let upload_date = uploaded_at.format("%Y-%m-%d").to_string();
+        let event = FileEvent {
+            event: Some(file_event::Event::FileStored(FileStored {
+                file_id: parts.file_id.clone(),
+                owner: request.owner.clone(),
+                name,
+                content_type,
+                size,
+                sha256: sha256.clone(),
+                uploaded_at_unix_ms: uploaded_at.timestamp_millis(),
+                upload_date: upload_date.clone(),
+                layout: Some(StripeLayout {
+                    data_parts: DATA_PARTS as u32,
+                    parity_parts: PARITY_PARTS as u32,
+                    block_size: self.settings.block_size,
+                }),
+                parts: parts
+                    .placement
+                    .nodes
+                    .iter()
+                    .enumerate()
+                    .map(|(index, node)| FilePart {
+                        index: index as u32,
+                        node_id: node.node_id.clone(),
+                        size: parts.part_size,
+                        sha256: parts.hashers[index].finish_hex(),
+                    })
+                    .collect(),
+                fault_tolerance: parts.placement.fault_tolerance,
+            })),
+        };
+        let published = chatvault_file_store::events::publish_event(
+            &self.producer,
+            &self.topic,
+            &parts.file_id,
+            "chatvault.files.v1.FileStored",
+            crate::SERVICE_NAME,
+            event.encode_to_vec(),
+        )
+        .await;
+        let positions = match published {
+            Ok(positions) => positions,
+            Err(error) => {
+                let all: Vec<usize> = (0..TOTAL_PARTS).collect();
+                self.abandon(&mut parts, &all).await;
+                return Err(Error::Unavailable(format!("the event log (Kafka) did not take the file; nothing was stored: {error}")));
+            }
+        };
+        tracing::info!(file_id = %parts.file_id, size, fault_tolerance = parts.placement.fault_tolerance, "file stored");
+        Ok(StoredFile {
+            file_id: parts.file_id,
+            size,
+            sha256,
+            upload_date,
+            fault_tolerance: parts.placement.fault_tolerance,
+            positions,
+        })
+    }
+
+    /// Reads `body` stripe by stripe and streams the blocks to the part writers; returns
+    /// the file size and SHA-256.
+    async fn write_parts<S>(&self, parts: &mut PartsInProgress, mut body: S) -> Result<(u64, String), Error>
+    where
+        S: Stream<Item = Result<Bytes, Error>> + Send + Unpin,
+    {
+        let block_size = self.settings.block_size as usize;
+        let stripe_bytes = block_size * DATA_PARTS;
+        let mut stripe = BytesMut::with_capacity(stripe_bytes);
+        let mut file_hasher = FileHasher::default();
+        let mut total: u64 = 0;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk?;
+            total += chunk.len() as u64;
+            if total > self.settings.max_file_bytes {
+                return Err(Error::ResourceExhausted(format!(
+                    "the file is larger than the maximum of {} bytes; nothing was stored",
+                    self.settings.max_file_bytes
+                )));
+            }
+            let mut rest = chunk;
+            while !rest.is_empty() {
+                let taken = (stripe_bytes - stripe.len()).min(rest.len());
+                stripe.extend_from_slice(&rest.split_to(taken));
+                if stripe.len() == stripe_bytes {
+                    let full = stripe.split().freeze();
+                    file_hasher = self.write_stripe(parts, full, block_size, file_hasher).await?;
+                    stripe.reserve(stripe_bytes);
+                }
+            }
+        }
+        if !stripe.is_empty() {
+            let block_len = last_block_len(stripe.len() as u64) as usize;
+            file_hasher = self.write_stripe(parts, stripe.split().freeze(), block_len, file_hasher).await?;
+        }
+        Ok((total, file_hasher.finish_hex()))
+    }
+
+    /// Encodes one stripe off the async threads, then hands its 8 blocks to the writers.
+    async fn write_stripe(
+        &self,
+        parts: &mut PartsInProgress,
+        stripe: Bytes,
+        block_len: usize,
+        mut file_hasher: FileHasher,
+    ) -> Result<FileHasher, Error> {
+        let encoded = tokio::task::spawn_blocking(move || -> Result<_, Error> {
+            file_hasher.update(&stripe);
+            let blocks = split_into_data_blocks(stripe, block_len);
+            let block_refs: Vec<&[u8]> = blocks.iter().map(|block| block.as_ref()).collect();
+            let parity = encode_parity(&block_refs).map_err(|error| Error::Internal(error.to_string()))?;
+            let mut all: Vec<Bytes> = blocks;
+            all.extend(parity.into_iter().map(Bytes::from));
+            let hashes: Vec<[u8; 32]> = all.iter().map(|block| chatvault_file_store::hashing::sha256(block)).collect();
+            Ok((all, hashes, file_hasher))
+        })
+        .await
+        .map_err(|error| Error::Internal(format!("encoding task: {error}")))??;
+        let (blocks, hashes, file_hasher) = encoded;
+        for (index, hash) in hashes.into_iter().enumerate() {
+            parts.hashers[index].push_block_hash(hash);
+        }
+        parts.part_size += block_len as u64;
+        let sends = parts.writers.iter_mut().zip(blocks).zip(&parts.placement.nodes).map(|((writer, block), node)| async move {
+            let length = block.len() as u64;
+            let writer = writer.as_mut().expect("writers stay until commit");
+            writer.send(block).await.map(|()| (node.node_id.as_str(), length))
+        });
+        for sent in futures::future::join_all(sends).await {
+            let (node_id, length) = sent.map_err(|error| Error::Unavailable(format!("writing a part failed: {error}")))?;
+            self.directory.record_bytes_sent(node_id, length);
+        }
+        Ok(file_hasher)
+    }
+
+    /// Commits every part; on failure returns the indexes that did commit.
+    async fn commit_parts(&self, parts: &mut PartsInProgress) -> Result<(), (Error, Vec<usize>)> {
+        let part_size = parts.part_size;
+        let commits = parts.writers.iter_mut().zip(&parts.hashers).map(|(writer, hasher)| {
+            let writer = writer.take().expect("writers stay until commit");
+            writer.commit(part_size, hasher.finish_hex())
+        });
+        let results = futures::future::join_all(commits).await;
+        let mut committed = Vec::new();
+        let mut first_error = None;
+        for (index, result) in results.into_iter().enumerate() {
+            let node_id = &parts.placement.nodes[index].node_id;
+            match result {
+                Ok(_) => {
+                    committed.push(index);
+                    self.directory.record_part_finished(node_id, part_size, true);
+                }
+                Err(error) => {
+                    self.directory.record_part_finished(node_id, part_size, false);
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        match first_error {
+            None => Ok(()),
+            Some(error) => Err((Error::Unavailable(format!("storing a part failed; nothing was stored: {error}")), committed)),
+        }
+    }
+
+    /// Aborts unfinished writers and deletes the parts in `committed`.
+    async fn abandon(&self, parts: &mut PartsInProgress, committed: &[usize]) {
+        for (index, writer) in parts.writers.iter_mut().enumerate() {
+            if let Some(writer) = writer.take() {
+                writer.abort();
+                self.directory.record_part_finished(&parts.placement.nodes[index].node_id, parts.part_size, false);
+            }
+        }
+        let deletes = committed.iter().map(|index| {
+            let node = &parts.placement.nodes[*index];
+            let part = part_id(&parts.file_id, *index);
+            let clients = self.directory.clients().clone();
+            async move {
+                if let Err(error) = clients.delete_part(&node.address, &part).await {
+                    tracing::warn!(part_id = %part, node_id = %node.node_id, %error, "could not delete the part of a refused upload");
+                }
+            }
+        });
+        futures::future::join_all(deletes).await;
+    }
+}
+
+/// Splits a stripe into 6 blocks of `block_len` bytes, zero padding the last stripe.
+fn split_into_data_blocks(stripe: Bytes, block_len: usize) -> Vec<Bytes> {
+    if stripe.len() == block_len * DATA_PARTS {
+        return (0..DATA_PARTS).map(|index| stripe.slice(index * block_len..(index + 1) * block_len)).collect();
+    }
+    (0..DATA_PARTS)
+        .map(|index| {
+            let mut block = vec![0u8; block_len];
+            let start = (index * block_len).min(stripe.len());
+            let end = ((index + 1) * block_len).min(stripe.len());
+            block[..end - start].copy_from_slice(&stripe[start..end]);
+            Bytes::from(block)
+        })
+        .collect()
+}
+
+/// Returns the file name without folders; refuses empty and overlong names.
+pub(crate) fn validated_file_name(name: &str) -> Result<String, Error> {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or_default().trim();
+    if base.is_empty() || base == "." || base == ".." {
+        return Err(Error::InvalidArgument("the file name is missing (give the original name of the file)".to_owned()));
+    }
+    if base.len() > 255 || base.chars().any(char::is_control) {
+        return Err(Error::InvalidArgument("the file name must be at most 255 bytes without control characters".to_owned()));
+    }
+    Ok(base.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_stripes_are_zero_padded_and_full_ones_are_sliced() {
+        let blocks = split_into_data_blocks(Bytes::from_static(b"abcdefg"), 2);
+        assert_eq!(blocks.iter().map(|block| block.to_vec()).collect::<Vec<_>>(), vec![
+            b"ab".to_vec(),
+            b"cd".to_vec(),
+            b"ef".to_vec(),
+            b"g\0".to_vec(),
+            b"\0\0".to_vec(),
+            b"\0\0".to_vec()
+        ]);
+        let full = split_into_data_blocks(Bytes::from_static(b"abcdefghijkl"), 2);
+        assert_eq!(full[5].as_ref(), b"kl");
+    }
+
+    #[test]
+    fn file_names_lose_their_folders() {
+        assert_eq!(validated_file_name("/tmp/a/report.pdf").expect("valid"), "report.pdf");
+        assert!(validated_file_name("dir/").is_err());
+        assert!(validated_file_name("").is_err());
+    }
+}

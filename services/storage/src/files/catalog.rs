@@ -1,0 +1,331 @@
+//! The file commands and queries of the storage service, shared by the gRPC and REST
+//! handlers: manifests for downloads, date folders, delete, share links, and the node
+//! registry. Commands publish their event, then wait until the projection has applied it,
+//! so the next query sees the change.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chatvault_common::consistency::{AppliedPositions, Positions};
+use chatvault_common::topics::{FILES_EVENTS, STORAGE_NODES};
+use chatvault_file_store::node_client::NodeClients;
+use chatvault_proto::files::v1::{file_event, FileDeleted, FileEvent, ShareLinkCreated, ShareLinkRevoked};
+use chatvault_proto::storage::v1::{node_event, FileInfo, NodeEvent, NodeInfo, NodeRegistered};
+use chrono::{DateTime, NaiveDate, Utc};
+use deadpool_postgres::Pool;
+use prost::Message as _;
+use rdkafka::producer::FutureProducer;
+use tokio::sync::Notify;
+
+use super::download::{FileManifest, PartLocation};
+use super::{share_link, sql};
+use crate::Error;
+
+/// The longest a share link may live.
+const MAX_SHARE_LINK_SECONDS: u64 = 366 * 24 * 3600;
+
+/// A created share link.
+#[derive(Clone, Debug)]
+pub struct CreatedShareLink {
+    pub token: String,
+    pub expires_at_unix_ms: i64,
+    pub positions: Positions,
+}
+
+/// The files side of the storage service.
+#[derive(Clone)]
+pub struct FileCatalog {
+    pool: Pool,
+    producer: FutureProducer,
+    files_topic: String,
+    nodes_topic: String,
+    clients: NodeClients,
+    applied: AppliedPositions,
+    consistency_wait: Duration,
+    purge_wakeup: Arc<Notify>,
+}
+
+impl std::fmt::Debug for FileCatalog {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("FileCatalog").field("files_topic", &self.files_topic).finish_non_exhaustive()
+    }
+}
+
+impl FileCatalog {
+    pub fn new(
+        pool: Pool,
+        kafka: &chatvault_common::config::KafkaConfig,
+        applied: AppliedPositions,
+        consistency_wait: Duration,
+    ) -> Result<Self, Error> {
+        let producer = chatvault_common::kafka::idempotent_producer(kafka, "chatvault-storage-files")?;
+        Ok(Self {
+            pool,
+            producer,
+            files_topic: kafka.topic(FILES_EVENTS),
+            nodes_topic: kafka.topic(STORAGE_NODES),
+            clients: NodeClients::default(),
+            applied,
+            consistency_wait,
+            purge_wakeup: Arc::new(Notify::new()),
+        })
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    pub fn clients(&self) -> &NodeClients {
+        &self.clients
+    }
+
+    /// Woken when a file is deleted, so its parts go at once.
+    pub fn purge_wakeup(&self) -> Arc<Notify> {
+        Arc::clone(&self.purge_wakeup)
+    }
+
+    /// Waits until the events behind `token` are applied (empty: at once).
+    pub async fn wait_for_token(&self, token: Option<&str>) -> Result<(), Error> {
+        let Some(token) = token.filter(|token| !token.is_empty()) else { return Ok(()) };
+        let required = Positions::from_token(token)?;
+        self.wait_for_positions(&required).await
+    }
+
+    async fn wait_for_positions(&self, required: &Positions) -> Result<(), Error> {
+        self.applied.wait_for(required, self.consistency_wait).await.map_err(|error| match error {
+            chatvault_common::Error::Timeout(message) => Error::DeadlineExceeded(message),
+            other => Error::Common(other),
+        })
+    }
+
+    async fn publish_file_event(&self, file_id: &str, event_type: &str, event: file_event::Event) -> Result<Positions, Error> {
+        let positions = self.publish_without_waiting(file_id, event_type, event).await?;
+        self.wait_for_positions(&positions).await?;
+        Ok(positions)
+    }
+
+    /// Publishes a file event; returns its position without waiting for the projection.
+    pub async fn publish_without_waiting(&self, file_id: &str, event_type: &str, event: file_event::Event) -> Result<Positions, Error> {
+        let payload = FileEvent { event: Some(event) }.encode_to_vec();
+        chatvault_file_store::events::publish_event(&self.producer, &self.files_topic, file_id, event_type, crate::SERVICE_NAME, payload)
+            .await
+            .map_err(|error| Error::Unavailable(format!("the event log (Kafka) is not reachable: {error}")))
+    }
+
+    /// Waits until the projection has applied `positions`.
+    pub async fn wait_for_applied(&self, positions: &Positions) -> Result<(), Error> {
+        self.wait_for_positions(positions).await
+    }
+
+    /// Returns the live file `file_id` when `owner` may see it.
+    pub async fn file_of_owner(&self, file_id: &str, owner: &str) -> Result<FileInfo, Error> {
+        let client = self.pool.get().await?;
+        let row = client.query_opt(&sql::live_file_by_id(), &[&file_id]).await?;
+        match row.map(|row| file_info_of_row(&row)) {
+            Some((info, _)) if info.owner == owner => Ok(info),
+            _ => Err(Error::NotFound(format!("no file with id {file_id}"))),
+        }
+    }
+
+    /// Returns what is needed to read the live file `file_id`, whoever owns it.
+    pub async fn manifest(&self, file_id: &str) -> Result<FileManifest, Error> {
+        let client = self.pool.get().await?;
+        let Some(row) = client.query_opt(&sql::live_file_by_id(), &[&file_id]).await? else {
+            return Err(Error::NotFound(format!("no file with id {file_id}")));
+        };
+        let (info, block_size) = file_info_of_row(&row);
+        let parts = client
+            .query(sql::PARTS_OF_FILE, &[&file_id])
+            .await?
+            .iter()
+            .map(|row| PartLocation {
+                index: row.get::<_, i32>(0) as usize,
+                node_id: row.get(1),
+                address: row.get(2),
+                size: row.get::<_, i64>(3) as u64,
+                sha256: row.get(4),
+            })
+            .collect();
+        Ok(FileManifest { info, block_size, parts })
+    }
+
+    /// Lists `owner`'s files uploaded on `date` (YYYY-MM-DD).
+    pub async fn list_files(&self, owner: &str, date: &str) -> Result<Vec<FileInfo>, Error> {
+        let date = NaiveDate::parse_from_str(date.trim(), "%Y-%m-%d")
+            .map_err(|_| Error::InvalidArgument(format!("date {date:?} is not a date like 2026-11-22")))?;
+        let client = self.pool.get().await?;
+        let rows = client.query(&sql::live_files_of_owner_on_date(), &[&owner, &date]).await?;
+        Ok(rows.iter().map(|row| file_info_of_row(row).0).collect())
+    }
+
+    /// Deletes a file of `owner`: gone from the catalog on return, parts purged after.
+    pub async fn delete_file(&self, owner: &str, file_id: &str) -> Result<Positions, Error> {
+        self.file_of_owner(file_id, owner).await?;
+        let event = file_event::Event::FileDeleted(FileDeleted {
+            file_id: file_id.to_owned(),
+            owner: owner.to_owned(),
+            deleted_at_unix_ms: Utc::now().timestamp_millis(),
+        });
+        let positions = self.publish_file_event(file_id, "chatvault.files.v1.FileDeleted", event).await?;
+        self.purge_wakeup.notify_one();
+        Ok(positions)
+    }
+
+    /// Creates a share link to a file of `owner`.
+    pub async fn create_share_link(&self, owner: &str, file_id: &str, expires_in_seconds: u64, password: &str) -> Result<CreatedShareLink, Error> {
+        if expires_in_seconds == 0 || expires_in_seconds > MAX_SHARE_LINK_SECONDS {
+            return Err(Error::InvalidArgument(format!("expires_in_seconds must be between 1 and {MAX_SHARE_LINK_SECONDS}")));
+        }
+        self.file_of_owner(file_id, owner).await?;
+        let password_hash = if password.is_empty() {
+            String::new()
+        } else {
+            let password = password.to_owned();
+            tokio::task::spawn_blocking(move || share_link::hash_password(&password))
+                .await
+                .map_err(|error| Error::Internal(format!("password task: {error}")))??
+        };
+        let token = share_link::new_token();
+        let created_at = Utc::now().timestamp_millis();
+        let expires_at_unix_ms = created_at + (expires_in_seconds as i64) * 1000;
+        let event = file_event::Event::ShareLinkCreated(ShareLinkCreated {
+            file_id: file_id.to_owned(),
+            token_sha256: share_link::token_hash(&token),
+            created_at_unix_ms: created_at,
+            expires_at_unix_ms,
+            password_hash,
+            created_by: owner.to_owned(),
+        });
+        let positions = self.publish_file_event(file_id, "chatvault.files.v1.ShareLinkCreated", event).await?;
+        Ok(CreatedShareLink { token, expires_at_unix_ms, positions })
+    }
+
+    /// Revokes a share link of a file of `owner`.
+    pub async fn revoke_share_link(&self, owner: &str, token: &str) -> Result<Positions, Error> {
+        let token_sha256 = share_link::token_hash(token.trim());
+        let client = self.pool.get().await?;
+        let row = client.query_opt(sql::SHARE_LINK_FOR_REVOKE, &[&token_sha256]).await?;
+        let Some(row) = row.filter(|row| row.get::<_, String>(1) == owner || row.get::<_, String>(2) == owner) else {
+            return Err(Error::NotFound("no such share link".to_owned()));
+        };
+        let file_id: String = row.get(0);
+        let event = file_event::Event::ShareLinkRevoked(ShareLinkRevoked {
+            file_id: file_id.clone(),
+            token_sha256,
+            revoked_at_unix_ms: Utc::now().timestamp_millis(),
+        });
+        self.publish_file_event(&file_id, "chatvault.files.v1.ShareLinkRevoked", event).await
+    }
+
+    /// Returns the manifest behind a share link, or `None` for any link that does not
+    /// work now (unknown, expired, revoked, wrong password, file deleted), so every failure
+    /// looks the same.
+    pub async fn manifest_of_share_link(&self, token: &str, password: Option<&str>) -> Result<Option<FileManifest>, Error> {
+        if !share_link::token_is_well_formed(token) {
+            return Ok(None);
+        }
+        let client = self.pool.get().await?;
+        let Some(row) = client.query_opt(sql::FILE_OF_VALID_SHARE_LINK, &[&share_link::token_hash(token)]).await? else {
+            return Ok(None);
+        };
+        let file_id: String = row.get(0);
+        if let Some(stored) = row.get::<_, Option<String>>(1) {
+            let given = password.unwrap_or_default().to_owned();
+            let matches = tokio::task::spawn_blocking(move || share_link::password_matches(&given, &stored))
+                .await
+                .map_err(|error| Error::Internal(format!("password task: {error}")))?;
+            if !matches {
+                return Ok(None);
+            }
+        }
+        match self.manifest(&file_id).await {
+            Ok(manifest) => Ok(Some(manifest)),
+            Err(Error::NotFound(_)) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Registers the node at `address` under the id it reports; returns the id and
+    /// whether it is new. Registering again at the same address publishes nothing.
+    pub async fn register_node(&self, address: &str) -> Result<(String, bool, Positions), Error> {
+        let address = address.trim().trim_start_matches("http://").trim_end_matches('/').to_owned();
+        if address.is_empty() || !address.contains(':') {
+            return Err(Error::InvalidArgument(format!("node address {address:?} must be host:port")));
+        }
+        let stats = self
+            .clients
+            .stats(&address)
+            .await
+            .map_err(|error| Error::Unavailable(format!("the storage node at {address} does not answer: {error}")))?;
+        let client = self.pool.get().await?;
+        let known = client.query_opt(sql::STORAGE_NODE_BY_ID, &[&stats.node_id]).await?;
+        if known.is_some_and(|row| row.get::<_, String>(0) == address) {
+            return Ok((stats.node_id, false, Positions::default()));
+        }
+        let event = NodeEvent {
+            event: Some(node_event::Event::NodeRegistered(NodeRegistered {
+                node_id: stats.node_id.clone(),
+                address: address.clone(),
+                registered_at_unix_ms: Utc::now().timestamp_millis(),
+            })),
+        };
+        let positions = chatvault_file_store::events::publish_event(
+            &self.producer,
+            &self.nodes_topic,
+            &stats.node_id,
+            "chatvault.storage.v1.NodeRegistered",
+            crate::SERVICE_NAME,
+            event.encode_to_vec(),
+        )
+        .await
+        .map_err(|error| Error::Unavailable(format!("the event log (Kafka) is not reachable: {error}")))?;
+        self.wait_for_positions(&positions).await?;
+        tracing::info!(node_id = %stats.node_id, %address, "storage node registered");
+        Ok((stats.node_id, true, positions))
+    }
+
+    /// Lists every registered node with its fill; unreachable nodes are `down`.
+    pub async fn list_nodes(&self) -> Result<Vec<NodeInfo>, Error> {
+        let client = self.pool.get().await?;
+        let rows = client.query(sql::LIST_STORAGE_NODES, &[]).await?;
+        let mut nodes: Vec<NodeInfo> = rows
+            .iter()
+            .map(|row| NodeInfo {
+                node_id: row.get(0),
+                address: row.get(1),
+                registered_at_unix_ms: row.get::<_, DateTime<Utc>>(2).timestamp_millis(),
+                state: "down".to_owned(),
+                catalog_bytes: row.get::<_, i64>(3) as u64,
+                ..NodeInfo::default()
+            })
+            .collect();
+        let stats = futures::future::join_all(nodes.iter().map(|node| self.clients.stats(&node.address))).await;
+        for (node, stats) in nodes.iter_mut().zip(stats) {
+            if let Ok(stats) = stats.as_ref().map_err(|error| tracing::debug!(node_id = %node.node_id, %error, "node down")) {
+                if stats.node_id == node.node_id {
+                    node.state = "up".to_owned();
+                    node.used_bytes = stats.used_bytes;
+                    node.free_bytes = stats.free_bytes;
+                    node.part_count = stats.part_count;
+                }
+            }
+        }
+        Ok(nodes)
+    }
+}
+
+/// Returns the `FileInfo` and block size of a row selected with `sql::FILE_COLUMNS`.
+fn file_info_of_row(row: &tokio_postgres::Row) -> (FileInfo, u64) {
+    let info = FileInfo {
+        file_id: row.get(0),
+        name: row.get(1),
+        content_type: row.get(2),
+        size: row.get::<_, i64>(3) as u64,
+        sha256: row.get(4),
+        upload_date: row.get::<_, NaiveDate>(5).format("%Y-%m-%d").to_string(),
+        uploaded_at_unix_ms: row.get::<_, DateTime<Utc>>(6).timestamp_millis(),
+        fault_tolerance: row.get::<_, i32>(7) as u32,
+        owner: row.get(8),
+    };
+    (info, row.get::<_, i64>(9) as u64)
+}

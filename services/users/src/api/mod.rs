@@ -1,0 +1,5 @@
+//! gRPC handlers of the users service.
+
+mod users;
+
+pub use users::UsersApi;

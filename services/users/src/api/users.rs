@@ -1,0 +1,126 @@
+//! `chatvault.users.v1.UsersService`: author statistics.
+
+use std::time::Duration;
+
+use chatvault_common::consistency::{AppliedPositions, Positions};
+use chatvault_proto::common::v1::ConsistencyToken;
+use chatvault_proto::users::v1::users_service_server::UsersService;
+use chatvault_proto::users::v1::{
+    AuthorCount, AuthorStatsRequest, AuthorStatsResponse, ChatCount, TopAuthorsRequest, TopAuthorsResponse,
+};
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use tonic::{Request, Response, Status};
+
+use crate::Error;
+
+const DEFAULT_TOP: u32 = 10;
+const MAX_TOP: u32 = 1000;
+
+const AUTHOR_CHATS: &str = "
+    SELECT chat_id, message_count, first_message_at, last_message_at
+    FROM author_chat_counts WHERE author_id = $1 AND message_count > 0 ORDER BY message_count DESC, chat_id";
+
+const AUTHOR_NAMES: &str = "SELECT name FROM author_names WHERE author_id = $1 ORDER BY last_seen_at DESC NULLS LAST, name";
+
+const TOP_AUTHORS: &str = "
+    SELECT counts.author_id, counts.message_count, counts.first_message_at, counts.last_message_at,
+           (SELECT name FROM author_names names WHERE names.author_id = counts.author_id
+            ORDER BY last_seen_at DESC NULLS LAST, name LIMIT 1)
+    FROM author_chat_counts counts
+    WHERE counts.chat_id = $1 AND counts.message_count > 0
+    ORDER BY counts.message_count DESC, counts.author_id
+    LIMIT $2";
+
+/// The users gRPC API.
+#[derive(Debug, Clone)]
+pub struct UsersApi {
+    pool: Pool,
+    applied: AppliedPositions,
+    consistency_wait: Duration,
+}
+
+fn unix(date: Option<DateTime<Utc>>) -> Option<i64> {
+    date.map(|date| date.timestamp())
+}
+
+impl UsersApi {
+    pub fn new(pool: Pool, applied: AppliedPositions, consistency_wait: Duration) -> Self {
+        Self { pool, applied, consistency_wait }
+    }
+
+    async fn wait_for_token(&self, token: Option<&ConsistencyToken>) -> Result<(), Error> {
+        let Some(token) = token else { return Ok(()) };
+        let required = Positions::from_token(&token.value)?;
+        self.applied.wait_for(&required, self.consistency_wait).await.map_err(|error| match error {
+            chatvault_common::Error::Timeout(message) => Error::DeadlineExceeded(message),
+            other => Error::Common(other),
+        })
+    }
+
+    async fn author_stats(&self, request: AuthorStatsRequest) -> Result<AuthorStatsResponse, Error> {
+        let author_id = request.author_id.trim();
+        if author_id.is_empty() {
+            return Err(Error::InvalidArgument("author_id is required, like user42".to_owned()));
+        }
+        self.wait_for_token(request.consistency_token.as_ref()).await?;
+        let client = self.pool.get().await?;
+        let chat_rows = client.query(AUTHOR_CHATS, &[&author_id]).await?;
+        if chat_rows.is_empty() {
+            return Err(Error::NotFound(format!("no messages of author {author_id} are archived")));
+        }
+        let names = client.query(AUTHOR_NAMES, &[&author_id]).await?.iter().map(|row| row.get(0)).collect();
+        let chats: Vec<ChatCount> = chat_rows
+            .iter()
+            .map(|row| ChatCount {
+                chat_id: row.get(0),
+                message_count: u64::try_from(row.get::<_, i64>(1)).unwrap_or(0),
+                first_message_unix: unix(row.get(2)),
+                last_message_unix: unix(row.get(3)),
+            })
+            .collect();
+        Ok(AuthorStatsResponse {
+            author_id: author_id.to_owned(),
+            names,
+            total_messages: chats.iter().map(|chat| chat.message_count).sum(),
+            first_message_unix: chats.iter().filter_map(|chat| chat.first_message_unix).min(),
+            last_message_unix: chats.iter().filter_map(|chat| chat.last_message_unix).max(),
+            chats,
+        })
+    }
+
+    async fn top_authors(&self, request: TopAuthorsRequest) -> Result<TopAuthorsResponse, Error> {
+        let limit = match request.limit {
+            0 => DEFAULT_TOP,
+            limit if limit > MAX_TOP => return Err(Error::InvalidArgument(format!("limit {limit} is above the maximum of {MAX_TOP}"))),
+            limit => limit,
+        };
+        self.wait_for_token(request.consistency_token.as_ref()).await?;
+        let client = self.pool.get().await?;
+        let rows = client.query(TOP_AUTHORS, &[&request.chat_id, &i64::from(limit)]).await?;
+        let authors = rows
+            .iter()
+            .map(|row| AuthorCount {
+                author_id: row.get(0),
+                message_count: u64::try_from(row.get::<_, i64>(1)).unwrap_or(0),
+                first_message_unix: unix(row.get(2)),
+                last_message_unix: unix(row.get(3)),
+                name: row.get(4),
+            })
+            .collect();
+        Ok(TopAuthorsResponse { authors })
+    }
+}
+
+#[tonic::async_trait]
+impl UsersService for UsersApi {
+    #[tracing::instrument(skip_all, fields(author_id = %request.get_ref().author_id))]
+    async fn author_stats(&self, request: Request<AuthorStatsRequest>) -> Result<Response<AuthorStatsResponse>, Status> {
+        Ok(Response::new(UsersApi::author_stats(self, request.into_inner()).await?))
+    }
+
+    #[tracing::instrument(skip_all, fields(chat_id = request.get_ref().chat_id))]
+    async fn top_authors(&self, request: Request<TopAuthorsRequest>) -> Result<Response<TopAuthorsResponse>, Status> {
+        Ok(Response::new(UsersApi::top_authors(self, request.into_inner()).await?))
+    }
+}

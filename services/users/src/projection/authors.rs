@@ -1,0 +1,139 @@
+//! Projects `chat.events` into Telegram authors: who wrote each message, every name seen,
+//! and message counts per chat.
+//!
+//! Counts move only when a message is new or its author changed (a later export may
+//! attribute it differently), so re-import and redelivery after a crash leave them exact.
+//! Everything is set-based: one binary COPY into a staging table, then a few statements.
+
+use std::collections::HashMap;
+
+use chatvault_common::projection::{Applied, Projection};
+use chatvault_proto::chat::v1::{chat_event, ChatEvent, MessageKind, MessagePosted};
+use chrono::{DateTime, Utc};
+use futures::pin_mut;
+use prost::Message as _;
+use rdkafka::message::{Message, OwnedMessage};
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::Type;
+use tokio_postgres::Transaction;
+
+/// The authors projection of `chat.events`.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthorsProjection;
+
+/// Returns the author id of a message: its `from_id`, or `name:<display name>` for
+/// exports that carry names only (HTML). Only regular messages have authors.
+pub fn author_of(message: &MessagePosted) -> Option<String> {
+    if message.kind != MessageKind::Regular as i32 {
+        return None;
+    }
+    match (&message.from_id, &message.from_name) {
+        (Some(from_id), _) if !from_id.is_empty() => Some(from_id.clone()),
+        (_, Some(name)) if !name.trim().is_empty() => Some(format!("name:{}", name.trim())),
+        _ => None,
+    }
+}
+
+const CREATE_STAGING: &str = "
+    CREATE TEMP TABLE staging_author_messages (
+        chat_id bigint, message_id bigint, author_id text, author_name text, sent_at timestamptz
+    ) ON COMMIT DROP";
+
+const COPY_STAGING: &str =
+    "COPY staging_author_messages (chat_id, message_id, author_id, author_name, sent_at) FROM STDIN (FORMAT binary)";
+
+/// Takes messages away from their former author, then merges: rows that are new, or whose
+/// author changed, add to their author's count for the chat.
+const MERGE_STAGING: &str = "
+    UPDATE author_chat_counts counts
+    SET message_count = counts.message_count - moved.messages
+    FROM (
+        SELECT stored.author_id, stored.chat_id, count(*) AS messages
+        FROM staging_author_messages staged
+        JOIN author_messages stored USING (chat_id, message_id)
+        WHERE stored.author_id <> staged.author_id
+        GROUP BY stored.author_id, stored.chat_id
+    ) moved
+    WHERE counts.author_id = moved.author_id AND counts.chat_id = moved.chat_id;
+
+    WITH merged AS (
+        INSERT INTO author_messages AS stored (chat_id, message_id, author_id, sent_at)
+        SELECT chat_id, message_id, author_id, sent_at FROM staging_author_messages
+        ON CONFLICT (chat_id, message_id) DO UPDATE
+        SET author_id = EXCLUDED.author_id, sent_at = EXCLUDED.sent_at
+        WHERE stored.author_id <> EXCLUDED.author_id
+        RETURNING author_id, chat_id, sent_at
+    )
+    INSERT INTO author_chat_counts (author_id, chat_id, message_count, first_message_at, last_message_at)
+    SELECT author_id, chat_id, count(*), min(sent_at), max(sent_at) FROM merged GROUP BY author_id, chat_id
+    ON CONFLICT (author_id, chat_id) DO UPDATE SET
+        message_count = author_chat_counts.message_count + EXCLUDED.message_count,
+        first_message_at = LEAST(author_chat_counts.first_message_at, EXCLUDED.first_message_at),
+        last_message_at = GREATEST(author_chat_counts.last_message_at, EXCLUDED.last_message_at);
+
+    INSERT INTO author_names (author_id, name, first_seen_at, last_seen_at)
+    SELECT author_id, author_name, min(sent_at), max(sent_at)
+    FROM staging_author_messages
+    WHERE author_name IS NOT NULL
+    GROUP BY author_id, author_name
+    ON CONFLICT (author_id, name) DO UPDATE SET
+        first_seen_at = LEAST(author_names.first_seen_at, EXCLUDED.first_seen_at),
+        last_seen_at = GREATEST(author_names.last_seen_at, EXCLUDED.last_seen_at)";
+
+impl Projection for AuthorsProjection {
+    type Event = chat_event::Event;
+
+    fn name(&self) -> &str {
+        "users.authors"
+    }
+
+    fn decode(&self, record: &OwnedMessage) -> Result<Self::Event, String> {
+        let payload = record.payload().ok_or_else(|| "record has no value".to_owned())?;
+        let decoded = ChatEvent::decode(payload).map_err(|error| format!("not a chatvault.chat.v1.ChatEvent: {error}"))?;
+        decoded.event.ok_or_else(|| "ChatEvent without an event".to_owned())
+    }
+
+    async fn apply(&self, transaction: &Transaction<'_>, batch: &[Applied<Self::Event>]) -> chatvault_common::Result<()> {
+        // The last copy of a message in the batch wins; the merge touches each row once.
+        let mut latest: HashMap<(i64, i64), (&MessagePosted, String)> = HashMap::new();
+        for applied in batch {
+            if let chat_event::Event::MessagePosted(message) = &applied.event {
+                if let Some(author) = author_of(message) {
+                    latest.insert((message.chat_id, message.message_id), (message, author));
+                }
+            }
+        }
+        if latest.is_empty() {
+            return Ok(());
+        }
+        transaction.batch_execute(CREATE_STAGING).await?;
+        let sink = transaction.copy_in(COPY_STAGING).await?;
+        let writer = BinaryCopyInWriter::new(sink, &[Type::INT8, Type::INT8, Type::TEXT, Type::TEXT, Type::TIMESTAMPTZ]);
+        pin_mut!(writer);
+        for (message, author_id) in latest.values() {
+            let name = message.from_name.as_deref().map(|name| name.trim().replace('\0', "\u{FFFD}"));
+            let sent_at: Option<DateTime<Utc>> = message.date_unix.and_then(|seconds| DateTime::from_timestamp(seconds, 0));
+            writer.as_mut().write(&[&message.chat_id, &message.message_id, author_id, &name, &sent_at]).await?;
+        }
+        writer.finish().await?;
+        transaction.batch_execute(MERGE_STAGING).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authors_are_ids_or_names_of_regular_messages_only() {
+        let mut message = MessagePosted { kind: MessageKind::Regular as i32, from_id: Some("user42".into()), from_name: Some("Ann".into()), ..Default::default() };
+        assert_eq!(author_of(&message).as_deref(), Some("user42"));
+        message.from_id = None;
+        assert_eq!(author_of(&message).as_deref(), Some("name:Ann"));
+        message.from_name = None;
+        assert_eq!(author_of(&message), None);
+        let service = MessagePosted { kind: MessageKind::Service as i32, actor_id: Some("user1".into()), ..Default::default() };
+        assert_eq!(author_of(&service), None);
+    }
+}
