@@ -302,3 +302,47 @@ async fn search_author_and_thread_queries_find_the_right_messages() {
         .expect_err("no message 4");
     assert_eq!(missing.code(), tonic::Code::NotFound);
 }
+
+#[tokio::test]
+async fn a_whole_account_export_imports_every_chat_including_left_and_empty_ones() {
+    let platform = TestPlatform::start().await;
+    let summary = platform.import(&fixture("account-export")).await.expect("the account export imports");
+    assert_eq!(summary.chat_ids, vec![43, 42, 777, 888]);
+    assert_eq!(summary.messages, 4);
+    let chats = platform
+        .storage
+        .clone()
+        .list_chats(ListChatsRequest { consistency_token: summary.consistency_token.clone() })
+        .await
+        .expect("ListChats")
+        .into_inner()
+        .chats;
+    let mut listed: Vec<(i64, Option<String>, String, u64, bool)> =
+        chats.iter().map(|chat| (chat.chat_id, chat.name.clone(), chat.chat_type.clone(), chat.message_count, chat.left)).collect();
+    listed.sort();
+    assert_eq!(
+        listed,
+        vec![
+            (42, None, "saved_messages".to_owned(), 1, false),
+            (43, Some("Борис".to_owned()), "personal_chat".to_owned(), 2, false),
+            (777, Some("HelperBot".to_owned()), "bot_chat".to_owned(), 0, false),
+            (888, Some("Old Channel".to_owned()), "public_channel".to_owned(), 1, true),
+        ]
+    );
+    let saved = platform.all_messages(42, None).await;
+    let media = saved[0].media.as_ref().expect("the saved file");
+    assert_eq!(media.path.as_deref(), Some("chats/chat_2/files/Q3 plan (1).pdf"));
+    assert_eq!(media.file_name.as_deref(), Some("Q3 plan.pdf"));
+
+    let stats = platform
+        .users
+        .clone()
+        .author_stats(chatvault_proto::users::v1::AuthorStatsRequest { author_id: "user42".into(), consistency_token: summary.consistency_token })
+        .await
+        .expect("AuthorStats")
+        .into_inner();
+    assert_eq!(stats.total_messages, 3, "one message in each of three chats");
+    let mut chat_ids: Vec<i64> = stats.chats.iter().map(|chat| chat.chat_id).collect();
+    chat_ids.sort();
+    assert_eq!(chat_ids, vec![42, 43, 888]);
+}
