@@ -30,12 +30,12 @@ SERVICES=(
     "users:chatvault-users:8083"
     # "audit:chatvault-audit:8084"
     # "backup:chatvault-backup:8085"
-    # "storage-node-1:chatvault-storage-node:8101"
-    # "storage-node-2:chatvault-storage-node:8102"
-    # "storage-node-3:chatvault-storage-node:8103"
-    # "storage-node-4:chatvault-storage-node:8104"
-    # "storage-node-5:chatvault-storage-node:8105"
-    # "storage-node-6:chatvault-storage-node:8106"
+    "storage-node-1:chatvault-storage-node:8101"
+    "storage-node-2:chatvault-storage-node:8102"
+    "storage-node-3:chatvault-storage-node:8103"
+    "storage-node-4:chatvault-storage-node:8104"
+    "storage-node-5:chatvault-storage-node:8105"
+    "storage-node-6:chatvault-storage-node:8106"
 )
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -220,6 +220,20 @@ cmd_wait() {
     done
     [ "$failed" -eq 0 ] || die "some services are not healthy"
     log "all ${#SERVICES[@]} services healthy"
+    register_storage_nodes
+}
+
+# register_storage_nodes: registers every storage-node-<i> with storage (harmless when
+# already registered), so uploads can place parts on them.
+register_storage_nodes() {
+    local entry cli="$BIN_DIR/chatvault"
+    for entry in "${SERVICES[@]}"; do
+        parse "$entry"
+        [[ "$NAME" =~ ^storage-node-([0-9]+)$ ]] || continue
+        [ -x "$cli" ] || die "$cli not found; build it first (cargo build --bins)"
+        "$cli" nodes add "127.0.0.1:$((50100 + BASH_REMATCH[1]))" | sed 's/^/services: /' \
+            || die "registering $NAME failed"
+    done
 }
 
 case "${1:-}" in

@@ -61,6 +61,8 @@ pub struct ServiceConfig {
     /// At most this many records per projection transaction
     /// (`CHATVAULT_<SERVICE>_PROJECTION_BATCH_RECORDS`, default 20000).
     pub projection_batch_records: usize,
+    /// Token verification (`CHATVAULT_AUTH`, `CHATVAULT_JWT_SECRET`, `CHATVAULT_JWT_ACCESS_TTL_SECONDS`).
+    pub auth: crate::auth::AuthConfig,
     /// Every `CHATVAULT_<SERVICE>_<KEY>` variable by `<KEY>`, for settings only one service
     /// has (read them with [`ServiceConfig::setting`]).
     pub service_settings: HashMap<String, String>,
@@ -123,6 +125,7 @@ impl ServiceConfig {
             telemetry: TelemetryConfig::from_reader(&reader)?,
             consistency_wait: Duration::from_millis(reader.parse_shared("CONSISTENCY_WAIT_MS", 30_000u64)?),
             projection_batch_records: reader.parse_service("PROJECTION_BATCH_RECORDS", 20_000usize)?,
+            auth: crate::auth::AuthConfig::from_env_map(environment)?,
             service_settings: environment
                 .iter()
                 .filter_map(|(name, value)| name.strip_prefix(&reader.service_prefix).map(|key| (key.to_owned(), value.clone())))

@@ -21,3 +21,19 @@ pub async fn serve_grpc(listener: TcpListener, router: Router, shutdown: Cancell
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
         .await
 }
+
+/// A gRPC router behind the token-checking [`crate::auth::AuthLayer`].
+pub type AuthenticatedRouter = Router<tower_layer::Stack<crate::auth::AuthLayer, tower_layer::Identity>>;
+
+/// Returns a server builder whose every service sits behind `auth`'s token check (health,
+/// reflection, register and log-in excepted).
+pub fn authenticated_server(auth: &crate::auth::AuthConfig) -> tonic::transport::Server<tower_layer::Stack<crate::auth::AuthLayer, tower_layer::Identity>> {
+    tonic::transport::Server::builder().layer(auth.grpc_layer())
+}
+
+/// Serves an [`AuthenticatedRouter`] on `listener` until `shutdown` is cancelled.
+pub async fn serve_grpc_authenticated(listener: TcpListener, router: AuthenticatedRouter, shutdown: CancellationToken) -> Result<(), tonic::transport::Error> {
+    router
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
+        .await
+}

@@ -2,6 +2,7 @@
 //! producer and consumer with the event envelope, the PostgreSQL pool and migrations, the
 //! projection runner, consistency tokens, and the gRPC/HTTP server scaffolding.
 
+pub mod auth;
 pub mod caller;
 pub mod config;
 pub mod consistency;

@@ -68,17 +68,24 @@ pub fn unique_kafka_config() -> KafkaConfig {
     KafkaConfig::from_env_map(&environment).expect("kafka settings parse")
 }
 
+/// The JWT secret of services started by [`service_environment`].
+pub const TEST_JWT_SECRET: &str = "chatvault-test-secret";
+
 /// The environment of services in one test or benchmark run: port 0, its own database and
 /// topic prefix, long consistency waits.
 pub fn service_environment(database_url: &str, topic_prefix: &str) -> HashMap<String, String> {
     let mut environment = HashMap::new();
-    for service in ["INGEST", "STORAGE", "USERS"] {
+    for service in ["INGEST", "STORAGE", "USERS", "AUDIT"] {
         environment.insert(format!("CHATVAULT_{service}_GRPC_ADDR"), "127.0.0.1:0".to_owned());
         environment.insert(format!("CHATVAULT_{service}_HTTP_ADDR"), "127.0.0.1:0".to_owned());
         environment.insert(format!("CHATVAULT_{service}_DATABASE_URL"), database_url.to_owned());
     }
     environment.insert("CHATVAULT_TOPIC_PREFIX".to_owned(), topic_prefix.to_owned());
     environment.insert("CHATVAULT_CONSISTENCY_WAIT_MS".to_owned(), "120000".to_owned());
+    // Existing scenarios identify callers by the x-chatvault-user header; tests of
+    // authentication set CHATVAULT_AUTH=on (see `TEST_JWT_SECRET`).
+    environment.insert("CHATVAULT_AUTH".to_owned(), "off".to_owned());
+    environment.insert("CHATVAULT_JWT_SECRET".to_owned(), TEST_JWT_SECRET.to_owned());
     if let Ok(brokers) = std::env::var("CHATVAULT_KAFKA_BROKERS") {
         environment.insert("CHATVAULT_KAFKA_BROKERS".to_owned(), brokers);
     }

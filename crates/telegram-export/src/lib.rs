@@ -1,9 +1,10 @@
 //! Streaming, bounded-memory readers for Telegram Desktop chat exports.
 //!
-//! The entry points are [`JsonExportReader`] and [`HtmlExportReader`]. The JSON reader reads a `result.json` (a single chat or a
-//! whole account) and yields [`ExportEvent`]s: a [`ChatHeader`] per chat, then one typed
-//! [`Message`] at a time, then the chat's message count. Files of several GB are read with
-//! memory bounded by the size of one message.
+//! The entry points are [`JsonExportReader`], which reads a `result.json` (a single chat
+//! or a whole account), and [`HtmlExportReader`], which reads the `messages*.html` pages
+//! of one chat. Both yield the same [`ExportEvent`]s: a [`ChatHeader`] per chat, then one
+//! typed [`Message`] at a time, then the chat's message count. Files of several GB are
+//! read with memory bounded by the size of one message.
 //!
 //! Layers, bottom up:
 //! - [`lexer`]: a pull tokenizer accepting tdesktop's JSON, including its `\xHH` escapes;

@@ -29,6 +29,10 @@ enum Command {
     Messages(commands::messages::MessagesArgs),
     /// Telegram authors and their message counts.
     Authors(commands::authors::AuthorsArgs),
+    /// Store, list, download, delete and share files.
+    Files(commands::files::FilesArgs),
+    /// Register storage nodes and show their fill.
+    Nodes(commands::nodes::NodesArgs),
     /// Inspect Kafka topics.
     Topics(commands::topics::TopicsArgs),
 }
@@ -42,6 +46,8 @@ async fn main() -> std::process::ExitCode {
         Command::Chats(args) => commands::chats::run(&cli.endpoints, args, json).await,
         Command::Messages(args) => commands::messages::run(&cli.endpoints, args, json).await,
         Command::Authors(args) => commands::authors::run(&cli.endpoints, args, json).await,
+        Command::Files(args) => commands::files::run(&cli.endpoints, args, json).await,
+        Command::Nodes(args) => commands::nodes::run(&cli.endpoints, args, json).await,
         Command::Topics(args) => commands::topics::run(&cli.endpoints, args, json).await,
     };
     match outcome {

@@ -124,7 +124,7 @@ pub(crate) async fn connect(address: SocketAddr) -> Channel {
 
 /// Runs ImportExport to its end; returns the summary or the status it ended with.
 pub(crate) async fn import_with(ingest: &mut IngestServiceClient<Channel>, path: &Path) -> Result<ImportSummary, tonic::Status> {
-    let request = ImportExportRequest { path: path.display().to_string(), local_utc_offset_seconds: 0 };
+    let request = ImportExportRequest { path: path.display().to_string(), ..Default::default() };
     let mut updates = ingest.import_export(request).await?.into_inner();
     let mut summary = None;
     while let Some(update) = updates.message().await? {

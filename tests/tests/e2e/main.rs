@@ -10,5 +10,6 @@ mod files_support;
 mod grpc_reflection;
 mod helpers;
 mod import_crash_safety;
+mod import_html;
 mod import_json;
 mod upload_export;

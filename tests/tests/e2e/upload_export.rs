@@ -10,7 +10,7 @@ use crate::helpers::{fixture, TestPlatform};
 const SAMPLE_CHAT_ID: i64 = 1_234_567_890;
 
 fn header() -> UploadExportRequest {
-    UploadExportRequest { item: Some(upload_export_request::Item::Header(UploadExportHeader { local_utc_offset_seconds: 0, total_bytes: 0 })) }
+    UploadExportRequest { item: Some(upload_export_request::Item::Header(UploadExportHeader::default())) }
 }
 
 fn chunk(relative_path: &str, data: &[u8]) -> UploadExportRequest {

@@ -15,11 +15,15 @@ use super::Endpoints;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct ImportArgs {
-    /// The export: its folder (uploaded whole, media included), its result.json, or a .zip of it.
+    /// The export: its folder (uploaded whole, media included), its result.json or messages.html, or a .zip of it.
     path: PathBuf,
     /// Import a path on the ingest server's own disk instead of uploading (for admins).
     #[arg(long)]
     server_path: bool,
+    /// The chat id of a single-chat HTML export (HTML pages do not carry it); without it the
+    /// id is derived from the chat's name.
+    #[arg(long)]
+    chat_id: Option<i64>,
     /// UTC offset of the computer that made an old export (before mid-2022), like +03:00.
     #[arg(long, default_value = "+00:00", value_parser = parse_utc_offset)]
     utc_offset: i32,
@@ -30,7 +34,7 @@ pub(crate) async fn run(endpoints: &Endpoints, args: ImportArgs, json: bool) -> 
     let mut client = endpoints.ingest().await?;
     let progress_bar = (!json && std::io::stderr().is_terminal()).then(new_progress_bar);
     let mut updates = if args.server_path {
-        let request = ImportExportRequest { path: absolute_path.display().to_string(), local_utc_offset_seconds: args.utc_offset };
+        let request = ImportExportRequest { path: absolute_path.display().to_string(), local_utc_offset_seconds: args.utc_offset, html_chat_id: args.chat_id };
         client.import_export(request).await?.into_inner()
     } else {
         let files = files_to_upload(&absolute_path)?;
@@ -39,7 +43,8 @@ pub(crate) async fn run(endpoints: &Endpoints, args: ImportArgs, json: bool) -> 
             bar.set_length(total_bytes);
             bar.set_message("uploading");
         }
-        let requests = upload_requests(files, total_bytes, args.utc_offset, progress_bar.clone());
+        let header = UploadExportHeader { local_utc_offset_seconds: args.utc_offset, total_bytes, html_chat_id: args.chat_id };
+        let requests = upload_requests(files, header, progress_bar.clone());
         client.upload_export(requests).await?.into_inner()
     };
     let mut summary: Option<ImportSummary> = None;
@@ -77,6 +82,13 @@ struct FileToUpload {
 /// Lists what to send: every file of a folder (media included), or the one file given.
 fn files_to_upload(path: &Path) -> anyhow::Result<Vec<FileToUpload>> {
     let metadata = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let is_html_page = path.file_name().and_then(|name| name.to_str()).is_some_and(|name| name.starts_with("messages") && name.ends_with(".html"));
+    if metadata.is_file() && is_html_page {
+        // An HTML export is its folder: every page, and the media the pages link to.
+        if let Some(folder) = path.parent() {
+            return files_to_upload(folder);
+        }
+    }
     if metadata.is_file() {
         let name = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_else(|| "result.json".to_owned());
         return Ok(vec![FileToUpload { local_path: path.to_path_buf(), relative_path: name, size: metadata.len() }]);
@@ -98,11 +110,11 @@ fn files_to_upload(path: &Path) -> anyhow::Result<Vec<FileToUpload>> {
 }
 
 /// Streams the header, then every file in 1 MiB chunks, read as the server takes them.
-fn upload_requests(files: Vec<FileToUpload>, total_bytes: u64, utc_offset: i32, progress_bar: Option<ProgressBar>) -> impl futures::Stream<Item = UploadExportRequest> {
+fn upload_requests(files: Vec<FileToUpload>, header: UploadExportHeader, progress_bar: Option<ProgressBar>) -> impl futures::Stream<Item = UploadExportRequest> {
     const CHUNK_BYTES: usize = 1 << 20;
     let (sender, receiver) = tokio::sync::mpsc::channel(4);
     tokio::spawn(async move {
-        let header = UploadExportRequest { item: Some(upload_export_request::Item::Header(UploadExportHeader { local_utc_offset_seconds: utc_offset, total_bytes })) };
+        let header = UploadExportRequest { item: Some(upload_export_request::Item::Header(header)) };
         if sender.send(header).await.is_err() {
             return;
         }

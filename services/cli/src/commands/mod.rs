@@ -2,8 +2,10 @@
 
 pub(crate) mod authors;
 pub(crate) mod chats;
+pub(crate) mod files;
 pub(crate) mod import;
 pub(crate) mod messages;
+pub(crate) mod nodes;
 pub(crate) mod topics;
 
 use anyhow::Context;
@@ -35,6 +37,16 @@ impl Endpoints {
     pub(crate) async fn ingest(&self) -> anyhow::Result<IngestServiceClient<Channel>> {
         let channel = connect(&self.ingest_url).await.context("connecting to the ingest service")?;
         Ok(IngestServiceClient::new(channel).max_decoding_message_size(64 << 20))
+    }
+
+    pub(crate) async fn uploads(&self) -> anyhow::Result<chatvault_proto::ingest::v1::file_upload_service_client::FileUploadServiceClient<Channel>> {
+        let channel = connect(&self.ingest_url).await.context("connecting to the ingest service")?;
+        Ok(chatvault_proto::ingest::v1::file_upload_service_client::FileUploadServiceClient::new(channel))
+    }
+
+    pub(crate) async fn files(&self) -> anyhow::Result<chatvault_proto::storage::v1::files_service_client::FilesServiceClient<Channel>> {
+        let channel = connect(&self.storage_url).await.context("connecting to the storage service")?;
+        Ok(chatvault_proto::storage::v1::files_service_client::FilesServiceClient::new(channel).max_decoding_message_size(64 << 20))
     }
 
     pub(crate) async fn storage(&self) -> anyhow::Result<StorageServiceClient<Channel>> {

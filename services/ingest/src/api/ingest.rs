@@ -16,7 +16,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
 use crate::import::upload::UploadedExport;
-use crate::import::{locate_json_export, run_json_import, ImportRequest};
+use crate::import::{locate_export, run_import, ImportRequest};
 use crate::Error;
 
 /// Where uploads are kept while they import, and how large they may be.
@@ -51,7 +51,7 @@ fn progress_update(progress: ImportProgress) -> Result<ImportUpdate, Status> {
 /// the export was uploaded to) lives until the import ends.
 async fn import_and_report(kafka: KafkaConfig, request: ImportRequest, cancel: CancellationToken, updates: UpdateSender, upload: Option<UploadedExport>) {
     let progress_sender = updates.clone();
-    let outcome = run_json_import(&kafka, request, cancel, move |progress| {
+    let outcome = run_import(&kafka, request, cancel, move |progress| {
         // Progress is best effort: a slow client misses updates, never blocks the import.
         let _ = progress_sender.try_send(progress_update(progress));
     })
@@ -104,11 +104,16 @@ impl IngestService for IngestApi {
         if request.path.trim().is_empty() {
             return Err(Status::invalid_argument("path is required: the export folder or its result.json"));
         }
-        let export_path = locate_json_export(&PathBuf::from(&request.path)).map_err(Status::from)?;
+        let source = locate_export(&PathBuf::from(&request.path)).map_err(Status::from)?;
         let import_id = uuid::Uuid::now_v7().to_string();
-        let span = tracing::info_span!("import_export", import_id = %import_id, path = %export_path.display());
+        let span = tracing::info_span!("import_export", import_id = %import_id, path = %source.label());
         let (updates, receiver) = mpsc::channel(16);
-        let import_request = ImportRequest { import_id, export_path, local_utc_offset_seconds: request.local_utc_offset_seconds };
+        let import_request = ImportRequest {
+            import_id,
+            source,
+            local_utc_offset_seconds: request.local_utc_offset_seconds,
+            html_chat_id: request.html_chat_id,
+        };
         tokio::spawn(import_and_report(self.kafka.clone(), import_request, self.shutdown.child_token(), updates, None).instrument(span));
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }
@@ -136,15 +141,17 @@ impl IngestService for IngestApi {
                         return;
                     }
                 };
-                let export_path = match locate_json_export(upload.root()) {
-                    Ok(path) => path,
+                let source = match locate_export(upload.root()) {
+                    Ok(source) => source,
                     Err(_) => {
-                        let error = Error::InvalidArgument("the upload holds no result.json (send the export folder, its result.json, or a .zip of it)".to_owned());
+                        let error = Error::InvalidArgument(
+                            "the upload holds no Telegram export: send the export folder (with result.json or messages.html), one of those files, or a .zip of the folder".to_owned(),
+                        );
                         let _ = updates.send(Err(Status::from(error))).await;
                         return;
                     }
                 };
-                let request = ImportRequest { import_id, export_path, local_utc_offset_seconds: header.local_utc_offset_seconds };
+                let request = ImportRequest { import_id, source, local_utc_offset_seconds: header.local_utc_offset_seconds, html_chat_id: header.html_chat_id };
                 import_and_report(kafka, request, cancel, updates, Some(upload)).await;
             }
             .instrument(span),

@@ -7,25 +7,25 @@
 
 mod event_mapping;
 mod publisher;
+pub mod source;
 pub mod upload;
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::BufReader;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use chatvault_common::config::KafkaConfig;
 use chatvault_common::topics::CHAT_EVENTS;
 use chatvault_proto::common::v1::ConsistencyToken;
 use chatvault_proto::ingest::v1::{ImportProgress, ImportSummary, WarningCount};
-use telegram_export::{ExportEvent, JsonExportReader, MessageKind, ParseOptions};
+use telegram_export::{ExportEvent, MessageKind};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
 pub use event_mapping::{chat_imported_event, message_posted_event, EncodedEvent, CHAT_IMPORTED_TYPE, MESSAGE_POSTED_TYPE};
 use publisher::TransactionalPublisher;
+pub use source::{locate_export, ExportSource};
+use source::{export_bytes_total, ExportReader};
 
 /// Records handed from the parser thread to the publisher at a time.
 const RECORDS_PER_BATCH: usize = 1024;
@@ -38,33 +38,11 @@ const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
 #[derive(Debug, Clone)]
 pub struct ImportRequest {
     pub import_id: String,
-    /// The `result.json` to read.
-    pub export_path: PathBuf,
+    /// The export to read.
+    pub source: ExportSource,
     pub local_utc_offset_seconds: i32,
-}
-
-/// Returns the `result.json` that `path` names: the file itself, the one inside a folder,
-/// or the one inside that folder's only subfolder (an archive of `ChatExport_…/`).
-pub fn locate_json_export(path: &Path) -> Result<PathBuf, Error> {
-    let metadata = std::fs::metadata(path)
-        .map_err(|error| Error::NotFound(format!("cannot read {}: {error}", path.display())))?;
-    if metadata.is_file() {
-        return Ok(path.to_path_buf());
-    }
-    let candidate = path.join("result.json");
-    if candidate.is_file() {
-        return Ok(candidate);
-    }
-    let entries: Vec<PathBuf> = std::fs::read_dir(path)?.filter_map(|entry| entry.ok().map(|entry| entry.path())).collect();
-    if let [only_folder] = entries.as_slice() {
-        if only_folder.is_dir() && only_folder.join("result.json").is_file() {
-            return Ok(only_folder.join("result.json"));
-        }
-    }
-    Err(Error::InvalidArgument(format!(
-        "{} holds no result.json: point at a Telegram Desktop JSON export (its folder or its result.json)",
-        path.display()
-    )))
+    /// The chat id of a single-chat HTML export (HTML does not carry it).
+    pub html_chat_id: Option<i64>,
 }
 
 /// What the parser thread found, beside the records it sent.
@@ -83,16 +61,14 @@ enum ParsedItem {
 
 /// Runs one import to its end: returns the summary once the transaction is committed, or
 /// an error after aborting it. `on_progress` is called a few times a second.
-pub async fn run_json_import(
+pub async fn run_import(
     kafka: &KafkaConfig,
     request: ImportRequest,
     cancel: CancellationToken,
     on_progress: impl Fn(ImportProgress) + Send,
 ) -> Result<ImportSummary, Error> {
     let started = Instant::now();
-    let file = File::open(&request.export_path)
-        .map_err(|error| Error::NotFound(format!("cannot open {}: {error}", request.export_path.display())))?;
-    let bytes_total = file.metadata().map(|metadata| metadata.len()).unwrap_or(0);
+    let bytes_total = export_bytes_total(&request.source);
     let topic = kafka.topic(CHAT_EVENTS);
     let mut publisher = TransactionalPublisher::begin(kafka, &topic, &request.import_id).await?;
 
@@ -162,11 +138,8 @@ fn parse_and_encode(
     batches: mpsc::Sender<ParsedItem>,
     cancel: CancellationToken,
 ) -> Result<ParseTotals, Error> {
-    let file = File::open(&request.export_path)
-        .map_err(|error| Error::NotFound(format!("cannot open {}: {error}", request.export_path.display())))?;
-    let label = request.export_path.display().to_string();
-    let options = ParseOptions { local_utc_offset_seconds: request.local_utc_offset_seconds };
-    let mut reader = JsonExportReader::new(BufReader::with_capacity(1 << 20, file), label, options);
+    let mut reader = ExportReader::open(&request.source, request.local_utc_offset_seconds, request.html_chat_id)?;
+    let source_label = request.source.label();
     let imported_at_unix = chrono::Utc::now().timestamp();
     let mut totals = ParseTotals::default();
     let mut records = Vec::with_capacity(RECORDS_PER_BATCH);
@@ -176,7 +149,7 @@ fn parse_and_encode(
         match event {
             ExportEvent::ChatStarted(header) => {
                 totals.chat_ids.push(header.chat_id);
-                records.push(chat_imported_event(&header, &request.import_id, &reader_label(&request), imported_at_unix));
+                records.push(chat_imported_event(&header, &request.import_id, &source_label, imported_at_unix));
             }
             ExportEvent::Message(message) => {
                 totals.messages += 1;
@@ -205,8 +178,4 @@ fn parse_and_encode(
         return Err(Error::Cancelled);
     }
     Ok(totals)
-}
-
-fn reader_label(request: &ImportRequest) -> String {
-    request.export_path.display().to_string()
 }

@@ -1,0 +1,285 @@
+//! `chatvault files`: put, get (one file or a whole date folder), ls, rm and share.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use chatvault_proto::ingest::v1::{upload_file_request, UploadFileRequest, UploadMetadata};
+use chatvault_proto::storage::v1::{
+    download_file_response, CreateShareLinkRequest, DeleteFileRequest, DownloadFileRequest, FileInfo, ListFilesRequest,
+    RevokeShareLinkRequest,
+};
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::Endpoints;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct FilesArgs {
+    #[command(subcommand)]
+    command: FilesCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum FilesCommand {
+    /// Upload files; prints each file's id.
+    Put {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Download one file by id, or every file of a date folder with --date.
+    Get {
+        /// The file id (omit with --date).
+        id: Option<String>,
+        /// Download every file uploaded on this date (YYYY-MM-DD) into the folder -o.
+        #[arg(long)]
+        date: Option<String>,
+        /// Output file (one id) or folder (--date); default: the original name in the current folder.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// List the files uploaded on a date (YYYY-MM-DD, default today in UTC).
+    Ls {
+        #[arg(long)]
+        date: Option<String>,
+    },
+    /// Delete a file; its parts are removed from the nodes in the background.
+    Rm { id: String },
+    /// Create a share link (anyone with it downloads without logging in).
+    Share {
+        id: String,
+        /// Lifetime like 30m, 24h, 7d.
+        #[arg(long, default_value = "24h")]
+        expires: String,
+        /// Password the downloader must give (?password=... or header x-chatvault-share-password).
+        #[arg(long)]
+        password: Option<String>,
+        /// Base URL of the storage HTTP server, to print the full link.
+        #[arg(long, env = "CHATVAULT_STORAGE_HTTP_URL", default_value = "http://127.0.0.1:8082")]
+        http_url: String,
+    },
+    /// Revoke a share link by its token.
+    Unshare { token: String },
+}
+
+pub(crate) async fn run(endpoints: &Endpoints, args: FilesArgs, json: bool) -> anyhow::Result<()> {
+    match args.command {
+        FilesCommand::Put { paths } => put(endpoints, paths, json).await,
+        FilesCommand::Get { id, date, output } => match (id, date) {
+            (Some(id), None) => get_one(endpoints, &id, output, json).await.map(|_| ()),
+            (None, Some(date)) => get_date(endpoints, &date, output.unwrap_or_else(|| PathBuf::from(".")), json).await,
+            _ => anyhow::bail!("give either a file id or --date YYYY-MM-DD"),
+        },
+        FilesCommand::Ls { date } => list(endpoints, date, json).await,
+        FilesCommand::Rm { id } => {
+            endpoints.files().await?.delete_file(DeleteFileRequest { file_id: id.clone(), consistency_token: None }).await?;
+            if json {
+                crate::output::print_json(&json!({ "deleted": id }));
+            } else {
+                println!("deleted {id}");
+            }
+            Ok(())
+        }
+        FilesCommand::Share { id, expires, password, http_url } => {
+            let expires_in_seconds = parse_duration_seconds(&expires)?;
+            let request = CreateShareLinkRequest { file_id: id, expires_in_seconds, password: password.unwrap_or_default(), consistency_token: None };
+            let link = endpoints.files().await?.create_share_link(request).await?.into_inner();
+            let url = format!("{}{}", http_url.trim_end_matches('/'), link.path);
+            if json {
+                crate::output::print_json(&json!({ "url": url, "token": link.token, "expires_at_unix_ms": link.expires_at_unix_ms }));
+            } else {
+                println!("{url}\n(expires {} UTC; revoke with `chatvault files unshare {}`)", crate::output::format_unix(link.expires_at_unix_ms / 1000), link.token);
+            }
+            Ok(())
+        }
+        FilesCommand::Unshare { token } => {
+            endpoints.files().await?.revoke_share_link(RevokeShareLinkRequest { token, consistency_token: None }).await?;
+            if json {
+                crate::output::print_json(&json!({ "revoked": true }));
+            } else {
+                println!("link revoked");
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Parses `90s`, `30m`, `24h`, `7d` (a bare number is seconds).
+fn parse_duration_seconds(text: &str) -> anyhow::Result<u64> {
+    let text = text.trim();
+    let (number, unit) = text.split_at(text.find(|character: char| !character.is_ascii_digit()).unwrap_or(text.len()));
+    let number: u64 = number.parse().with_context(|| format!("{text:?} is not a duration like 24h"))?;
+    let factor = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        other => anyhow::bail!("unknown duration unit {other:?} (use s, m, h or d)"),
+    };
+    Ok(number * factor)
+}
+
+fn progress_bar(total: u64, json: bool, label: String) -> Option<ProgressBar> {
+    (!json && std::io::stderr().is_terminal()).then(|| {
+        let bar = ProgressBar::new(total);
+        bar.set_style(
+            ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar.set_message(label);
+        bar
+    })
+}
+
+async fn put(endpoints: &Endpoints, paths: Vec<PathBuf>, json: bool) -> anyhow::Result<()> {
+    let mut client = endpoints.uploads().await?;
+    for path in paths {
+        let file = tokio::fs::File::open(&path).await.with_context(|| format!("opening {}", path.display()))?;
+        let size = file.metadata().await?.len();
+        let name = path.file_name().map(|name| name.to_string_lossy().to_string()).unwrap_or_default();
+        let bar = progress_bar(size, json, name.clone());
+        let metadata = UploadFileRequest { message: Some(upload_file_request::Message::Metadata(UploadMetadata { name, content_type: String::new() })) };
+        let chunk_bar = bar.clone();
+        let chunks = futures::stream::unfold(file, move |mut file| {
+            let bar = chunk_bar.clone();
+            async move {
+                let mut buffer = vec![0u8; 1 << 20];
+                match file.read(&mut buffer).await {
+                    Ok(0) | Err(_) => None,
+                    Ok(read) => {
+                        buffer.truncate(read);
+                        if let Some(bar) = &bar {
+                            bar.inc(read as u64);
+                        }
+                        Some((UploadFileRequest { message: Some(upload_file_request::Message::Chunk(buffer.into())) }, file))
+                    }
+                }
+            }
+        });
+        let requests = futures::stream::once(async { metadata }).chain(chunks);
+        let stored = client.upload_file(requests).await.with_context(|| format!("uploading {}", path.display()));
+        if let Some(bar) = &bar {
+            bar.finish_and_clear();
+        }
+        let stored = stored?.into_inner();
+        if stored.size != size {
+            anyhow::bail!("{} changed while it was uploaded ({} bytes sent, {size} expected)", path.display(), stored.size);
+        }
+        if json {
+            crate::output::print_json(&json!({ "id": stored.file_id, "path": path.display().to_string(), "size": stored.size, "sha256": stored.sha256 }));
+        } else {
+            println!("{}  {}  ({} bytes, survives {} node failures)", stored.file_id, path.display(), stored.size, stored.fault_tolerance);
+        }
+    }
+    Ok(())
+}
+
+/// Downloads one file; returns where it was written.
+async fn get_one(endpoints: &Endpoints, id: &str, output: Option<PathBuf>, json: bool) -> anyhow::Result<PathBuf> {
+    let mut stream = endpoints.files().await?.download_file(DownloadFileRequest { file_id: id.to_owned(), consistency_token: None }).await?.into_inner();
+    let info = match stream.message().await?.and_then(|message| message.message) {
+        Some(download_file_response::Message::Info(info)) => info,
+        _ => anyhow::bail!("the download did not start with the file's metadata"),
+    };
+    let target = match output {
+        Some(path) if path.is_dir() => path.join(&info.name),
+        Some(path) => path,
+        None => PathBuf::from(&info.name),
+    };
+    let partial = partial_path(&target);
+    let mut file = tokio::fs::File::create(&partial).await.with_context(|| format!("creating {}", partial.display()))?;
+    let bar = progress_bar(info.size, json, info.name.clone());
+    let outcome = async {
+        while let Some(message) = stream.message().await? {
+            if let Some(download_file_response::Message::Chunk(chunk)) = message.message {
+                file.write_all(&chunk).await?;
+                if let Some(bar) = &bar {
+                    bar.inc(chunk.len() as u64);
+                }
+            }
+        }
+        file.sync_all().await?;
+        anyhow::Ok(())
+    }
+    .await;
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    if let Err(error) = outcome {
+        let _ = tokio::fs::remove_file(&partial).await;
+        return Err(error.context(format!("downloading {id}")));
+    }
+    tokio::fs::rename(&partial, &target).await?;
+    if json {
+        crate::output::print_json(&json!({ "id": id, "path": target.display().to_string(), "size": info.size, "sha256": info.sha256 }));
+    } else {
+        println!("{}  {} bytes  (SHA-256 verified)", target.display(), info.size);
+    }
+    Ok(target)
+}
+
+fn partial_path(target: &Path) -> PathBuf {
+    let mut name = target.file_name().map(|name| name.to_os_string()).unwrap_or_default();
+    name.push(".partial");
+    target.with_file_name(name)
+}
+
+async fn list_of_date(endpoints: &Endpoints, date: &str) -> anyhow::Result<Vec<FileInfo>> {
+    Ok(endpoints.files().await?.list_files(ListFilesRequest { date: date.to_owned(), consistency_token: None }).await?.into_inner().files)
+}
+
+async fn get_date(endpoints: &Endpoints, date: &str, folder: PathBuf, json: bool) -> anyhow::Result<()> {
+    tokio::fs::create_dir_all(&folder).await.with_context(|| format!("creating {}", folder.display()))?;
+    let files = list_of_date(endpoints, date).await?;
+    for info in &files {
+        // Two files of one day may share a name; the id keeps them apart.
+        let target = if files.iter().filter(|other| other.name == info.name).count() > 1 {
+            folder.join(format!("{}-{}", info.file_id, info.name))
+        } else {
+            folder.join(&info.name)
+        };
+        get_one(endpoints, &info.file_id, Some(target), json).await?;
+    }
+    if !json {
+        println!("{} files of {date} downloaded into {}", files.len(), folder.display());
+    }
+    Ok(())
+}
+
+async fn list(endpoints: &Endpoints, date: Option<String>, json: bool) -> anyhow::Result<()> {
+    let date = date.unwrap_or_else(|| chrono::Utc::now().format("%Y-%m-%d").to_string());
+    let files = list_of_date(endpoints, &date).await?;
+    if json {
+        let rows: Vec<_> = files
+            .iter()
+            .map(|file| json!({ "id": file.file_id, "name": file.name, "size": file.size, "sha256": file.sha256, "content_type": file.content_type, "uploaded_at_unix_ms": file.uploaded_at_unix_ms }))
+            .collect();
+        crate::output::print_json(&serde_json::Value::Array(rows));
+        return Ok(());
+    }
+    if files.is_empty() {
+        println!("no files uploaded on {date}");
+        return Ok(());
+    }
+    println!("{:<36}  {:>12}  {:<19}  NAME", "ID", "SIZE", "UPLOADED (UTC)");
+    for file in files {
+        println!("{:<36}  {:>12}  {:<19}  {}", file.file_id, file.size, crate::output::format_unix(file.uploaded_at_unix_ms / 1000), file.name);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_common_units() {
+        assert_eq!(parse_duration_seconds("24h").expect("hours"), 86_400);
+        assert_eq!(parse_duration_seconds("30m").expect("minutes"), 1800);
+        assert_eq!(parse_duration_seconds("90").expect("seconds"), 90);
+        assert!(parse_duration_seconds("3w").is_err());
+    }
+}
