@@ -1,8 +1,8 @@
 //! chatvault's benchmarks. Each figure is printed beside a limit measured in the same run
 //! on the same machine, as a ratio, so the numbers mean something on a shared, noisy host.
 //!
-//! `chatvault-bench import [--messages N]`: generates an N-message Telegram export (cached
-//! under `bench/out/`), measures the parser alone against plainly reading the file, then the
+//! `chatvault-bench import [--format json|html] [--messages N]`: generates an N-message
+//! Telegram export (cached under `bench/out/`), measures the parser alone against plainly reading the file, then the
 //! end-to-end import (CLI start until the storage projection has applied every message)
 //! against PostgreSQL `COPY FROM` of the same rows into an identical table, with the peak
 //! RSS of ingest and storage.
@@ -18,9 +18,15 @@ async fn main() -> anyhow::Result<()> {
     match arguments.first().map(String::as_str) {
         Some("import") | None => {
             let messages = flag_value(&arguments, "--messages").unwrap_or(1_000_000);
-            import::run(messages).await
+            let format = match arguments.iter().position(|argument| argument == "--format").and_then(|index| arguments.get(index + 1)) {
+                None => import::ExportFormat::Json,
+                Some(name) if name == "json" => import::ExportFormat::Json,
+                Some(name) if name == "html" => import::ExportFormat::Html,
+                Some(other) => bail!("--format is json or html, not {other:?}"),
+            };
+            import::run(format, messages).await
         }
-        Some(other) => bail!("unknown benchmark {other:?}; known: import [--messages N]"),
+        Some(other) => bail!("unknown benchmark {other:?}; known: import [--format json|html] [--messages N]"),
     }
 }
 
