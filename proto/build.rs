@@ -14,6 +14,9 @@ const PROTO_FILES: &[&str] = &[
     "chatvault/storagenode/v1/storage_node.proto",
     "chatvault/ingest/v1/upload.proto",
     "chatvault/users/v1/users.proto",
+    "chatvault/users/v1/accounts.proto",
+    "chatvault/users/v1/events.proto",
+    "chatvault/audit/v1/audit.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -95,6 +95,20 @@ impl<P: Projection> ProjectionRunner<P> {
         self
     }
 
+    /// Runs the projection on its own task. A projection that fails cancels `shutdown`: a
+    /// service whose read model cannot advance must not go on answering as if it were
+    /// current. Await the handle after shutdown to learn how it ended.
+    pub fn spawn(self, shutdown: CancellationToken) -> tokio::task::JoinHandle<Result<()>> {
+        tokio::spawn(async move {
+            let outcome = self.run(shutdown.clone()).await;
+            if let Err(error) = &outcome {
+                tracing::error!(%error, "projection failed; shutting the service down");
+                shutdown.cancel();
+            }
+            outcome
+        })
+    }
+
     /// Consumes and applies until `shutdown` is cancelled, then finishes the batch in hand.
     pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
         let projection_name = self.projection.name().to_owned();
@@ -135,22 +149,7 @@ impl<P: Projection> ProjectionRunner<P> {
     async fn assign_from_stored_positions(&self, consumer: &Arc<StreamConsumer>, stored: &Positions) -> Result<()> {
         let mut assignment = TopicPartitionList::new();
         for topic in &self.topics {
-            let metadata_consumer = Arc::clone(consumer);
-            let topic_name = topic.clone();
-            let metadata = tokio::task::spawn_blocking(move || {
-                metadata_consumer.fetch_metadata(Some(&topic_name), Duration::from_secs(30))
-            })
-            .await
-            .map_err(|error| Error::Other(format!("metadata task: {error}")))??;
-            let partitions: Vec<i32> = metadata
-                .topics()
-                .iter()
-                .filter(|described| described.name() == topic)
-                .flat_map(|described| described.partitions().iter().map(|partition| partition.id()))
-                .collect();
-            if partitions.is_empty() {
-                return Err(Error::Other(format!("topic {topic} has no partitions (does it exist?)")));
-            }
+            let partitions = partitions_of_topic(consumer, topic).await?;
             for partition in partitions {
                 let offset = match stored.0.get(&(topic.clone(), partition)) {
                     Some(next) => Offset::Offset(*next),
@@ -292,6 +291,43 @@ impl<P: Projection> ProjectionRunner<P> {
         transaction.commit().await?;
         Ok(())
     }
+}
+
+/// Returns the partitions of `topic`. A topic created a moment ago may not show in the
+/// metadata yet, so this asks again for a while before giving up.
+async fn partitions_of_topic(consumer: &Arc<StreamConsumer>, topic: &str) -> Result<Vec<i32>> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let metadata_consumer = Arc::clone(consumer);
+        let topic_name = topic.to_owned();
+        let metadata = tokio::task::spawn_blocking(move || metadata_consumer.fetch_metadata(Some(&topic_name), Duration::from_secs(30)))
+            .await
+            .map_err(|error| Error::Other(format!("metadata task: {error}")))?;
+        let partitions: Vec<i32> = match &metadata {
+            Ok(metadata) => metadata
+                .topics()
+                .iter()
+                .filter(|described| described.name() == topic && described.error().is_none())
+                .flat_map(|described| described.partitions().iter().map(|partition| partition.id()))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        if !partitions.is_empty() {
+            return Ok(partitions);
+        }
+        if Instant::now() >= deadline {
+            return Err(match metadata {
+                Err(error) => Error::Kafka(error),
+                Ok(_) => Error::Other(format!("topic {topic} has no partitions (does it exist?)")),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits for a projection task started with [`ProjectionRunner::spawn`].
+pub async fn join_projection(task: tokio::task::JoinHandle<Result<()>>) -> Result<()> {
+    task.await.map_err(|error| Error::Other(format!("projection task: {error}")))?
 }
 
 async fn send_to_dead_letter_topic(producer: &FutureProducer, record: &OwnedMessage, reason: &str) -> Result<()> {

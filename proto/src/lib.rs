@@ -40,3 +40,8 @@ pub mod users {
         tonic::include_proto!("chatvault.users.v1");
     }
 }
+pub mod audit {
+    pub mod v1 {
+        tonic::include_proto!("chatvault.audit.v1");
+    }
+}

@@ -21,7 +21,7 @@ pub struct StripeLayout {
 impl StripeLayout {
     /// Returns the layout; `block_size` must be even and positive.
     pub fn new(block_size: u64, file_size: u64) -> Self {
-        debug_assert!(block_size > 0 && block_size % 2 == 0, "block size must be even and positive");
+        debug_assert!(block_size > 0 && block_size.is_multiple_of(2), "block size must be even and positive");
         Self { block_size, file_size }
     }
 

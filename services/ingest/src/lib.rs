@@ -64,13 +64,13 @@ impl App {
                 tracing::error!(%error, "following storage.nodes failed; uploads see no new nodes");
             }
         });
-        let grpc_router = tonic::transport::Server::builder()
+        let grpc_router = chatvault_common::grpc::authenticated_server(&self.config.auth)
             .add_service(health_service)
             .add_service(chatvault_common::grpc::reflection_service())
             .add_service(IngestServiceServer::new(ingest_api))
             .add_service(FileUploadServiceServer::new(api::FileUploadApi::new(uploader.clone())));
-        let http_router = chatvault_common::http::router_with_metrics(files::upload_routes(uploader));
-        let grpc = chatvault_common::grpc::serve_grpc(self.grpc_listener, grpc_router, shutdown.clone());
+        let http_router = chatvault_common::http::router_with_metrics(files::upload_routes(uploader).layer(self.config.auth.http_layer()));
+        let grpc = chatvault_common::grpc::serve_grpc_authenticated(self.grpc_listener, grpc_router, shutdown.clone());
         let http = chatvault_common::http::serve_http(self.http_listener, http_router, shutdown.clone());
         let (grpc_result, http_result) = tokio::join!(grpc, http);
         grpc_result?;

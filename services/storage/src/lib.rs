@@ -87,12 +87,12 @@ impl App {
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         health_reporter.set_serving::<StorageServiceServer<api::StorageApi>>().await;
         let storage_api = api::StorageApi::new(self.pool.clone(), applied, self.config.consistency_wait);
-        let grpc_router = tonic::transport::Server::builder()
+        let grpc_router = chatvault_common::grpc::authenticated_server(&self.config.auth)
             .add_service(health_service)
             .add_service(chatvault_common::grpc::reflection_service())
             .add_service(StorageServiceServer::new(storage_api))
             .add_service(FilesServiceServer::new(api::FilesApi::new(file_catalog.clone())));
-        let http_router = chatvault_common::http::router_with_metrics(files::rest::download_routes(file_catalog.clone()));
+        let http_router = chatvault_common::http::router_with_metrics(files::rest::download_routes(file_catalog.clone()).layer(self.config.auth.http_layer()));
         let files_projection_shutdown = shutdown.clone();
         let files_projection_task = tokio::spawn(async move {
             let outcome = files_projection.run(files_projection_shutdown.clone()).await;
@@ -113,7 +113,7 @@ impl App {
             }
             outcome
         });
-        let grpc = chatvault_common::grpc::serve_grpc(self.grpc_listener, grpc_router, shutdown.clone());
+        let grpc = chatvault_common::grpc::serve_grpc_authenticated(self.grpc_listener, grpc_router, shutdown.clone());
         let http = chatvault_common::http::serve_http(self.http_listener, http_router, shutdown.clone());
         let (grpc_result, http_result) = tokio::join!(grpc, http);
         let projection_result = projection_task.await.map_err(|error| Error::Internal(format!("projection task: {error}")))?;

@@ -9,6 +9,16 @@ pub enum Error {
     NotFound(String),
     #[error("{0}")]
     DeadlineExceeded(String),
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
+    ResourceExhausted(String),
     #[error(transparent)]
     Common(#[from] chatvault_common::Error),
     #[error("postgres: {0}")]
@@ -29,6 +39,11 @@ impl From<Error> for tonic::Status {
             Error::InvalidArgument(message) => tonic::Status::invalid_argument(message),
             Error::NotFound(message) => tonic::Status::not_found(message),
             Error::DeadlineExceeded(message) => tonic::Status::deadline_exceeded(message),
+            Error::Unauthenticated(message) => tonic::Status::unauthenticated(message),
+            Error::PermissionDenied(message) => tonic::Status::permission_denied(message),
+            Error::AlreadyExists(message) => tonic::Status::already_exists(message),
+            Error::FailedPrecondition(message) => tonic::Status::failed_precondition(message),
+            Error::ResourceExhausted(message) => tonic::Status::resource_exhausted(message),
             Error::Common(chatvault_common::Error::InvalidToken(message)) => {
                 tonic::Status::invalid_argument(format!("invalid consistency token: {message}"))
             }

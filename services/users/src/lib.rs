@@ -1,6 +1,7 @@
 //! The users service: projects `chat.events` into Telegram authors with exact message
 //! counts per chat, and answers author queries from its own database.
 
+pub mod accounts;
 pub mod api;
 pub mod error;
 pub mod projection;
@@ -11,7 +12,8 @@ use chatvault_common::config::{DefaultPorts, ServiceConfig};
 use chatvault_common::consistency::AppliedPositions;
 use chatvault_common::db::Migration;
 use chatvault_common::projection::{BatchSettings, ProjectionRunner};
-use chatvault_common::topics::CHAT_EVENTS;
+use chatvault_common::topics::{CHAT_EVENTS, USERS_EVENTS};
+use chatvault_proto::users::v1::accounts_service_server::AccountsServiceServer;
 use chatvault_proto::users::v1::users_service_server::UsersServiceServer;
 use deadpool_postgres::Pool;
 use tokio::net::TcpListener;
@@ -23,7 +25,10 @@ pub const SERVICE_NAME: &str = "users";
 pub const DEFAULT_PORTS: DefaultPorts = DefaultPorts { grpc: 50053, http: 8083 };
 
 /// The users service's schema, applied at start-up.
-pub const MIGRATIONS: &[Migration] = &[Migration { id: "users/0001_authors", sql: include_str!("../migrations/0001_authors.sql") }];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration { id: "users/0001_authors", sql: include_str!("../migrations/0001_authors.sql") },
+    Migration { id: "users/0002_accounts", sql: include_str!("../migrations/0002_accounts.sql") },
+];
 
 /// A built users service: schema migrated, listeners bound.
 #[derive(Debug)]
@@ -66,24 +71,25 @@ impl App {
         .with_batch_settings(BatchSettings { max_records: self.config.projection_batch_records.max(1), ..BatchSettings::default() });
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         health_reporter.set_serving::<UsersServiceServer<api::UsersApi>>().await;
-        let grpc_router = tonic::transport::Server::builder()
+        let account_settings = accounts::AccountSettings::from_config(&self.config)?;
+        let outbox_producer = chatvault_common::kafka::idempotent_producer(&self.config.kafka, "chatvault-users-accounts")?;
+        let outbox_relay = accounts::outbox::OutboxRelay::new(self.pool.clone(), outbox_producer, self.config.kafka.topic(USERS_EVENTS));
+        let accounts_api = api::AccountsApi::new(self.pool.clone(), account_settings, self.config.auth.clone(), outbox_relay.clone());
+        accounts_api.bootstrap_admin_from_config().await?;
+        let relay_task = tokio::spawn(outbox_relay.run(shutdown.clone()));
+        let grpc_router = chatvault_common::grpc::authenticated_server(&self.config.auth)
             .add_service(health_service)
             .add_service(chatvault_common::grpc::reflection_service())
-            .add_service(UsersServiceServer::new(api::UsersApi::new(self.pool.clone(), applied, self.config.consistency_wait)));
+            .add_service(UsersServiceServer::new(api::UsersApi::new(self.pool.clone(), applied, self.config.consistency_wait)))
+            .add_service(AccountsServiceServer::new(accounts_api));
         let http_router = chatvault_common::http::router_with_metrics(axum::Router::new());
 
-        let projection_shutdown = shutdown.clone();
-        let projection_task = tokio::spawn(async move {
-            let outcome = authors_projection.run(projection_shutdown.clone()).await;
-            if outcome.is_err() {
-                projection_shutdown.cancel();
-            }
-            outcome
-        });
-        let grpc = chatvault_common::grpc::serve_grpc(self.grpc_listener, grpc_router, shutdown.clone());
+        let projection_task = authors_projection.spawn(shutdown.clone());
+        let grpc = chatvault_common::grpc::serve_grpc_authenticated(self.grpc_listener, grpc_router, shutdown.clone());
         let http = chatvault_common::http::serve_http(self.http_listener, http_router, shutdown.clone());
         let (grpc_result, http_result) = tokio::join!(grpc, http);
-        let projection_result = projection_task.await.map_err(|error| Error::Internal(format!("projection task: {error}")))?;
+        let _ = relay_task.await;
+        let projection_result = chatvault_common::projection::join_projection(projection_task).await;
         grpc_result?;
         http_result?;
         projection_result?;

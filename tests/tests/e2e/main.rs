@@ -2,6 +2,7 @@
 //! a real PostgreSQL. Every test gets its own database, topics and consumer groups. All
 //! modules build as one binary to keep link time down.
 
+mod accounts;
 mod authors;
 mod compose_file;
 mod file_placement;

@@ -41,7 +41,7 @@ impl UploadSettings {
             max_file_bytes: config.setting("MAX_FILE_BYTES", defaults.max_file_bytes)?,
             block_size: config.setting("STRIPE_BLOCK_BYTES", defaults.block_size)?,
         };
-        if settings.block_size < 2 || settings.block_size % 2 != 0 || settings.block_size > MAX_BLOCK_SIZE {
+        if settings.block_size < 2 || !settings.block_size.is_multiple_of(2) || settings.block_size > MAX_BLOCK_SIZE {
             return Err(Error::InvalidArgument(format!(
                 "CHATVAULT_INGEST_STRIPE_BLOCK_BYTES must be even, between 2 and {MAX_BLOCK_SIZE}"
             )));

@@ -107,6 +107,7 @@ impl FilesService for FilesApi {
 
     #[tracing::instrument(skip_all, fields(address = %request.get_ref().address))]
     async fn register_node(&self, request: Request<RegisterNodeRequest>) -> Result<Response<RegisterNodeResponse>, Status> {
+        chatvault_common::auth::require_admin(request.metadata(), "registering a storage node")?;
         let address = request.into_inner().address;
         let (node_id, newly_registered, positions) = self.catalog.register_node(&address).await?;
         Ok(Response::new(RegisterNodeResponse {

@@ -120,9 +120,9 @@ impl StripeReader {
         for index in excluded {
             failed[*index] = true;
         }
-        for index in 0..TOTAL_PARTS {
+        for (index, failed_part) in failed.iter_mut().enumerate() {
             if !manifest.parts.iter().any(|part| part.index == index) {
-                failed[index] = true;
+                *failed_part = true;
             }
         }
         Self { clients, manifest, layout, feeds: (0..TOTAL_PARTS).map(|_| None).collect(), failed, next_stripe: first_stripe }

@@ -1,0 +1,216 @@
+//! Accounts: the rules of registration and log-in with no IO (validation, password policy,
+//! lock-out arithmetic, token material), password hashing off the async threads, and the
+//! outbox relay that publishes account events to `users.events`.
+
+pub mod outbox;
+
+use std::time::Duration;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chatvault_common::config::ServiceConfig;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::Error;
+
+/// Shortest password accepted.
+pub const MIN_PASSWORD_CHARS: usize = 10;
+/// Longest password accepted (Argon2 input stays bounded).
+pub const MAX_PASSWORD_CHARS: usize = 256;
+
+/// Account settings of the users service.
+#[derive(Clone, Debug)]
+pub struct AccountSettings {
+    /// `CHATVAULT_USERS_LOCKOUT_THRESHOLD`: consecutive failures that lock an account (5).
+    pub lockout_threshold: u32,
+    /// `CHATVAULT_USERS_LOCKOUT_SECONDS`: how long a lock lasts (900).
+    pub lockout_duration: Duration,
+    /// `CHATVAULT_USERS_LOGIN_FAILURE_DELAY_MS`: per consecutive failure, the answer to a
+    /// failed log-in is delayed by this much (capped at 10 steps); default 250.
+    pub failure_delay_step: Duration,
+    /// `CHATVAULT_USERS_REFRESH_TTL_SECONDS`: refresh token lifetime (30 days).
+    pub refresh_ttl: Duration,
+    /// `CHATVAULT_USERS_BOOTSTRAP_ADMIN`: `username:password:email` of the first admin,
+    /// created at start-up when no admin exists.
+    pub bootstrap_admin: Option<(String, String, String)>,
+}
+
+impl AccountSettings {
+    /// Reads the settings from the service configuration.
+    pub fn from_config(config: &ServiceConfig) -> Result<Self, Error> {
+        let bootstrap_text: String = config.setting("BOOTSTRAP_ADMIN", String::new())?;
+        let bootstrap_admin = if bootstrap_text.is_empty() {
+            None
+        } else {
+            Some(parse_bootstrap_admin(&bootstrap_text).ok_or_else(|| {
+                Error::InvalidArgument("CHATVAULT_USERS_BOOTSTRAP_ADMIN must be username:password:email".to_owned())
+            })?)
+        };
+        Ok(Self {
+            lockout_threshold: config.setting("LOCKOUT_THRESHOLD", 5u32)?.max(1),
+            lockout_duration: Duration::from_secs(config.setting("LOCKOUT_SECONDS", 900u64)?),
+            failure_delay_step: Duration::from_millis(config.setting("LOGIN_FAILURE_DELAY_MS", 250u64)?),
+            refresh_ttl: Duration::from_secs(config.setting("REFRESH_TTL_SECONDS", 30 * 24 * 3600u64)?.max(60)),
+            bootstrap_admin,
+        })
+    }
+
+    /// Returns how long to hold back the answer to the `failures`-th consecutive failure.
+    pub fn failure_delay(&self, failures: u32) -> Duration {
+        self.failure_delay_step * failures.min(10)
+    }
+}
+
+/// Splits `username:password:email`; the password may itself contain colons.
+fn parse_bootstrap_admin(text: &str) -> Option<(String, String, String)> {
+    let (username, rest) = text.split_once(':')?;
+    let (password, email) = rest.rsplit_once(':')?;
+    (!username.is_empty() && !password.is_empty() && !email.is_empty()).then(|| (username.to_owned(), password.to_owned(), email.to_owned()))
+}
+
+/// Returns the username when it is 3–32 characters of letters, digits, `_`, `.` or `-`.
+pub fn validate_username(username: &str) -> Result<String, Error> {
+    let username = username.trim();
+    let valid_chars = username.chars().all(|character| character.is_ascii_alphanumeric() || "_.-".contains(character));
+    if !(3..=32).contains(&username.len()) || !valid_chars {
+        return Err(Error::InvalidArgument(
+            "username must be 3 to 32 characters of letters, digits, '_', '.' or '-'".to_owned(),
+        ));
+    }
+    Ok(username.to_owned())
+}
+
+/// Returns the email when it looks like `local@domain`.
+pub fn validate_email(email: &str) -> Result<String, Error> {
+    let email = email.trim();
+    let well_formed = email.len() <= 254
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.') && !domain.contains('@')
+        })
+        && !email.chars().any(char::is_whitespace);
+    if !well_formed {
+        return Err(Error::InvalidArgument("email must look like name@example.org".to_owned()));
+    }
+    Ok(email.to_owned())
+}
+
+/// Applies the minimum password policy: 10 to 256 characters, at least two kinds of
+/// character (letters, digits, others), and not the username or email.
+pub fn check_password_policy(password: &str, username: &str, email: &str) -> Result<(), Error> {
+    let length = password.chars().count();
+    if length < MIN_PASSWORD_CHARS || length > MAX_PASSWORD_CHARS {
+        return Err(Error::InvalidArgument(format!(
+            "password must be {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_CHARS} characters"
+        )));
+    }
+    let has_letter = password.chars().any(char::is_alphabetic);
+    let has_digit = password.chars().any(|character| character.is_ascii_digit());
+    let has_other = password.chars().any(|character| !character.is_alphanumeric());
+    if [has_letter, has_digit, has_other].iter().filter(|present| **present).count() < 2 {
+        return Err(Error::InvalidArgument("password must mix at least two of letters, digits and symbols".to_owned()));
+    }
+    if password.eq_ignore_ascii_case(username) || password.eq_ignore_ascii_case(email) {
+        return Err(Error::InvalidArgument("password must differ from the username and email".to_owned()));
+    }
+    Ok(())
+}
+
+/// Hashes `password` with Argon2id (default parameters) on a blocking thread.
+pub async fn hash_password(password: String) -> Result<String, Error> {
+    tokio::task::spawn_blocking(move || {
+        let mut salt_bytes = [0u8; 16];
+        rand::rng().fill_bytes(&mut salt_bytes);
+        let salt = SaltString::encode_b64(&salt_bytes).map_err(|error| Error::Internal(format!("salt: {error}")))?;
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|hash| hash.to_string())
+            .map_err(|error| Error::Internal(format!("argon2 hash: {error}")))
+    })
+    .await
+    .map_err(|error| Error::Internal(format!("hashing task: {error}")))?
+}
+
+/// Checks `password` against an Argon2 PHC string on a blocking thread.
+pub async fn verify_password(password: String, phc_hash: String) -> Result<bool, Error> {
+    tokio::task::spawn_blocking(move || {
+        let parsed = PasswordHash::new(&phc_hash).map_err(|error| Error::Internal(format!("stored hash: {error}")))?;
+        Ok(Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+    })
+    .await
+    .map_err(|error| Error::Internal(format!("verify task: {error}")))?
+}
+
+/// A hash to verify against when the username is unknown, so that the answer takes as long
+/// as for a known one.
+pub async fn dummy_hash() -> &'static str {
+    static DUMMY: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+    DUMMY
+        .get_or_init(|| async { hash_password("not-a-real-password-1".to_owned()).await.unwrap_or_default() })
+        .await
+}
+
+/// Returns a new refresh token (256 random bits, URL-safe) and the hash stored for it.
+pub fn new_refresh_token() -> (String, Vec<u8>) {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let token = URL_SAFE_NO_PAD.encode(bytes);
+    let hash = refresh_token_hash(&token);
+    (token, hash)
+}
+
+/// Returns the stored form of a refresh token.
+pub fn refresh_token_hash(token: &str) -> Vec<u8> {
+    Sha256::digest(token.trim().as_bytes()).to_vec()
+}
+
+/// Returns `user` or `admin`, or an error for anything else.
+pub fn validate_role(role: &str) -> Result<&'static str, Error> {
+    match role.trim() {
+        "user" => Ok(chatvault_common::auth::USER_ROLE),
+        "admin" => Ok(chatvault_common::auth::ADMIN_ROLE),
+        other => Err(Error::InvalidArgument(format!("role must be user or admin, not {other:?}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_and_emails_are_checked() {
+        assert!(validate_username("ann_lee").is_ok());
+        assert!(validate_username("a").is_err());
+        assert!(validate_username("ann lee").is_err());
+        assert!(validate_email("ann@example.org").is_ok());
+        assert!(validate_email("ann@").is_err());
+        assert!(validate_email("ann example.org").is_err());
+    }
+
+    #[test]
+    fn the_password_policy_wants_length_and_variety() {
+        assert!(check_password_policy("correct horse 9", "ann", "ann@example.org").is_ok());
+        assert!(check_password_policy("short1", "ann", "a@b.c").is_err());
+        assert!(check_password_policy("onlyletterslong", "ann", "a@b.c").is_err());
+        assert!(check_password_policy("ann@example.org", "ann", "ann@example.org").is_err());
+    }
+
+    #[test]
+    fn bootstrap_admin_passwords_may_contain_colons() {
+        assert_eq!(
+            parse_bootstrap_admin("root:pa:ss:word1:root@example.org"),
+            Some(("root".into(), "pa:ss:word1".into(), "root@example.org".into()))
+        );
+        assert_eq!(parse_bootstrap_admin("root:pw"), None);
+    }
+
+    #[test]
+    fn refresh_tokens_are_random_and_hashed() {
+        let (first, first_hash) = new_refresh_token();
+        let (second, _) = new_refresh_token();
+        assert_ne!(first, second);
+        assert_eq!(refresh_token_hash(&first), first_hash);
+    }
+}
