@@ -4,15 +4,17 @@
 # (this script starts it).
 #   scripts/bench.sh                 every benchmark
 #   scripts/bench.sh import [--messages N]
+#   scripts/bench.sh files           1 GiB upload and download (target/release/files)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 bash scripts/stack.sh up
 cargo build --release --workspace --bins
+if [ "${1:-}" = "files" ]; then
+    exec target/release/files
+fi
 if [ "$#" -gt 0 ]; then
     exec target/release/chatvault-bench "$@"
 fi
 target/release/chatvault-bench import
-if [ -x target/release/files ]; then
-    target/release/files
-fi
+target/release/files

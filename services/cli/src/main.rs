@@ -35,6 +35,18 @@ enum Command {
     Nodes(commands::nodes::NodesArgs),
     /// Inspect Kafka topics.
     Topics(commands::topics::TopicsArgs),
+    /// Accounts: register, set roles, create the first admin.
+    Users(commands::accounts::UsersArgs),
+    /// Log in; stores the tokens in the config folder (mode 0600).
+    Login(commands::accounts::LoginArgs),
+    /// Log out: revokes the refresh token and forgets the stored tokens.
+    Logout,
+    /// Show the logged-in account.
+    Whoami,
+    /// Change the password (logs out every other session).
+    Passwd(commands::accounts::PasswdArgs),
+    /// The audit trail: who did what, when, in which request.
+    Audit(commands::audit::AuditArgs),
 }
 
 #[tokio::main]
@@ -49,6 +61,12 @@ async fn main() -> std::process::ExitCode {
         Command::Files(args) => commands::files::run(&cli.endpoints, args, json).await,
         Command::Nodes(args) => commands::nodes::run(&cli.endpoints, args, json).await,
         Command::Topics(args) => commands::topics::run(&cli.endpoints, args, json).await,
+        Command::Users(args) => commands::accounts::run_users(&cli.endpoints, args, json).await,
+        Command::Login(args) => commands::accounts::run_login(&cli.endpoints, args, json).await,
+        Command::Logout => commands::accounts::run_logout(&cli.endpoints, json).await,
+        Command::Whoami => commands::accounts::run_whoami(&cli.endpoints, json).await,
+        Command::Passwd(args) => commands::accounts::run_passwd(&cli.endpoints, args, json).await,
+        Command::Audit(args) => commands::audit::run(&cli.endpoints, args, json).await,
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -2,8 +2,6 @@
 //! rotation and reuse detection, log out, change password, lock-out, bad tokens refused
 //! by every service, and admin-only calls.
 
-use std::net::SocketAddr;
-
 use chatvault_common::auth::{sign_access_token, Claims};
 use chatvault_common::config::{Secret, ServiceConfig};
 use chatvault_common::test_support::{service_environment, unique_topic_prefix, TestDb, TEST_JWT_SECRET};
@@ -29,8 +27,7 @@ pub(crate) struct AuthPlatform {
     pub(crate) accounts: AccountsServiceClient<Channel>,
     pub(crate) storage: StorageServiceClient<Channel>,
     pub(crate) files: FilesServiceClient<Channel>,
-    pub(crate) topic_prefix: String,
-    pub(crate) users_addr: SocketAddr,
+    pub(crate) _topic_prefix: String,
     shutdown: CancellationToken,
 }
 
@@ -66,8 +63,7 @@ impl AuthPlatform {
             accounts: AccountsServiceClient::new(connect(users_addr).await),
             storage: StorageServiceClient::new(storage_channel.clone()),
             files: FilesServiceClient::new(storage_channel),
-            topic_prefix,
-            users_addr,
+            _topic_prefix: topic_prefix,
             shutdown,
         }
     }

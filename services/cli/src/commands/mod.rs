@@ -1,17 +1,24 @@
 //! One module per command.
 
+pub(crate) mod accounts;
+pub(crate) mod audit;
 pub(crate) mod authors;
 pub(crate) mod chats;
 pub(crate) mod files;
 pub(crate) mod import;
 pub(crate) mod messages;
 pub(crate) mod nodes;
+pub(crate) mod session;
 pub(crate) mod topics;
 
 use anyhow::Context;
 use chatvault_proto::ingest::v1::ingest_service_client::IngestServiceClient;
 use chatvault_proto::storage::v1::storage_service_client::StorageServiceClient;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
+
+/// A channel that attaches the session's bearer token to every call.
+pub(crate) type AuthedChannel = InterceptedService<Channel, session::BearerInterceptor>;
 
 /// Where the services are.
 #[derive(Debug, clap::Args)]
@@ -25,6 +32,9 @@ pub(crate) struct Endpoints {
     /// gRPC address of the users service.
     #[arg(long, global = true, env = "CHATVAULT_USERS_URL", default_value = "http://127.0.0.1:50053")]
     pub(crate) users_url: String,
+    /// gRPC address of the audit service.
+    #[arg(long, global = true, env = "CHATVAULT_AUDIT_URL", default_value = "http://127.0.0.1:50054")]
+    pub(crate) audit_url: String,
     /// Kafka bootstrap servers (for `topics`).
     #[arg(long, global = true, env = "CHATVAULT_KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
     pub(crate) kafka_brokers: String,
@@ -34,31 +44,79 @@ pub(crate) struct Endpoints {
 }
 
 impl Endpoints {
-    pub(crate) async fn ingest(&self) -> anyhow::Result<IngestServiceClient<Channel>> {
+    pub(crate) async fn ingest(&self) -> anyhow::Result<IngestServiceClient<AuthedChannel>> {
         let channel = connect(&self.ingest_url).await.context("connecting to the ingest service")?;
-        Ok(IngestServiceClient::new(channel).max_decoding_message_size(64 << 20))
+        Ok(IngestServiceClient::with_interceptor(channel, self.bearer().await).max_decoding_message_size(64 << 20))
     }
 
-    pub(crate) async fn uploads(&self) -> anyhow::Result<chatvault_proto::ingest::v1::file_upload_service_client::FileUploadServiceClient<Channel>> {
+    pub(crate) async fn uploads(&self) -> anyhow::Result<chatvault_proto::ingest::v1::file_upload_service_client::FileUploadServiceClient<AuthedChannel>> {
         let channel = connect(&self.ingest_url).await.context("connecting to the ingest service")?;
-        Ok(chatvault_proto::ingest::v1::file_upload_service_client::FileUploadServiceClient::new(channel))
+        Ok(chatvault_proto::ingest::v1::file_upload_service_client::FileUploadServiceClient::with_interceptor(channel, self.bearer().await))
     }
 
-    pub(crate) async fn files(&self) -> anyhow::Result<chatvault_proto::storage::v1::files_service_client::FilesServiceClient<Channel>> {
+    pub(crate) async fn files(&self) -> anyhow::Result<chatvault_proto::storage::v1::files_service_client::FilesServiceClient<AuthedChannel>> {
         let channel = connect(&self.storage_url).await.context("connecting to the storage service")?;
-        Ok(chatvault_proto::storage::v1::files_service_client::FilesServiceClient::new(channel).max_decoding_message_size(64 << 20))
+        Ok(chatvault_proto::storage::v1::files_service_client::FilesServiceClient::with_interceptor(channel, self.bearer().await).max_decoding_message_size(64 << 20))
     }
 
-    pub(crate) async fn storage(&self) -> anyhow::Result<StorageServiceClient<Channel>> {
+    pub(crate) async fn storage(&self) -> anyhow::Result<StorageServiceClient<AuthedChannel>> {
         let channel = connect(&self.storage_url).await.context("connecting to the storage service")?;
-        Ok(StorageServiceClient::new(channel).max_decoding_message_size(64 << 20))
+        Ok(StorageServiceClient::with_interceptor(channel, self.bearer().await).max_decoding_message_size(64 << 20))
     }
 }
 
 impl Endpoints {
-    pub(crate) async fn users(&self) -> anyhow::Result<chatvault_proto::users::v1::users_service_client::UsersServiceClient<Channel>> {
+    pub(crate) async fn users(&self) -> anyhow::Result<chatvault_proto::users::v1::users_service_client::UsersServiceClient<AuthedChannel>> {
         let channel = connect(&self.users_url).await.context("connecting to the users service")?;
-        Ok(chatvault_proto::users::v1::users_service_client::UsersServiceClient::new(channel))
+        Ok(chatvault_proto::users::v1::users_service_client::UsersServiceClient::with_interceptor(channel, self.bearer().await))
+    }
+}
+
+impl Endpoints {
+    pub(crate) async fn accounts(
+        &self,
+    ) -> anyhow::Result<chatvault_proto::users::v1::accounts_service_client::AccountsServiceClient<AuthedChannel>> {
+        let channel = connect(&self.users_url).await.context("connecting to the users service")?;
+        Ok(chatvault_proto::users::v1::accounts_service_client::AccountsServiceClient::with_interceptor(channel, self.bearer().await))
+    }
+
+    pub(crate) async fn audit(&self) -> anyhow::Result<chatvault_proto::audit::v1::audit_service_client::AuditServiceClient<AuthedChannel>> {
+        let channel = connect(&self.audit_url).await.context("connecting to the audit service")?;
+        Ok(chatvault_proto::audit::v1::audit_service_client::AuditServiceClient::with_interceptor(channel, self.bearer().await))
+    }
+
+    /// Returns the interceptor carrying `CHATVAULT_TOKEN` or the stored access token,
+    /// refreshing a stored one that is about to expire.
+    pub(crate) async fn bearer(&self) -> session::BearerInterceptor {
+        if let Some(token) = std::env::var("CHATVAULT_TOKEN").ok().filter(|token| !token.trim().is_empty()) {
+            return session::BearerInterceptor::new(Some(token));
+        }
+        let Some(tokens) = session::load_tokens() else { return session::BearerInterceptor::default() };
+        if tokens.access_expires_unix > chrono::Utc::now().timestamp() + 30 {
+            return session::BearerInterceptor::new(Some(tokens.access_token));
+        }
+        match self.refresh_stored_tokens(&tokens).await {
+            Ok(access_token) => session::BearerInterceptor::new(Some(access_token)),
+            // The service answers UNAUTHENTICATED with a hint to log in again.
+            Err(_) => session::BearerInterceptor::new(Some(tokens.access_token)),
+        }
+    }
+
+    async fn refresh_stored_tokens(&self, tokens: &session::StoredTokens) -> anyhow::Result<String> {
+        let channel = connect(&self.users_url).await?;
+        let mut accounts = chatvault_proto::users::v1::accounts_service_client::AccountsServiceClient::new(channel);
+        let pair = accounts
+            .refresh(chatvault_proto::users::v1::RefreshRequest { refresh_token: tokens.refresh_token.clone() })
+            .await?
+            .into_inner();
+        session::save_tokens(&session::StoredTokens {
+            access_token: pair.access_token.clone(),
+            refresh_token: pair.refresh_token,
+            access_expires_unix: pair.access_expires_unix,
+            refresh_expires_unix: pair.refresh_expires_unix,
+            username: tokens.username.clone(),
+        })?;
+        Ok(pair.access_token)
     }
 }
 

@@ -40,7 +40,12 @@ enum TopicsCommand {
 }
 
 /// The protobuf message of each topic's record values.
-const TOPIC_MESSAGES: &[(&str, &str)] = &[("chat.events", "chatvault.chat.v1.ChatEvent")];
+const TOPIC_MESSAGES: &[(&str, &str)] = &[
+    ("chat.events", "chatvault.chat.v1.ChatEvent"),
+    ("files.events", "chatvault.files.v1.FileEvent"),
+    ("storage.nodes", "chatvault.storage.v1.NodeEvent"),
+    ("users.events", "chatvault.users.v1.UserEvent"),
+];
 
 pub(crate) async fn run(endpoints: &Endpoints, args: TopicsArgs, json: bool) -> anyhow::Result<()> {
     match args.command {

@@ -1,0 +1,173 @@
+//! `chatvault users …`, `login`, `logout`, `whoami`, `passwd`: accounts and the session.
+
+use chatvault_proto::users::v1::{Account, ChangePasswordRequest, LoginRequest, LogoutRequest, MeRequest, RegisterRequest, SetRoleRequest, TokenPair};
+use serde_json::json;
+
+use super::session::{self, StoredTokens};
+use super::Endpoints;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct UsersArgs {
+    #[command(subcommand)]
+    command: UsersCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum UsersCommand {
+    /// Create an account (role `user`).
+    Register(NewAccountArgs),
+    /// Set an account's role (admin only).
+    Role {
+        /// The account's username.
+        username: String,
+        /// `user` or `admin`.
+        role: String,
+    },
+    /// Create the first admin; refused once an admin exists.
+    BootstrapAdmin(NewAccountArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct NewAccountArgs {
+    #[arg(long)]
+    username: String,
+    #[arg(long)]
+    email: String,
+    /// Prompted for when omitted.
+    #[arg(long, env = "CHATVAULT_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct LoginArgs {
+    #[arg(long)]
+    username: String,
+    /// Prompted for when omitted.
+    #[arg(long, env = "CHATVAULT_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct PasswdArgs {
+    /// Prompted for when omitted.
+    #[arg(long)]
+    current_password: Option<String>,
+    /// Prompted for when omitted.
+    #[arg(long)]
+    new_password: Option<String>,
+}
+
+fn account_json(account: &Account) -> serde_json::Value {
+    json!({ "account_id": account.account_id, "username": account.username, "email": account.email, "role": account.role, "created_unix": account.created_unix })
+}
+
+fn print_account(account: &Account, json: bool, verb: &str) {
+    if json {
+        crate::output::print_json(&account_json(account));
+    } else {
+        println!("{verb} {} <{}> role={} id={}", account.username, account.email, account.role, account.account_id);
+    }
+}
+
+fn store_pair(pair: &TokenPair, username: &str) -> anyhow::Result<std::path::PathBuf> {
+    session::save_tokens(&StoredTokens {
+        access_token: pair.access_token.clone(),
+        refresh_token: pair.refresh_token.clone(),
+        access_expires_unix: pair.access_expires_unix,
+        refresh_expires_unix: pair.refresh_expires_unix,
+        username: username.to_owned(),
+    })
+}
+
+pub(crate) async fn run_users(endpoints: &Endpoints, args: UsersArgs, json: bool) -> anyhow::Result<()> {
+    let mut accounts = endpoints.accounts().await?;
+    match args.command {
+        UsersCommand::Register(new) => {
+            let password = session::password_or_prompt(new.password, "password")?;
+            let request = RegisterRequest { username: new.username, email: new.email, password };
+            let account = accounts.register(request).await?.into_inner();
+            print_account(&account, json, "registered");
+        }
+        UsersCommand::BootstrapAdmin(new) => {
+            let password = session::password_or_prompt(new.password, "admin password")?;
+            let request = RegisterRequest { username: new.username, email: new.email, password };
+            let account = accounts.bootstrap_admin(request).await?.into_inner();
+            print_account(&account, json, "admin created:");
+        }
+        UsersCommand::Role { username, role } => {
+            let account = accounts.set_role(SetRoleRequest { username, role }).await?.into_inner();
+            print_account(&account, json, "role set:");
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn run_login(endpoints: &Endpoints, args: LoginArgs, json: bool) -> anyhow::Result<()> {
+    let password = session::password_or_prompt(args.password, "password")?;
+    let mut accounts = endpoints.accounts().await?;
+    let pair = accounts.login(LoginRequest { username: args.username.clone(), password }).await?.into_inner();
+    let path = store_pair(&pair, &args.username)?;
+    let account = pair.account.unwrap_or_default();
+    if json {
+        crate::output::print_json(&json!({ "account": account_json(&account), "tokens_file": path.display().to_string(), "access_expires_unix": pair.access_expires_unix }));
+    } else {
+        println!("logged in as {} (role {}); tokens in {}", account.username, account.role, path.display());
+    }
+    Ok(())
+}
+
+pub(crate) async fn run_logout(endpoints: &Endpoints, json: bool) -> anyhow::Result<()> {
+    let revoked = match session::load_tokens() {
+        Some(tokens) => {
+            let mut accounts = endpoints.accounts().await?;
+            let outcome = accounts.logout(LogoutRequest { refresh_token: tokens.refresh_token }).await;
+            // An expired session is gone anyway; forget the tokens whatever the answer.
+            outcome.is_ok()
+        }
+        None => false,
+    };
+    let forgotten = session::forget_tokens()?;
+    if json {
+        crate::output::print_json(&json!({ "revoked": revoked, "tokens_removed": forgotten }));
+    } else if forgotten {
+        println!("logged out{}", if revoked { "" } else { " (the session had already ended)" });
+    } else {
+        println!("not logged in");
+    }
+    Ok(())
+}
+
+pub(crate) async fn run_whoami(endpoints: &Endpoints, json: bool) -> anyhow::Result<()> {
+    let account = endpoints.accounts().await?.me(MeRequest {}).await?.into_inner();
+    if json {
+        crate::output::print_json(&account_json(&account));
+    } else {
+        println!("{} <{}> role={} id={}", account.username, account.email, account.role, account.account_id);
+    }
+    Ok(())
+}
+
+pub(crate) async fn run_passwd(endpoints: &Endpoints, args: PasswdArgs, json: bool) -> anyhow::Result<()> {
+    let current_password = session::password_or_prompt(args.current_password, "current password")?;
+    let new_password = match args.new_password {
+        Some(password) => password,
+        None => {
+            let first = session::password_or_prompt(None, "new password")?;
+            let again = session::password_or_prompt(None, "new password again")?;
+            anyhow::ensure!(first == again, "the new passwords differ");
+            first
+        }
+    };
+    let mut accounts = endpoints.accounts().await?;
+    let pair = accounts.change_password(ChangePasswordRequest { current_password, new_password }).await?.into_inner();
+    let username = pair.account.as_ref().map(|account| account.username.clone()).unwrap_or_default();
+    if std::env::var("CHATVAULT_TOKEN").is_err() {
+        store_pair(&pair, &username)?;
+    }
+    if json {
+        crate::output::print_json(&json!({ "changed": true, "username": username }));
+    } else {
+        println!("password changed; every other session of {username} is logged out");
+    }
+    Ok(())
+}
