@@ -70,12 +70,15 @@ const MERGE_STAGING: &str = "
         message_count = author_chat_counts.message_count + EXCLUDED.message_count,
         first_message_at = LEAST(author_chat_counts.first_message_at, EXCLUDED.first_message_at),
         last_message_at = GREATEST(author_chat_counts.last_message_at, EXCLUDED.last_message_at);
+";
 
+/// Records every name seen in the batch: all copies of a message count here, not only the
+/// last, so a rename between two imports that land in one batch keeps both names.
+const UPSERT_NAMES: &str = "
     INSERT INTO author_names (author_id, name, first_seen_at, last_seen_at)
-    SELECT author_id, author_name, min(sent_at), max(sent_at)
-    FROM staging_author_messages
-    WHERE author_name IS NOT NULL
-    GROUP BY author_id, author_name
+    SELECT author_id, name, first_seen_at, last_seen_at
+    FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[])
+        AS seen(author_id, name, first_seen_at, last_seen_at)
     ON CONFLICT (author_id, name) DO UPDATE SET
         first_seen_at = LEAST(author_names.first_seen_at, EXCLUDED.first_seen_at),
         last_seen_at = GREATEST(author_names.last_seen_at, EXCLUDED.last_seen_at)";
@@ -96,9 +99,16 @@ impl Projection for AuthorsProjection {
     async fn apply(&self, transaction: &Transaction<'_>, batch: &[Applied<Self::Event>]) -> chatvault_common::Result<()> {
         // The last copy of a message in the batch wins; the merge touches each row once.
         let mut latest: HashMap<(i64, i64), (&MessagePosted, String)> = HashMap::new();
+        let mut names_seen: HashMap<(String, String), (Option<DateTime<Utc>>, Option<DateTime<Utc>>)> = HashMap::new();
         for applied in batch {
             if let chat_event::Event::MessagePosted(message) = &applied.event {
                 if let Some(author) = author_of(message) {
+                    if let Some(name) = message.from_name.as_deref().map(|name| name.trim().replace('\0', "\u{FFFD}")) {
+                        let sent_at = message.date_unix.and_then(|seconds| DateTime::from_timestamp(seconds, 0));
+                        let seen = names_seen.entry((author.clone(), name)).or_insert((sent_at, sent_at));
+                        seen.0 = earliest(seen.0, sent_at);
+                        seen.1 = seen.1.max(sent_at);
+                    }
                     latest.insert((message.chat_id, message.message_id), (message, author));
                 }
             }
@@ -117,13 +127,41 @@ impl Projection for AuthorsProjection {
         }
         writer.finish().await?;
         transaction.batch_execute(MERGE_STAGING).await?;
+        let mut author_ids = Vec::with_capacity(names_seen.len());
+        let mut names = Vec::with_capacity(names_seen.len());
+        let mut first_seen = Vec::with_capacity(names_seen.len());
+        let mut last_seen = Vec::with_capacity(names_seen.len());
+        for ((author_id, name), (first, last)) in names_seen {
+            author_ids.push(author_id);
+            names.push(name);
+            first_seen.push(first);
+            last_seen.push(last);
+        }
+        transaction.execute(UPSERT_NAMES, &[&author_ids, &names, &first_seen, &last_seen]).await?;
         Ok(())
+    }
+}
+
+/// Returns the earlier of two optional times; an absent time does not count as earlier.
+fn earliest(first: Option<DateTime<Utc>>, second: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    match (first, second) {
+        (Some(first), Some(second)) => Some(first.min(second)),
+        (first, None) => first,
+        (None, second) => second,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_absent_time_is_not_the_earliest() {
+        let time = DateTime::from_timestamp(100, 0);
+        assert_eq!(earliest(None, time), time);
+        assert_eq!(earliest(time, None), time);
+        assert_eq!(earliest(time, DateTime::from_timestamp(50, 0)), DateTime::from_timestamp(50, 0));
+    }
 
     #[test]
     fn authors_are_ids_or_names_of_regular_messages_only() {
