@@ -30,6 +30,12 @@ case "${CHATVAULT_PROFILE:-debug}" in
 esac
 [ -x "$CLI" ] || die "$CLI not built"
 
+# Every call needs a token: log in as the local install's first admin (scripts/services.sh).
+DEV_ADMIN="${CHATVAULT_DEV_ADMIN:-admin:chatvault-admin-1:admin@localhost}"
+DEV_ADMIN_REST="${DEV_ADMIN#*:}"
+log "logging in: chatvault login --username ${DEV_ADMIN%%:*}"
+"$CLI" login --username "${DEV_ADMIN%%:*}" --password "${DEV_ADMIN_REST%:*}"
+
 SAMPLE="fixtures/sample-export/result.json"
 log "importing the sample export: chatvault import $SAMPLE"
 SUMMARY="$("$CLI" import --json "$SAMPLE")"

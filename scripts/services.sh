@@ -27,8 +27,8 @@ set -euo pipefail
 SERVICES=(
     "ingest:chatvault-ingest:8081"
     "storage:chatvault-storage:8082"
-    "users:chatvault-users:8083"
-    # "audit:chatvault-audit:8084"
+    "users:chatvault-users:8083:CHATVAULT_USERS_BOOTSTRAP_ADMIN=@ADMIN@"
+    "audit:chatvault-audit:8084"
     # "backup:chatvault-backup:8085"
     "storage-node-1:chatvault-storage-node:8101"
     "storage-node-2:chatvault-storage-node:8102"
@@ -50,6 +50,9 @@ case "$PROFILE" in
 esac
 STOP_GRACE_SECONDS="${CHATVAULT_STOP_GRACE_SECONDS:-15}"
 WAIT_TIMEOUT_SECONDS="${CHATVAULT_WAIT_TIMEOUT_SECONDS:-60}"
+# The first admin of a local install (username:password:email), created by the users
+# service when no admin exists; services.sh logs in as it to register the storage nodes.
+DEV_ADMIN="${CHATVAULT_DEV_ADMIN:-admin:chatvault-admin-1:admin@localhost}"
 
 log() { printf 'services: %s\n' "$*"; }
 die() { printf 'services: ERROR: %s\n' "$*" >&2; exit 1; }
@@ -72,6 +75,7 @@ instance_env() {
     fi
     local kv
     for kv in ${EXTRA:-}; do
+        kv="${kv//@ADMIN@/$DEV_ADMIN}"
         echo "${kv//@STATE@/$STATE}"
     done
 }
@@ -226,11 +230,16 @@ cmd_wait() {
 # register_storage_nodes: registers every storage-node-<i> with storage (harmless when
 # already registered), so uploads can place parts on them.
 register_storage_nodes() {
-    local entry cli="$BIN_DIR/chatvault"
+    local entry cli="$BIN_DIR/chatvault" admin_user admin_rest admin_password
+    # Registering nodes needs the admin role: log in as the bootstrap admin with a session
+    # of its own (not the user's ~/.config/chatvault).
+    export XDG_CONFIG_HOME="$STATE/admin-cli"
+    admin_user="${DEV_ADMIN%%:*}"; admin_rest="${DEV_ADMIN#*:}"; admin_password="${admin_rest%:*}"
+    [ -x "$cli" ] || die "$cli not found; build it first (cargo build --bins)"
+    "$cli" login --username "$admin_user" --password "$admin_password" >/dev/null || die "admin log-in failed"
     for entry in "${SERVICES[@]}"; do
         parse "$entry"
         [[ "$NAME" =~ ^storage-node-([0-9]+)$ ]] || continue
-        [ -x "$cli" ] || die "$cli not found; build it first (cargo build --bins)"
         "$cli" nodes add "127.0.0.1:$((50100 + BASH_REMATCH[1]))" | sed 's/^/services: /' \
             || die "registering $NAME failed"
     done

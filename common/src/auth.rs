@@ -92,12 +92,15 @@ impl AuthConfig {
 
     /// Returns the verifier of this configuration; warns loudly about a development secret.
     pub fn verifier(&self) -> TokenVerifier {
-        if self.enabled && self.uses_development_secret() {
-            tracing::warn!("CHATVAULT_JWT_SECRET is not set: tokens are signed with the public development secret; set it before exposing chatvault to anyone");
-        }
-        if !self.enabled {
-            tracing::warn!("CHATVAULT_AUTH=off: callers are trusted by the x-chatvault-user header");
-        }
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        WARNED.call_once(|| {
+            if self.enabled && self.uses_development_secret() {
+                tracing::warn!("CHATVAULT_JWT_SECRET is not set: tokens are signed with the public development secret; set it before exposing chatvault to anyone");
+            }
+            if !self.enabled {
+                tracing::warn!("CHATVAULT_AUTH=off: callers are trusted by the x-chatvault-user header");
+            }
+        });
         TokenVerifier { secret: Arc::new(self.jwt_secret.clone()), enabled: self.enabled }
     }
 

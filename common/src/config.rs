@@ -91,6 +91,9 @@ pub struct TelemetryConfig {
     pub log_filter: String,
     /// `OTEL_EXPORTER_OTLP_ENDPOINT`; spans are exported over OTLP/gRPC when set.
     pub otlp_endpoint: Option<String>,
+    /// Where INFO+ log lines are shipped (`audit.logs`); `CHATVAULT_LOG_SHIPPING=off`
+    /// (or `on`, the default) switches it.
+    pub log_shipping: Option<crate::log_shipping::LogShippingConfig>,
 }
 
 /// Default ports of one service on the local stack.
@@ -177,7 +180,17 @@ impl TelemetryConfig {
             .or_else(|| reader.environment.get("RUST_LOG").cloned())
             .unwrap_or_else(|| "info".to_owned());
         let otlp_endpoint = reader.environment.get("OTEL_EXPORTER_OTLP_ENDPOINT").filter(|value| !value.is_empty()).cloned();
-        Ok(Self { log_format, log_filter, otlp_endpoint })
+        let log_shipping = match reader.shared("LOG_SHIPPING").as_deref() {
+            None | Some("on") | Some("true") | Some("1") => {
+                let kafka = KafkaConfig::from_reader(reader)?;
+                // A separate logging cluster may take the lines (`CHATVAULT_LOG_SHIPPING_BROKERS`).
+                let brokers = reader.shared("LOG_SHIPPING_BROKERS").unwrap_or_else(|| kafka.brokers.clone());
+                Some(crate::log_shipping::LogShippingConfig { topic: kafka.topic(crate::topics::AUDIT_LOGS), brokers })
+            }
+            Some("off") | Some("false") | Some("0") => None,
+            Some(other) => return Err(Error::Config(format!("CHATVAULT_LOG_SHIPPING must be on or off, not {other:?}"))),
+        };
+        Ok(Self { log_format, log_filter, otlp_endpoint, log_shipping })
     }
 }
 

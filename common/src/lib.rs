@@ -12,6 +12,7 @@ pub mod error;
 pub mod grpc;
 pub mod http;
 pub mod kafka;
+pub mod log_shipping;
 pub mod projection;
 pub mod shutdown;
 pub mod telemetry;

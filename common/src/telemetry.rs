@@ -60,10 +60,12 @@ pub fn init_telemetry(service_name: &str, config: &TelemetryConfig) -> Result<Te
             .with_writer(std::io::stderr)
             .boxed(),
     };
+    let log_shipping_layer = crate::log_shipping::layer(service_name, config.log_shipping.as_ref());
     tracing_subscriber::registry()
         .with(filter)
         .with(format_layer)
         .with(tracing_opentelemetry::layer().with_tracer(tracer))
+        .with(log_shipping_layer)
         .try_init()
         .map_err(|error| Error::Config(format!("installing the tracing subscriber: {error}")))?;
     Ok(TelemetryGuard { tracer_provider })

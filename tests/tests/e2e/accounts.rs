@@ -27,7 +27,8 @@ pub(crate) struct AuthPlatform {
     pub(crate) accounts: AccountsServiceClient<Channel>,
     pub(crate) storage: StorageServiceClient<Channel>,
     pub(crate) files: FilesServiceClient<Channel>,
-    pub(crate) _topic_prefix: String,
+    /// The services' environment (topic prefix, database, auth on), for more services.
+    pub(crate) environment: std::collections::HashMap<String, String>,
     shutdown: CancellationToken,
 }
 
@@ -63,9 +64,18 @@ impl AuthPlatform {
             accounts: AccountsServiceClient::new(connect(users_addr).await),
             storage: StorageServiceClient::new(storage_channel.clone()),
             files: FilesServiceClient::new(storage_channel),
-            _topic_prefix: topic_prefix,
+            environment,
             shutdown,
         }
+    }
+
+    /// Starts the audit service in this process on the platform's topics; returns its client.
+    pub(crate) async fn start_audit(&self) -> chatvault_proto::audit::v1::audit_service_client::AuditServiceClient<Channel> {
+        let config = ServiceConfig::from_env_map("audit", chatvault_audit::DEFAULT_PORTS, &self.environment).expect("audit config");
+        let app = chatvault_audit::App::build(config).await.expect("audit starts");
+        let address = app.grpc_addr();
+        tokio::spawn(app.run_until_stopped(self.shutdown.clone()));
+        chatvault_proto::audit::v1::audit_service_client::AuditServiceClient::new(connect(address).await)
     }
 
     pub(crate) async fn register(&self, username: &str, password: &str) -> Result<(), tonic::Status> {
@@ -284,4 +294,100 @@ fn base64_url_encode(bytes: &[u8]) -> String {
         }
     }
     out
+}
+
+/// Returns a token for `username` with `role`, signed like the users service signs them.
+fn minted_token(username: &str, role: &str) -> String {
+    let now = chrono::Utc::now().timestamp();
+    let claims = Claims {
+        sub: uuid::Uuid::now_v7().to_string(),
+        username: username.to_owned(),
+        role: role.to_owned(),
+        exp: now + 600,
+        iat: now,
+        jti: uuid::Uuid::now_v7().to_string(),
+    };
+    sign_access_token(&Secret::new(TEST_JWT_SECRET), &claims)
+}
+
+#[tokio::test]
+async fn users_list_download_and_delete_only_their_own_files() {
+    use chatvault_proto::ingest::v1::{upload_file_request, UploadFileRequest, UploadMetadata};
+    use chatvault_proto::storage::v1::{DeleteFileRequest, DownloadFileRequest, ListFilesRequest, StatFileRequest};
+
+    let platform = crate::files_support::FilesPlatform::start(&[("CHATVAULT_AUTH", "on")]).await;
+    let (alice, bob, admin) = (minted_token("alice", "user"), minted_token("bob", "user"), minted_token("root", "admin"));
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        let node = crate::files_support::TestNode::start().await;
+        let request = RegisterNodeRequest { address: node.address.to_string() };
+        let denied = platform.files.clone().register_node(authorized(request.clone(), &alice)).await;
+        assert_eq!(denied.expect_err("a user cannot register nodes").code(), Code::PermissionDenied);
+        platform.files.clone().register_node(authorized(request, &admin)).await.expect("the admin registers nodes");
+        nodes.push(node);
+    }
+    let bytes = crate::files_support::random_bytes(100_000);
+    let upload_as = |token: String, bytes: Vec<u8>| {
+        let mut uploads = platform.uploads.clone();
+        async move {
+            let messages = vec![
+                UploadFileRequest { message: Some(upload_file_request::Message::Metadata(UploadMetadata { name: "alice.bin".to_owned(), content_type: String::new() })) },
+                UploadFileRequest { message: Some(upload_file_request::Message::Chunk(bytes::Bytes::from(bytes))) },
+            ];
+            uploads.upload_file(authorized(futures::stream::iter(messages), &token)).await.map(tonic::Response::into_inner)
+        }
+    };
+    // Ingest learns the nodes from storage.nodes on its own.
+    let uploaded = crate::helpers::wait_until(std::time::Duration::from_secs(30), || async {
+        upload_as(alice.clone(), b"probe".to_vec()).await.is_ok()
+    })
+    .await;
+    assert!(uploaded, "ingest accepts uploads once it knows the nodes");
+    let stored = upload_as(alice.clone(), bytes.clone()).await.expect("alice uploads");
+    let unauthenticated = platform.uploads.clone().upload_file(futures::stream::iter(Vec::<UploadFileRequest>::new())).await;
+    assert_eq!(unauthenticated.expect_err("no token").code(), Code::Unauthenticated);
+    platform
+        .files
+        .clone()
+        .stat_file(authorized(StatFileRequest { file_id: stored.file_id.clone(), consistency_token: stored.consistency_token.clone() }, &alice))
+        .await
+        .expect("alice sees her file");
+
+    let list = |token: String| {
+        let mut files = platform.files.clone();
+        let date = stored.upload_date.clone();
+        async move { files.list_files(authorized(ListFilesRequest { date, consistency_token: None }, &token)).await.expect("list").into_inner().files }
+    };
+    assert!(list(alice.clone()).await.iter().any(|file| file.file_id == stored.file_id));
+    assert!(list(bob.clone()).await.iter().all(|file| file.file_id != stored.file_id), "bob does not list alice's file");
+
+    let download = |token: String| {
+        let mut files = platform.files.clone();
+        let file_id = stored.file_id.clone();
+        async move {
+            let mut stream = files.download_file(authorized(DownloadFileRequest { file_id, consistency_token: None }, &token)).await?.into_inner();
+            let mut received = 0usize;
+            while let Some(message) = stream.message().await? {
+                if let Some(chatvault_proto::storage::v1::download_file_response::Message::Chunk(chunk)) = message.message {
+                    received += chunk.len();
+                }
+            }
+            Ok::<usize, tonic::Status>(received)
+        }
+    };
+    assert!(download(bob.clone()).await.is_err(), "bob cannot download alice's file");
+    let delete = platform.files.clone().delete_file(authorized(DeleteFileRequest { file_id: stored.file_id.clone(), consistency_token: None }, &bob)).await;
+    assert!(delete.is_err(), "bob cannot delete alice's file");
+    assert_eq!(download(alice.clone()).await.expect("alice downloads"), bytes.len(), "the file is intact");
+
+    // REST: no token → 401, another user → refused, the owner → 200.
+    let path = format!("/api/file/{}", stored.file_id);
+    let anonymous = crate::files_support::http_request(platform.storage_http, "GET", &path, &[], b"").await;
+    assert_eq!(anonymous.status, 401);
+    let bob_header = format!("Bearer {bob}");
+    let as_bob = crate::files_support::http_request(platform.storage_http, "GET", &path, &[("authorization", bob_header.as_str())], b"").await;
+    assert!(as_bob.status == 404 || as_bob.status == 403, "bob gets {}", as_bob.status);
+    let alice_header = format!("Bearer {alice}");
+    let as_alice = crate::files_support::http_request(platform.storage_http, "GET", &path, &[("authorization", alice_header.as_str())], b"").await;
+    assert_eq!((as_alice.status, as_alice.body.len()), (200, bytes.len()));
 }

@@ -23,7 +23,8 @@ static TELEMETRY: Once = Once::new();
 fn init_test_logging() {
     TELEMETRY.call_once(|| {
         if std::env::var("TEST_LOG").is_ok_and(|value| value == "1") {
-            let config = ServiceConfig::from_env_map("test", DefaultPorts { grpc: 0, http: 0 }, &HashMap::new()).expect("config");
+            let quiet = HashMap::from([("CHATVAULT_LOG_SHIPPING".to_owned(), "off".to_owned())]);
+            let config = ServiceConfig::from_env_map("test", DefaultPorts { grpc: 0, http: 0 }, &quiet).expect("config");
             std::mem::forget(chatvault_common::telemetry::init_telemetry("tests", &config.telemetry).expect("telemetry"));
         }
     });

@@ -3,6 +3,7 @@
 //! modules build as one binary to keep link time down.
 
 mod accounts;
+mod audit;
 mod authors;
 mod compose_file;
 mod file_placement;

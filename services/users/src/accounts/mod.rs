@@ -83,12 +83,13 @@ pub fn validate_username(username: &str) -> Result<String, Error> {
     Ok(username.to_owned())
 }
 
-/// Returns the email when it looks like `local@domain`.
+/// Returns the email when it looks like `local@domain` (no whitespace).
 pub fn validate_email(email: &str) -> Result<String, Error> {
     let email = email.trim();
     let well_formed = email.len() <= 254
         && email.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.') && !domain.contains('@')
+            // `localhost` domains are fine: local installs use them for the first admin.
+            !local.is_empty() && !domain.is_empty() && !domain.starts_with('.') && !domain.ends_with('.') && !domain.contains('@')
         })
         && !email.chars().any(char::is_whitespace);
     if !well_formed {
@@ -101,7 +102,7 @@ pub fn validate_email(email: &str) -> Result<String, Error> {
 /// character (letters, digits, others), and not the username or email.
 pub fn check_password_policy(password: &str, username: &str, email: &str) -> Result<(), Error> {
     let length = password.chars().count();
-    if length < MIN_PASSWORD_CHARS || length > MAX_PASSWORD_CHARS {
+    if !(MIN_PASSWORD_CHARS..=MAX_PASSWORD_CHARS).contains(&length) {
         return Err(Error::InvalidArgument(format!(
             "password must be {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_CHARS} characters"
         )));
@@ -186,6 +187,7 @@ mod tests {
         assert!(validate_username("ann lee").is_err());
         assert!(validate_email("ann@example.org").is_ok());
         assert!(validate_email("ann@").is_err());
+        assert!(validate_email("admin@localhost").is_ok());
         assert!(validate_email("ann example.org").is_err());
     }
 
