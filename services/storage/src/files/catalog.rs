@@ -14,7 +14,7 @@ use chatvault_proto::storage::v1::{node_event, FileInfo, NodeEvent, NodeInfo, No
 use chrono::{DateTime, NaiveDate, Utc};
 use deadpool_postgres::Pool;
 use prost::Message as _;
-use rdkafka::producer::FutureProducer;
+use rdkafka::producer::{FutureProducer, Producer};
 use tokio::sync::Notify;
 
 use super::download::{FileManifest, PartLocation};
@@ -112,6 +112,38 @@ impl FileCatalog {
             .map_err(|error| Error::Unavailable(format!("the event log (Kafka) is not reachable: {error}")))
     }
 
+    /// Waits (at most a few seconds) until the projection has applied everything already
+    /// on `files.events`. Commands answer once their own event is applied, but an upload
+    /// goes through ingest: a download, listing or share issued right after it would
+    /// otherwise miss the file for a moment. Called on a miss, so hits cost nothing.
+    pub async fn catch_up_with_file_events(&self) {
+        let producer = self.producer.clone();
+        let topic = self.files_topic.clone();
+        let ends = tokio::task::spawn_blocking(move || -> Result<Positions, rdkafka::error::KafkaError> {
+            let timeout = Duration::from_secs(5);
+            let metadata = producer.client().fetch_metadata(Some(&topic), timeout)?;
+            let mut ends = Positions::default();
+            for partition in metadata.topics().iter().flat_map(|described| described.partitions()) {
+                let (_, high) = producer.client().fetch_watermarks(&topic, partition.id(), timeout)?;
+                if high > 0 {
+                    ends.0.insert((topic.clone(), partition.id()), high);
+                }
+            }
+            Ok(ends)
+        })
+        .await;
+        match ends {
+            Ok(Ok(ends)) => {
+                let limit = self.consistency_wait.min(Duration::from_secs(5));
+                if let Err(error) = self.applied.wait_for(&ends, limit).await {
+                    tracing::warn!(%error, "the files projection did not catch up in time");
+                }
+            }
+            Ok(Err(error)) => tracing::warn!(%error, "cannot read the end of files.events"),
+            Err(error) => tracing::warn!(%error, "watermark task failed"),
+        }
+    }
+
     /// Waits until the projection has applied `positions`.
     pub async fn wait_for_applied(&self, positions: &Positions) -> Result<(), Error> {
         self.wait_for_positions(positions).await
@@ -119,18 +151,31 @@ impl FileCatalog {
 
     /// Returns the live file `file_id` when `owner` may see it.
     pub async fn file_of_owner(&self, file_id: &str, owner: &str) -> Result<FileInfo, Error> {
-        let client = self.pool.get().await?;
-        let row = client.query_opt(&sql::live_file_by_id(), &[&file_id]).await?;
+        let mut row = self.live_file_row(file_id).await?;
+        if row.is_none() {
+            self.catch_up_with_file_events().await;
+            row = self.live_file_row(file_id).await?;
+        }
         match row.map(|row| file_info_of_row(&row)) {
             Some((info, _)) if info.owner == owner => Ok(info),
             _ => Err(Error::NotFound(format!("no file with id {file_id}"))),
         }
     }
 
+    async fn live_file_row(&self, file_id: &str) -> Result<Option<tokio_postgres::Row>, Error> {
+        let client = self.pool.get().await?;
+        Ok(client.query_opt(&sql::live_file_by_id(), &[&file_id]).await?)
+    }
+
     /// Returns what is needed to read the live file `file_id`, whoever owns it.
     pub async fn manifest(&self, file_id: &str) -> Result<FileManifest, Error> {
+        let mut row = self.live_file_row(file_id).await?;
+        if row.is_none() {
+            self.catch_up_with_file_events().await;
+            row = self.live_file_row(file_id).await?;
+        }
         let client = self.pool.get().await?;
-        let Some(row) = client.query_opt(&sql::live_file_by_id(), &[&file_id]).await? else {
+        let Some(row) = row else {
             return Err(Error::NotFound(format!("no file with id {file_id}")));
         };
         let (info, block_size) = file_info_of_row(&row);
@@ -153,6 +198,8 @@ impl FileCatalog {
     pub async fn list_files(&self, owner: &str, date: &str) -> Result<Vec<FileInfo>, Error> {
         let date = NaiveDate::parse_from_str(date.trim(), "%Y-%m-%d")
             .map_err(|_| Error::InvalidArgument(format!("date {date:?} is not a date like 2026-11-22")))?;
+        // A listing right after an upload through ingest should show it.
+        self.catch_up_with_file_events().await;
         let client = self.pool.get().await?;
         let rows = client.query(&sql::live_files_of_owner_on_date(), &[&owner, &date]).await?;
         Ok(rows.iter().map(|row| file_info_of_row(row).0).collect())
