@@ -54,9 +54,9 @@ impl App {
             folder: self.config.setting("UPLOAD_DIR", std::env::temp_dir().join("chatvault-uploads"))?,
             max_bytes: self.config.setting("MAX_UPLOAD_BYTES", 64u64 << 30)?,
         };
-        let ingest_api = api::IngestApi::new(self.config.kafka.clone(), uploads, shutdown.clone());
         let node_directory = chatvault_file_store::directory::NodeDirectory::default();
         let uploader = files::FileUploader::new(node_directory.clone(), &self.config.kafka, files::UploadSettings::from_config(&self.config)?)?;
+        let ingest_api = api::IngestApi::new(self.config.kafka.clone(), uploads, uploader.clone(), shutdown.clone());
         let directory_kafka = self.config.kafka.clone();
         let directory_shutdown = shutdown.clone();
         tokio::spawn(async move {

@@ -4,6 +4,7 @@
 
 mod accounts;
 mod audit;
+mod attachments;
 mod authors;
 mod compose_file;
 mod file_placement;

@@ -164,6 +164,7 @@ fn print_summary(summary: &ImportSummary, json: bool) {
             "chat_ids": summary.chat_ids,
             "messages": summary.messages,
             "service_messages": summary.service_messages,
+            "attachments": summary.attachments,
             "warnings": warnings,
             "bytes_read": summary.bytes_read,
             "seconds": summary.seconds,
@@ -171,7 +172,10 @@ fn print_summary(summary: &ImportSummary, json: bool) {
         }));
         return;
     }
-    println!("imported {} chat(s), {} messages ({} service) in {:.1}s", summary.chats, summary.messages, summary.service_messages, summary.seconds);
+    println!(
+        "imported {} chat(s), {} messages ({} service), {} attachment(s) in {:.1}s",
+        summary.chats, summary.messages, summary.service_messages, summary.attachments, summary.seconds
+    );
     for chat_id in &summary.chat_ids {
         println!("  chat {chat_id}");
     }

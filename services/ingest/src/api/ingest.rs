@@ -31,12 +31,13 @@ pub struct UploadSettings {
 pub struct IngestApi {
     kafka: KafkaConfig,
     uploads: UploadSettings,
+    attachments: crate::files::FileUploader,
     shutdown: CancellationToken,
 }
 
 impl IngestApi {
-    pub fn new(kafka: KafkaConfig, uploads: UploadSettings, shutdown: CancellationToken) -> Self {
-        Self { kafka, uploads, shutdown }
+    pub fn new(kafka: KafkaConfig, uploads: UploadSettings, attachments: crate::files::FileUploader, shutdown: CancellationToken) -> Self {
+        Self { kafka, uploads, attachments, shutdown }
     }
 }
 
@@ -100,6 +101,7 @@ impl IngestService for IngestApi {
     type UploadExportStream = UpdateStream;
 
     async fn import_export(&self, request: Request<ImportExportRequest>) -> Result<Response<UpdateStream>, Status> {
+        let owner = chatvault_common::caller::caller_of_metadata(request.metadata());
         let request = request.into_inner();
         if request.path.trim().is_empty() {
             return Err(Status::invalid_argument("path is required: the export folder or its result.json"));
@@ -113,12 +115,16 @@ impl IngestService for IngestApi {
             source,
             local_utc_offset_seconds: request.local_utc_offset_seconds,
             html_chat_id: request.html_chat_id,
+            owner,
+            attachments: Some(self.attachments.clone()),
         };
         tokio::spawn(import_and_report(self.kafka.clone(), import_request, self.shutdown.child_token(), updates, None).instrument(span));
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }
 
     async fn upload_export(&self, request: Request<Streaming<UploadExportRequest>>) -> Result<Response<UpdateStream>, Status> {
+        let owner = chatvault_common::caller::caller_of_metadata(request.metadata());
+        let attachments = self.attachments.clone();
         let mut incoming = request.into_inner();
         let header = match incoming.message().await? {
             Some(UploadExportRequest { item: Some(upload_export_request::Item::Header(header)) }) => header,
@@ -151,7 +157,14 @@ impl IngestService for IngestApi {
                         return;
                     }
                 };
-                let request = ImportRequest { import_id, source, local_utc_offset_seconds: header.local_utc_offset_seconds, html_chat_id: header.html_chat_id };
+                let request = ImportRequest {
+                    import_id,
+                    source,
+                    local_utc_offset_seconds: header.local_utc_offset_seconds,
+                    html_chat_id: header.html_chat_id,
+                    owner,
+                    attachments: Some(attachments),
+                };
                 import_and_report(kafka, request, cancel, updates, Some(upload)).await;
             }
             .instrument(span),

@@ -106,8 +106,31 @@ impl FileUploader {
     }
 
     /// Stores the file whose bytes `body` yields; returns it once it is published.
-    #[tracing::instrument(skip_all, fields(owner = %request.owner, name = %request.name))]
     pub async fn upload<S>(&self, request: UploadRequest, body: S) -> Result<StoredFile, Error>
+    where
+        S: Stream<Item = Result<Bytes, Error>> + Send + Unpin,
+    {
+        self.upload_as(uuid::Uuid::now_v7().to_string(), request, body).await
+    }
+
+    /// Returns whether parts of `file_id` are on some node already (an attachment stored
+    /// by an earlier import of the same export).
+    pub async fn is_stored(&self, file_id: &str) -> bool {
+        let first_part = part_id(file_id, 0);
+        for node in self.directory.nodes() {
+            let Ok(mut client) = self.directory.clients().client(&node.address) else { continue };
+            let request = chatvault_proto::storagenode::v1::StatPartRequest { part_id: first_part.clone() };
+            if client.stat_part(request).await.is_ok() {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Stores the file under the given id (attachments use an id derived from their
+    /// content, so importing the same export again stores nothing twice).
+    #[tracing::instrument(skip_all, fields(owner = %request.owner, name = %request.name, file_id = %file_id))]
+    pub async fn upload_as<S>(&self, file_id: String, request: UploadRequest, body: S) -> Result<StoredFile, Error>
     where
         S: Stream<Item = Result<Bytes, Error>> + Send + Unpin,
     {
@@ -117,7 +140,6 @@ impl FileUploader {
             given => given.to_owned(),
         };
         let placement = self.directory.place_new_file().await.map_err(|error| Error::Unavailable(error.to_string()))?;
-        let file_id = uuid::Uuid::now_v7().to_string();
         let mut writers = Vec::with_capacity(TOTAL_PARTS);
         for (index, node) in placement.nodes.iter().enumerate() {
             let writer = self.directory.clients().start_part_writer(&node.address, &part_id(&file_id, index), self.settings.block_size);

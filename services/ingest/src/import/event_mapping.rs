@@ -34,7 +34,8 @@ pub fn chat_imported_event(header: &ChatHeader, import_id: &str, source: &str, i
 }
 
 /// Returns the `MessagePosted` record of a parsed message.
-pub fn message_posted_event(message: telegram_export::Message, import_id: &str) -> EncodedEvent {
+/// `file_id` names the stored attachment of the message's media, when there is one.
+pub fn message_posted_event(message: telegram_export::Message, file_id: Option<String>, import_id: &str) -> EncodedEvent {
     let key = message.chat_id.to_string();
     let kind = match message.kind {
         telegram_export::MessageKind::Regular => MessageKind::Regular,
@@ -42,7 +43,7 @@ pub fn message_posted_event(message: telegram_export::Message, import_id: &str) 
         telegram_export::MessageKind::Unsupported | telegram_export::MessageKind::Other(_) => MessageKind::Unsupported,
     };
     let entities = message.entities.into_iter().map(text_entity_of).collect();
-    let media = message.media.map(media_of);
+    let media = message.media.map(|media| Media { file_id, ..media_of(media) });
     let event = ChatEvent {
         event: Some(chat_event::Event::MessagePosted(MessagePosted {
             chat_id: message.chat_id,

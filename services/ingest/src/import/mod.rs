@@ -5,6 +5,7 @@
 //! records inside one Kafka transaction. The transaction commits only when the whole export
 //! parsed cleanly: a broken export publishes nothing that `read_committed` consumers see.
 
+pub mod attachments;
 mod event_mapping;
 mod publisher;
 pub mod source;
@@ -25,6 +26,7 @@ use crate::Error;
 pub use event_mapping::{chat_imported_event, message_posted_event, EncodedEvent, CHAT_IMPORTED_TYPE, MESSAGE_POSTED_TYPE};
 use publisher::TransactionalPublisher;
 pub use source::{locate_export, ExportSource};
+use attachments::AttachmentStore;
 use source::{export_bytes_total, ExportReader};
 
 /// Records handed from the parser thread to the publisher at a time.
@@ -43,12 +45,17 @@ pub struct ImportRequest {
     pub local_utc_offset_seconds: i32,
     /// The chat id of a single-chat HTML export (HTML does not carry it).
     pub html_chat_id: Option<i64>,
+    /// Who imports: the owner of the stored attachments.
+    pub owner: String,
+    /// Where attachments are stored; `None` imports messages only.
+    pub attachments: Option<crate::files::FileUploader>,
 }
 
 /// What the parser thread found, beside the records it sent.
 #[derive(Debug, Default)]
 struct ParseTotals {
     chat_ids: Vec<i64>,
+    attachments: u64,
     messages: u64,
     service_messages: u64,
     warnings: BTreeMap<String, u64>,
@@ -75,7 +82,8 @@ pub async fn run_import(
     let (batches, mut receiver) = mpsc::channel::<ParsedItem>(BATCHES_IN_CHANNEL);
     let parser_request = request.clone();
     let parser_cancel = cancel.clone();
-    let parser = tokio::task::spawn_blocking(move || parse_and_encode(parser_request, batches, parser_cancel));
+    let runtime = tokio::runtime::Handle::current();
+    let parser = tokio::task::spawn_blocking(move || parse_and_encode(parser_request, batches, parser_cancel, runtime));
 
     let mut last_progress = Instant::now();
     let mut bytes_read = 0u64;
@@ -113,6 +121,7 @@ pub async fn run_import(
         chats: totals.chat_ids.len() as u64,
         messages: totals.messages,
         service_messages: totals.service_messages,
+        attachments: totals.attachments,
         warnings: totals.warnings.into_iter().map(|(kind, count)| WarningCount { kind, count }).collect(),
         consistency_token: Some(ConsistencyToken { value: positions.to_token() }),
         bytes_read: totals.bytes_read,
@@ -137,8 +146,13 @@ fn parse_and_encode(
     request: ImportRequest,
     batches: mpsc::Sender<ParsedItem>,
     cancel: CancellationToken,
+    runtime: tokio::runtime::Handle,
 ) -> Result<ParseTotals, Error> {
     let mut reader = ExportReader::open(&request.source, request.local_utc_offset_seconds, request.html_chat_id)?;
+    let mut attachments = match &request.attachments {
+        Some(uploader) => Some(AttachmentStore::new(uploader.clone(), request.owner.clone(), &request.source.root(), runtime)?),
+        None => None,
+    };
     let source_label = request.source.label();
     let imported_at_unix = chrono::Utc::now().timestamp();
     let mut totals = ParseTotals::default();
@@ -159,7 +173,21 @@ fn parse_and_encode(
                 for warning in &message.warnings {
                     *totals.warnings.entry(warning.kind.as_str().to_owned()).or_insert(0) += 1;
                 }
-                records.push(message_posted_event(message, &request.import_id));
+                let file_id = match (&mut attachments, message.media.as_ref().and_then(|media| media.path.as_deref())) {
+                    (Some(store), Some(reference)) => {
+                        let mime_type = message.media.as_ref().and_then(|media| media.mime_type.as_deref());
+                        match store.file_id_of(reference, mime_type)? {
+                            Ok(file_id) => Some(file_id),
+                            Err(skipped) => {
+                                tracing::warn!(reference, reason = skipped.warning_kind(), "attachment not stored");
+                                *totals.warnings.entry(skipped.warning_kind().to_owned()).or_insert(0) += 1;
+                                None
+                            }
+                        }
+                    }
+                    _ => None,
+                };
+                records.push(message_posted_event(message, file_id, &request.import_id));
             }
             ExportEvent::ChatFinished { .. } => {}
         }
@@ -174,6 +202,7 @@ fn parse_and_encode(
         }
     }
     totals.bytes_read = reader.bytes_read();
+    totals.attachments = attachments.as_ref().map_or(0, |store| store.linked_count);
     if !records.is_empty() && batches.blocking_send(ParsedItem::Records(records, totals.bytes_read)).is_err() {
         return Err(Error::Cancelled);
     }

@@ -20,6 +20,21 @@ pub enum ExportSource {
 }
 
 impl ExportSource {
+    /// Returns the export's root folder, against which media references are resolved (an
+    /// account export's chat folders sit in `chats/`, their references start there).
+    pub fn root(&self) -> PathBuf {
+        match self {
+            ExportSource::Json(path) => path.parent().map(Path::to_path_buf).unwrap_or_default(),
+            ExportSource::Html(folders) => {
+                let folder = folders.first().cloned().unwrap_or_default();
+                match folder.parent() {
+                    Some(chats) if chats.file_name().is_some_and(|name| name == "chats") => chats.parent().map(Path::to_path_buf).unwrap_or(folder),
+                    _ => folder,
+                }
+            }
+        }
+    }
+
     /// Returns a path naming the export, for logs and the `ChatImported` source.
     pub fn label(&self) -> String {
         match self {
