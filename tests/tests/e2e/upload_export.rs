@@ -37,11 +37,12 @@ fn sample_bytes() -> Vec<u8> {
 async fn an_uploaded_folder_imports_like_a_server_path() {
     let platform = TestPlatform::start().await;
     let bytes = sample_bytes();
-    // Several chunks per file, and a media file beside result.json.
+    // Several chunks per file, and another file beside result.json (media files need
+    // storage nodes; attachments.rs covers them).
     let (first_half, second_half) = bytes.split_at(bytes.len() / 2);
     let requests = vec![
         header(),
-        chunk("photos/photo_1@22-11-2026_10-18-45.jpg", b"\xFF\xD8\xFF not really a jpeg"),
+        chunk("css/style.css", b"body { margin: 0 }"),
         chunk("result.json", first_half),
         chunk("result.json", second_half),
     ];
