@@ -93,34 +93,18 @@ impl App {
             .add_service(StorageServiceServer::new(storage_api))
             .add_service(FilesServiceServer::new(api::FilesApi::new(file_catalog.clone())));
         let http_router = chatvault_common::http::router_with_metrics(files::rest::download_routes(file_catalog.clone()).layer(self.config.auth.http_layer()));
-        let files_projection_shutdown = shutdown.clone();
-        let files_projection_task = tokio::spawn(async move {
-            let outcome = files_projection.run(files_projection_shutdown.clone()).await;
-            if outcome.is_err() {
-                files_projection_shutdown.cancel();
-            }
-            outcome
-        });
+        let files_projection_task = files_projection.spawn(shutdown.clone());
         tokio::spawn(files::background::purge_deleted_parts(file_catalog.clone(), shutdown.clone()));
         tokio::spawn(files::background::rebalance_nodes(file_catalog, rebalance_interval, shutdown.clone()));
 
-        let projection_shutdown = shutdown.clone();
-        let projection_task = tokio::spawn(async move {
-            let outcome = chat_projection.run(projection_shutdown.clone()).await;
-            // A projection that cannot run leaves the service unable to answer truthfully.
-            if outcome.is_err() {
-                projection_shutdown.cancel();
-            }
-            outcome
-        });
+        let projection_task = chat_projection.spawn(shutdown.clone());
         let grpc = chatvault_common::grpc::serve_grpc_authenticated(self.grpc_listener, grpc_router, shutdown.clone());
         let http = chatvault_common::http::serve_http(self.http_listener, http_router, shutdown.clone());
         let (grpc_result, http_result) = tokio::join!(grpc, http);
-        let projection_result = projection_task.await.map_err(|error| Error::Internal(format!("projection task: {error}")))?;
+        let projection_result = chatvault_common::projection::join_projection(projection_task).await;
+        let files_projection_result = chatvault_common::projection::join_projection(files_projection_task).await;
         grpc_result?;
         http_result?;
-        let files_projection_result =
-            files_projection_task.await.map_err(|error| Error::Internal(format!("files projection task: {error}")))?;
         projection_result?;
         files_projection_result?;
         Ok(())
