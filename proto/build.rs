@@ -17,6 +17,8 @@ const PROTO_FILES: &[&str] = &[
     "chatvault/users/v1/accounts.proto",
     "chatvault/users/v1/events.proto",
     "chatvault/audit/v1/audit.proto",
+    "chatvault/snapshot/v1/snapshot.proto",
+    "chatvault/backup/v1/backup.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -33,6 +35,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .bytes(".chatvault.storagenode.v1")
         .bytes(".chatvault.ingest.v1.UploadFileRequest")
         .bytes(".chatvault.storage.v1.DownloadFileResponse")
+        .bytes(".chatvault.snapshot.v1.TableData")
+        .bytes(".chatvault.backup.v1.UploadBackupRequest")
         .file_descriptor_set_path(&descriptor_path)
         .compile_fds(file_descriptors)?;
     Ok(())

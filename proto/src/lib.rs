@@ -45,3 +45,13 @@ pub mod audit {
         tonic::include_proto!("chatvault.audit.v1");
     }
 }
+pub mod snapshot {
+    pub mod v1 {
+        tonic::include_proto!("chatvault.snapshot.v1");
+    }
+}
+pub mod backup {
+    pub mod v1 {
+        tonic::include_proto!("chatvault.backup.v1");
+    }
+}
