@@ -196,7 +196,7 @@ async fn upload(
     name: &str,
     chunks: impl futures::Stream<Item = Bytes> + Send + 'static,
 ) -> Result<UploadFileResponse, tonic::Status> {
-    let metadata = UploadFileRequest { message: Some(upload_file_request::Message::Metadata(UploadMetadata { name: name.to_owned(), content_type: String::new() })) };
+    let metadata = UploadFileRequest { message: Some(upload_file_request::Message::Metadata(UploadMetadata { name: name.to_owned(), content_type: String::new(), restore: None })) };
     let messages = futures::stream::once(async move { metadata })
         .chain(chunks.map(|chunk| UploadFileRequest { message: Some(upload_file_request::Message::Chunk(chunk)) }));
     uploads.upload_file(messages).await.map(tonic::Response::into_inner)

@@ -331,7 +331,7 @@ async fn users_list_download_and_delete_only_their_own_files() {
         let mut uploads = platform.uploads.clone();
         async move {
             let messages = vec![
-                UploadFileRequest { message: Some(upload_file_request::Message::Metadata(UploadMetadata { name: "alice.bin".to_owned(), content_type: String::new() })) },
+                UploadFileRequest { message: Some(upload_file_request::Message::Metadata(UploadMetadata { name: "alice.bin".to_owned(), content_type: String::new(), restore: None })) },
                 UploadFileRequest { message: Some(upload_file_request::Message::Chunk(bytes::Bytes::from(bytes))) },
             ];
             uploads.upload_file(authorized(futures::stream::iter(messages), &token)).await.map(tonic::Response::into_inner)

@@ -141,7 +141,7 @@ async fn put(endpoints: &Endpoints, paths: Vec<PathBuf>, json: bool) -> anyhow::
         let size = file.metadata().await?.len();
         let name = path.file_name().map(|name| name.to_string_lossy().to_string()).unwrap_or_default();
         let bar = progress_bar(size, json, name.clone());
-        let metadata = UploadFileRequest { message: Some(upload_file_request::Message::Metadata(UploadMetadata { name, content_type: String::new() })) };
+        let metadata = UploadFileRequest { message: Some(upload_file_request::Message::Metadata(UploadMetadata { name, content_type: String::new(), restore: None })) };
         let chunk_bar = bar.clone();
         let chunks = futures::stream::unfold(file, move |mut file| {
             let bar = chunk_bar.clone();
