@@ -15,6 +15,7 @@ pub mod kafka;
 pub mod log_shipping;
 pub mod projection;
 pub mod shutdown;
+pub mod snapshot;
 pub mod telemetry;
 pub mod topics;
 
