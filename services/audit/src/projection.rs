@@ -45,6 +45,7 @@ impl AuditProjection {
             topics::FILES_EVENTS => Some("chatvault.files.v1.FileEvent"),
             topics::USERS_EVENTS => Some("chatvault.users.v1.UserEvent"),
             topics::STORAGE_NODES => Some("chatvault.storage.v1.NodeEvent"),
+            topics::BACKUP_EVENTS => Some("chatvault.backup.v1.BackupEvent"),
             _ => None,
         }
     }
@@ -54,7 +55,7 @@ impl AuditProjection {
             return serde_json::from_slice(payload).map_err(|error| format!("log line is not JSON: {error}"));
         }
         let Some(descriptor) = Self::message_name(base_topic).and_then(|name| self.pool.get_message_by_name(name)) else {
-            // A topic without a known schema (backup.events before its proto exists): keep the bytes.
+            // A topic without a known schema: keep the size.
             return Ok(serde_json::json!({ "bytes": payload.len() }));
         };
         let message = DynamicMessage::decode(descriptor, payload).map_err(|error| format!("protobuf decode: {error}"))?;

@@ -1,0 +1,80 @@
+//! The catalog of backups in the service's database, and the conversion to the API's view.
+
+use std::path::{Path, PathBuf};
+
+use chatvault_proto::backup::v1::{Backup, BackupTable, TablePosition};
+use deadpool_postgres::Pool;
+
+use crate::manifest::Manifest;
+use crate::Error;
+
+/// Records the backup in `folder`; a backup already in the catalog is left as it is.
+pub async fn record(pool: &Pool, manifest: &Manifest, folder: &Path) -> Result<(), Error> {
+    let client = pool.get().await?;
+    let created_at = chrono::DateTime::from_timestamp_millis(manifest.created_at_unix_ms).unwrap_or_else(chrono::Utc::now);
+    let manifest_json = serde_json::to_value(manifest).map_err(|error| Error::Internal(format!("manifest: {error}")))?;
+    client
+        .execute(
+            "INSERT INTO backups (backup_id, created_at, origin, path, total_bytes, manifest) VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (backup_id) DO NOTHING",
+            &[&manifest.backup_id, &created_at, &manifest.origin, &folder.display().to_string(), &(manifest.total_bytes() as i64), &manifest_json],
+        )
+        .await?;
+    Ok(())
+}
+
+/// The folder of backup `backup_id`, or NOT_FOUND.
+pub async fn folder_of(pool: &Pool, backup_id: &str) -> Result<PathBuf, Error> {
+    let client = pool.get().await?;
+    let row = client.query_opt("SELECT path FROM backups WHERE backup_id = $1", &[&backup_id]).await?;
+    row.map(|row| PathBuf::from(row.get::<_, String>(0)))
+        .ok_or_else(|| Error::NotFound(format!("no backup with id {backup_id:?}; `chatvault backup ls` lists them")))
+}
+
+/// Every backup, newest first.
+pub async fn list(pool: &Pool) -> Result<Vec<Backup>, Error> {
+    let client = pool.get().await?;
+    let rows = client.query("SELECT path, manifest FROM backups ORDER BY created_at DESC, backup_id DESC", &[]).await?;
+    rows.iter()
+        .map(|row| {
+            let manifest: Manifest = serde_json::from_value(row.get(1)).map_err(|error| Error::Internal(format!("catalog manifest: {error}")))?;
+            Ok(view(&manifest, Path::new(&row.get::<_, String>(0))))
+        })
+        .collect()
+}
+
+/// Scheduled backups beyond the newest `keep`, oldest last.
+pub async fn scheduled_beyond(pool: &Pool, keep: usize) -> Result<Vec<(String, PathBuf)>, Error> {
+    let client = pool.get().await?;
+    let rows = client
+        .query("SELECT backup_id, path FROM backups WHERE origin = 'scheduled' ORDER BY created_at DESC, backup_id DESC OFFSET $1", &[&(keep as i64)])
+        .await?;
+    Ok(rows.iter().map(|row| (row.get(0), PathBuf::from(row.get::<_, String>(1)))).collect())
+}
+
+pub async fn forget(pool: &Pool, backup_id: &str) -> Result<(), Error> {
+    pool.get().await?.execute("DELETE FROM backups WHERE backup_id = $1", &[&backup_id]).await?;
+    Ok(())
+}
+
+/// The API's view of a backup.
+pub fn view(manifest: &Manifest, folder: &Path) -> Backup {
+    Backup {
+        id: manifest.backup_id.clone(),
+        path: folder.display().to_string(),
+        created_at_unix_ms: manifest.created_at_unix_ms,
+        formats: manifest.formats.clone(),
+        chat_ids: manifest.chat_ids.clone(),
+        with_files: manifest.with_files,
+        tables: manifest.tables.iter().map(|table| BackupTable { name: table.name.clone(), rows: table.rows }).collect(),
+        files_stored: manifest.files.iter().filter(|file| file.kind == "blob").count() as u64,
+        total_bytes: manifest.total_bytes(),
+        positions: manifest
+            .positions
+            .iter()
+            .map(|position| TablePosition { service: position.service.clone(), topic: position.topic.clone(), partition: position.partition, next_offset: position.next_offset })
+            .collect(),
+        origin: manifest.origin.clone(),
+        schema_version: manifest.schema_version.clone(),
+    }
+}

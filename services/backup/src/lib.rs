@@ -1,0 +1,143 @@
+//! The backup service: takes consistent snapshots of the archive from the services that own
+//! its tables (storage, users) and writes them as CSV and Parquet with a checksummed
+//! manifest; verifies them; restores them through the platform's own events; and takes
+//! scheduled backups, keeping the newest few.
+
+pub mod api;
+pub mod catalog;
+pub mod copy_binary;
+pub mod create;
+pub mod error;
+pub mod manifest;
+pub mod peers;
+pub mod restore;
+pub mod snapshot_stream;
+pub mod table_files;
+pub mod verify;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chatvault_common::config::{DefaultPorts, KafkaConfig, ServiceConfig};
+use chatvault_common::db::Migration;
+use chatvault_proto::backup::v1::backup_service_server::BackupServiceServer;
+use deadpool_postgres::Pool;
+use rdkafka::producer::FutureProducer;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use error::Error;
+
+pub const SERVICE_NAME: &str = "backup";
+pub const DEFAULT_PORTS: DefaultPorts = DefaultPorts { grpc: 50055, http: 8085 };
+
+/// The backup service's schema, applied at start-up.
+pub const MIGRATIONS: &[Migration] = &[Migration { id: "backup/0001_backups", sql: include_str!("../migrations/0001_backups.sql") }];
+
+/// Where and how backups are written, and the schedule.
+#[derive(Clone, Debug)]
+pub struct BackupSettings {
+    /// `CHATVAULT_BACKUP_DIR`, default `.state/backups`.
+    pub folder: PathBuf,
+    /// `CHATVAULT_BACKUP_ROW_GROUP_ROWS`: rows per Parquet row group, default 131072.
+    pub row_group_rows: usize,
+    /// `CHATVAULT_BACKUP_SCHEDULE_SECONDS`: interval of scheduled backups; 0 = none.
+    pub schedule_interval: Option<Duration>,
+    /// `CHATVAULT_BACKUP_SCHEDULE_KEEP`: scheduled backups kept, default 7.
+    pub schedule_keep: usize,
+    /// `CHATVAULT_BACKUP_SCHEDULE_FORMAT`: csv, parquet or both, default parquet.
+    pub schedule_format: String,
+    /// `CHATVAULT_BACKUP_SCHEDULE_WITH_FILES`: default false.
+    pub schedule_with_files: bool,
+}
+
+impl BackupSettings {
+    pub fn from_config(config: &ServiceConfig) -> Result<Self, Error> {
+        let interval: u64 = config.setting("SCHEDULE_SECONDS", 0u64)?;
+        let format: String = config.setting("SCHEDULE_FORMAT", "parquet".to_owned())?;
+        api::formats_of_name(&format).map_err(|_| Error::InvalidArgument(format!("CHATVAULT_BACKUP_SCHEDULE_FORMAT={format:?}: use csv, parquet or both")))?;
+        Ok(Self {
+            folder: PathBuf::from(config.setting("DIR", ".state/backups".to_owned())?),
+            row_group_rows: config.setting("ROW_GROUP_ROWS", 131_072usize)?.max(1),
+            schedule_interval: (interval > 0).then(|| Duration::from_secs(interval)),
+            schedule_keep: config.setting("SCHEDULE_KEEP", 7usize)?.max(1),
+            schedule_format: format,
+            schedule_with_files: config.setting("SCHEDULE_WITH_FILES", false)?,
+        })
+    }
+}
+
+/// What every backup operation needs.
+#[derive(Clone)]
+pub struct Context {
+    pub settings: BackupSettings,
+    pub peers: peers::Peers,
+    pub pool: Pool,
+    pub kafka: KafkaConfig,
+    pub events: FutureProducer,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("Context").field("settings", &self.settings).field("peers", &self.peers).finish_non_exhaustive()
+    }
+}
+
+/// A built backup service: schema migrated, listeners bound.
+#[derive(Debug)]
+pub struct App {
+    config: ServiceConfig,
+    context: Context,
+    grpc_listener: TcpListener,
+    http_listener: TcpListener,
+}
+
+impl App {
+    /// Connects to the database, applies migrations, ensures topics and binds listeners.
+    pub async fn build(config: ServiceConfig) -> Result<Self, Error> {
+        let pool = chatvault_common::db::connect_pool(&config.database_url, config.database_pool_size)?;
+        chatvault_common::db::migrate(&pool, MIGRATIONS).await?;
+        chatvault_common::topics::ensure_topics(&config.kafka).await?;
+        let settings = BackupSettings::from_config(&config)?;
+        std::fs::create_dir_all(&settings.folder)?;
+        let context = Context {
+            peers: peers::Peers::from_config(&config)?,
+            events: chatvault_common::kafka::idempotent_producer(&config.kafka, "chatvault-backup")?,
+            kafka: config.kafka.clone(),
+            settings,
+            pool,
+        };
+        let grpc_listener = TcpListener::bind(config.grpc_addr).await?;
+        let http_listener = TcpListener::bind(config.http_addr).await?;
+        Ok(Self { config, context, grpc_listener, http_listener })
+    }
+
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_listener.local_addr().unwrap_or(self.config.grpc_addr)
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_listener.local_addr().unwrap_or(self.config.http_addr)
+    }
+
+    /// Serves the API and runs scheduled backups until `shutdown` is cancelled.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), Error> {
+        let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        health_reporter.set_serving::<BackupServiceServer<api::BackupApi>>().await;
+        let grpc_router = chatvault_common::grpc::authenticated_server(&self.config.auth)
+            .add_service(health_service)
+            .add_service(chatvault_common::grpc::reflection_service())
+            .add_service(BackupServiceServer::new(api::BackupApi::new(self.context.clone())).max_decoding_message_size(16 << 20));
+        let http_router = chatvault_common::http::router_with_metrics(axum::Router::new());
+        if let Some(interval) = self.context.settings.schedule_interval {
+            tokio::spawn(api::run_schedule(self.context.clone(), interval, shutdown.clone()));
+        }
+        let grpc = chatvault_common::grpc::serve_grpc_authenticated(self.grpc_listener, grpc_router, shutdown.clone());
+        let http = chatvault_common::http::serve_http(self.http_listener, http_router, shutdown);
+        let (grpc_result, http_result) = tokio::join!(grpc, http);
+        grpc_result?;
+        http_result?;
+        Ok(())
+    }
+}

@@ -1,0 +1,608 @@
+//! Restoring a backup through the platform's own paths, so every projection rebuilds:
+//! accounts through the users service, files through ingest (same ids, owners and dates),
+//! chats and messages as events on `chat.events` in one Kafka transaction. The backup is
+//! verified whole first; rows the platform already holds are counted and not sent again.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::Duration;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int16Type, Int64Type, TimestampMicrosecondType};
+use arrow_array::{Array, RecordBatch, StringArray};
+use chatvault_common::config::KafkaConfig;
+use chatvault_common::consistency::Positions;
+use chatvault_common::envelope::Envelope;
+use chatvault_common::topics::CHAT_EVENTS;
+use chatvault_proto::backup::v1::{Progress, RestoreSummary, RestoredTable};
+use chatvault_proto::chat::v1::{chat_event, ChatEvent, ChatImported, Media, MessagePosted, TextEntity};
+use chatvault_proto::ingest::v1::file_upload_service_client::FileUploadServiceClient;
+use chatvault_proto::ingest::v1::{upload_file_request, RestoredFileIdentity, UploadFileRequest, UploadMetadata};
+use chatvault_proto::snapshot::v1::snapshot_service_client::SnapshotServiceClient;
+use chatvault_proto::snapshot::v1::ExportSnapshotRequest;
+use chatvault_proto::storage::v1::storage_service_client::StorageServiceClient;
+use chatvault_proto::storage::v1::ListChatsRequest;
+use chatvault_proto::users::v1::accounts_service_client::AccountsServiceClient;
+use chatvault_proto::users::v1::RestoredAccount;
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
+use prost::Message;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
+use tokio::sync::mpsc;
+
+use crate::copy_binary::ColumnSpec;
+use crate::manifest::{relative_path, Manifest, BLOBS_FOLDER};
+use crate::snapshot_stream::{consume_snapshot, TableSink};
+use crate::table_files::TableReader;
+use crate::{Context, Error};
+
+const TRANSACTION_CALL_TIMEOUT: Duration = Duration::from_secs(60);
+const MAX_IN_FLIGHT: usize = 20_000;
+/// How long a restore waits for storage to apply what it published.
+const PROJECTION_WAIT: Duration = Duration::from_secs(600);
+
+/// Opens `table` of the backup: `kind` when given and present, else Parquet, else CSV.
+pub fn read_table(manifest: &Manifest, folder: &Path, table: &str, kind: Option<&str>) -> Result<TableReader, Error> {
+    let entry = manifest.table(table).ok_or_else(|| Error::Damaged(format!("the backup has no table {table}")))?;
+    let file = kind
+        .and_then(|kind| manifest.table_file(table, kind))
+        .or_else(|| manifest.table_file(table, "parquet"))
+        .or_else(|| manifest.table_file(table, "csv"))
+        .ok_or_else(|| Error::Damaged(format!("the backup has no file for table {table}")))?;
+    TableReader::open(folder, file, &entry.columns)
+}
+
+/// The text column `name` of `batch`.
+pub fn text_column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a StringArray, Error> {
+    batch
+        .column_by_name(name)
+        .ok_or_else(|| Error::Damaged(format!("column {name} is missing")))?
+        .as_string_opt::<i32>()
+        .ok_or_else(|| Error::Damaged(format!("column {name} is not text")))
+}
+
+fn int64_column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a arrow_array::Int64Array, Error> {
+    batch
+        .column_by_name(name)
+        .ok_or_else(|| Error::Damaged(format!("column {name} is missing")))?
+        .as_primitive_opt::<Int64Type>()
+        .ok_or_else(|| Error::Damaged(format!("column {name} is not a 64-bit integer")))
+}
+
+fn timestamp_column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a arrow_array::TimestampMicrosecondArray, Error> {
+    batch
+        .column_by_name(name)
+        .ok_or_else(|| Error::Damaged(format!("column {name} is missing")))?
+        .as_primitive_opt::<TimestampMicrosecondType>()
+        .ok_or_else(|| Error::Damaged(format!("column {name} is not a timestamp")))
+}
+
+fn optional_text(column: &StringArray, row: usize) -> Option<String> {
+    (!column.is_null(row)).then(|| column.value(row).to_owned())
+}
+
+fn optional_seconds(column: &arrow_array::TimestampMicrosecondArray, row: usize) -> Option<i64> {
+    (!column.is_null(row)).then(|| column.value(row).div_euclid(1_000_000))
+}
+
+fn optional_millis(column: &arrow_array::TimestampMicrosecondArray, row: usize) -> i64 {
+    if column.is_null(row) {
+        0
+    } else {
+        column.value(row).div_euclid(1_000)
+    }
+}
+
+/// What the platform holds now, by key.
+#[derive(Debug, Default)]
+struct PresentKeys {
+    chats: HashSet<i64>,
+    messages: HashSet<(i64, i64)>,
+    files: HashSet<String>,
+}
+
+/// Collects a table's keys into one of the sets of `PresentKeys`.
+struct KeySink {
+    table: String,
+    keys: std::sync::Arc<std::sync::Mutex<PresentKeys>>,
+}
+
+impl TableSink for KeySink {
+    fn batch(&mut self, batch: &RecordBatch) -> Result<(), Error> {
+        let mut keys = self.keys.lock().map_err(|_| Error::Internal("key set poisoned".into()))?;
+        match self.table.as_str() {
+            "message_keys" => {
+                let chats = int64_column(batch, "chat_id")?;
+                let messages = int64_column(batch, "message_id")?;
+                keys.messages.extend(chats.values().iter().copied().zip(messages.values().iter().copied()));
+            }
+            "chats" => keys.chats.extend(int64_column(batch, "chat_id")?.values().iter().copied()),
+            "files" => {
+                let ids = text_column(batch, "file_id")?;
+                keys.files.extend(ids.iter().flatten().map(str::to_owned));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> Result<Vec<crate::manifest::FileEntry>, Error> {
+        Ok(Vec::new())
+    }
+}
+
+async fn present_keys(context: &Context, chat_ids: &[i64]) -> Result<PresentKeys, Error> {
+    let keys = std::sync::Arc::new(std::sync::Mutex::new(PresentKeys::default()));
+    let request = ExportSnapshotRequest { tables: vec!["message_keys".into(), "chats".into(), "files".into()], chat_ids: chat_ids.to_vec() };
+    let mut client = SnapshotServiceClient::new(context.peers.storage.clone()).max_decoding_message_size(64 << 20);
+    let stream = client.export_snapshot(context.peers.request(request)).await.map_err(Error::remote("storage"))?.into_inner();
+    let sink_keys = keys.clone();
+    let make_sink = move |table: &str, _: &[ColumnSpec], _: &[crate::manifest::Position]| -> Result<Box<dyn TableSink>, Error> {
+        Ok(Box::new(KeySink { table: table.to_owned(), keys: sink_keys.clone() }))
+    };
+    consume_snapshot("storage", stream, make_sink, None).await?;
+    let mut keys = keys.lock().map_err(|_| Error::Internal("key set poisoned".into()))?;
+    Ok(std::mem::take(&mut *keys))
+}
+
+fn report(progress: Option<&mpsc::Sender<Progress>>, item: &str, done: u64, total: u64, unit: &str) {
+    if let Some(progress) = progress {
+        let _ = progress.try_send(Progress { phase: "restore".into(), item: item.to_owned(), done, total, unit: unit.to_owned() });
+    }
+}
+
+/// Restores the backup in `folder`. Nothing is written unless the whole backup checks out.
+pub async fn restore_folder(context: &Context, folder: &Path, kind: Option<&str>, actor: &str, progress: Option<mpsc::Sender<Progress>>) -> Result<RestoreSummary, Error> {
+    let progress = progress.as_ref();
+    let checking = folder.to_path_buf();
+    let manifest = tokio::task::spawn_blocking(move || crate::verify::checked_manifest(&checking))
+        .await
+        .map_err(|error| Error::Internal(format!("verify task: {error}")))??;
+    if let Some(kind) = kind {
+        if !manifest.formats.iter().any(|format| format == kind) {
+            return Err(Error::InvalidArgument(format!("backup {} holds no {kind} copy (it has {})", manifest.backup_id, manifest.formats.join(", "))));
+        }
+    }
+    let present = present_keys(context, &manifest.chat_ids).await?;
+    let mut tables = Vec::new();
+    if manifest.table("accounts").is_some() {
+        tables.push(restore_accounts(context, &manifest, folder, kind).await?);
+    }
+    if manifest.table("files").is_some() {
+        tables.push(restore_files(context, &manifest, folder, kind, &present, progress).await?);
+    }
+    let (chats, messages, positions) = restore_chat_events(context, &manifest, folder, kind, &present, actor, progress).await?;
+    tables.push(chats);
+    tables.push(messages);
+    let token = positions.to_token();
+    if !positions.0.is_empty() {
+        report(progress, "waiting for storage to apply the restored events", 0, 0, "rows");
+        wait_for_storage(context, &token).await?;
+    }
+    Ok(RestoreSummary { backup_id: manifest.backup_id.clone(), tables, consistency_token: token })
+}
+
+async fn restore_accounts(context: &Context, manifest: &Manifest, folder: &Path, kind: Option<&str>) -> Result<RestoredTable, Error> {
+    let mut accounts = Vec::new();
+    for batch in read_table(manifest, folder, "accounts", kind)? {
+        let batch = batch?;
+        let ids = text_column(&batch, "account_id")?;
+        let usernames = text_column(&batch, "username")?;
+        let emails = text_column(&batch, "email")?;
+        let hashes = text_column(&batch, "password_hash")?;
+        let roles = text_column(&batch, "role")?;
+        let created = timestamp_column(&batch, "created_at")?;
+        let changed = timestamp_column(&batch, "password_changed_at")?;
+        for row in 0..batch.num_rows() {
+            accounts.push(RestoredAccount {
+                account_id: ids.value(row).to_owned(),
+                username: usernames.value(row).to_owned(),
+                email: emails.value(row).to_owned(),
+                password_hash: hashes.value(row).to_owned(),
+                role: roles.value(row).to_owned(),
+                created_at_unix_ms: optional_millis(created, row),
+                password_changed_at_unix_ms: optional_millis(changed, row),
+            });
+        }
+    }
+    let mut client = AccountsServiceClient::new(context.peers.users.clone());
+    let response = client
+        .restore_accounts(context.peers.request(futures::stream::iter(accounts)))
+        .await
+        .map_err(Error::remote("users"))?
+        .into_inner();
+    for conflict in &response.conflicts {
+        tracing::warn!(conflict = %conflict, "account not restored");
+    }
+    Ok(RestoredTable { name: "accounts".into(), restored: response.restored, already_present: response.already_present })
+}
+
+async fn restore_files(
+    context: &Context,
+    manifest: &Manifest,
+    folder: &Path,
+    kind: Option<&str>,
+    present: &PresentKeys,
+    progress: Option<&mpsc::Sender<Progress>>,
+) -> Result<RestoredTable, Error> {
+    let mut restored = 0u64;
+    let mut already_present = 0u64;
+    let mut without_bytes = 0u64;
+    let rows = file_rows(manifest, folder, kind)?;
+    let total = rows.len() as u64;
+    let mut client = FileUploadServiceClient::new(context.peers.ingest.clone());
+    for (index, file) in rows.into_iter().enumerate() {
+        report(progress, "files", index as u64, total, "files");
+        if present.files.contains(&file.identity.file_id) {
+            already_present += 1;
+            continue;
+        }
+        let blob = format!("{BLOBS_FOLDER}/{}", file.identity.sha256);
+        if !manifest.files.iter().any(|entry| entry.kind == "blob" && entry.path == blob) {
+            without_bytes += 1;
+            continue;
+        }
+        let path = folder.join(relative_path(&blob)?);
+        let metadata = UploadFileRequest {
+            message: Some(upload_file_request::Message::Metadata(UploadMetadata { name: file.name, content_type: file.content_type, restore: Some(file.identity) })),
+        };
+        let chunks = read_chunks(path).await?;
+        let requests = futures::stream::once(async move { metadata }).chain(chunks);
+        client.upload_file(context.peers.request(requests)).await.map_err(Error::remote("ingest"))?;
+        restored += 1;
+    }
+    if without_bytes > 0 {
+        tracing::warn!(without_bytes, "files of the backup not restored: the backup holds no bytes for them (take backups with --with-files)");
+    }
+    Ok(RestoredTable { name: "files".into(), restored, already_present })
+}
+
+struct FileRow {
+    identity: RestoredFileIdentity,
+    name: String,
+    content_type: String,
+}
+
+fn file_rows(manifest: &Manifest, folder: &Path, kind: Option<&str>) -> Result<Vec<FileRow>, Error> {
+    let mut rows = Vec::new();
+    for batch in read_table(manifest, folder, "files", kind)? {
+        let batch = batch?;
+        let ids = text_column(&batch, "file_id")?;
+        let owners = text_column(&batch, "owner")?;
+        let names = text_column(&batch, "name")?;
+        let types = text_column(&batch, "content_type")?;
+        let hashes = text_column(&batch, "sha256")?;
+        let uploaded = timestamp_column(&batch, "uploaded_at")?;
+        for row in 0..batch.num_rows() {
+            rows.push(FileRow {
+                identity: RestoredFileIdentity {
+                    file_id: ids.value(row).to_owned(),
+                    owner: owners.value(row).to_owned(),
+                    uploaded_at_unix_ms: optional_millis(uploaded, row),
+                    sha256: hashes.value(row).to_owned(),
+                },
+                name: names.value(row).to_owned(),
+                content_type: types.value(row).to_owned(),
+            });
+        }
+    }
+    Ok(rows)
+}
+
+/// The file at `path` as upload chunks of 1 MiB, read as they are sent.
+async fn read_chunks(path: std::path::PathBuf) -> Result<impl futures::Stream<Item = UploadFileRequest>, Error> {
+    let file = tokio::fs::File::open(&path).await?;
+    let reader = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20);
+    // A read error ends the stream early; ingest then refuses the upload on its SHA-256.
+    Ok(reader.filter_map(|chunk| futures::future::ready(chunk.ok())).map(|chunk| UploadFileRequest { message: Some(upload_file_request::Message::Chunk(chunk)) }))
+}
+
+/// Publishes the backup's chats and messages the platform lacks, in one transaction.
+async fn restore_chat_events(
+    context: &Context,
+    manifest: &Manifest,
+    folder: &Path,
+    kind: Option<&str>,
+    present: &PresentKeys,
+    actor: &str,
+    progress: Option<&mpsc::Sender<Progress>>,
+) -> Result<(RestoredTable, RestoredTable, Positions), Error> {
+    let mut chats = RestoredTable { name: "chats".into(), ..Default::default() };
+    let mut messages = RestoredTable { name: "messages".into(), ..Default::default() };
+    let total_messages = manifest.table("messages").map_or(0, |table| table.rows);
+    let mut publisher = Publisher::begin(&context.kafka, &context.kafka.topic(CHAT_EVENTS), &manifest.backup_id, actor).await?;
+    let outcome: Result<(), Error> = async {
+        for batch in read_table(manifest, folder, "chats", kind)? {
+            for event in chat_events(&batch?, present, &mut chats)? {
+                publisher.publish(event).await?;
+            }
+        }
+        let mut done = 0u64;
+        for batch in read_table(manifest, folder, "messages", kind)? {
+            let batch = batch?;
+            done += batch.num_rows() as u64;
+            for event in message_events(&batch, present, &mut messages)? {
+                publisher.publish(event).await?;
+            }
+            report(progress, "messages", done, total_messages, "rows");
+        }
+        Ok(())
+    }
+    .await;
+    match outcome {
+        Ok(()) => Ok((chats, messages, publisher.commit().await?)),
+        Err(error) => {
+            publisher.abort().await;
+            Err(error)
+        }
+    }
+}
+
+struct ChatRecord {
+    key: String,
+    event_type: &'static str,
+    payload: Vec<u8>,
+}
+
+fn chat_events(batch: &RecordBatch, present: &PresentKeys, counts: &mut RestoredTable) -> Result<Vec<ChatRecord>, Error> {
+    let ids = int64_column(batch, "chat_id")?;
+    let names = text_column(batch, "name")?;
+    let types = text_column(batch, "chat_type")?;
+    let left = batch
+        .column_by_name("left_chat")
+        .ok_or_else(|| Error::Damaged("column left_chat is missing".into()))?
+        .as_boolean_opt()
+        .ok_or_else(|| Error::Damaged("column left_chat is not boolean".into()))?;
+    let import_ids = text_column(batch, "last_import_id")?;
+    let sources = text_column(batch, "source")?;
+    let imported_at = timestamp_column(batch, "imported_at")?;
+    let mut events = Vec::new();
+    for row in 0..batch.num_rows() {
+        let chat_id = ids.value(row);
+        if present.chats.contains(&chat_id) {
+            counts.already_present += 1;
+            continue;
+        }
+        counts.restored += 1;
+        let event = ChatImported {
+            chat_id,
+            name: optional_text(names, row),
+            chat_type: types.value(row).to_owned(),
+            import_id: optional_text(import_ids, row).unwrap_or_default(),
+            source: optional_text(sources, row).unwrap_or_default(),
+            left: !left.is_null(row) && left.value(row),
+            imported_at_unix: optional_seconds(imported_at, row).unwrap_or_default(),
+        };
+        let payload = ChatEvent { event: Some(chat_event::Event::ChatImported(event)) }.encode_to_vec();
+        events.push(ChatRecord { key: chat_id.to_string(), event_type: "chatvault.chat.v1.ChatImported", payload });
+    }
+    Ok(events)
+}
+
+fn message_events(batch: &RecordBatch, present: &PresentKeys, counts: &mut RestoredTable) -> Result<Vec<ChatRecord>, Error> {
+    let chat_ids = int64_column(batch, "chat_id")?;
+    let message_ids = int64_column(batch, "message_id")?;
+    let kinds = batch
+        .column_by_name("kind")
+        .ok_or_else(|| Error::Damaged("column kind is missing".into()))?
+        .as_primitive_opt::<Int16Type>()
+        .ok_or_else(|| Error::Damaged("column kind is not a small integer".into()))?;
+    let sent = timestamp_column(batch, "sent_at")?;
+    let edited = timestamp_column(batch, "edited_at")?;
+    let text = |name: &str| text_column(batch, name);
+    let (from_name, from_id, signature, forwarded, saved) = (text("from_name")?, text("from_id")?, text("author_signature")?, text("forwarded_from")?, text("saved_from")?);
+    let reply_ids = int64_column(batch, "reply_to_message_id")?;
+    let (reply_peer, via_bot, action, actor_name, actor_id) = (text("reply_to_peer_id")?, text("via_bot")?, text("action")?, text("actor_name")?, text("actor_id")?);
+    let (texts, entities, media, raw, import_ids) = (text("text")?, text("entities")?, text("media")?, text("raw_json")?, text("import_id")?);
+    let mut events = Vec::with_capacity(batch.num_rows());
+    for row in 0..batch.num_rows() {
+        let (chat_id, message_id) = (chat_ids.value(row), message_ids.value(row));
+        if present.messages.contains(&(chat_id, message_id)) {
+            counts.already_present += 1;
+            continue;
+        }
+        counts.restored += 1;
+        let event = MessagePosted {
+            chat_id,
+            message_id,
+            kind: i32::from(kinds.value(row)),
+            date_unix: optional_seconds(sent, row),
+            edited_unix: optional_seconds(edited, row),
+            from_name: optional_text(from_name, row),
+            from_id: optional_text(from_id, row),
+            author_signature: optional_text(signature, row),
+            forwarded_from: optional_text(forwarded, row),
+            saved_from: optional_text(saved, row),
+            reply_to_message_id: (!reply_ids.is_null(row)).then(|| reply_ids.value(row)),
+            reply_to_peer_id: optional_text(reply_peer, row),
+            via_bot: optional_text(via_bot, row),
+            action: optional_text(action, row),
+            actor_name: optional_text(actor_name, row),
+            actor_id: optional_text(actor_id, row),
+            text: texts.value(row).to_owned(),
+            entities: optional_text(entities, row).map(|json| entities_of_json(&json)).transpose()?.unwrap_or_default(),
+            media: optional_text(media, row).map(|json| media_of_json(&json)).transpose()?,
+            raw_json: raw.value(row).to_owned(),
+            import_id: import_ids.value(row).to_owned(),
+        };
+        let payload = ChatEvent { event: Some(chat_event::Event::MessagePosted(event)) }.encode_to_vec();
+        events.push(ChatRecord { key: chat_id.to_string(), event_type: "chatvault.chat.v1.MessagePosted", payload });
+    }
+    Ok(events)
+}
+
+/// Entities as storage keeps them: `[{"kind", "offset", "length", "extra"?}]`.
+fn entities_of_json(json: &str) -> Result<Vec<TextEntity>, Error> {
+    let value: serde_json::Value = serde_json::from_str(json).map_err(|error| Error::Damaged(format!("entities are not JSON: {error}")))?;
+    let Some(items) = value.as_array() else {
+        return Err(Error::Damaged("entities are not a JSON array".into()));
+    };
+    Ok(items
+        .iter()
+        .map(|item| TextEntity {
+            kind: item["kind"].as_str().unwrap_or_default().to_owned(),
+            offset: item["offset"].as_u64().unwrap_or_default() as u32,
+            length: item["length"].as_u64().unwrap_or_default() as u32,
+            extra_json: item.get("extra").filter(|extra| extra.is_object()).map(ToString::to_string).unwrap_or_default(),
+        })
+        .collect())
+}
+
+/// Media as storage keeps it: an object of the `Media` fields.
+fn media_of_json(json: &str) -> Result<Media, Error> {
+    let value: serde_json::Value = serde_json::from_str(json).map_err(|error| Error::Damaged(format!("media is not JSON: {error}")))?;
+    let text = |key: &str| value.get(key).and_then(serde_json::Value::as_str).map(str::to_owned);
+    let number = |key: &str| value.get(key).and_then(serde_json::Value::as_u64);
+    Ok(Media {
+        kind: text("kind").unwrap_or_default(),
+        path: text("path"),
+        not_included_reason: text("not_included_reason"),
+        file_name: text("file_name"),
+        file_size: number("file_size"),
+        mime_type: text("mime_type"),
+        width: number("width").map(|value| value as u32),
+        height: number("height").map(|value| value as u32),
+        duration_seconds: number("duration_seconds").map(|value| value as u32),
+        thumbnail_path: text("thumbnail_path"),
+        file_id: text("file_id"),
+    })
+}
+
+/// Waits until storage has applied `token` (its queries wait boundedly; this retries).
+async fn wait_for_storage(context: &Context, token: &str) -> Result<(), Error> {
+    let mut client = StorageServiceClient::new(context.peers.storage.clone());
+    let deadline = tokio::time::Instant::now() + PROJECTION_WAIT;
+    loop {
+        let request = ListChatsRequest { consistency_token: Some(chatvault_proto::common::v1::ConsistencyToken { value: token.to_owned() }) };
+        match client.list_chats(context.peers.request(request)).await {
+            Ok(_) => return Ok(()),
+            Err(status) if status.code() == tonic::Code::DeadlineExceeded && tokio::time::Instant::now() < deadline => continue,
+            Err(status) => return Err(Error::remote("storage")(status)),
+        }
+    }
+}
+
+/// Publishes records in one Kafka transaction, a bounded number in flight.
+struct Publisher {
+    producer: FutureProducer,
+    topic: String,
+    actor: String,
+    traceparent: Option<String>,
+    in_flight: FuturesUnordered<DeliveryFuture>,
+    positions: Positions,
+}
+
+impl Publisher {
+    async fn begin(kafka: &KafkaConfig, topic: &str, backup_id: &str, actor: &str) -> Result<Self, Error> {
+        let transactional_id = format!("chatvault-backup-restore-{backup_id}-{}", uuid::Uuid::now_v7().simple());
+        let producer = chatvault_common::kafka::transactional_producer(kafka, "chatvault-backup", &transactional_id)?;
+        let starting = producer.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), KafkaError> {
+            starting.init_transactions(TRANSACTION_CALL_TIMEOUT)?;
+            starting.begin_transaction()
+        })
+        .await
+        .map_err(|error| Error::Internal(format!("transaction start: {error}")))?
+        .map_err(|error| Error::Unavailable(format!("cannot start a Kafka transaction: {error}")))?;
+        Ok(Self {
+            producer,
+            topic: topic.to_owned(),
+            actor: actor.to_owned(),
+            traceparent: chatvault_common::telemetry::traceparent_of(&tracing::Span::current()),
+            in_flight: FuturesUnordered::new(),
+            positions: Positions::default(),
+        })
+    }
+
+    async fn publish(&mut self, event: ChatRecord) -> Result<(), Error> {
+        let headers = Envelope::new(event.event_type, "backup", self.traceparent.clone()).to_headers();
+        let headers: OwnedHeaders = headers.insert(Header { key: "actor", value: Some(self.actor.as_str()) });
+        let topic = self.topic.clone();
+        let mut record = FutureRecord::to(&topic).key(&event.key).payload(&event.payload).headers(headers);
+        loop {
+            match self.producer.send_result(record) {
+                Ok(delivery) => {
+                    self.in_flight.push(delivery);
+                    break;
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                    record = returned;
+                    if !self.reap().await? {
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                }
+                Err((error, _)) => return Err(error.into()),
+            }
+        }
+        while self.in_flight.len() > MAX_IN_FLIGHT {
+            self.reap().await?;
+        }
+        Ok(())
+    }
+
+    async fn reap(&mut self) -> Result<bool, Error> {
+        match self.in_flight.next().await {
+            None => Ok(false),
+            Some(Ok(Ok(delivery))) => {
+                self.positions.record_written(&self.topic, delivery.partition, delivery.offset);
+                Ok(true)
+            }
+            Some(Ok(Err((error, _)))) => Err(error.into()),
+            Some(Err(_)) => Err(Error::Internal("the producer dropped a delivery report".into())),
+        }
+    }
+
+    async fn commit(mut self) -> Result<Positions, Error> {
+        if let Err(error) = async {
+            while self.reap().await? {}
+            Ok::<(), Error>(())
+        }
+        .await
+        {
+            self.abort().await;
+            return Err(error);
+        }
+        let committing = self.producer.clone();
+        let committed = tokio::task::spawn_blocking(move || committing.commit_transaction(TRANSACTION_CALL_TIMEOUT))
+            .await
+            .map_err(|error| Error::Internal(format!("transaction commit: {error}")))?;
+        if let Err(error) = committed {
+            self.abort().await;
+            return Err(Error::Unavailable(format!("committing the restore's Kafka transaction failed: {error}")));
+        }
+        Ok(self.positions)
+    }
+
+    async fn abort(self) {
+        let aborting = self.producer.clone();
+        drop(self.in_flight);
+        match tokio::task::spawn_blocking(move || aborting.abort_transaction(TRANSACTION_CALL_TIMEOUT)).await {
+            Ok(Ok(())) => tracing::info!("restore transaction aborted"),
+            Ok(Err(error)) => tracing::error!(%error, "aborting the restore transaction failed; it will time out"),
+            Err(error) => tracing::error!(%error, "abort task failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entities_and_media_come_back_from_storage_json() {
+        let entities = entities_of_json(r#"[{"kind":"text_link","offset":3,"length":4,"extra":{"href":"https://example.com"}},{"kind":"bold","offset":0,"length":1}]"#).expect("parses");
+        assert_eq!(entities.len(), 2);
+        assert_eq!(entities[0].extra_json, r#"{"href":"https://example.com"}"#);
+        assert_eq!((entities[1].kind.as_str(), entities[1].offset, entities[1].length, entities[1].extra_json.as_str()), ("bold", 0, 1, ""));
+        let media = media_of_json(r#"{"kind":"photo","path":"photos/a.jpg","file_size":12,"width":3,"height":null,"file_id":"f1"}"#).expect("parses");
+        assert_eq!(media.kind, "photo");
+        assert_eq!(media.path.as_deref(), Some("photos/a.jpg"));
+        assert_eq!(media.file_size, Some(12));
+        assert_eq!(media.height, None);
+        assert_eq!(media.file_id.as_deref(), Some("f1"));
+        assert!(entities_of_json("{}").is_err());
+    }
+}
