@@ -47,6 +47,8 @@ enum Command {
     Passwd(commands::accounts::PasswdArgs),
     /// The audit trail: who did what, when, in which request.
     Audit(commands::audit::AuditArgs),
+    /// Back up the archive as CSV or Parquet, list, verify and restore backups.
+    Backup(commands::backup::BackupArgs),
 }
 
 #[tokio::main]
@@ -67,6 +69,7 @@ async fn main() -> std::process::ExitCode {
         Command::Whoami => commands::accounts::run_whoami(&cli.endpoints, json).await,
         Command::Passwd(args) => commands::accounts::run_passwd(&cli.endpoints, args, json).await,
         Command::Audit(args) => commands::audit::run(&cli.endpoints, args, json).await,
+        Command::Backup(args) => commands::backup::run(&cli.endpoints, args, json).await,
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -2,6 +2,7 @@
 
 pub(crate) mod accounts;
 pub(crate) mod audit;
+pub(crate) mod backup;
 pub(crate) mod authors;
 pub(crate) mod chats;
 pub(crate) mod files;
@@ -35,6 +36,9 @@ pub(crate) struct Endpoints {
     /// gRPC address of the audit service.
     #[arg(long, global = true, env = "CHATVAULT_AUDIT_URL", default_value = "http://127.0.0.1:50054")]
     pub(crate) audit_url: String,
+    /// gRPC address of the backup service.
+    #[arg(long, global = true, env = "CHATVAULT_BACKUP_URL", default_value = "http://127.0.0.1:50055")]
+    pub(crate) backup_url: String,
     /// Kafka bootstrap servers (for `topics`).
     #[arg(long, global = true, env = "CHATVAULT_KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
     pub(crate) kafka_brokers: String,
@@ -78,6 +82,11 @@ impl Endpoints {
     ) -> anyhow::Result<chatvault_proto::users::v1::accounts_service_client::AccountsServiceClient<AuthedChannel>> {
         let channel = connect(&self.users_url).await.context("connecting to the users service")?;
         Ok(chatvault_proto::users::v1::accounts_service_client::AccountsServiceClient::with_interceptor(channel, self.bearer().await))
+    }
+
+    pub(crate) async fn backup(&self) -> anyhow::Result<chatvault_proto::backup::v1::backup_service_client::BackupServiceClient<AuthedChannel>> {
+        let channel = connect(&self.backup_url).await.context("connecting to the backup service")?;
+        Ok(chatvault_proto::backup::v1::backup_service_client::BackupServiceClient::with_interceptor(channel, self.bearer().await).max_encoding_message_size(16 << 20))
     }
 
     pub(crate) async fn audit(&self) -> anyhow::Result<chatvault_proto::audit::v1::audit_service_client::AuditServiceClient<AuthedChannel>> {
