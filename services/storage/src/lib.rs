@@ -14,6 +14,7 @@ use chatvault_common::consistency::AppliedPositions;
 use chatvault_common::db::Migration;
 use chatvault_common::projection::{BatchSettings, ProjectionRunner};
 use chatvault_common::topics::{CHAT_EVENTS, FILES_EVENTS, STORAGE_NODES};
+use chatvault_proto::snapshot::v1::snapshot_service_server::SnapshotServiceServer;
 use chatvault_proto::storage::v1::files_service_server::FilesServiceServer;
 use chatvault_proto::storage::v1::storage_service_server::StorageServiceServer;
 use deadpool_postgres::Pool;
@@ -91,7 +92,8 @@ impl App {
             .add_service(health_service)
             .add_service(chatvault_common::grpc::reflection_service())
             .add_service(StorageServiceServer::new(storage_api))
-            .add_service(FilesServiceServer::new(api::FilesApi::new(file_catalog.clone())));
+            .add_service(FilesServiceServer::new(api::FilesApi::new(file_catalog.clone())))
+            .add_service(SnapshotServiceServer::new(api::SnapshotApi::new(self.pool.clone(), &self.config.kafka)));
         let http_router = chatvault_common::http::router_with_metrics(files::rest::download_routes(file_catalog.clone()).layer(self.config.auth.http_layer()));
         let files_projection_task = files_projection.spawn(shutdown.clone());
         tokio::spawn(files::background::purge_deleted_parts(file_catalog.clone(), shutdown.clone()));

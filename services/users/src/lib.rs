@@ -1,5 +1,6 @@
 //! The users service: projects `chat.events` into Telegram authors with exact message
-//! counts per chat, and answers author queries from its own database.
+//! counts per chat, and answers author queries from its own database. It also owns the
+//! accounts, and exports both for backups.
 
 pub mod accounts;
 pub mod api;
@@ -13,6 +14,7 @@ use chatvault_common::consistency::AppliedPositions;
 use chatvault_common::db::Migration;
 use chatvault_common::projection::{BatchSettings, ProjectionRunner};
 use chatvault_common::topics::{CHAT_EVENTS, USERS_EVENTS};
+use chatvault_proto::snapshot::v1::snapshot_service_server::SnapshotServiceServer;
 use chatvault_proto::users::v1::accounts_service_server::AccountsServiceServer;
 use chatvault_proto::users::v1::users_service_server::UsersServiceServer;
 use deadpool_postgres::Pool;
@@ -81,7 +83,8 @@ impl App {
             .add_service(health_service)
             .add_service(chatvault_common::grpc::reflection_service())
             .add_service(UsersServiceServer::new(api::UsersApi::new(self.pool.clone(), applied, self.config.consistency_wait)))
-            .add_service(AccountsServiceServer::new(accounts_api));
+            .add_service(AccountsServiceServer::new(accounts_api))
+            .add_service(SnapshotServiceServer::new(api::SnapshotApi::new(self.pool.clone(), &self.config.kafka)));
         let http_router = chatvault_common::http::router_with_metrics(axum::Router::new());
 
         let projection_task = authors_projection.spawn(shutdown.clone());

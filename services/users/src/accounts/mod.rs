@@ -3,6 +3,7 @@
 //! outbox relay that publishes account events to `users.events`.
 
 pub mod outbox;
+pub mod restore;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! `chatvault.users.v1.AccountsService`: register, log in, refresh, log out, change
-//! password, roles. Each command changes its rows and queues its events in one transaction
-//! (see [`crate::accounts::outbox`]), then wakes the relay.
+//! password, roles, restore from a backup. Each command changes its rows and queues its
+//! events in one transaction (see [`crate::accounts::outbox`]), then wakes the relay.
 
 use chatvault_common::auth::{sign_access_token, AuthConfig, Claims, VerifiedCaller, ADMIN_ROLE, USER_ROLE};
 use chatvault_proto::users::v1::accounts_service_server::AccountsService;
@@ -8,13 +8,14 @@ use chatvault_proto::users::v1::user_event::Event;
 use chatvault_proto::users::v1::{
     Account, AccountLocked, AccountRegistered, ChangePasswordRequest, LoggedIn, LoggedOut, LoginFailed, LoginRequest,
     LogoutRequest, LogoutResponse, MeRequest, PasswordChanged, RefreshRequest, RefreshTokenReused, RegisterRequest,
-    RoleChanged, SetRoleRequest, TokenPair,
+    RestoreAccountsResponse, RestoredAccount, RoleChanged, SetRoleRequest, TokenPair,
 };
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 use crate::accounts::outbox::{enqueue, OutboxRelay};
+use crate::accounts::restore::{restore_accounts, AccountToRestore};
 use crate::accounts::{self, AccountSettings};
 use crate::Error;
 
@@ -436,6 +437,28 @@ impl AccountsApi {
         tracing::info!(username = %account.username, role = new_role, changed_by = %caller.username, "role set");
         Ok(Account { role: new_role.to_owned(), ..account.to_proto() })
     }
+
+    /// Reads the whole stream, checks every account, then restores them in one transaction.
+    async fn restore_accounts(&self, actor: String, mut stream: Streaming<RestoredAccount>) -> Result<RestoreAccountsResponse, Error> {
+        let now = Utc::now();
+        let mut accounts = Vec::new();
+        let read_error = |status: Status| Error::InvalidArgument(format!("reading the accounts: {}", status.message()));
+        while let Some(account) = stream.message().await.map_err(read_error)? {
+            accounts.push(AccountToRestore::parse(account, now)?);
+        }
+        let received = accounts.len();
+        let response = restore_accounts(&self.pool, accounts, &actor).await?;
+        self.relay.wake();
+        tracing::info!(
+            received,
+            restored = response.restored,
+            already_present = response.already_present,
+            conflicts = response.conflicts.len(),
+            %actor,
+            "accounts restored"
+        );
+        Ok(response)
+    }
 }
 
 fn parse_account_id(caller: &VerifiedCaller) -> Result<uuid::Uuid, Error> {
@@ -481,6 +504,13 @@ impl AccountsService for AccountsApi {
     async fn set_role(&self, request: Request<SetRoleRequest>) -> Result<Response<Account>, Status> {
         let caller = self.caller(&request)?;
         Ok(Response::new(AccountsApi::set_role(self, caller, request.into_inner()).await?))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn restore_accounts(&self, request: Request<Streaming<RestoredAccount>>) -> Result<Response<RestoreAccountsResponse>, Status> {
+        chatvault_common::auth::require_admin(request.metadata(), "restoring accounts")?;
+        let actor = chatvault_common::caller::caller_of_metadata(request.metadata());
+        Ok(Response::new(AccountsApi::restore_accounts(self, actor, request.into_inner()).await?))
     }
 
     #[tracing::instrument(skip_all, fields(username = %request.get_ref().username))]

@@ -1,0 +1,109 @@
+//! `chatvault.snapshot.v1.SnapshotService` of users: Telegram authors and the accounts,
+//! exported from one snapshot for backups (see [`chatvault_common::snapshot`]).
+
+use chatvault_common::config::KafkaConfig;
+use chatvault_common::snapshot::{ChatFilter, ExportColumn, ExportTable, SnapshotExporter, SnapshotStream};
+use chatvault_proto::snapshot::v1::snapshot_service_server::SnapshotService;
+use chatvault_proto::snapshot::v1::ExportSnapshotRequest;
+use deadpool_postgres::Pool;
+use tonic::{Request, Response, Status};
+
+/// The projections whose Kafka positions a snapshot reports (`chat.events`). Accounts are
+/// written by commands, not projected, so they have no position.
+pub const SNAPSHOT_PROJECTIONS: &[&str] = &["users.authors"];
+
+const AUTHOR_MESSAGE_COLUMNS: &[ExportColumn] = &[
+    ExportColumn::new("chat_id", "int8", false),
+    ExportColumn::new("message_id", "int8", false),
+    ExportColumn::new("author_id", "text", false),
+    ExportColumn::new("sent_at", "timestamptz", true),
+];
+
+const AUTHOR_CHAT_COUNT_COLUMNS: &[ExportColumn] = &[
+    ExportColumn::new("author_id", "text", false),
+    ExportColumn::new("chat_id", "int8", false),
+    ExportColumn::new("message_count", "int8", false),
+    ExportColumn::new("first_message_at", "timestamptz", true),
+    ExportColumn::new("last_message_at", "timestamptz", true),
+];
+
+const AUTHOR_NAME_COLUMNS: &[ExportColumn] = &[
+    ExportColumn::new("author_id", "text", false),
+    ExportColumn::new("name", "text", false),
+    ExportColumn::new("first_seen_at", "timestamptz", true),
+    ExportColumn::new("last_seen_at", "timestamptz", true),
+];
+
+/// What a restore needs of an account; never refresh tokens, lock-out counters or the
+/// outbox.
+const ACCOUNT_COLUMNS: &[ExportColumn] = &[
+    ExportColumn::computed("account_id", "text", false, "account_id::text"),
+    ExportColumn::new("username", "text", false),
+    ExportColumn::new("email", "text", false),
+    ExportColumn::new("password_hash", "text", false),
+    ExportColumn::new("role", "text", false),
+    ExportColumn::new("created_at", "timestamptz", false),
+    ExportColumn::new("password_changed_at", "timestamptz", false),
+];
+
+/// The tables users exports, all of them by default. Author names have no chat: with a
+/// chat filter, the names of the authors counted in those chats are sent. Accounts ignore
+/// the chat filter.
+pub const SNAPSHOT_TABLES: &[ExportTable] = &[
+    ExportTable {
+        name: "author_messages",
+        columns: AUTHOR_MESSAGE_COLUMNS,
+        from: "author_messages",
+        condition: None,
+        chat_filter: ChatFilter::Column("chat_id"),
+        exported_by_default: true,
+    },
+    ExportTable {
+        name: "author_chat_counts",
+        columns: AUTHOR_CHAT_COUNT_COLUMNS,
+        from: "author_chat_counts",
+        condition: None,
+        chat_filter: ChatFilter::Column("chat_id"),
+        exported_by_default: true,
+    },
+    ExportTable {
+        name: "author_names",
+        columns: AUTHOR_NAME_COLUMNS,
+        from: "author_names",
+        condition: None,
+        chat_filter: ChatFilter::Condition("author_id IN (SELECT author_id FROM author_chat_counts WHERE chat_id = ANY({chat_ids}))"),
+        exported_by_default: true,
+    },
+    ExportTable {
+        name: "accounts",
+        columns: ACCOUNT_COLUMNS,
+        from: "accounts",
+        condition: None,
+        chat_filter: ChatFilter::Ignored,
+        exported_by_default: true,
+    },
+];
+
+/// The snapshot gRPC API of users.
+#[derive(Debug, Clone)]
+pub struct SnapshotApi {
+    exporter: SnapshotExporter,
+}
+
+impl SnapshotApi {
+    /// Returns the API exporting from `pool`; `kafka` gives the topic prefix to strip.
+    pub fn new(pool: Pool, kafka: &KafkaConfig) -> Self {
+        Self { exporter: SnapshotExporter::new(pool, crate::SERVICE_NAME, kafka, SNAPSHOT_PROJECTIONS, SNAPSHOT_TABLES) }
+    }
+}
+
+#[tonic::async_trait]
+impl SnapshotService for SnapshotApi {
+    type ExportSnapshotStream = SnapshotStream;
+
+    #[tracing::instrument(skip_all, fields(tables = ?request.get_ref().tables, chats = request.get_ref().chat_ids.len()))]
+    async fn export_snapshot(&self, request: Request<ExportSnapshotRequest>) -> Result<Response<SnapshotStream>, Status> {
+        chatvault_common::auth::require_admin(request.metadata(), "exporting a snapshot")?;
+        Ok(Response::new(self.exporter.export(request.into_inner())?))
+    }
+}
