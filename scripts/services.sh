@@ -29,7 +29,7 @@ SERVICES=(
     "storage:chatvault-storage:8082"
     "users:chatvault-users:8083:CHATVAULT_USERS_BOOTSTRAP_ADMIN=@ADMIN@"
     "audit:chatvault-audit:8084"
-    # "backup:chatvault-backup:8085"
+    "backup:chatvault-backup:8085:CHATVAULT_BACKUP_DIR=@STATE@/backups"
     "storage-node-1:chatvault-storage-node:8101"
     "storage-node-2:chatvault-storage-node:8102"
     "storage-node-3:chatvault-storage-node:8103"

@@ -280,7 +280,12 @@ async fn adopt_upload(context: &Context, staging: &Path) -> Result<chatvault_pro
         return Err(Error::AlreadyExists(format!("another backup with id {} is in the catalog", manifest.backup_id)));
     }
     if folder.exists() {
-        return Err(Error::AlreadyExists(format!("{} exists and is not in the catalog", folder.display())));
+        // The same backup already on disk (a restore after the database was wiped).
+        if Manifest::read(&folder).is_ok_and(|held| held == manifest) {
+            catalog::record(&context.pool, &manifest, &folder).await?;
+            return Ok(catalog::view(&manifest, &folder));
+        }
+        return Err(Error::AlreadyExists(format!("{} exists and holds another backup", folder.display())));
     }
     tokio::fs::rename(staging, &folder).await?;
     catalog::record(&context.pool, &manifest, &folder).await?;

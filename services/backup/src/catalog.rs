@@ -23,6 +23,33 @@ pub async fn record(pool: &Pool, manifest: &Manifest, folder: &Path) -> Result<(
     Ok(())
 }
 
+/// Adds every backup folder under `root` that the catalog lacks (after the database was
+/// wiped or restored, or folders were copied in); folders whose manifest does not check out
+/// are skipped with a warning. Returns how many were added.
+pub async fn discover(pool: &Pool, root: &Path) -> Result<usize, Error> {
+    let mut added = 0;
+    let known: std::collections::HashSet<String> =
+        pool.get().await?.query("SELECT backup_id FROM backups", &[]).await?.iter().map(|row| row.get(0)).collect();
+    for entry in std::fs::read_dir(root)?.flatten() {
+        let folder = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || !folder.join(crate::manifest::MANIFEST_FILE).is_file() {
+            continue;
+        }
+        match Manifest::read(&folder) {
+            Ok(manifest) if manifest.backup_id == name => {
+                if !known.contains(&manifest.backup_id) {
+                    record(pool, &manifest, &folder).await?;
+                    added += 1;
+                }
+            }
+            Ok(manifest) => tracing::warn!(folder = %folder.display(), backup_id = %manifest.backup_id, "backup folder is not named after its id; skipped"),
+            Err(error) => tracing::warn!(folder = %folder.display(), %error, "backup folder skipped"),
+        }
+    }
+    Ok(added)
+}
+
 /// The folder of backup `backup_id`, or NOT_FOUND.
 pub async fn folder_of(pool: &Pool, backup_id: &str) -> Result<PathBuf, Error> {
     let client = pool.get().await?;

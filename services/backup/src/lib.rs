@@ -101,6 +101,10 @@ impl App {
         chatvault_common::topics::ensure_topics(&config.kafka).await?;
         let settings = BackupSettings::from_config(&config)?;
         std::fs::create_dir_all(&settings.folder)?;
+        let discovered = catalog::discover(&pool, &settings.folder).await?;
+        if discovered > 0 {
+            tracing::info!(discovered, folder = %settings.folder.display(), "backups found on disk added to the catalog");
+        }
         let context = Context {
             peers: peers::Peers::from_config(&config)?,
             events: chatvault_common::kafka::idempotent_producer(&config.kafka, "chatvault-backup")?,

@@ -20,7 +20,7 @@ use tonic::transport::Channel;
 static TELEMETRY: Once = Once::new();
 
 /// Installs log output when `TEST_LOG=1`; tests are quiet otherwise.
-fn init_test_logging() {
+pub(crate) fn init_test_logging() {
     TELEMETRY.call_once(|| {
         if std::env::var("TEST_LOG").is_ok_and(|value| value == "1") {
             let quiet = HashMap::from([("CHATVAULT_LOG_SHIPPING".to_owned(), "off".to_owned())]);
