@@ -15,4 +15,5 @@ mod helpers;
 mod import_crash_safety;
 mod import_html;
 mod import_json;
+mod snapshot_export;
 mod upload_export;
