@@ -75,7 +75,7 @@ pub const TEST_JWT_SECRET: &str = "chatvault-test-secret";
 /// topic prefix, long consistency waits.
 pub fn service_environment(database_url: &str, topic_prefix: &str) -> HashMap<String, String> {
     let mut environment = HashMap::new();
-    for service in ["INGEST", "STORAGE", "USERS", "AUDIT"] {
+    for service in ["INGEST", "STORAGE", "USERS", "AUDIT", "BACKUP"] {
         environment.insert(format!("CHATVAULT_{service}_GRPC_ADDR"), "127.0.0.1:0".to_owned());
         environment.insert(format!("CHATVAULT_{service}_HTTP_ADDR"), "127.0.0.1:0".to_owned());
         environment.insert(format!("CHATVAULT_{service}_DATABASE_URL"), database_url.to_owned());

@@ -187,7 +187,10 @@ impl TableReader {
                 (Box::new(builder.with_batch_size(BATCH_ROWS).build().map_err(|error| damaged(&error))?), row_groups)
             }
             "csv" => {
-                let reader = arrow_csv::ReaderBuilder::new(schema.clone())
+                // CSV writes NULL and the empty string alike; read every column as nullable
+                // and let `conform` put empty strings back into text columns that forbid NULL.
+                let fields: Vec<arrow_schema::Field> = schema.fields().iter().map(|field| field.as_ref().clone().with_nullable(true)).collect();
+                let reader = arrow_csv::ReaderBuilder::new(std::sync::Arc::new(arrow_schema::Schema::new(fields)))
                     .with_header(true)
                     .with_batch_size(BATCH_ROWS)
                     .build(std::io::BufReader::with_capacity(1 << 20, file))
@@ -219,6 +222,12 @@ impl TableReader {
             } else {
                 arrow_cast::cast(column, field.data_type())
                     .map_err(|error| Error::Damaged(format!("{}: column {} cannot be read as {}: {error}", self.path.display(), field.name(), field.data_type())))?
+            };
+            let column = if !field.is_nullable() && column.null_count() > 0 && field.data_type() == &arrow_schema::DataType::Utf8 {
+                let text = column.as_any().downcast_ref::<arrow_array::StringArray>().ok_or_else(|| Error::Internal("text column".into()))?;
+                std::sync::Arc::new(text.iter().map(|value| Some(value.unwrap_or_default())).collect::<arrow_array::StringArray>()) as ArrayRef
+            } else {
+                column
             };
             if !field.is_nullable() && column.null_count() > 0 {
                 return Err(Error::Damaged(format!("{}: column {} holds NULLs", self.path.display(), field.name())));

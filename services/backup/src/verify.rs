@@ -16,7 +16,7 @@ pub fn verify_folder(folder: &Path, progress: Option<&mpsc::Sender<Progress>>) -
     let manifest = match Manifest::read(folder) {
         Ok(manifest) => manifest,
         Err(error) => {
-            result.problems.push(error.to_string());
+            result.problems.push(problem(error));
             return result;
         }
     };
@@ -41,7 +41,7 @@ pub fn verify_folder(folder: &Path, progress: Option<&mpsc::Sender<Progress>>) -
 }
 
 fn verify_file(folder: &Path, manifest: &Manifest, file: &crate::manifest::FileEntry, result: &mut VerifyResult) -> Result<(), String> {
-    let path = folder.join(relative_path(&file.path).map_err(|error| error.to_string())?);
+    let path = folder.join(relative_path(&file.path).map_err(problem)?);
     let (sha256, bytes) = file_checksum(&path).map_err(|error| format!("{}: {error}", file.path))?;
     if bytes != file.bytes {
         return Err(format!("{}: {bytes} bytes, the manifest says {}", file.path, file.bytes));
@@ -54,11 +54,11 @@ fn verify_file(folder: &Path, manifest: &Manifest, file: &crate::manifest::FileE
     }
     let table_name = file.table.as_deref().ok_or_else(|| format!("{}: names no table", file.path))?;
     let table = manifest.table(table_name).ok_or_else(|| format!("{}: table {table_name} is not in the manifest", file.path))?;
-    let reader = TableReader::open(folder, file, &table.columns).map_err(|error| error.to_string())?;
+    let reader = TableReader::open(folder, file, &table.columns).map_err(problem)?;
     result.row_groups_read += reader.row_groups() as u64;
     let mut rows = 0u64;
     for batch in reader {
-        rows += batch.map_err(|error| error.to_string())?.num_rows() as u64;
+        rows += batch.map_err(problem)?.num_rows() as u64;
     }
     result.rows_checked += rows;
     let expected = file.rows.unwrap_or(table.rows);
@@ -66,6 +66,14 @@ fn verify_file(folder: &Path, manifest: &Manifest, file: &crate::manifest::FileE
         return Err(format!("{}: {rows} rows, the manifest says {expected}", file.path));
     }
     Ok(())
+}
+
+/// The text of a problem, without the "damaged" prefix the whole result adds.
+fn problem(error: Error) -> String {
+    match error {
+        Error::Damaged(message) => message,
+        other => other.to_string(),
+    }
 }
 
 /// Verifies and returns the manifest, or the problems as one `Damaged` error.

@@ -43,9 +43,8 @@ const OWNER_PASSWORD: &str = "correct-horse-42";
 fn as_user<T>(message: T, user: &str, admin: bool) -> Request<T> {
     let mut request = Request::new(message);
     request.metadata_mut().insert("x-chatvault-user", user.parse().expect("header"));
-    if admin {
-        request.metadata_mut().insert("x-chatvault-role", "admin".parse().expect("header"));
-    }
+    let role = if admin { "admin" } else { "user" };
+    request.metadata_mut().insert("x-chatvault-role", role.parse().expect("header"));
     request
 }
 
@@ -106,7 +105,7 @@ impl BackupPlatform {
             .expect("backup starts");
         let backup_addr: SocketAddr = backup.grpc_addr();
         tokio::spawn(backup.run_until_stopped(shutdown.clone()));
-        let platform = Self {
+        let mut platform = Self {
             ingest: IngestServiceClient::new(connect(ingest_addr).await).max_decoding_message_size(64 << 20),
             uploads: FileUploadServiceClient::new(connect(ingest_addr).await),
             storage: StorageServiceClient::new(connect(storage_addr).await).max_decoding_message_size(64 << 20),
@@ -119,13 +118,12 @@ impl BackupPlatform {
             topic_prefix,
             shutdown,
         };
-        let mut started = Vec::new();
         for _ in 0..nodes {
             let node = TestNode::start().await;
             platform.files.clone().register_node(admin(RegisterNodeRequest { address: format!("http://{}", node.address) })).await.expect("node registers");
-            started.push(node);
+            platform._nodes.push(node);
         }
-        Self { _nodes: started, ..platform }
+        platform
     }
 
     async fn upload(&self, name: &str, bytes: &[u8]) -> String {
