@@ -8,6 +8,13 @@ pub enum Error {
     InvalidArgument(String),
     #[error("{0}")]
     NotFound(String),
+    /// The thing to create exists already (a restore of a file that is still stored).
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// The content is not what the caller said it is (a restore whose bytes do not
+    /// match the backup's hash); nothing was stored.
+    #[error("{0}")]
+    DataLoss(String),
     /// A dependency (Kafka) is unreachable; retrying later may work.
     #[error("{0}")]
     Unavailable(String),
@@ -33,6 +40,8 @@ impl From<Error> for tonic::Status {
         match error {
             Error::InvalidArgument(message) => tonic::Status::invalid_argument(message),
             Error::NotFound(message) => tonic::Status::not_found(message),
+            Error::AlreadyExists(message) => tonic::Status::already_exists(message),
+            Error::DataLoss(message) => tonic::Status::data_loss(message),
             Error::Unavailable(message) => tonic::Status::unavailable(message),
             Error::ResourceExhausted(message) => tonic::Status::resource_exhausted(message),
             Error::Cancelled => tonic::Status::cancelled("the import was cancelled; nothing was published"),

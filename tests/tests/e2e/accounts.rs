@@ -297,7 +297,7 @@ fn base64_url_encode(bytes: &[u8]) -> String {
 }
 
 /// Returns a token for `username` with `role`, signed like the users service signs them.
-fn minted_token(username: &str, role: &str) -> String {
+pub(crate) fn minted_token(username: &str, role: &str) -> String {
     let now = chrono::Utc::now().timestamp();
     let claims = Claims {
         sub: uuid::Uuid::now_v7().to_string(),

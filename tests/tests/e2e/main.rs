@@ -8,6 +8,7 @@ mod attachments;
 mod authors;
 mod compose_file;
 mod file_placement;
+mod file_restore;
 mod files;
 mod files_support;
 mod grpc_reflection;

@@ -1,5 +1,6 @@
 //! `chatvault.ingest.v1.FileUploadService`: the first message names the file, the rest
-//! carry its bytes.
+//! carry its bytes. Metadata with a `restore` identity (admins only) brings a backed-up
+//! file back under its old id, owner and upload time.
 
 use bytes::Bytes;
 use chatvault_proto::common::v1::ConsistencyToken;
@@ -8,7 +9,7 @@ use chatvault_proto::ingest::v1::{upload_file_request, UploadFileRequest, Upload
 use futures::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::files::{FileUploader, UploadRequest};
+use crate::files::{FileUploader, RestoredIdentity, UploadRequest};
 use crate::Error;
 
 /// The upload gRPC API.
@@ -27,11 +28,19 @@ impl FileUploadApi {
 impl FileUploadService for FileUploadApi {
     async fn upload_file(&self, request: Request<Streaming<UploadFileRequest>>) -> Result<Response<UploadFileResponse>, Status> {
         let owner = chatvault_common::caller::caller_of_metadata(request.metadata());
+        let caller_is_admin = chatvault_common::auth::require_admin(request.metadata(), "restoring a file");
         let mut messages = request.into_inner();
         let metadata = match messages.message().await? {
             Some(UploadFileRequest { message: Some(upload_file_request::Message::Metadata(metadata)) }) => metadata,
             Some(_) => return Err(Status::invalid_argument("the first UploadFile message must carry the metadata (the file name)")),
             None => return Err(Status::invalid_argument("the upload is empty: send the metadata, then the file's bytes")),
+        };
+        let restored = match metadata.restore {
+            Some(identity) => {
+                caller_is_admin?;
+                Some(RestoredIdentity::parse(identity)?)
+            }
+            None => None,
         };
         let body = messages.map(|message| match message {
             Ok(UploadFileRequest { message: Some(upload_file_request::Message::Chunk(chunk)) }) => Ok::<Bytes, Error>(chunk),
@@ -39,7 +48,10 @@ impl FileUploadService for FileUploadApi {
             Err(status) => Err(Error::InvalidArgument(format!("the upload broke off: {}", status.message()))),
         });
         let request = UploadRequest { owner, name: metadata.name, content_type: metadata.content_type };
-        let stored = self.uploader.upload(request, Box::pin(body)).await?;
+        let stored = match restored {
+            Some(identity) => self.uploader.restore(identity, request, Box::pin(body)).await?,
+            None => self.uploader.upload(request, Box::pin(body)).await?,
+        };
         Ok(Response::new(UploadFileResponse {
             file_id: stored.file_id,
             size: stored.size,

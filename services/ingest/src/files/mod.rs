@@ -3,10 +3,13 @@
 //! streams to its node while the next stripe is read; memory stays at about one stripe
 //! per upload whatever the file size. Once every part is committed, `FileStored` goes to
 //! `files.events`. Any failure aborts the parts (nodes discard uncommitted writes) and
-//! deletes those already committed, so a refused upload leaves nothing behind.
+//! deletes those already committed, so a refused upload leaves nothing behind. A restore
+//! (`restore`) stores a file from a backup under its old identity.
 
 mod rest;
+mod restore;
 mod upload;
 
 pub use rest::upload_routes;
+pub use restore::RestoredIdentity;
 pub use upload::{FileUploader, StoredFile, UploadRequest, UploadSettings};

@@ -16,6 +16,7 @@ use futures::{Stream, StreamExt};
 use prost::Message as _;
 use rdkafka::producer::FutureProducer;
 
+use super::restore::RestoredIdentity;
 use crate::Error;
 
 /// Limits and layout of uploads.
@@ -134,6 +135,31 @@ impl FileUploader {
     where
         S: Stream<Item = Result<Bytes, Error>> + Send + Unpin,
     {
+        self.store(file_id, request, None, body).await
+    }
+
+    /// Stores a file coming back from a backup under its old id, owner and upload time
+    /// (`request.owner` is replaced by the identity's). Refuses it with ALREADY_EXISTS when
+    /// parts of that id are on a node (so a refused restore never deletes a live file's
+    /// parts), and with DATA_LOSS, nothing kept, when the bytes do not hash to the
+    /// identity's SHA-256. The caller checks that an admin asks.
+    #[tracing::instrument(skip_all, fields(owner = %identity.owner, name = %request.name, file_id = %identity.file_id))]
+    pub async fn restore<S>(&self, identity: RestoredIdentity, request: UploadRequest, body: S) -> Result<StoredFile, Error>
+    where
+        S: Stream<Item = Result<Bytes, Error>> + Send + Unpin,
+    {
+        if self.is_stored(&identity.file_id).await {
+            return Err(Error::AlreadyExists(format!("file {} is already stored; nothing was written", identity.file_id)));
+        }
+        let request = UploadRequest { owner: identity.owner.clone(), ..request };
+        self.store(identity.file_id.clone(), request, Some(&identity), body).await
+    }
+
+    /// Writes the parts, then publishes `FileStored`; `restored` keeps an old identity.
+    async fn store<S>(&self, file_id: String, request: UploadRequest, restored: Option<&RestoredIdentity>, body: S) -> Result<StoredFile, Error>
+    where
+        S: Stream<Item = Result<Bytes, Error>> + Send + Unpin,
+    {
         let name = validated_file_name(&request.name)?;
         let content_type = match request.content_type.trim() {
             "" => "application/octet-stream".to_owned(),
@@ -154,12 +180,20 @@ impl FileUploader {
                 return Err(error);
             }
         };
+        if let Some(expected) = restored.filter(|expected| expected.sha256 != sha256) {
+            // Checked before the commit: the nodes discard the uncommitted parts.
+            self.abandon(&mut parts, &[]).await;
+            return Err(Error::DataLoss(format!(
+                "the restored bytes of file {} hash to {sha256}, not to the backup's {}; nothing was stored",
+                expected.file_id, expected.sha256
+            )));
+        }
         let committed = self.commit_parts(&mut parts).await;
         if let Err((error, committed_parts)) = committed {
             self.abandon(&mut parts, &committed_parts).await;
             return Err(error);
         }
-        let uploaded_at = chrono::Utc::now();
+        let uploaded_at = restored.map_or_else(chrono::Utc::now, |identity| identity.uploaded_at);
         let upload_date = uploaded_at.format("%Y-%m-%d").to_string();
         let event = FileEvent {
             event: Some(file_event::Event::FileStored(FileStored {
