@@ -4,6 +4,8 @@
 #   cmake, g++, make,        Debian packages; needed to build rdkafka (cmake-build)
 #   pkg-config, zlib1g-dev
 #   grpcurl, task            go install (pinned versions below) into $(go env GOPATH)/bin
+#   pyarrow, duckdb          pip, into the virtual environment .state/python (the backup
+#                            interop tests and benchmark read and write Parquet with them)
 #
 # Go binaries land in $(go env GOPATH)/bin, which is often not on PATH: scripts
 # that need them add it themselves; the hint is printed at the end.
@@ -11,6 +13,8 @@ set -euo pipefail
 
 GRPCURL_VERSION="v1.9.4"   # github.com/fullstorydev/grpcurl
 TASK_VERSION="v3.54.0"     # github.com/go-task/task/v3
+PYARROW_VERSION="26.0.1"
+DUCKDB_VERSION="2.0.0"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 ORIG_PATH="$PATH"
@@ -124,6 +128,28 @@ go_tool() {
 go_tool grpcurl github.com/fullstorydev/grpcurl/cmd/grpcurl github.com/fullstorydev/grpcurl \
     "$GRPCURL_VERSION" "-X main.version=$GRPCURL_VERSION"
 go_tool task github.com/go-task/task/v3/cmd/task github.com/go-task/task/v3 "$TASK_VERSION"
+
+# Python with pyarrow and duckdb in .state/python (own venv: no system packages touched).
+PY_ENV="$ROOT/.state/python"
+py_ready() {
+    [ -x "$PY_ENV/bin/python" ] && "$PY_ENV/bin/python" - "$PYARROW_VERSION" "$DUCKDB_VERSION" <<'PY' 2>/dev/null
+import sys, pyarrow, duckdb
+sys.exit(0 if (pyarrow.__version__, duckdb.__version__) == (sys.argv[1], sys.argv[2]) else 1)
+PY
+}
+if py_ready; then
+    log "python: pyarrow $PYARROW_VERSION, duckdb $DUCKDB_VERSION in $PY_ENV"
+else
+    command -v python3 >/dev/null 2>&1 || apt_install python3
+    if ! python3 -m venv "$PY_ENV" >/dev/null 2>&1; then
+        apt_install python3-venv
+        python3 -m venv "$PY_ENV" || die "python3 -m venv failed"
+    fi
+    log "python: pip install pyarrow==$PYARROW_VERSION duckdb==$DUCKDB_VERSION into $PY_ENV"
+    "$PY_ENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+        "pyarrow==$PYARROW_VERSION" "duckdb==$DUCKDB_VERSION" || die "pip install failed"
+    py_ready || die "pyarrow/duckdb not importable from $PY_ENV"
+fi
 
 case ":$ORIG_PATH:" in
     *":$GOBIN_DIR:"*) ;;

@@ -255,8 +255,13 @@ fn flip_byte(path: &Path, at: usize) -> u8 {
     old
 }
 
-fn python() -> String {
-    std::env::var("CHATVAULT_PYTHON").unwrap_or_else(|_| "python3".to_owned())
+/// The Python with pyarrow and duckdb: CHATVAULT_PYTHON, else the one scripts/tools.sh
+/// sets up in .state/python.
+fn python() -> PathBuf {
+    if let Ok(python) = std::env::var("CHATVAULT_PYTHON") {
+        return PathBuf::from(python);
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(".state").join("python").join("bin").join("python")
 }
 
 fn interop_script() -> PathBuf {
@@ -335,7 +340,7 @@ async fn a_wiped_platform_restored_from_a_backup_answers_as_before() {
         .arg(&folder)
         .arg(&rewritten)
         .output()
-        .expect("python3 runs (scripts/tools.sh installs pyarrow and duckdb)");
+        .expect("the Python of .state/python runs (scripts/tools.sh sets it up with pyarrow and duckdb)");
     assert!(output.status.success(), "interop script failed: {}", String::from_utf8_lossy(&output.stderr));
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("interop report");
     assert_eq!(report["tables"]["messages"]["rows"].as_u64(), rows.get("messages").copied());
