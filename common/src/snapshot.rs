@@ -16,16 +16,20 @@
 //!    snapshot only lives as long as the transaction that exported it.
 //!
 //! Messages travel through a bounded channel, so a slow client slows the COPYs down rather
-//! than filling memory. When the client goes away (or one table fails), the connections
-//! still copying are taken out of the pool, their queries cancelled and the connections
-//! closed: a connection in the middle of a COPY or inside the snapshot transaction must
-//! never be handed to another caller.
+//! than filling memory. At most [`DEFAULT_CONCURRENT_EXPORTS`] exports run at once; later
+//! ones wait for a turn before taking their snapshot.
+//!
+//! When the client goes away (or one table fails), the connections of the export are taken
+//! out of the pool, their queries cancelled and the connections closed: a connection in
+//! the middle of a COPY or inside the snapshot transaction must never be handed to another
+//! caller.
 //!
 //! Checking that the caller is an admin is the handler's job
 //! ([`crate::auth::require_admin`]).
 
 use std::collections::HashSet;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use chatvault_proto::snapshot::v1::export_snapshot_response::Message;
@@ -34,7 +38,7 @@ use chatvault_proto::snapshot::v1::{
 };
 use deadpool_postgres::{Object, Pool};
 use futures::{Stream, StreamExt, TryStreamExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
@@ -42,6 +46,10 @@ use crate::config::KafkaConfig;
 
 /// Worker connections copying tables at once, besides the connection holding the snapshot.
 pub const DEFAULT_PARALLEL_CONNECTIONS: usize = 2;
+/// Exports one exporter runs at once; more wait their turn. Each holds one connection for
+/// its snapshot while it waits for workers, so unbounded exports could take the whole pool
+/// with holders and wait forever (with the defaults, two exports use 6 connections).
+pub const DEFAULT_CONCURRENT_EXPORTS: usize = 2;
 /// Size a `TableData` message is filled to before it is sent (PostgreSQL sends one small
 /// CopyData message per row; one gRPC message per row would be mostly overhead).
 pub const TARGET_MESSAGE_BYTES: usize = 256 * 1024;
@@ -158,6 +166,7 @@ pub struct SnapshotExporter {
     topic_prefix: String,
     tables: &'static [ExportTable],
     parallel_connections: usize,
+    export_permits: Arc<Semaphore>,
 }
 
 impl SnapshotExporter {
@@ -177,12 +186,19 @@ impl SnapshotExporter {
             topic_prefix: kafka.topic_prefix.clone(),
             tables,
             parallel_connections: DEFAULT_PARALLEL_CONNECTIONS,
+            export_permits: Arc::new(Semaphore::new(DEFAULT_CONCURRENT_EXPORTS)),
         }
     }
 
     /// Returns this exporter copying up to `connections` tables at once (at least one).
     pub fn with_parallel_connections(mut self, connections: usize) -> Self {
         self.parallel_connections = connections.max(1);
+        self
+    }
+
+    /// Returns this exporter running up to `exports` exports at once (at least one).
+    pub fn with_concurrent_exports(mut self, exports: usize) -> Self {
+        self.export_permits = Arc::new(Semaphore::new(exports.max(1)));
         self
     }
 
@@ -221,7 +237,7 @@ impl SnapshotExporter {
             chat_ids: request.chat_ids,
             parallel_connections: self.parallel_connections,
         };
-        tokio::spawn(export.run(sender));
+        tokio::spawn(export.run(self.export_permits.clone(), sender));
         Ok(Box::pin(ReceiverStream::new(receiver)))
     }
 }
@@ -272,7 +288,11 @@ struct Export {
 
 impl Export {
     #[tracing::instrument(skip_all, fields(service = self.service, tables = self.tables.len(), chats = self.chat_ids.len()))]
-    async fn run(self, sender: ResponseSender) {
+    async fn run(self, export_permits: Arc<Semaphore>, sender: ResponseSender) {
+        let _permit = tokio::select! {
+            permit = export_permits.acquire_owned() => permit.expect("the semaphore is never closed"),
+            () = sender.closed() => return,
+        };
         let started = std::time::Instant::now();
         match self.stream_tables(&sender).await {
             Ok(rows) => tracing::info!(rows, elapsed_ms = started.elapsed().as_millis() as u64, "snapshot exported"),
