@@ -171,7 +171,7 @@ fn parser_against_plain_read(format: ExportFormat, export_path: &Path, files: &[
 
 /// Copies the projected rows out, then times `COPY FROM` of exactly those rows into a
 /// table identical to `messages` (same columns, primary key and indexes).
-async fn copy_from_baseline(client: &tokio_postgres::Client) -> anyhow::Result<f64> {
+pub(crate) async fn copy_from_baseline(client: &tokio_postgres::Client) -> anyhow::Result<f64> {
     let mut rows = Vec::new();
     let out = client.copy_out("COPY messages TO STDOUT (FORMAT binary)").await?;
     futures::pin_mut!(out);

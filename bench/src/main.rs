@@ -6,7 +6,11 @@
 //! end-to-end import (CLI start until the storage projection has applied every message)
 //! against PostgreSQL `COPY FROM` of the same rows into an identical table, with the peak
 //! RSS of ingest and storage.
+//!
+//! `chatvault-bench backup [--messages N]`: Parquet and CSV backups of N messages against
+//! `COPY … TO STDOUT (FORMAT csv)` and pyarrow, and their restore against `COPY FROM`.
 
+mod backup;
 mod import;
 mod process;
 
@@ -26,7 +30,8 @@ async fn main() -> anyhow::Result<()> {
             };
             import::run(format, messages).await
         }
-        Some(other) => bail!("unknown benchmark {other:?}; known: import [--format json|html] [--messages N]"),
+        Some("backup") => backup::run(flag_value(&arguments, "--messages").unwrap_or(1_000_000)).await,
+        Some(other) => bail!("unknown benchmark {other:?}; known: import [--format json|html] [--messages N], backup [--messages N]"),
     }
 }
 
