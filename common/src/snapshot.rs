@@ -604,6 +604,18 @@ impl BinaryCopyRowCounter {
     }
 }
 
+/// The gRPC service itself: every owning service serves its exporter as it is (admin only).
+#[tonic::async_trait]
+impl chatvault_proto::snapshot::v1::snapshot_service_server::SnapshotService for SnapshotExporter {
+    type ExportSnapshotStream = SnapshotStream;
+
+    #[tracing::instrument(skip_all, fields(service = self.service, tables = ?request.get_ref().tables, chats = request.get_ref().chat_ids.len()))]
+    async fn export_snapshot(&self, request: tonic::Request<ExportSnapshotRequest>) -> Result<tonic::Response<SnapshotStream>, Status> {
+        crate::auth::require_admin(request.metadata(), "exporting a snapshot")?;
+        Ok(tonic::Response::new(self.export(request.into_inner())?))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

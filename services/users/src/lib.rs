@@ -84,7 +84,7 @@ impl App {
             .add_service(chatvault_common::grpc::reflection_service())
             .add_service(UsersServiceServer::new(api::UsersApi::new(self.pool.clone(), applied, self.config.consistency_wait)))
             .add_service(AccountsServiceServer::new(accounts_api))
-            .add_service(SnapshotServiceServer::new(api::SnapshotApi::new(self.pool.clone(), &self.config.kafka)));
+            .add_service(SnapshotServiceServer::new(api::snapshot_exporter(self.pool.clone(), &self.config.kafka)));
         let http_router = chatvault_common::http::router_with_metrics(axum::Router::new());
 
         let projection_task = authors_projection.spawn(shutdown.clone());

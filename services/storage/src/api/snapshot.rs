@@ -2,11 +2,8 @@
 //! catalog, exported from one snapshot for backups (see [`chatvault_common::snapshot`]).
 
 use chatvault_common::config::KafkaConfig;
-use chatvault_common::snapshot::{ChatFilter, ExportColumn, ExportTable, SnapshotExporter, SnapshotStream};
-use chatvault_proto::snapshot::v1::snapshot_service_server::SnapshotService;
-use chatvault_proto::snapshot::v1::ExportSnapshotRequest;
+use chatvault_common::snapshot::{ChatFilter, ExportColumn, ExportTable, SnapshotExporter};
 use deadpool_postgres::Pool;
-use tonic::{Request, Response, Status};
 
 /// The projections whose Kafka positions a snapshot reports (`chat.events`, `files.events`
 /// and `storage.nodes`).
@@ -123,26 +120,7 @@ pub const SNAPSHOT_TABLES: &[ExportTable] = &[
     },
 ];
 
-/// The snapshot gRPC API of storage.
-#[derive(Debug, Clone)]
-pub struct SnapshotApi {
-    exporter: SnapshotExporter,
-}
-
-impl SnapshotApi {
-    /// Returns the API exporting from `pool`; `kafka` gives the topic prefix to strip.
-    pub fn new(pool: Pool, kafka: &KafkaConfig) -> Self {
-        Self { exporter: SnapshotExporter::new(pool, crate::SERVICE_NAME, kafka, SNAPSHOT_PROJECTIONS, SNAPSHOT_TABLES) }
-    }
-}
-
-#[tonic::async_trait]
-impl SnapshotService for SnapshotApi {
-    type ExportSnapshotStream = SnapshotStream;
-
-    #[tracing::instrument(skip_all, fields(tables = ?request.get_ref().tables, chats = request.get_ref().chat_ids.len()))]
-    async fn export_snapshot(&self, request: Request<ExportSnapshotRequest>) -> Result<Response<SnapshotStream>, Status> {
-        chatvault_common::auth::require_admin(request.metadata(), "exporting a snapshot")?;
-        Ok(Response::new(self.exporter.export(request.into_inner())?))
-    }
+/// The snapshot export of storage's tables; served as `SnapshotService`.
+pub fn exporter(pool: Pool, kafka: &KafkaConfig) -> SnapshotExporter {
+    SnapshotExporter::new(pool, crate::SERVICE_NAME, kafka, SNAPSHOT_PROJECTIONS, SNAPSHOT_TABLES)
 }

@@ -5,5 +5,5 @@ mod snapshot;
 mod users;
 
 pub use accounts::AccountsApi;
-pub use snapshot::{SnapshotApi, SNAPSHOT_PROJECTIONS, SNAPSHOT_TABLES};
+pub use snapshot::{exporter as snapshot_exporter, SNAPSHOT_PROJECTIONS, SNAPSHOT_TABLES};
 pub use users::UsersApi;
