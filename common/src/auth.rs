@@ -8,6 +8,11 @@
 //! With `CHATVAULT_AUTH=off` it trusts the headers as before and treats a caller without a
 //! role header as an admin (the behaviour of a single-user local install).
 //!
+//! Two more duties sit in the layer because it is the one place every request passes:
+//! it refuses tokens issued before their account's last password change
+//! ([`crate::revocation`]), and it runs the request as its caller
+//! ([`crate::caller::act_as`]) so the events it publishes carry an `actor` header.
+//!
 //! HS256 is small enough to implement on `hmac` + `sha2` (constant-time comparison through
 //! `Mac::verify_slice`); this avoids pulling a whole JOSE crate with RSA and EC into every
 //! service.
@@ -28,6 +33,7 @@ use sha2::Sha256;
 
 use crate::caller::CALLER_HEADER;
 use crate::config::Secret;
+use crate::revocation::PasswordChanges;
 use crate::{Error, Result};
 
 /// The header carrying the verified caller's role (`user` or `admin`), written by the layer.
@@ -61,6 +67,9 @@ pub struct AuthConfig {
     pub jwt_secret: Secret,
     /// `CHATVAULT_JWT_ACCESS_TTL_SECONDS`, default 900.
     pub access_ttl: Duration,
+    /// The last password change of each account, filled by
+    /// [`crate::revocation::spawn_password_change_follower`]; shared by every clone.
+    pub password_changes: PasswordChanges,
 }
 
 impl AuthConfig {
@@ -82,7 +91,12 @@ impl AuthConfig {
         if access_ttl_seconds == 0 {
             return Err(Error::Config("CHATVAULT_JWT_ACCESS_TTL_SECONDS must be at least 1".to_owned()));
         }
-        Ok(Self { enabled, jwt_secret, access_ttl: Duration::from_secs(access_ttl_seconds) })
+        Ok(Self {
+            enabled,
+            jwt_secret,
+            access_ttl: Duration::from_secs(access_ttl_seconds),
+            password_changes: PasswordChanges::default(),
+        })
     }
 
     /// Returns whether the built-in development secret is in use.
@@ -101,7 +115,7 @@ impl AuthConfig {
                 tracing::warn!("CHATVAULT_AUTH=off: callers are trusted by the x-chatvault-user header");
             }
         });
-        TokenVerifier { secret: Arc::new(self.jwt_secret.clone()), enabled: self.enabled }
+        TokenVerifier { secret: Arc::new(self.jwt_secret.clone()), enabled: self.enabled, password_changes: self.password_changes.clone() }
     }
 
     /// Returns the layer checking tokens in front of gRPC services.
@@ -156,6 +170,8 @@ pub enum TokenError {
     BadSignature,
     #[error("token expired; refresh it or log in again")]
     Expired,
+    #[error("token revoked by a password change; log in again")]
+    Revoked,
 }
 
 /// Returns a signed HS256 token carrying `claims`.
@@ -206,6 +222,7 @@ pub fn verify_access_token(secret: &Secret, token: &str, now_unix: i64) -> std::
 pub struct TokenVerifier {
     secret: Arc<Secret>,
     enabled: bool,
+    password_changes: PasswordChanges,
 }
 
 impl TokenVerifier {
@@ -231,6 +248,10 @@ impl TokenVerifier {
         let token = bearer.ok_or(TokenError::Missing)?;
         let claims = verify_access_token(&self.secret, &token, chrono::Utc::now().timestamp())
             .inspect_err(|error| tracing::info!(%path, %error, "request refused: bad token"))?;
+        if self.password_changes.revokes(&claims) {
+            tracing::info!(%path, account_id = %claims.sub, "request refused: token issued before a password change");
+            return Err(TokenError::Revoked);
+        }
         let (Ok(username), Ok(role)) = (HeaderValue::from_str(&claims.username), HeaderValue::from_str(&claims.role)) else {
             return Err(TokenError::Malformed);
         };
@@ -311,10 +332,21 @@ where
         };
         match self.verifier.authenticate(&path, public, request.headers_mut()) {
             Ok(caller) => {
+                // The actor of events published while serving: the token's user, or with
+                // auth off the trusted header; a public call (log-in, share link) acts for
+                // nobody.
+                let actor = match &caller {
+                    Some(verified) => Some(verified.username.clone()),
+                    None if !self.verifier.enabled => Some(crate::caller::caller_of_headers(request.headers())),
+                    None => None,
+                };
                 if let Some(caller) = caller {
                     request.extensions_mut().insert(caller);
                 }
-                Box::pin(self.inner.call(request))
+                match actor {
+                    Some(actor) => Box::pin(crate::caller::act_as(actor, self.inner.call(request))),
+                    None => Box::pin(self.inner.call(request)),
+                }
             }
             Err(error) => {
                 let response = match self.protocol {
@@ -372,6 +404,20 @@ mod tests {
         assert_eq!(caller.username, "alice");
         assert_eq!(headers.get(CALLER_HEADER).unwrap(), "alice");
         assert_eq!(headers.get(ROLE_HEADER).unwrap(), "user");
+    }
+
+    #[test]
+    fn a_token_issued_before_a_password_change_is_refused() {
+        let config = AuthConfig::from_env_map(&HashMap::from([("CHATVAULT_JWT_SECRET".to_owned(), "k".to_owned())])).unwrap();
+        let verifier = config.verifier();
+        let now = chrono::Utc::now();
+        let issued = Claims { iat: now.timestamp() - 60, jti: "old".into(), ..claims(i64::MAX) };
+        let mut headers = HeaderMap::new();
+        let bearer = format!("Bearer {}", sign_access_token(&config.jwt_secret, &issued));
+        headers.insert(axum::http::header::AUTHORIZATION, HeaderValue::from_str(&bearer).unwrap());
+        assert!(verifier.authenticate("/x", false, &mut headers.clone()).is_ok());
+        config.password_changes.record("a1", now, now - chrono::Duration::hours(1));
+        assert_eq!(verifier.authenticate("/x", false, &mut headers), Err(TokenError::Revoked));
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! The event envelope: the Kafka headers every chatvault record carries.
 //!
 //! `event-type`, `event-id` (UUIDv7), `occurred-at` (RFC 3339), `producer`, `traceparent`
-//! (W3C trace context) and `content-type`. The record value is the protobuf encoding of the
-//! topic's event message.
+//! (W3C trace context), `content-type`, and `actor` (who caused the event) when the
+//! publishing task acts for a caller ([`crate::caller::act_as`]). The record value is the
+//! protobuf encoding of the topic's event message.
 
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 
@@ -12,6 +13,8 @@ pub const OCCURRED_AT: &str = "occurred-at";
 pub const PRODUCER: &str = "producer";
 pub const TRACEPARENT: &str = "traceparent";
 pub const CONTENT_TYPE: &str = "content-type";
+/// Who caused the event: a username, or `system:<service>` for a service's own work.
+pub const ACTOR: &str = "actor";
 /// Set on dead-letter records: why the record could not be applied.
 pub const DLQ_ERROR: &str = "dlq-error";
 
@@ -41,20 +44,24 @@ impl Envelope {
         }
     }
 
-    /// Returns the Kafka headers of this envelope.
+    /// Returns the Kafka headers of this envelope, with `actor` when the current task acts
+    /// for a caller (like `traceparent`, the actor comes from where the event is published).
     pub fn to_headers(&self) -> OwnedHeaders {
         let event_id = self.event_id.to_string();
         let occurred_at = self.occurred_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-        let headers = OwnedHeaders::new_with_capacity(6)
+        let mut headers = OwnedHeaders::new_with_capacity(7)
             .insert(Header { key: EVENT_TYPE, value: Some(self.event_type.as_bytes()) })
             .insert(Header { key: EVENT_ID, value: Some(event_id.as_bytes()) })
             .insert(Header { key: OCCURRED_AT, value: Some(occurred_at.as_bytes()) })
             .insert(Header { key: PRODUCER, value: Some(self.producer.as_bytes()) })
             .insert(Header { key: CONTENT_TYPE, value: Some(PROTOBUF_CONTENT_TYPE.as_bytes()) });
-        match &self.traceparent {
-            Some(traceparent) => headers.insert(Header { key: TRACEPARENT, value: Some(traceparent.as_bytes()) }),
-            None => headers,
+        if let Some(traceparent) = &self.traceparent {
+            headers = headers.insert(Header { key: TRACEPARENT, value: Some(traceparent.as_bytes()) });
         }
+        if let Some(actor) = crate::caller::acting_caller() {
+            headers = headers.insert(Header { key: ACTOR, value: Some(actor.as_bytes()) });
+        }
+        headers
     }
 }
 
@@ -93,6 +100,13 @@ mod tests {
         assert_eq!(header_text(&headers, CONTENT_TYPE), Some(PROTOBUF_CONTENT_TYPE));
         assert!(header_text(&headers, OCCURRED_AT).is_some_and(|text| chrono::DateTime::parse_from_rfc3339(text).is_ok()));
         assert_eq!(envelope.event_id.get_version_num(), 7);
+        assert_eq!(header_text(&headers, ACTOR), None, "no actor outside a request");
+    }
+
+    #[tokio::test]
+    async fn headers_name_the_acting_caller() {
+        let headers = crate::caller::act_as("alice".to_owned(), async { Envelope::new("t", "ingest", None).to_headers() }).await;
+        assert_eq!(header_text(&headers, ACTOR), Some("alice"));
     }
 
     #[test]

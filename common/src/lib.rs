@@ -14,6 +14,7 @@ pub mod http;
 pub mod kafka;
 pub mod log_shipping;
 pub mod projection;
+pub mod revocation;
 pub mod shutdown;
 pub mod snapshot;
 pub mod telemetry;

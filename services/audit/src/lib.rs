@@ -71,6 +71,7 @@ impl App {
         .with_batch_settings(BatchSettings { max_records: self.config.projection_batch_records.max(1), ..BatchSettings::default() });
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         health_reporter.set_serving::<AuditServiceServer<api::AuditApi>>().await;
+        chatvault_common::revocation::spawn_password_change_follower(&self.config.auth, &self.config.kafka, SERVICE_NAME, shutdown.clone());
         let grpc_router = chatvault_common::grpc::authenticated_server(&self.config.auth)
             .add_service(health_service)
             .add_service(chatvault_common::grpc::reflection_service())

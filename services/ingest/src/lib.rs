@@ -64,6 +64,7 @@ impl App {
                 tracing::error!(%error, "following storage.nodes failed; uploads see no new nodes");
             }
         });
+        chatvault_common::revocation::spawn_password_change_follower(&self.config.auth, &self.config.kafka, SERVICE_NAME, shutdown.clone());
         let grpc_router = chatvault_common::grpc::authenticated_server(&self.config.auth)
             .add_service(health_service)
             .add_service(chatvault_common::grpc::reflection_service())

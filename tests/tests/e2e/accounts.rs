@@ -40,9 +40,15 @@ impl Drop for AuthPlatform {
 
 impl AuthPlatform {
     pub(crate) async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts like [`Self::start`] with `extra` variables for every service.
+    pub(crate) async fn start_with(extra: &[(&str, &str)]) -> Self {
         let (database, topic_prefix) = (TestDb::fresh().await, unique_topic_prefix());
         let shutdown = CancellationToken::new();
         let mut environment = service_environment(database.url.expose(), &topic_prefix);
+        environment.extend(extra.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())));
         environment.insert("CHATVAULT_AUTH".to_owned(), "on".to_owned());
         environment.insert("CHATVAULT_USERS_LOCKOUT_THRESHOLD".to_owned(), "3".to_owned());
         environment.insert("CHATVAULT_USERS_LOGIN_FAILURE_DELAY_MS".to_owned(), "10".to_owned());
@@ -78,6 +84,16 @@ impl AuthPlatform {
         chatvault_proto::audit::v1::audit_service_client::AuditServiceClient::new(connect(address).await)
     }
 
+    /// Starts the ingest service in this process on the platform's topics; returns a channel
+    /// to it (imports and uploads).
+    pub(crate) async fn start_ingest(&self) -> Channel {
+        let config = ServiceConfig::from_env_map("ingest", chatvault_ingest::DEFAULT_PORTS, &self.environment).expect("ingest config");
+        let app = chatvault_ingest::App::build(config).await.expect("ingest starts");
+        let address = app.grpc_addr();
+        tokio::spawn(app.run_until_stopped(self.shutdown.clone()));
+        connect(address).await
+    }
+
     pub(crate) async fn register(&self, username: &str, password: &str) -> Result<(), tonic::Status> {
         let request = RegisterRequest { username: username.to_owned(), email: format!("{username}@example.org"), password: password.to_owned() };
         self.accounts.clone().register(request).await.map(|_| ())
@@ -96,7 +112,7 @@ pub(crate) fn authorized<T>(message: T, access_token: &str) -> Request<T> {
     request
 }
 
-fn unique_name(prefix: &str) -> String {
+pub(crate) fn unique_name(prefix: &str) -> String {
     format!("{prefix}{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
 }
 
@@ -172,6 +188,62 @@ async fn register_login_refresh_logout_and_change_password() {
     platform.accounts.clone().refresh(RefreshRequest { refresh_token: fresh.refresh_token }).await.expect("the new session works");
     assert_eq!(platform.login(&username, password).await.expect_err("old password").code(), Code::Unauthenticated);
     platform.login(&username, new_password).await.expect("new password");
+}
+
+#[tokio::test]
+async fn access_tokens_issued_before_a_password_change_are_refused_by_ingest_and_storage() {
+    use chatvault_proto::ingest::v1::ingest_service_client::IngestServiceClient;
+    use chatvault_proto::ingest::v1::ImportExportRequest;
+
+    let platform = AuthPlatform::start().await;
+    let ingest = IngestServiceClient::new(platform.start_ingest().await);
+    let username = unique_name("ivan");
+    let password = "correct horse 47";
+    platform.register(&username, password).await.expect("registers");
+    let before = platform.login(&username, password).await.expect("logs in");
+    // An import without a path gets past authentication and is refused for the path.
+    let ingest_code = |token: String| {
+        let mut ingest = ingest.clone();
+        async move {
+            match ingest.import_export(authorized(ImportExportRequest::default(), &token)).await {
+                Ok(_) => Code::Ok,
+                Err(status) => status.code(),
+            }
+        }
+    };
+    let storage_outcome = |token: String| {
+        let mut storage = platform.storage.clone();
+        async move { storage.list_chats(authorized(ListChatsRequest::default(), &token)).await.map(|_| ()) }
+    };
+    assert_eq!(ingest_code(before.access_token.clone()).await, Code::InvalidArgument, "ingest accepts the token");
+    storage_outcome(before.access_token.clone()).await.expect("storage accepts the token");
+
+    let new_password = "battery staple 78";
+    let changed = platform
+        .accounts
+        .clone()
+        .change_password(authorized(
+            ChangePasswordRequest { current_password: password.to_owned(), new_password: new_password.to_owned() },
+            &before.access_token,
+        ))
+        .await
+        .expect("password changed")
+        .into_inner();
+    // Each service learns of the change from users.events.
+    let refused = crate::helpers::wait_until(std::time::Duration::from_secs(30), || async {
+        let storage_refuses = storage_outcome(before.access_token.clone()).await.is_err_and(|status| status.code() == Code::Unauthenticated);
+        storage_refuses && ingest_code(before.access_token.clone()).await == Code::Unauthenticated
+    })
+    .await;
+    assert!(refused, "ingest and storage refuse the token issued before the change");
+    let status = storage_outcome(before.access_token.clone()).await.expect_err("refused");
+    assert!(status.message().contains("password change"), "{status:?}");
+
+    let later = platform.login(&username, new_password).await.expect("logs in with the new password");
+    for token in [&changed.access_token, &later.access_token] {
+        assert_eq!(ingest_code(token.clone()).await, Code::InvalidArgument, "ingest accepts a token issued after the change");
+        storage_outcome(token.clone()).await.expect("storage accepts a token issued after the change");
+    }
 }
 
 #[tokio::test]

@@ -112,6 +112,105 @@ async fn audit_holds_every_account_event_once_and_users_see_only_their_own() {
 }
 
 #[tokio::test]
+async fn imports_uploads_and_file_commands_name_the_logged_in_user_as_actor() {
+    use chatvault_proto::ingest::v1::file_upload_service_client::FileUploadServiceClient;
+    use chatvault_proto::ingest::v1::ingest_service_client::IngestServiceClient;
+    use chatvault_proto::ingest::v1::{import_update, upload_file_request, ImportExportRequest, UploadFileRequest, UploadMetadata};
+    use chatvault_proto::storage::v1::{CreateShareLinkRequest, DeleteFileRequest, RegisterNodeRequest, RevokeShareLinkRequest};
+
+    let platform = AuthPlatform::start_with(&[("CHATVAULT_STORAGE_REBALANCE_INTERVAL_MS", "300")]).await;
+    let audit = platform.start_audit().await;
+    let ingest_channel = platform.start_ingest().await;
+    let admin = platform.login(ADMIN_USERNAME, ADMIN_PASSWORD).await.expect("admin logs in");
+    let username = crate::accounts::unique_name("judy");
+    platform.register(&username, "correct horse 48").await.expect("registers");
+    let user = platform.login(&username, "correct horse 48").await.expect("logs in");
+
+    let mut nodes = Vec::new();
+    for _ in 0..4 {
+        let node = crate::files_support::TestNode::start().await;
+        let request = RegisterNodeRequest { address: node.address.to_string() };
+        platform.files.clone().register_node(authorized(request, &admin.access_token)).await.expect("the admin registers a node");
+        nodes.push(node);
+    }
+    let upload = |token: String, name: &'static str| {
+        let mut uploads = FileUploadServiceClient::new(ingest_channel.clone());
+        async move {
+            let metadata = UploadMetadata { name: name.to_owned(), content_type: String::new(), restore: None };
+            let messages = vec![
+                UploadFileRequest { message: Some(upload_file_request::Message::Metadata(metadata)) },
+                UploadFileRequest { message: Some(upload_file_request::Message::Chunk(bytes::Bytes::from(crate::files_support::random_bytes(20_000)))) },
+            ];
+            uploads.upload_file(authorized(futures::stream::iter(messages), &token)).await.map(tonic::Response::into_inner)
+        }
+    };
+    let placing = wait_until(Duration::from_secs(30), || async { upload(admin.access_token.clone(), "probe.bin").await.is_ok() }).await;
+    assert!(placing, "ingest knows the nodes");
+
+    // The user imports the sample export, uploads a file, shares it, revokes the link and deletes it.
+    let request = ImportExportRequest { path: crate::helpers::fixture("sample-export").display().to_string(), ..Default::default() };
+    let mut updates = IngestServiceClient::new(ingest_channel.clone()).import_export(authorized(request, &user.access_token)).await.expect("import starts").into_inner();
+    let mut summary = None;
+    while let Some(update) = updates.message().await.expect("import runs") {
+        if let Some(import_update::Update::Summary(done)) = update.update {
+            summary = Some(done);
+        }
+    }
+    let summary = summary.expect("the import ends with a summary");
+    let stored = upload(user.access_token.clone(), "mine.bin").await.expect("the user uploads");
+    let mut files = platform.files.clone();
+    let link = CreateShareLinkRequest { file_id: stored.file_id.clone(), expires_in_seconds: 600, password: String::new(), consistency_token: stored.consistency_token.clone() };
+    let link = files.create_share_link(authorized(link, &user.access_token)).await.expect("share link").into_inner();
+    files.revoke_share_link(authorized(RevokeShareLinkRequest { token: link.token, ..Default::default() }, &user.access_token)).await.expect("revoke");
+    files.delete_file(authorized(DeleteFileRequest { file_id: stored.file_id.clone(), consistency_token: None }, &user.access_token)).await.expect("delete");
+
+    let chat_events = (summary.chats + summary.messages) as usize;
+    let file_events = ["FileStored", "ShareLinkCreated", "ShareLinkRevoked", "FileDeleted"];
+    let everything = AuditQueryRequest::default();
+    let arrived = wait_until(Duration::from_secs(60), || async {
+        let rows = all_rows(&audit, everything.clone(), &admin.access_token).await.unwrap_or_default();
+        let imported = rows.iter().filter(|row| row.topic.ends_with("chat.events")).count();
+        let of_file = rows.iter().filter(|row| row.topic.ends_with("files.events") && row.key == stored.file_id).count();
+        imported == chat_events && of_file == file_events.len()
+    })
+    .await;
+    let rows = all_rows(&audit, everything, &admin.access_token).await.expect("admin reads the trail");
+    assert!(arrived, "audit rows: {:?}", count_by_type(&rows));
+    for row in rows.iter().filter(|row| row.topic.ends_with("chat.events")) {
+        assert_eq!((row.service.as_str(), row.actor.as_str()), ("ingest", username.as_str()), "{} of the import", row.event_type);
+    }
+    let mut file_rows: Vec<(String, String)> = rows
+        .iter()
+        .filter(|row| row.topic.ends_with("files.events") && row.key == stored.file_id)
+        .map(|row| (row.event_type.trim_start_matches("chatvault.files.v1.").to_owned(), row.actor.clone()))
+        .collect();
+    file_rows.sort();
+    let mut expected: Vec<(String, String)> = file_events.iter().map(|event| ((*event).to_owned(), username.clone())).collect();
+    expected.sort();
+    assert_eq!(file_rows, expected, "the upload and the file commands name the user");
+    // The probes were the admin's uploads; nothing on files.events lacks its actor.
+    assert!(rows.iter().any(|row| row.event_type == "chatvault.files.v1.FileStored" && row.actor == ADMIN_USERNAME));
+    assert!(
+        rows.iter().filter(|row| row.topic.ends_with("files.events")).all(|row| row.actor == username || row.actor == ADMIN_USERNAME),
+        "files.events actors: {:?}",
+        rows.iter().filter(|row| row.topic.ends_with("files.events")).map(|row| (&row.event_type, &row.actor)).collect::<Vec<_>>()
+    );
+
+    // Nobody asks for rebalancing: parts moved onto a new, empty node name storage itself.
+    let empty_node = crate::files_support::TestNode::start().await;
+    let request = RegisterNodeRequest { address: empty_node.address.to_string() };
+    platform.files.clone().register_node(authorized(request, &admin.access_token)).await.expect("the admin registers a node");
+    let moves = AuditQueryRequest { event_type: "chatvault.files.v1.FilePartMoved".to_owned(), ..Default::default() };
+    let moved = wait_until(Duration::from_secs(60), || async {
+        all_rows(&audit, moves.clone(), &admin.access_token).await.is_ok_and(|rows| !rows.is_empty())
+    })
+    .await;
+    assert!(moved, "the rebalancer moves parts onto the new node");
+    let moved_rows = all_rows(&audit, moves, &admin.access_token).await.expect("query");
+    assert!(moved_rows.iter().all(|row| row.service == "storage" && row.actor == "system:storage"), "{moved_rows:?}");
+}
+
+#[tokio::test]
 async fn audit_keeps_every_record_exactly_once_across_a_kill_9() {
     let platform = AuthPlatform::start().await;
     let admin = platform.login(ADMIN_USERNAME, ADMIN_PASSWORD).await.expect("admin logs in");

@@ -115,10 +115,13 @@ impl IngestService for IngestApi {
             source,
             local_utc_offset_seconds: request.local_utc_offset_seconds,
             html_chat_id: request.html_chat_id,
-            owner,
+            owner: owner.clone(),
             attachments: Some(self.attachments.clone()),
         };
-        tokio::spawn(import_and_report(self.kafka.clone(), import_request, self.shutdown.child_token(), updates, None).instrument(span));
+        // The import outlives this call in a task of its own: its events still name the
+        // caller (the owner) as their actor.
+        let import = import_and_report(self.kafka.clone(), import_request, self.shutdown.child_token(), updates, None).instrument(span);
+        tokio::spawn(chatvault_common::caller::act_as(owner, import));
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }
 
@@ -137,7 +140,8 @@ impl IngestService for IngestApi {
         let kafka = self.kafka.clone();
         let settings = self.uploads.clone();
         let cancel = self.shutdown.child_token();
-        tokio::spawn(
+        tokio::spawn(chatvault_common::caller::act_as(
+            owner.clone(),
             async move {
                 let upload = match receive_upload(incoming, &settings, header.total_bytes, &updates).await {
                     Ok(upload) => upload,
@@ -168,7 +172,7 @@ impl IngestService for IngestApi {
                 import_and_report(kafka, request, cancel, updates, Some(upload)).await;
             }
             .instrument(span),
-        );
+        ));
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }
 }

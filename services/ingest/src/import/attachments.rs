@@ -92,7 +92,10 @@ impl AttachmentStore {
             let name = canonical.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_else(|| "attachment".to_owned());
             let request = UploadRequest { owner: self.owner.clone(), name, content_type: mime_type.unwrap_or_default().to_owned() };
             let body = file_chunks(&canonical)?;
-            self.runtime.block_on(self.uploader.upload_as(file_id.clone(), request, body))?;
+            // The parser thread is outside the import task: name the importer as the
+            // actor of the attachment's FileStored again.
+            let upload = self.uploader.upload_as(file_id.clone(), request, body);
+            self.runtime.block_on(chatvault_common::caller::act_as(self.owner.clone(), upload))?;
             self.stored_count += 1;
         }
         self.linked_count += 1;

@@ -69,6 +69,12 @@ async fn purge_once(catalog: &FileCatalog) -> Result<(), Error> {
 
 /// Moves parts between nodes every `interval` until the fill is even, until `shutdown`.
 pub async fn rebalance_nodes(catalog: FileCatalog, interval: Duration, shutdown: CancellationToken) {
+    // Nobody asked for these moves: their FilePartMoved events name the service itself.
+    let actor = chatvault_common::caller::system_actor(crate::SERVICE_NAME);
+    chatvault_common::caller::act_as(actor, rebalance_until_stopped(catalog, interval, shutdown)).await;
+}
+
+async fn rebalance_until_stopped(catalog: FileCatalog, interval: Duration, shutdown: CancellationToken) {
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
