@@ -6,6 +6,8 @@
 #   grpcurl, task            go install (pinned versions below) into $(go env GOPATH)/bin
 #   pyarrow, duckdb          pip, into the virtual environment .state/python (the backup
 #                            interop tests and benchmark read and write Parquet with them)
+#   moto[server]             pip, same venv: an S3 server for the backup-to-bucket tests
+#                            (python -m moto.server -p PORT)
 #
 # Go binaries land in $(go env GOPATH)/bin, which is often not on PATH: scripts
 # that need them add it themselves; the hint is printed at the end.
@@ -15,6 +17,7 @@ GRPCURL_VERSION="v1.9.4"   # github.com/fullstorydev/grpcurl
 TASK_VERSION="v3.54.0"     # github.com/go-task/task/v3
 PYARROW_VERSION="26.0.1"
 DUCKDB_VERSION="2.0.0"
+MOTO_VERSION="5.2.5"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 ORIG_PATH="$PATH"
@@ -129,26 +132,27 @@ go_tool grpcurl github.com/fullstorydev/grpcurl/cmd/grpcurl github.com/fullstory
     "$GRPCURL_VERSION" "-X main.version=$GRPCURL_VERSION"
 go_tool task github.com/go-task/task/v3/cmd/task github.com/go-task/task/v3 "$TASK_VERSION"
 
-# Python with pyarrow and duckdb in .state/python (own venv: no system packages touched).
+# Python with pyarrow, duckdb and moto in .state/python (own venv: no system packages touched).
 PY_ENV="$ROOT/.state/python"
 py_ready() {
-    [ -x "$PY_ENV/bin/python" ] && "$PY_ENV/bin/python" - "$PYARROW_VERSION" "$DUCKDB_VERSION" <<'PY' 2>/dev/null
-import sys, pyarrow, duckdb
-sys.exit(0 if (pyarrow.__version__, duckdb.__version__) == (sys.argv[1], sys.argv[2]) else 1)
+    [ -x "$PY_ENV/bin/python" ] && "$PY_ENV/bin/python" - "$PYARROW_VERSION" "$DUCKDB_VERSION" "$MOTO_VERSION" <<'PY' 2>/dev/null
+import sys, pyarrow, duckdb, moto, moto.server
+have = (pyarrow.__version__, duckdb.__version__, moto.__version__)
+sys.exit(0 if have == tuple(sys.argv[1:4]) else 1)
 PY
 }
 if py_ready; then
-    log "python: pyarrow $PYARROW_VERSION, duckdb $DUCKDB_VERSION in $PY_ENV"
+    log "python: pyarrow $PYARROW_VERSION, duckdb $DUCKDB_VERSION, moto $MOTO_VERSION in $PY_ENV"
 else
     command -v python3 >/dev/null 2>&1 || apt_install python3
     if ! python3 -m venv "$PY_ENV" >/dev/null 2>&1; then
         apt_install python3-venv
         python3 -m venv "$PY_ENV" || die "python3 -m venv failed"
     fi
-    log "python: pip install pyarrow==$PYARROW_VERSION duckdb==$DUCKDB_VERSION into $PY_ENV"
+    log "python: pip install pyarrow==$PYARROW_VERSION duckdb==$DUCKDB_VERSION moto[server]==$MOTO_VERSION into $PY_ENV"
     "$PY_ENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-        "pyarrow==$PYARROW_VERSION" "duckdb==$DUCKDB_VERSION" || die "pip install failed"
-    py_ready || die "pyarrow/duckdb not importable from $PY_ENV"
+        "pyarrow==$PYARROW_VERSION" "duckdb==$DUCKDB_VERSION" "moto[server]==$MOTO_VERSION" || die "pip install failed"
+    py_ready || die "pyarrow/duckdb/moto not importable from $PY_ENV"
 fi
 
 case ":$ORIG_PATH:" in

@@ -1,5 +1,7 @@
 //! The gRPC API of the backup service, its events on `backup.events`, and the schedule.
 //! Every call needs the admin role: a backup holds every account's data.
+//! Where a bucket is configured, a new backup is copied to it once complete on disk, and a
+//! verify or restore of an id that is only in the bucket fetches it first.
 
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -26,6 +28,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::create::{create_backup, BackupOrder};
 use crate::manifest::{relative_path, Manifest};
+use crate::remote::RemoteStore;
 use crate::table_files::Formats;
 use crate::{catalog, Context, Error};
 
@@ -108,6 +111,7 @@ async fn publish_event(context: &Context, backup_id: &str, actor: &str, event: b
 /// Takes one backup and records it; shared by the API and the schedule.
 async fn take_backup(context: &Context, order: BackupOrder, actor: &str, progress: Option<mpsc::Sender<Progress>>) -> Result<chatvault_proto::backup::v1::Backup, Error> {
     let started = std::time::Instant::now();
+    let upload_progress = progress.clone();
     let (manifest, folder) = create_backup(context, order, progress).await?;
     catalog::record(&context.pool, &manifest, &folder).await?;
     let view = catalog::view(&manifest, &folder);
@@ -121,7 +125,34 @@ async fn take_backup(context: &Context, order: BackupOrder, actor: &str, progres
         actor: actor.to_owned(),
     };
     publish_event(context, &manifest.backup_id, actor, backup_event::Event::BackupCreated(event)).await;
+    if let Some(remote) = &context.remote {
+        copy_to_bucket(context, remote, &manifest, &folder, upload_progress.as_ref()).await?;
+    }
     Ok(view)
+}
+
+/// Copies a backup that is complete on disk to the bucket and records where it went. A
+/// failure leaves the local backup as it is (complete and catalogued) and is UNAVAILABLE.
+async fn copy_to_bucket(context: &Context, remote: &RemoteStore, manifest: &Manifest, folder: &Path, progress: Option<&mpsc::Sender<Progress>>) -> Result<(), Error> {
+    let remote_url = remote.url_of(&manifest.backup_id);
+    let total = manifest.total_bytes();
+    if let Some(progress) = progress {
+        let _ = progress.try_send(Progress { phase: "upload".into(), item: remote_url.clone(), done: 0, total, unit: "bytes".into() });
+    }
+    if let Err(error) = remote.upload_backup(folder, manifest).await {
+        tracing::error!(backup_id = %manifest.backup_id, bucket = remote.bucket(), folder = %folder.display(), %error, "copying the backup to the bucket failed; the local backup is complete");
+        return Err(Error::Unavailable(format!(
+            "backup {} is complete in {}, but copying it to s3 bucket {} failed: {error}",
+            manifest.backup_id,
+            folder.display(),
+            remote.bucket()
+        )));
+    }
+    catalog::set_remote_url(&context.pool, &manifest.backup_id, &remote_url).await?;
+    if let Some(progress) = progress {
+        let _ = progress.try_send(Progress { phase: "upload".into(), item: remote_url, done: total, total, unit: "bytes".into() });
+    }
+    Ok(())
 }
 
 #[tonic::async_trait]
@@ -155,10 +186,16 @@ impl BackupService for BackupApi {
     #[tracing::instrument(skip_all, fields(backup_id = %request.get_ref().backup_id))]
     async fn verify_backup(&self, request: Request<VerifyBackupRequest>) -> Result<Response<Self::VerifyBackupStream>, Status> {
         chatvault_common::auth::require_admin(request.metadata(), "verifying a backup")?;
-        let folder = catalog::folder_of(&self.context.pool, &request.get_ref().backup_id).await?;
+        let backup_id = request.into_inner().backup_id;
+        if self.context.remote.is_none() {
+            // Without a bucket to look in, an unknown id fails the call itself.
+            catalog::folder_of(&self.context.pool, &backup_id).await?;
+        }
+        let context = self.context.clone();
         let stream = progress_stream(
             |progress| VerifyBackupResponse { message: Some(verify_backup_response::Message::Progress(progress)) },
             move |progress| async move {
+                let folder = catalog::folder_of_or_fetch(&context, &backup_id).await?;
                 let mut result = tokio::task::spawn_blocking(move || crate::verify::verify_folder(&folder, Some(&progress)))
                     .await
                     .map_err(|error| Error::Internal(format!("verify task: {error}")))?;
@@ -183,11 +220,15 @@ impl BackupService for BackupApi {
             Ok(BackupFormat::Parquet) => Some("parquet"),
             _ => return Err(Status::invalid_argument("restore reads one format: csv or parquet")),
         };
-        let folder = catalog::folder_of(&self.context.pool, &request.backup_id).await?;
+        if self.context.remote.is_none() {
+            // Without a bucket to look in, an unknown id fails the call itself.
+            catalog::folder_of(&self.context.pool, &request.backup_id).await?;
+        }
         let context = self.context.clone();
         let stream = progress_stream(
             |progress| RestoreBackupResponse { message: Some(restore_backup_response::Message::Progress(progress)) },
             move |progress| async move {
+                let folder = catalog::folder_of_or_fetch(&context, &request.backup_id).await?;
                 let summary = crate::restore::restore_folder(&context, &folder, kind, &actor, Some(progress)).await?;
                 tracing::info!(backup_id = %summary.backup_id, tables = ?summary.tables, "backup restored");
                 let event = BackupRestored { backup_id: summary.backup_id.clone(), tables: summary.tables.clone(), actor: actor.clone() };

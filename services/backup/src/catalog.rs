@@ -1,12 +1,15 @@
 //! The catalog of backups in the service's database, and the conversion to the API's view.
+//! A backup that is not on disk but is in the configured bucket is fetched into the backup
+//! folder and catalogued when it is asked for by id (`folder_of_or_fetch`); ListBackups shows
+//! only the catalog.
 
 use std::path::{Path, PathBuf};
 
 use chatvault_proto::backup::v1::{Backup, BackupTable, TablePosition};
 use deadpool_postgres::Pool;
 
-use crate::manifest::Manifest;
-use crate::Error;
+use crate::manifest::{Manifest, MANIFEST_FILE};
+use crate::{Context, Error};
 
 /// Records the backup in `folder`; a backup already in the catalog is left as it is.
 pub async fn record(pool: &Pool, manifest: &Manifest, folder: &Path) -> Result<(), Error> {
@@ -56,6 +59,47 @@ pub async fn folder_of(pool: &Pool, backup_id: &str) -> Result<PathBuf, Error> {
     let row = client.query_opt("SELECT path FROM backups WHERE backup_id = $1", &[&backup_id]).await?;
     row.map(|row| PathBuf::from(row.get::<_, String>(0)))
         .ok_or_else(|| Error::NotFound(format!("no backup with id {backup_id:?}; `chatvault backup ls` lists them")))
+}
+
+/// Records where the backup's copy in the bucket is.
+pub async fn set_remote_url(pool: &Pool, backup_id: &str, remote_url: &str) -> Result<(), Error> {
+    pool.get().await?.execute("UPDATE backups SET remote_url = $2 WHERE backup_id = $1", &[&backup_id, &remote_url]).await?;
+    Ok(())
+}
+
+/// The folder of backup `backup_id`. When the catalog lacks it, or its folder is gone, and a
+/// bucket is configured that holds it, the backup is first fetched from the bucket into
+/// `<backup folder>/<backup id>` (checked file by file) and catalogued.
+pub async fn folder_of_or_fetch(context: &Context, backup_id: &str) -> Result<PathBuf, Error> {
+    let known = folder_of(&context.pool, backup_id).await;
+    let Some(remote) = &context.remote else {
+        return known;
+    };
+    let folder = match known {
+        Ok(folder) if folder.join(MANIFEST_FILE).is_file() => return Ok(folder),
+        // Catalogued, but the folder was removed: fetch it back to where it was.
+        Ok(folder) => folder,
+        Err(Error::NotFound(_)) => crate::remote::local_folder_for(&context.settings.folder, backup_id)?,
+        Err(other) => return Err(other),
+    };
+    let (manifest, fetched) = if folder.join(MANIFEST_FILE).is_file() {
+        // Copied in after start-up, so discover has not seen it.
+        (Manifest::read(&folder)?, false)
+    } else {
+        if !remote.has_backup(backup_id).await? {
+            return Err(Error::NotFound(format!("no backup with id {backup_id:?} here or in {}", remote.url())));
+        }
+        tracing::info!(backup_id, remote = %remote.url_of(backup_id), folder = %folder.display(), "fetching the backup from the bucket");
+        (remote.download_backup(backup_id, &folder).await?, true)
+    };
+    if manifest.backup_id != backup_id {
+        return Err(Error::Damaged(format!("{} holds backup {}", folder.display(), manifest.backup_id)));
+    }
+    record(&context.pool, &manifest, &folder).await?;
+    if fetched {
+        set_remote_url(&context.pool, backup_id, &remote.url_of(backup_id)).await?;
+    }
+    Ok(folder)
 }
 
 /// Every backup, newest first.

@@ -1,7 +1,8 @@
 //! The backup service: takes consistent snapshots of the archive from the services that own
 //! its tables (storage, users) and writes them as CSV and Parquet with a checksummed
 //! manifest; verifies them; restores them through the platform's own events; and takes
-//! scheduled backups, keeping the newest few.
+//! scheduled backups, keeping the newest few. Where `CHATVAULT_BACKUP_S3_URL` is set, each
+//! backup is also copied to an S3-compatible bucket and fetched back from it on restore.
 
 pub mod api;
 pub mod catalog;
@@ -10,6 +11,7 @@ pub mod create;
 pub mod error;
 pub mod manifest;
 pub mod peers;
+pub mod remote;
 pub mod restore;
 pub mod snapshot_stream;
 pub mod table_files;
@@ -33,7 +35,10 @@ pub const SERVICE_NAME: &str = "backup";
 pub const DEFAULT_PORTS: DefaultPorts = DefaultPorts { grpc: 50055, http: 8085 };
 
 /// The backup service's schema, applied at start-up.
-pub const MIGRATIONS: &[Migration] = &[Migration { id: "backup/0001_backups", sql: include_str!("../migrations/0001_backups.sql") }];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration { id: "backup/0001_backups", sql: include_str!("../migrations/0001_backups.sql") },
+    Migration { id: "backup/0002_remote", sql: include_str!("../migrations/0002_remote.sql") },
+];
 
 /// Where and how backups are written, and the schedule.
 #[derive(Clone, Debug)]
@@ -50,6 +55,8 @@ pub struct BackupSettings {
     pub schedule_format: String,
     /// `CHATVAULT_BACKUP_SCHEDULE_WITH_FILES`: default false.
     pub schedule_with_files: bool,
+    /// `CHATVAULT_BACKUP_S3_*`: the bucket backups are copied to; `None` = local only.
+    pub remote: Option<remote::RemoteSettings>,
 }
 
 impl BackupSettings {
@@ -64,6 +71,7 @@ impl BackupSettings {
             schedule_keep: config.setting("SCHEDULE_KEEP", 7usize)?.max(1),
             schedule_format: format,
             schedule_with_files: config.setting("SCHEDULE_WITH_FILES", false)?,
+            remote: remote::RemoteSettings::from_config(config)?,
         })
     }
 }
@@ -76,11 +84,13 @@ pub struct Context {
     pub pool: Pool,
     pub kafka: KafkaConfig,
     pub events: FutureProducer,
+    /// The bucket backups are copied to, when one is configured.
+    pub remote: Option<remote::RemoteStore>,
 }
 
 impl std::fmt::Debug for Context {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.debug_struct("Context").field("settings", &self.settings).field("peers", &self.peers).finish_non_exhaustive()
+        formatter.debug_struct("Context").field("settings", &self.settings).field("peers", &self.peers).field("remote", &self.remote).finish_non_exhaustive()
     }
 }
 
@@ -105,7 +115,12 @@ impl App {
         if discovered > 0 {
             tracing::info!(discovered, folder = %settings.folder.display(), "backups found on disk added to the catalog");
         }
+        let remote = settings.remote.as_ref().map(remote::RemoteStore::from_settings).transpose()?;
+        if let Some(remote) = &remote {
+            tracing::info!(bucket = remote.bucket(), remote = %remote.url(), "backups are copied to an s3 bucket");
+        }
         let context = Context {
+            remote,
             peers: peers::Peers::from_config(&config)?,
             events: chatvault_common::kafka::idempotent_producer(&config.kafka, "chatvault-backup")?,
             kafka: config.kafka.clone(),

@@ -48,20 +48,20 @@ fn as_user<T>(message: T, user: &str, admin: bool) -> Request<T> {
     request
 }
 
-fn admin<T>(message: T) -> Request<T> {
+pub(crate) fn admin<T>(message: T) -> Request<T> {
     as_user(message, "admin", true)
 }
 
-struct BackupPlatform {
-    database: TestDb,
+pub(crate) struct BackupPlatform {
+    pub(crate) database: TestDb,
     topic_prefix: String,
-    ingest: IngestServiceClient<Channel>,
+    pub(crate) ingest: IngestServiceClient<Channel>,
     uploads: FileUploadServiceClient<Channel>,
     storage: StorageServiceClient<Channel>,
     files: FilesServiceClient<Channel>,
     users: UsersServiceClient<Channel>,
     accounts: AccountsServiceClient<Channel>,
-    backup: BackupServiceClient<Channel>,
+    pub(crate) backup: BackupServiceClient<Channel>,
     _nodes: Vec<TestNode>,
     shutdown: CancellationToken,
 }
@@ -74,8 +74,8 @@ impl Drop for BackupPlatform {
 
 impl BackupPlatform {
     /// Starts every service against a fresh database and topics, with `nodes` storage
-    /// nodes and backups kept in `backups`.
-    async fn start(nodes: usize, backups: &Path) -> Self {
+    /// nodes and backups kept in `backups`; `extra` adds environment variables.
+    pub(crate) async fn start(nodes: usize, backups: &Path, extra: &[(&str, &str)]) -> Self {
         super::helpers::init_test_logging();
         let (database, topic_prefix) = (TestDb::fresh().await, unique_topic_prefix());
         let mut environment = service_environment(database.url.expose(), &topic_prefix);
@@ -100,6 +100,7 @@ impl BackupPlatform {
         environment.insert("CHATVAULT_BACKUP_STORAGE_URL".into(), format!("http://{storage_addr}"));
         environment.insert("CHATVAULT_BACKUP_USERS_URL".into(), format!("http://{users_addr}"));
         environment.insert("CHATVAULT_BACKUP_INGEST_URL".into(), format!("http://{ingest_addr}"));
+        environment.extend(extra.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())));
         let backup = chatvault_backup::App::build(ServiceConfig::from_env_map("backup", chatvault_backup::DEFAULT_PORTS, &environment).expect("config"))
             .await
             .expect("backup starts");
@@ -153,7 +154,7 @@ impl BackupPlatform {
         bytes
     }
 
-    async fn create_backup(&self, format: BackupFormat, with_files: bool) -> Backup {
+    pub(crate) async fn create_backup(&self, format: BackupFormat, with_files: bool) -> Backup {
         let request = CreateBackupRequest { format: format as i32, chat_ids: Vec::new(), with_files };
         let mut stream = self.backup.clone().create_backup(admin(request)).await.expect("create backup").into_inner();
         let mut backup = None;
@@ -165,7 +166,7 @@ impl BackupPlatform {
         backup.expect("the backup is reported")
     }
 
-    async fn restore(&self, backup_id: &str) -> Result<RestoreSummary, tonic::Status> {
+    pub(crate) async fn restore(&self, backup_id: &str) -> Result<RestoreSummary, tonic::Status> {
         let mut stream = self.backup.clone().restore_backup(admin(RestoreBackupRequest { backup_id: backup_id.into(), format: 0 })).await?.into_inner();
         let mut summary = None;
         while let Some(message) = stream.message().await? {
@@ -177,7 +178,7 @@ impl BackupPlatform {
     }
 
     /// Every answer the archive gives, gathered after `token` is applied.
-    async fn answers(&self, token: Option<&str>) -> Answers {
+    pub(crate) async fn answers(&self, token: Option<&str>) -> Answers {
         let token = token.map(|value| ConsistencyToken { value: value.to_owned() });
         let mut storage = self.storage.clone();
         let chats = storage.list_chats(ListChatsRequest { consistency_token: token.clone() }).await.expect("list chats").into_inner().chats;
@@ -224,9 +225,9 @@ impl BackupPlatform {
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]
-struct Answers {
+pub(crate) struct Answers {
     chats: String,
-    message_count: usize,
+    pub(crate) message_count: usize,
     messages: BTreeMap<i64, String>,
     searches: BTreeMap<String, String>,
     authors: BTreeMap<i64, String>,
@@ -257,7 +258,7 @@ fn flip_byte(path: &Path, at: usize) -> u8 {
 
 /// The Python with pyarrow and duckdb: CHATVAULT_PYTHON, else the one scripts/tools.sh
 /// sets up in .state/python.
-fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     if let Ok(python) = std::env::var("CHATVAULT_PYTHON") {
         return PathBuf::from(python);
     }
@@ -290,7 +291,7 @@ async fn upload_backup(client: &mut BackupServiceClient<Channel>, folder: &Path)
 #[tokio::test]
 async fn a_wiped_platform_restored_from_a_backup_answers_as_before() {
     let backups = tempfile::tempdir().expect("temp dir");
-    let source = BackupPlatform::start(6, backups.path()).await;
+    let source = BackupPlatform::start(6, backups.path(), &[]).await;
     source.accounts.clone().register(RegisterRequest { username: OWNER.into(), email: "alice@example.com".into(), password: OWNER_PASSWORD.into() }).await.expect("register");
     let summary = import_with(&mut source.ingest.clone(), &fixture("sample-export")).await.expect("import");
     let payload: Vec<u8> = (0..3_000_000u32).map(|index| (index.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
@@ -354,7 +355,7 @@ async fn a_wiped_platform_restored_from_a_backup_answers_as_before() {
     drop(source);
     let target_backups = tempfile::tempdir().expect("temp dir");
     copy_folder(&folder, &target_backups.path().join(&backup.id));
-    let target = BackupPlatform::start(6, target_backups.path()).await;
+    let target = BackupPlatform::start(6, target_backups.path(), &[]).await;
     let target_folder = target_backups.path().join(&backup.id);
     let listed = target.backup.clone().list_backups(admin(ListBackupsRequest {})).await.expect("list").into_inner().backups;
     assert_eq!(listed.len(), 1, "backups found on disk are catalogued at start");
@@ -432,7 +433,7 @@ fn write_export(path: &Path, chat_id: i64, count: i64) {
 #[tokio::test]
 async fn a_backup_taken_during_an_import_matches_its_positions() {
     let backups = tempfile::tempdir().expect("temp dir");
-    let platform = BackupPlatform::start(0, backups.path()).await;
+    let platform = BackupPlatform::start(0, backups.path(), &[]).await;
     let sample = import_with(&mut platform.ingest.clone(), &fixture("sample-export")).await.expect("import");
     platform.storage.clone().list_chats(ListChatsRequest { consistency_token: sample.consistency_token.clone() }).await.expect("sample applied");
     let sample_messages = platform.count("messages").await as u64;

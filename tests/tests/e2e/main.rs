@@ -6,6 +6,8 @@ mod accounts;
 mod audit;
 mod attachments;
 mod authors;
+mod backup;
+mod backup_s3;
 mod compose_file;
 mod file_placement;
 mod file_restore;
