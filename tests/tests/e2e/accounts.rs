@@ -356,7 +356,7 @@ fn base64_url_decode(text: &str) -> Vec<u8> {
     out
 }
 
-fn base64_url_encode(bytes: &[u8]) -> String {
+pub(crate) fn base64_url_encode(bytes: &[u8]) -> String {
     let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {

@@ -18,5 +18,6 @@ mod helpers;
 mod import_crash_safety;
 mod import_html;
 mod import_json;
+mod kafka_outage;
 mod snapshot_export;
 mod upload_export;
