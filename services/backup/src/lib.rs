@@ -144,6 +144,7 @@ impl App {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), Error> {
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         health_reporter.set_serving::<BackupServiceServer<api::BackupApi>>().await;
+        chatvault_common::revocation::spawn_password_change_follower(&self.config.auth, &self.config.kafka, SERVICE_NAME, shutdown.clone());
         let grpc_router = chatvault_common::grpc::authenticated_server(&self.config.auth)
             .add_service(health_service)
             .add_service(chatvault_common::grpc::reflection_service())

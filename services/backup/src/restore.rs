@@ -251,8 +251,13 @@ async fn restore_files(
         };
         let chunks = read_chunks(path).await?;
         let requests = futures::stream::once(async move { metadata }).chain(chunks);
-        client.upload_file(context.peers.request(requests)).await.map_err(Error::remote("ingest"))?;
-        restored += 1;
+        match client.upload_file(context.peers.request(requests)).await {
+            Ok(_) => restored += 1,
+            // The nodes still hold this file's parts (a restore interrupted before storage
+            // caught up): it is there, not lost.
+            Err(status) if status.code() == tonic::Code::AlreadyExists => already_present += 1,
+            Err(status) => return Err(Error::remote("ingest")(status)),
+        }
     }
     if without_bytes > 0 {
         tracing::warn!(without_bytes, "files of the backup not restored: the backup holds no bytes for them (take backups with --with-files)");

@@ -79,6 +79,7 @@ impl App {
         let accounts_api = api::AccountsApi::new(self.pool.clone(), account_settings, self.config.auth.clone(), outbox_relay.clone());
         accounts_api.bootstrap_admin_from_config().await?;
         let relay_task = tokio::spawn(outbox_relay.run(shutdown.clone()));
+        chatvault_common::revocation::spawn_password_change_follower(&self.config.auth, &self.config.kafka, SERVICE_NAME, shutdown.clone());
         let grpc_router = chatvault_common::grpc::authenticated_server(&self.config.auth)
             .add_service(health_service)
             .add_service(chatvault_common::grpc::reflection_service())
