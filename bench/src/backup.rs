@@ -62,7 +62,7 @@ async fn generate_rows(client: &tokio_postgres::Client, count: u64) -> anyhow::R
     client
         .execute(
             "INSERT INTO chats (chat_id, name, chat_type, message_count, first_message_at, last_message_at, last_import_id, source, imported_at)
-             VALUES ($1, 'Benchmark chat', 'private_supergroup', $2, to_timestamp(1700000000), to_timestamp(1700000000 + $2), 'bench', 'generated', now())",
+             VALUES ($1, 'Benchmark chat', 'private_supergroup', $2::bigint, to_timestamp(1700000000), to_timestamp(1700000000 + $2::bigint), 'bench', 'generated', now())",
             &[&CHAT_ID, &(count as i64)],
         )
         .await?;

@@ -21,6 +21,9 @@ pub enum Error {
     /// A consistency token could not be parsed.
     #[error("invalid consistency token: {0}")]
     InvalidToken(String),
+    /// Kafka (or another dependency) is unreachable; retrying later may work.
+    #[error("{0}")]
+    Unavailable(String),
     /// A bounded wait ran out.
     #[error("timed out: {0}")]
     Timeout(String),

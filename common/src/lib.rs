@@ -19,6 +19,7 @@ pub mod shutdown;
 pub mod snapshot;
 pub mod telemetry;
 pub mod topics;
+pub mod transaction;
 
 #[cfg(feature = "test-support")]
 pub mod test_support;

@@ -18,7 +18,6 @@ use chatvault_proto::backup::v1::{
 };
 use futures::Stream;
 use prost::Message;
-use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
@@ -100,8 +99,8 @@ async fn publish_event(context: &Context, backup_id: &str, actor: &str, event: b
     };
     let payload = BackupEvent { event: Some(event) }.encode_to_vec();
     let topic = context.kafka.topic(BACKUP_EVENTS);
-    let headers = Envelope::new(event_type, "backup", chatvault_common::telemetry::traceparent_of(&tracing::Span::current())).to_headers();
-    let headers: OwnedHeaders = headers.insert(Header { key: "actor", value: Some(actor) });
+    let envelope = Envelope::new(event_type, "backup", chatvault_common::telemetry::traceparent_of(&tracing::Span::current()));
+    let headers = chatvault_common::caller::act_as(actor.to_owned(), async move { envelope.to_headers() }).await;
     let record = FutureRecord::to(&topic).key(backup_id).payload(&payload).headers(headers);
     if let Err((error, _)) = context.events.send(record, Duration::from_secs(10)).await {
         tracing::warn!(%error, backup_id, event_type, "publishing the backup event failed");

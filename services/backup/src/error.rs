@@ -56,6 +56,7 @@ impl From<Error> for tonic::Status {
                 tracing::warn!(service, code = ?status.code(), message = status.message(), "a call to another service failed");
                 tonic::Status::new(status.code(), format!("{service}: {}", status.message()))
             }
+            Error::Common(chatvault_common::Error::Unavailable(message)) => tonic::Status::unavailable(message),
             Error::Pool(cause) => {
                 tracing::error!(error = ?cause, "database unavailable");
                 tonic::Status::unavailable("the database is not reachable; try again later")

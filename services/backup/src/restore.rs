@@ -10,10 +10,9 @@ use std::time::Duration;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int16Type, Int64Type, TimestampMicrosecondType};
 use arrow_array::{Array, RecordBatch, StringArray};
-use chatvault_common::config::KafkaConfig;
 use chatvault_common::consistency::Positions;
-use chatvault_common::envelope::Envelope;
 use chatvault_common::topics::CHAT_EVENTS;
+use chatvault_common::transaction::TransactionalPublisher;
 use chatvault_proto::backup::v1::{Progress, RestoreSummary, RestoredTable};
 use chatvault_proto::chat::v1::{chat_event, ChatEvent, ChatImported, Media, MessagePosted, TextEntity};
 use chatvault_proto::ingest::v1::file_upload_service_client::FileUploadServiceClient;
@@ -24,13 +23,8 @@ use chatvault_proto::storage::v1::storage_service_client::StorageServiceClient;
 use chatvault_proto::storage::v1::ListChatsRequest;
 use chatvault_proto::users::v1::accounts_service_client::AccountsServiceClient;
 use chatvault_proto::users::v1::RestoredAccount;
-use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use prost::Message;
-use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
-use rdkafka::types::RDKafkaErrorCode;
 use tokio::sync::mpsc;
 
 use crate::copy_binary::ColumnSpec;
@@ -39,8 +33,6 @@ use crate::snapshot_stream::{consume_snapshot, TableSink};
 use crate::table_files::TableReader;
 use crate::{Context, Error};
 
-const TRANSACTION_CALL_TIMEOUT: Duration = Duration::from_secs(60);
-const MAX_IN_FLIGHT: usize = 20_000;
 /// How long a restore waits for storage to apply what it published.
 const PROJECTION_WAIT: Duration = Duration::from_secs(600);
 
@@ -154,8 +146,13 @@ fn report(progress: Option<&mpsc::Sender<Progress>>, item: &str, done: u64, tota
     }
 }
 
-/// Restores the backup in `folder`. Nothing is written unless the whole backup checks out.
+/// Restores the backup in `folder` as `actor` (who the restored events name). Nothing is
+/// written unless the whole backup checks out.
 pub async fn restore_folder(context: &Context, folder: &Path, kind: Option<&str>, actor: &str, progress: Option<mpsc::Sender<Progress>>) -> Result<RestoreSummary, Error> {
+    chatvault_common::caller::act_as(actor.to_owned(), restore_as_caller(context, folder, kind, progress)).await
+}
+
+async fn restore_as_caller(context: &Context, folder: &Path, kind: Option<&str>, progress: Option<mpsc::Sender<Progress>>) -> Result<RestoreSummary, Error> {
     let progress = progress.as_ref();
     let checking = folder.to_path_buf();
     let manifest = tokio::task::spawn_blocking(move || crate::verify::checked_manifest(&checking))
@@ -174,7 +171,7 @@ pub async fn restore_folder(context: &Context, folder: &Path, kind: Option<&str>
     if manifest.table("files").is_some() {
         tables.push(restore_files(context, &manifest, folder, kind, &present, progress).await?);
     }
-    let (chats, messages, positions) = restore_chat_events(context, &manifest, folder, kind, &present, actor, progress).await?;
+    let (chats, messages, positions) = restore_chat_events(context, &manifest, folder, kind, &present, progress).await?;
     tables.push(chats);
     tables.push(messages);
     let token = positions.to_token();
@@ -312,17 +309,18 @@ async fn restore_chat_events(
     folder: &Path,
     kind: Option<&str>,
     present: &PresentKeys,
-    actor: &str,
     progress: Option<&mpsc::Sender<Progress>>,
 ) -> Result<(RestoredTable, RestoredTable, Positions), Error> {
     let mut chats = RestoredTable { name: "chats".into(), ..Default::default() };
     let mut messages = RestoredTable { name: "messages".into(), ..Default::default() };
     let total_messages = manifest.table("messages").map_or(0, |table| table.rows);
-    let mut publisher = Publisher::begin(&context.kafka, &context.kafka.topic(CHAT_EVENTS), &manifest.backup_id, actor).await?;
+    let transactional_id = format!("chatvault-backup-restore-{}-{}", manifest.backup_id, uuid::Uuid::now_v7().simple());
+    let topic = context.kafka.topic(CHAT_EVENTS);
+    let mut publisher = TransactionalPublisher::begin(&context.kafka, &topic, "backup", &transactional_id).await?;
     let outcome: Result<(), Error> = async {
         for batch in read_table(manifest, folder, "chats", kind)? {
             for event in chat_events(&batch?, present, &mut chats)? {
-                publisher.publish(event).await?;
+                publisher.publish(&event.key, event.event_type, &event.payload).await?;
             }
         }
         let mut done = 0u64;
@@ -330,7 +328,7 @@ async fn restore_chat_events(
             let batch = batch?;
             done += batch.num_rows() as u64;
             for event in message_events(&batch, present, &mut messages)? {
-                publisher.publish(event).await?;
+                publisher.publish(&event.key, event.event_type, &event.payload).await?;
             }
             report(progress, "messages", done, total_messages, "rows");
         }
@@ -486,108 +484,6 @@ async fn wait_for_storage(context: &Context, token: &str) -> Result<(), Error> {
             Ok(_) => return Ok(()),
             Err(status) if status.code() == tonic::Code::DeadlineExceeded && tokio::time::Instant::now() < deadline => continue,
             Err(status) => return Err(Error::remote("storage")(status)),
-        }
-    }
-}
-
-/// Publishes records in one Kafka transaction, a bounded number in flight.
-struct Publisher {
-    producer: FutureProducer,
-    topic: String,
-    actor: String,
-    traceparent: Option<String>,
-    in_flight: FuturesUnordered<DeliveryFuture>,
-    positions: Positions,
-}
-
-impl Publisher {
-    async fn begin(kafka: &KafkaConfig, topic: &str, backup_id: &str, actor: &str) -> Result<Self, Error> {
-        let transactional_id = format!("chatvault-backup-restore-{backup_id}-{}", uuid::Uuid::now_v7().simple());
-        let producer = chatvault_common::kafka::transactional_producer(kafka, "chatvault-backup", &transactional_id)?;
-        let starting = producer.clone();
-        tokio::task::spawn_blocking(move || -> Result<(), KafkaError> {
-            starting.init_transactions(TRANSACTION_CALL_TIMEOUT)?;
-            starting.begin_transaction()
-        })
-        .await
-        .map_err(|error| Error::Internal(format!("transaction start: {error}")))?
-        .map_err(|error| Error::Unavailable(format!("cannot start a Kafka transaction: {error}")))?;
-        Ok(Self {
-            producer,
-            topic: topic.to_owned(),
-            actor: actor.to_owned(),
-            traceparent: chatvault_common::telemetry::traceparent_of(&tracing::Span::current()),
-            in_flight: FuturesUnordered::new(),
-            positions: Positions::default(),
-        })
-    }
-
-    async fn publish(&mut self, event: ChatRecord) -> Result<(), Error> {
-        let headers = Envelope::new(event.event_type, "backup", self.traceparent.clone()).to_headers();
-        let headers: OwnedHeaders = headers.insert(Header { key: "actor", value: Some(self.actor.as_str()) });
-        let topic = self.topic.clone();
-        let mut record = FutureRecord::to(&topic).key(&event.key).payload(&event.payload).headers(headers);
-        loop {
-            match self.producer.send_result(record) {
-                Ok(delivery) => {
-                    self.in_flight.push(delivery);
-                    break;
-                }
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
-                    record = returned;
-                    if !self.reap().await? {
-                        tokio::time::sleep(Duration::from_millis(2)).await;
-                    }
-                }
-                Err((error, _)) => return Err(error.into()),
-            }
-        }
-        while self.in_flight.len() > MAX_IN_FLIGHT {
-            self.reap().await?;
-        }
-        Ok(())
-    }
-
-    async fn reap(&mut self) -> Result<bool, Error> {
-        match self.in_flight.next().await {
-            None => Ok(false),
-            Some(Ok(Ok(delivery))) => {
-                self.positions.record_written(&self.topic, delivery.partition, delivery.offset);
-                Ok(true)
-            }
-            Some(Ok(Err((error, _)))) => Err(error.into()),
-            Some(Err(_)) => Err(Error::Internal("the producer dropped a delivery report".into())),
-        }
-    }
-
-    async fn commit(mut self) -> Result<Positions, Error> {
-        if let Err(error) = async {
-            while self.reap().await? {}
-            Ok::<(), Error>(())
-        }
-        .await
-        {
-            self.abort().await;
-            return Err(error);
-        }
-        let committing = self.producer.clone();
-        let committed = tokio::task::spawn_blocking(move || committing.commit_transaction(TRANSACTION_CALL_TIMEOUT))
-            .await
-            .map_err(|error| Error::Internal(format!("transaction commit: {error}")))?;
-        if let Err(error) = committed {
-            self.abort().await;
-            return Err(Error::Unavailable(format!("committing the restore's Kafka transaction failed: {error}")));
-        }
-        Ok(self.positions)
-    }
-
-    async fn abort(self) {
-        let aborting = self.producer.clone();
-        drop(self.in_flight);
-        match tokio::task::spawn_blocking(move || aborting.abort_transaction(TRANSACTION_CALL_TIMEOUT)).await {
-            Ok(Ok(())) => tracing::info!("restore transaction aborted"),
-            Ok(Err(error)) => tracing::error!(%error, "aborting the restore transaction failed; it will time out"),
-            Err(error) => tracing::error!(%error, "abort task failed"),
         }
     }
 }

@@ -251,7 +251,7 @@ impl Iterator for TableReader {
 mod tests {
     use arrow_array::cast::AsArray;
     use arrow_array::types::Int64Type;
-    use arrow_array::{Array, Int64Array, StringArray, TimestampMicrosecondArray};
+    use arrow_array::{Int64Array, StringArray, TimestampMicrosecondArray};
 
     use std::sync::Arc;
 

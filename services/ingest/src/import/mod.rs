@@ -7,7 +7,6 @@
 
 pub mod attachments;
 mod event_mapping;
-mod publisher;
 pub mod source;
 pub mod upload;
 
@@ -24,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Error;
 pub use event_mapping::{chat_imported_event, message_posted_event, EncodedEvent, CHAT_IMPORTED_TYPE, MESSAGE_POSTED_TYPE};
-use publisher::TransactionalPublisher;
+use chatvault_common::transaction::TransactionalPublisher;
 pub use source::{locate_export, ExportSource};
 use attachments::AttachmentStore;
 use source::{export_bytes_total, ExportReader};
@@ -77,7 +76,8 @@ pub async fn run_import(
     let started = Instant::now();
     let bytes_total = export_bytes_total(&request.source);
     let topic = kafka.topic(CHAT_EVENTS);
-    let mut publisher = TransactionalPublisher::begin(kafka, &topic, &request.import_id).await?;
+    let transactional_id = format!("chatvault-ingest-{}", request.import_id);
+    let mut publisher = TransactionalPublisher::begin(kafka, &topic, "ingest", &transactional_id).await.map_err(from_publisher)?;
 
     let (batches, mut receiver) = mpsc::channel::<ParsedItem>(BATCHES_IN_CHANNEL);
     let parser_request = request.clone();
@@ -94,8 +94,13 @@ pub async fn run_import(
             publish_error = Some(Error::Cancelled);
             break;
         }
-        if let Err(error) = publisher.publish_all(records).await {
-            publish_error = Some(error);
+        for record in &records {
+            if let Err(error) = publisher.publish(&record.key, record.event_type, &record.payload).await {
+                publish_error = Some(from_publisher(error));
+                break;
+            }
+        }
+        if publish_error.is_some() {
             break;
         }
         if last_progress.elapsed() >= PROGRESS_INTERVAL {
@@ -114,7 +119,7 @@ pub async fn run_import(
         }
     };
     let published = publisher.published();
-    let positions = publisher.commit().await?;
+    let positions = publisher.commit().await.map_err(from_publisher)?;
     on_progress(progress_of(totals.bytes_read.max(bytes_read), bytes_total, published, started));
     Ok(ImportSummary {
         import_id: request.import_id,
@@ -208,4 +213,13 @@ fn parse_and_encode(
         return Err(Error::Cancelled);
     }
     Ok(totals)
+}
+
+/// Keeps Kafka's unavailability as such (UNAVAILABLE to the caller, "try again later").
+fn from_publisher(error: chatvault_common::Error) -> Error {
+    match error {
+        chatvault_common::Error::Unavailable(message) => Error::Unavailable(message),
+        chatvault_common::Error::Kafka(cause) => Error::Kafka(cause),
+        other => Error::Common(other),
+    }
 }
