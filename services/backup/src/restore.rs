@@ -47,29 +47,29 @@ pub fn read_table(manifest: &Manifest, folder: &Path, table: &str, kind: Option<
     TableReader::open(folder, file, &entry.columns)
 }
 
+/// The column `name` of `batch`, which must be present.
+fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a arrow_array::ArrayRef, Error> {
+    batch.column_by_name(name).ok_or_else(|| Error::Damaged(format!("column {name} is missing")))
+}
+
 /// The text column `name` of `batch`.
 pub fn text_column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a StringArray, Error> {
-    batch
-        .column_by_name(name)
-        .ok_or_else(|| Error::Damaged(format!("column {name} is missing")))?
-        .as_string_opt::<i32>()
-        .ok_or_else(|| Error::Damaged(format!("column {name} is not text")))
+    column(batch, name)?.as_string_opt::<i32>().ok_or_else(|| Error::Damaged(format!("column {name} is not text")))
+}
+
+/// The column `name` of `batch` as Arrow primitive type `T` (the tables' schema fixes it).
+fn primitive_column<'a, T: arrow_array::ArrowPrimitiveType>(batch: &'a RecordBatch, name: &str) -> Result<&'a arrow_array::PrimitiveArray<T>, Error> {
+    column(batch, name)?
+        .as_primitive_opt::<T>()
+        .ok_or_else(|| Error::Damaged(format!("column {name} is not of type {}", T::DATA_TYPE)))
 }
 
 fn int64_column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a arrow_array::Int64Array, Error> {
-    batch
-        .column_by_name(name)
-        .ok_or_else(|| Error::Damaged(format!("column {name} is missing")))?
-        .as_primitive_opt::<Int64Type>()
-        .ok_or_else(|| Error::Damaged(format!("column {name} is not a 64-bit integer")))
+    primitive_column::<Int64Type>(batch, name)
 }
 
 fn timestamp_column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a arrow_array::TimestampMicrosecondArray, Error> {
-    batch
-        .column_by_name(name)
-        .ok_or_else(|| Error::Damaged(format!("column {name} is missing")))?
-        .as_primitive_opt::<TimestampMicrosecondType>()
-        .ok_or_else(|| Error::Damaged(format!("column {name} is not a timestamp")))
+    primitive_column::<TimestampMicrosecondType>(batch, name)
 }
 
 fn optional_text(column: &StringArray, row: usize) -> Option<String> {
@@ -354,9 +354,7 @@ fn chat_events(batch: &RecordBatch, present: &PresentKeys, counts: &mut Restored
     let ids = int64_column(batch, "chat_id")?;
     let names = text_column(batch, "name")?;
     let types = text_column(batch, "chat_type")?;
-    let left = batch
-        .column_by_name("left_chat")
-        .ok_or_else(|| Error::Damaged("column left_chat is missing".into()))?
+    let left = column(batch, "left_chat")?
         .as_boolean_opt()
         .ok_or_else(|| Error::Damaged("column left_chat is not boolean".into()))?;
     let import_ids = text_column(batch, "last_import_id")?;
@@ -388,11 +386,7 @@ fn chat_events(batch: &RecordBatch, present: &PresentKeys, counts: &mut Restored
 fn message_events(batch: &RecordBatch, present: &PresentKeys, counts: &mut RestoredTable) -> Result<Vec<ChatRecord>, Error> {
     let chat_ids = int64_column(batch, "chat_id")?;
     let message_ids = int64_column(batch, "message_id")?;
-    let kinds = batch
-        .column_by_name("kind")
-        .ok_or_else(|| Error::Damaged("column kind is missing".into()))?
-        .as_primitive_opt::<Int16Type>()
-        .ok_or_else(|| Error::Damaged("column kind is not a small integer".into()))?;
+    let kinds = primitive_column::<Int16Type>(batch, "kind")?;
     let sent = timestamp_column(batch, "sent_at")?;
     let edited = timestamp_column(batch, "edited_at")?;
     let text = |name: &str| text_column(batch, name);
