@@ -503,3 +503,39 @@ fn distinct_messages_before(topic: &str, positions: &[(i32, i64)]) -> u64 {
     }
     keys.len() as u64
 }
+
+#[tokio::test]
+async fn scheduled_backups_run_on_their_interval_and_keep_the_newest() {
+    let backups = tempfile::tempdir().expect("temp dir");
+    let schedule = [("CHATVAULT_BACKUP_SCHEDULE_SECONDS", "1"), ("CHATVAULT_BACKUP_SCHEDULE_KEEP", "2"), ("CHATVAULT_BACKUP_SCHEDULE_FORMAT", "csv")];
+    let platform = BackupPlatform::start(0, backups.path(), &schedule).await;
+    import_with(&mut platform.ingest.clone(), &fixture("sample-export")).await.expect("import");
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    let listed = loop {
+        let listed = platform.backup.clone().list_backups(admin(ListBackupsRequest {})).await.expect("list").into_inner().backups;
+        seen.extend(listed.iter().map(|backup| backup.id.clone()));
+        if seen.len() >= 4 && listed.len() == 2 {
+            break listed;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "scheduled backups seen: {seen:?}, listed now: {}", listed.len());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    for backup in &listed {
+        assert_eq!(backup.origin, "scheduled");
+        assert_eq!(backup.formats, vec!["csv".to_owned()]);
+    }
+    // The two listed are among the newest seen (one more may have finished since the
+    // listing), and the oldest folders are gone.
+    let newest: Vec<&String> = seen.iter().rev().take(3).collect();
+    let folders: std::collections::BTreeSet<String> = std::fs::read_dir(backups.path())
+        .expect("read")
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| !name.starts_with('.'))
+        .collect();
+    assert!(listed.iter().all(|backup| newest.contains(&&backup.id)), "the newest are kept: {listed:?} of {seen:?}");
+    let oldest = seen.iter().next().expect("one seen");
+    assert!(!folders.contains(oldest), "the oldest scheduled backup's folder is deleted: {folders:?}");
+    assert!(folders.len() <= 3, "at most the kept backups (and one just finished) are on disk: {folders:?}");
+}
