@@ -218,8 +218,7 @@ impl BackupPlatform {
     }
 
     async fn count(&self, table: &str) -> i64 {
-        let (client, connection) = tokio_postgres::connect(self.database.url.expose(), tokio_postgres::NoTls).await.expect("connect");
-        tokio::spawn(connection);
+        let client = self.database.client().await;
         client.query_one(&format!("SELECT count(*) FROM {table}"), &[]).await.expect("count").get(0)
     }
 }
