@@ -23,6 +23,16 @@ BEGIN
 END
 $$;
 
+-- Commits of chatvault's roles do not wait for the WAL flush: a crash of PostgreSQL may
+-- lose the last few hundred milliseconds of projection commits, which the projections
+-- re-apply from Kafka (offsets are stored in the same transactions), and never corrupts
+-- anything (fsync stays on). Set on the roles, not the cluster, so other databases of a
+-- shared cluster keep their settings.
+ALTER ROLE storage SET synchronous_commit = off;
+ALTER ROLE users SET synchronous_commit = off;
+ALTER ROLE audit SET synchronous_commit = off;
+ALTER ROLE backup SET synchronous_commit = off;
+
 -- Databases, each owned by its role.
 SELECT format('CREATE DATABASE %I OWNER %I', d, d)
 FROM unnest(ARRAY['storage', 'users', 'audit', 'backup']) AS d

@@ -16,6 +16,11 @@
 #   .state/logs/kafka.log           broker stdout/stderr
 #   .state/run/kafka.pid            pid of the broker we started
 #   .state/run/postgres.started     marker: this script started the PostgreSQL cluster
+#   .state/run/postgres.created     marker: this script installed PostgreSQL or created
+#                                   the cluster, so it may configure it (max_connections)
+#
+# A PostgreSQL cluster this script did not create is never reconfigured or restarted:
+# what chatvault needs goes on its own roles (db-init/: synchronous_commit per role).
 #
 # Environment knobs (all optional):
 #   KAFKA_START_TIMEOUT  seconds to wait for the broker (default 90)
@@ -40,6 +45,7 @@ RUN_DIR="$STATE/run"
 KAFKA_LOG="$LOG_DIR/kafka.log"
 KAFKA_PID="$RUN_DIR/kafka.pid"
 PG_STARTED="$RUN_DIR/postgres.started"
+PG_CREATED="$RUN_DIR/postgres.created"
 NODES_DIR="$STATE/nodes"
 DB_INIT_DIR="$ROOT/db-init"
 
@@ -201,6 +207,9 @@ pg_install() {
         log "postgresql not installed; installing Debian's postgresql"
         apt_install postgresql
         [ -n "$(pg_version || true)" ] || die "postgresql installed but no server under /usr/lib/postgresql"
+        # The package's main cluster exists because of this install: it is ours to tune.
+        mkdir -p "$RUN_DIR"
+        pg_version >"$PG_CREATED"
     fi
     command -v psql >/dev/null 2>&1 || apt_install postgresql-client
 }
@@ -211,6 +220,8 @@ pg_start_local() {
         log "creating postgresql $v cluster 'main' on port $PG_PORT"
         as_root pg_createcluster --port "$PG_PORT" "$v" main >/dev/null \
             || die "pg_createcluster $v main failed"
+        mkdir -p "$RUN_DIR"
+        echo "$v" >"$PG_CREATED"
     fi
     local port
     port="$(as_root pg_conftool -s "$v" main show port 2>/dev/null || echo "$PG_PORT")"
@@ -231,30 +242,22 @@ pg_start_local() {
     pg_wait
 }
 
-# Tuning of the local Debian cluster (only when it is ours to tune).
+# Tuning of the cluster: only one this script installed or created (marker
+# $PG_CREATED). Any other cluster is left exactly as it is; when it allows too few
+# connections for the services and the tests, say so.
 pg_tune_local() {
-    [ -z "${CHATVAULT_PG_ADMIN_URL:-}" ] || return 0
-    local v; v="$(pg_version || true)"
-    [ -n "$v" ] && pg_local_socket || return 0
-    # For test speed: commits do not wait for the WAL flush (a crash may lose the
-    # last few hundred ms of commits, never corrupts). fsync stays ON.
-    local sc mc
-    sc="$(pg_super_psql -d postgres -At -c 'SHOW synchronous_commit')"
-    if [ "$sc" != "off" ]; then
-        log "postgresql: ALTER SYSTEM SET synchronous_commit = off (test speed; fsync stays on)"
-        pg_super_psql -d postgres -c 'ALTER SYSTEM SET synchronous_commit = off' -c 'SELECT pg_reload_conf()' >/dev/null
-    fi
+    local v mc
     mc="$(pg_super_psql -d postgres -At -c 'SHOW max_connections')"
-    if [ "$mc" -lt "$PG_MAX_CONNECTIONS" ]; then
-        pg_super_psql -d postgres -c "ALTER SYSTEM SET max_connections = $PG_MAX_CONNECTIONS" >/dev/null
-        if [ -f "$PG_STARTED" ]; then
-            log "postgresql: max_connections $mc -> $PG_MAX_CONNECTIONS (restarting $v/main)"
-            as_root pg_ctlcluster "$v" main restart 9>&- || die "pg_ctlcluster $v main restart failed"
-            pg_wait
-        else
-            log "postgresql: max_connections is $mc; set to $PG_MAX_CONNECTIONS, takes effect on the next restart"
-        fi
+    [ "$mc" -lt "$PG_MAX_CONNECTIONS" ] || return 0
+    v="$(cat "$PG_CREATED" 2>/dev/null || true)"
+    if [ -z "$v" ] || [ -n "${CHATVAULT_PG_ADMIN_URL:-}" ] || ! pg_local_socket; then
+        log "postgresql: max_connections is $mc (chatvault's services and tests want $PG_MAX_CONNECTIONS); this cluster was not created by stack.sh, so it is left as it is: raise it yourself if connections run out"
+        return 0
     fi
+    pg_super_psql -d postgres -c "ALTER SYSTEM SET max_connections = $PG_MAX_CONNECTIONS" >/dev/null
+    log "postgresql: max_connections $mc -> $PG_MAX_CONNECTIONS on the cluster stack.sh created (restarting $v/main)"
+    as_root pg_ctlcluster "$v" main restart 9>&- || die "pg_ctlcluster $v main restart failed"
+    pg_wait
 }
 
 pg_apply_init() {

@@ -15,8 +15,27 @@ pub const TRACEPARENT: &str = "traceparent";
 pub const CONTENT_TYPE: &str = "content-type";
 /// Who caused the event: a username, or `system:<service>` for a service's own work.
 pub const ACTOR: &str = "actor";
-/// Set on dead-letter records: why the record could not be applied.
+/// Set on dead-letter records: why the record could not be applied (one line a person reads).
 pub const DLQ_ERROR: &str = "dlq-error";
+/// Set on dead-letter records whose application failed in PostgreSQL: the SQLSTATE code
+/// (five characters, as `22P05`; PostgreSQL manual, appendix A "Error Codes").
+pub const DLQ_SQLSTATE: &str = "dlq-sqlstate";
+/// Set on dead-letter records when PostgreSQL gave a DETAIL line.
+pub const DLQ_DETAIL: &str = "dlq-detail";
+/// Set on dead-letter records: the projection that could not apply the record.
+pub const DLQ_PROJECTION: &str = "dlq-projection";
+/// Set on dead-letter records: the topic, partition and offset the record came from.
+pub const DLQ_ORIGINAL_TOPIC: &str = "dlq-original-topic";
+pub const DLQ_ORIGINAL_PARTITION: &str = "dlq-original-partition";
+pub const DLQ_ORIGINAL_OFFSET: &str = "dlq-original-offset";
+/// Set on dead-letter records: when the record was dead-lettered (RFC 3339, UTC).
+pub const DLQ_FAILED_AT: &str = "dlq-failed-at";
+/// Set on records re-published by `chatvault dlq replay`: the dead-letter topic, partition
+/// and offset they were replayed from, as `topic@partition:offset`.
+pub const DLQ_REPLAYED_FROM: &str = "dlq-replayed-from";
+
+/// The content type of JSON record values (the log lines on `audit.logs`).
+pub const JSON_CONTENT_TYPE: &str = "application/json";
 
 /// The content type of protobuf record values.
 pub const PROTOBUF_CONTENT_TYPE: &str = "application/x-protobuf";

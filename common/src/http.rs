@@ -2,6 +2,7 @@
 //! routes the service merges in.
 
 use std::sync::LazyLock;
+use std::time::Duration;
 
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -11,6 +12,8 @@ use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Text
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::projection::ProjectionHealth;
+
 /// Records applied by projections, by projection and topic.
 pub static PROJECTION_RECORDS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register(IntCounterVec::new(
@@ -19,7 +22,7 @@ pub static PROJECTION_RECORDS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     ))
 });
 
-/// Records a projection could not decode and sent to the dead-letter topic.
+/// Records a projection could not decode or apply and sent to the dead-letter topic.
 pub static PROJECTION_DEAD_LETTERS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register(IntCounterVec::new(
         Opts::new("chatvault_projection_dead_letters_total", "records sent to a dead-letter topic"),
@@ -43,11 +46,21 @@ pub static EVENTS_PUBLISHED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     ))
 });
 
-/// gRPC requests handled, by method and status code.
+/// gRPC calls handled, by gRPC service (`chatvault.storage.v1.StorageService`), method
+/// and status code name (`OK`, `NOT_FOUND`, ...); counted by [`crate::grpc::GrpcMetricsLayer`].
 pub static GRPC_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register(IntCounterVec::new(
-        Opts::new("chatvault_grpc_requests_total", "gRPC requests handled"),
-        &["method", "code"],
+        Opts::new("chatvault_grpc_requests_total", "gRPC calls handled, by service, method and status code"),
+        &["service", "method", "code"],
+    ))
+});
+
+/// Seconds from a gRPC call's request to the end of its response, by service and method.
+pub static GRPC_REQUEST_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register(HistogramVec::new(
+        HistogramOpts::new("chatvault_grpc_request_seconds", "time from a gRPC request to the end of its response")
+            .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0]),
+        &["service", "method"],
     ))
 });
 
@@ -60,9 +73,36 @@ fn register<M: prometheus::core::Collector + Clone + 'static>(metric: Result<M, 
     metric
 }
 
-/// Returns `/metrics` and `/healthz`, merged with `service_routes`.
+/// Returns `/metrics` and `/healthz`, merged with `service_routes`, for a service without
+/// projections.
 pub fn router_with_metrics(service_routes: Router) -> Router {
-    service_routes.route("/metrics", get(metrics)).route("/healthz", get(|| async { "ok" }))
+    router_with_health(service_routes, ProjectionHealth::default(), DEFAULT_STUCK_AFTER)
+}
+
+/// How long a projection may fail without a break before `/healthz` reports it stuck.
+pub const DEFAULT_STUCK_AFTER: Duration = Duration::from_secs(60);
+
+/// Returns `/metrics` and `/healthz`, merged with `service_routes`. `/healthz` answers 200
+/// with `{"status":"ok","projections":{…}}` while every projection applies its records, and
+/// 503 with `"status":"stuck"` and the names in `"stuck"` once one has failed for longer
+/// than `stuck_after` without a break (its last error is in its entry).
+pub fn router_with_health(service_routes: Router, health: ProjectionHealth, stuck_after: Duration) -> Router {
+    service_routes.route("/metrics", get(metrics)).route(
+        "/healthz",
+        get(move || {
+            let health = health.clone();
+            async move {
+                let stuck = health.stuck(stuck_after);
+                let status = if stuck.is_empty() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+                let body = serde_json::json!({
+                    "status": if stuck.is_empty() { "ok" } else { "stuck" },
+                    "stuck": stuck,
+                    "projections": health.states(),
+                });
+                (status, axum::Json(body))
+            }
+        }),
+    )
 }
 
 async fn metrics() -> impl IntoResponse {

@@ -10,6 +10,7 @@ pub mod db;
 pub mod envelope;
 pub mod error;
 pub mod grpc;
+pub mod host;
 pub mod http;
 pub mod kafka;
 pub mod log_shipping;
@@ -17,7 +18,9 @@ pub mod projection;
 pub mod revocation;
 pub mod shutdown;
 pub mod snapshot;
+pub mod status;
 pub mod telemetry;
+pub mod text;
 pub mod topics;
 pub mod transaction;
 

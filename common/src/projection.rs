@@ -4,7 +4,22 @@
 //!
 //! Redelivery after a crash is therefore harmless: a batch is applied together with its
 //! offsets or not at all, and a `kill -9` at any instant loses and duplicates nothing.
-//! Records that cannot be decoded go to `<topic>.dlq` with the reason in a header.
+//!
+//! A projection never stalls on one record. A record that cannot be decoded, or whose
+//! application fails for a reason that lies in the record (PostgreSQL classes 22 "data
+//! exception", 23 "integrity constraint violation", 54 "program limit exceeded", or an
+//! error the projection raises itself), is isolated: the batch is re-applied in halves under
+//! savepoints until the one record is found, that record goes to `<topic>.dlq` with the
+//! error in its headers ([`crate::envelope::DLQ_ERROR`] and the other `dlq-*` headers), and
+//! the offsets move past it in the same transaction as the rest of the batch. Faults of the
+//! database or the connection (lost connection, serialization failure, shutdown, out of
+//! resources, and every other class) are retried with backoff and never dead-lettered.
+//! Dead letters are written before the transaction commits, so a crash in between can
+//! write a dead letter twice but never lose one.
+//!
+//! [`Projection::apply`] may therefore run several times within one transaction, each time
+//! with a different part of the batch: staging tables must be dropped at the end of each
+//! call.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -20,7 +35,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::KafkaConfig;
 use crate::consistency::{AppliedPositions, Positions};
-use crate::envelope::{self, DLQ_ERROR};
+use crate::envelope::{self, DLQ_DETAIL, DLQ_ERROR, DLQ_FAILED_AT, DLQ_ORIGINAL_OFFSET, DLQ_ORIGINAL_PARTITION, DLQ_ORIGINAL_TOPIC, DLQ_PROJECTION, DLQ_SQLSTATE};
+use crate::error::FailureReport;
 use crate::http::{PROJECTION_BATCH_SECONDS, PROJECTION_DEAD_LETTERS, PROJECTION_RECORDS};
 use crate::telemetry::set_remote_parent;
 use crate::topics::dead_letter_topic;
@@ -50,6 +66,11 @@ pub trait Projection: Send + Sync + 'static {
     fn decode(&self, record: &OwnedMessage) -> std::result::Result<Self::Event, String>;
 
     /// Applies a batch inside `transaction`; the runner stores the offsets and commits.
+    /// May be called several times in one transaction with consecutive parts of a batch
+    /// (while a record that cannot be applied is isolated), so it must leave no staging
+    /// table behind. An error that lies in a record ([`Error::Other`], [`Error::Decode`],
+    /// PostgreSQL classes 22, 23 and 54) sends that record to the dead-letter topic; any
+    /// other error is retried.
     fn apply(
         &self,
         transaction: &tokio_postgres::Transaction<'_>,
@@ -81,12 +102,32 @@ pub struct ProjectionRunner<P: Projection> {
     topics: Vec<String>,
     applied: AppliedPositions,
     settings: BatchSettings,
+    health: ProjectionHealth,
 }
 
 impl<P: Projection> ProjectionRunner<P> {
     /// Returns a runner of `projection` over `topics` (full names, prefix included).
     pub fn new(projection: P, pool: Pool, kafka: KafkaConfig, topics: Vec<String>, applied: AppliedPositions) -> Self {
-        Self { projection: Arc::new(projection), pool, kafka, topics, applied, settings: BatchSettings::default() }
+        Self {
+            projection: Arc::new(projection),
+            pool,
+            kafka,
+            topics,
+            applied,
+            settings: BatchSettings::default(),
+            health: ProjectionHealth::default(),
+        }
+    }
+
+    /// Returns the projection's name (offsets and metrics are stored under it).
+    pub fn name(&self) -> &str {
+        self.projection.name()
+    }
+
+    /// Reports this projection's state to `health` (served on `/healthz`).
+    pub fn with_health(mut self, health: ProjectionHealth) -> Self {
+        self.health = health;
+        self
     }
 
     /// Replaces the batch settings.
@@ -225,31 +266,42 @@ impl<P: Projection> ProjectionRunner<P> {
                 Err(reason) => {
                     // The dead letter is written before the offsets move past the record, so a
                     // crash in between redelivers it rather than losing it.
-                    send_to_dead_letter_topic(dead_letter_producer, record, &reason).await?;
-                    PROJECTION_DEAD_LETTERS.with_label_values(&[projection_name, record.topic()]).inc();
-                    tracing::warn!(projection = projection_name, topic = record.topic(), partition = record.partition(), offset = record.offset(), %reason, "record sent to the dead-letter topic");
+                    let failure = FailureReport { sqlstate: None, message: format!("cannot decode: {reason}"), detail: None };
+                    self.dead_letter(dead_letter_producer, record, &failure).await?;
                 }
             }
         }
 
         let mut attempt: u32 = 0;
-        loop {
-            match self.apply_in_one_transaction(&decoded, &positions).await {
-                Ok(()) => break,
+        let dead_lettered = loop {
+            match self.apply_in_one_transaction(&batch, &decoded, &positions, dead_letter_producer).await {
+                Ok(dead_lettered) => break dead_lettered,
                 Err(error) => {
                     attempt += 1;
+                    let failure = FailureReport::of(&error);
+                    self.health.failing(projection_name, &failure);
                     let backoff = Duration::from_millis(200 * u64::from(attempt.min(25)));
-                    tracing::error!(projection = projection_name, %error, attempt, "applying a batch failed, retrying");
+                    tracing::error!(
+                        projection = projection_name,
+                        error = %failure.message,
+                        sqlstate = failure.sqlstate.as_deref().unwrap_or(""),
+                        detail = failure.detail.as_deref().unwrap_or(""),
+                        attempt,
+                        "applying a batch failed, retrying"
+                    );
                     tokio::select! {
                         () = shutdown.cancelled() => return Err(error),
                         () = tokio::time::sleep(backoff) => {}
                     }
                 }
             }
-        }
+        };
+        self.health.applied(projection_name);
         self.applied.advance(&positions);
-        for applied in &decoded {
-            PROJECTION_RECORDS.with_label_values(&[projection_name, &applied.topic]).inc();
+        for (index, applied) in decoded.iter().enumerate() {
+            if !dead_lettered.contains(&index) {
+                PROJECTION_RECORDS.with_label_values(&[projection_name, &applied.topic]).inc();
+            }
         }
         PROJECTION_BATCH_SECONDS.with_label_values(&[projection_name]).observe(started.elapsed().as_secs_f64());
         for (trace_id, (traceparent, count)) in &records_by_trace {
@@ -261,11 +313,28 @@ impl<P: Projection> ProjectionRunner<P> {
         Ok(())
     }
 
-    async fn apply_in_one_transaction(&self, decoded: &[Applied<P::Event>], positions: &Positions) -> Result<()> {
+    /// Applies `decoded` and stores `positions` in one transaction. Records that cannot be
+    /// applied are isolated and dead-lettered (see the module documentation); returns their
+    /// indexes in `decoded`. Any other error rolls everything back and is returned.
+    async fn apply_in_one_transaction(
+        &self,
+        batch: &[OwnedMessage],
+        decoded: &[Applied<P::Event>],
+        positions: &Positions,
+        dead_letter_producer: &FutureProducer,
+    ) -> Result<Vec<usize>> {
         let mut client = self.pool.get().await?;
         let transaction = client.transaction().await?;
-        if !decoded.is_empty() {
-            self.projection.apply(&transaction, decoded).await?;
+        let unappliable = if decoded.is_empty() { Vec::new() } else { self.apply_isolating(&transaction, decoded).await? };
+        let mut dead_lettered = Vec::with_capacity(unappliable.len());
+        for (index, error) in unappliable {
+            let applied = &decoded[index];
+            let record = batch
+                .iter()
+                .find(|record| record.topic() == applied.topic && record.partition() == applied.partition && record.offset() == applied.offset)
+                .ok_or_else(|| Error::Other("an isolated record is missing from its batch".to_owned()))?;
+            self.dead_letter(dead_letter_producer, record, &FailureReport::of(&error)).await?;
+            dead_lettered.push(index);
         }
         let (topics, partitions, offsets): (Vec<&str>, Vec<i32>, Vec<i64>) = positions
             .0
@@ -289,6 +358,63 @@ impl<P: Projection> ProjectionRunner<P> {
             )
             .await?;
         transaction.commit().await?;
+        Ok(dead_lettered)
+    }
+
+    /// Applies `decoded` under a savepoint; when that fails for a reason that lies in a
+    /// record, re-applies it in halves (in order, each under its own savepoint) until every
+    /// record that cannot be applied is found alone. Returns those records' indexes with
+    /// their errors; returns the error itself when it is not a record's fault.
+    async fn apply_isolating(&self, transaction: &tokio_postgres::Transaction<'_>, decoded: &[Applied<P::Event>]) -> Result<Vec<(usize, Error)>> {
+        let mut unappliable: Vec<(usize, Error)> = Vec::new();
+        // A stack of ranges still to apply; the left half is pushed last so records are
+        // applied in their order (a later record may depend on an earlier one).
+        let mut pending: Vec<std::ops::Range<usize>> = vec![0..decoded.len()];
+        while let Some(range) = pending.pop() {
+            transaction.batch_execute("SAVEPOINT chatvault_projection_part").await?;
+            match self.projection.apply(transaction, &decoded[range.clone()]).await {
+                Ok(()) => transaction.batch_execute("RELEASE SAVEPOINT chatvault_projection_part").await?,
+                Err(error) => {
+                    transaction
+                        .batch_execute("ROLLBACK TO SAVEPOINT chatvault_projection_part; RELEASE SAVEPOINT chatvault_projection_part")
+                        .await?;
+                    if !error.lies_in_a_record() {
+                        return Err(error);
+                    }
+                    if range.len() == 1 {
+                        unappliable.push((range.start, error));
+                    } else {
+                        let middle = range.start + range.len() / 2;
+                        pending.push(middle..range.end);
+                        pending.push(range.start..middle);
+                    }
+                }
+            }
+        }
+        if decoded.len() > 1 && unappliable.len() == decoded.len() {
+            // Every record failing on its own is the projection's or the schema's fault, not
+            // the records': keep them and retry rather than dead-letter a whole batch.
+            let (_, first_error) = unappliable.swap_remove(0);
+            return Err(Error::Other(format!("every record of the batch failed: {first_error}")));
+        }
+        Ok(unappliable)
+    }
+
+    /// Sends `record` to its dead-letter topic with `failure` in its headers, counts and logs it.
+    async fn dead_letter(&self, producer: &FutureProducer, record: &OwnedMessage, failure: &FailureReport) -> Result<()> {
+        let projection_name = self.projection.name();
+        send_to_dead_letter_topic(producer, projection_name, record, failure).await?;
+        PROJECTION_DEAD_LETTERS.with_label_values(&[projection_name, record.topic()]).inc();
+        tracing::warn!(
+            projection = projection_name,
+            topic = record.topic(),
+            partition = record.partition(),
+            offset = record.offset(),
+            error = %failure.message,
+            sqlstate = failure.sqlstate.as_deref().unwrap_or(""),
+            detail = failure.detail.as_deref().unwrap_or(""),
+            "record sent to the dead-letter topic"
+        );
         Ok(())
     }
 }
@@ -330,15 +456,32 @@ pub async fn join_projection(task: tokio::task::JoinHandle<Result<()>>) -> Resul
     task.await.map_err(|error| Error::Other(format!("projection task: {error}")))?
 }
 
-async fn send_to_dead_letter_topic(producer: &FutureProducer, record: &OwnedMessage, reason: &str) -> Result<()> {
+async fn send_to_dead_letter_topic(producer: &FutureProducer, projection_name: &str, record: &OwnedMessage, failure: &FailureReport) -> Result<()> {
     let dead_letter_topic = dead_letter_topic(record.topic());
     let mut headers = OwnedHeaders::new();
     if let Some(original) = record.headers() {
-        for header in original.iter() {
+        // A record replayed from a dead-letter topic may carry dlq-* headers of an earlier
+        // failure; only the newest failure is kept.
+        for header in original.iter().filter(|header| !header.key.starts_with("dlq-")) {
             headers = headers.insert(Header { key: header.key, value: header.value });
         }
     }
-    headers = headers.insert(Header { key: DLQ_ERROR, value: Some(reason.as_bytes()) });
+    let partition = record.partition().to_string();
+    let offset = record.offset().to_string();
+    let failed_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    headers = headers
+        .insert(Header { key: DLQ_ERROR, value: Some(failure.message.as_bytes()) })
+        .insert(Header { key: DLQ_PROJECTION, value: Some(projection_name.as_bytes()) })
+        .insert(Header { key: DLQ_ORIGINAL_TOPIC, value: Some(record.topic().as_bytes()) })
+        .insert(Header { key: DLQ_ORIGINAL_PARTITION, value: Some(partition.as_bytes()) })
+        .insert(Header { key: DLQ_ORIGINAL_OFFSET, value: Some(offset.as_bytes()) })
+        .insert(Header { key: DLQ_FAILED_AT, value: Some(failed_at.as_bytes()) });
+    if let Some(sqlstate) = &failure.sqlstate {
+        headers = headers.insert(Header { key: DLQ_SQLSTATE, value: Some(sqlstate.as_bytes()) });
+    }
+    if let Some(detail) = &failure.detail {
+        headers = headers.insert(Header { key: DLQ_DETAIL, value: Some(detail.as_bytes()) });
+    }
     let mut dead_letter = FutureRecord::to(&dead_letter_topic).headers(headers);
     if let Some(key) = record.key() {
         dead_letter = dead_letter.key(key);
@@ -351,4 +494,89 @@ async fn send_to_dead_letter_topic(producer: &FutureProducer, record: &OwnedMess
         .await
         .map_err(|(error, _)| Error::Kafka(error))?;
     Ok(())
+}
+
+/// The state of every projection of a service, served on `/healthz`
+/// ([`crate::http::router_with_health`]). Cloning shares the state.
+#[derive(Clone, Debug, Default)]
+pub struct ProjectionHealth {
+    states: Arc<std::sync::Mutex<BTreeMap<String, ProjectionState>>>,
+}
+
+/// What `/healthz` reports of one projection.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct ProjectionState {
+    /// When the last batch was applied (RFC 3339), if any since start.
+    pub last_applied_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Since when every attempt to apply the batch in hand has failed; `None` when healthy.
+    pub failing_since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Failed attempts in a row.
+    pub failed_attempts: u32,
+    /// The last failure, as [`FailureReport::message`] (SQLSTATE appended when known).
+    pub last_error: Option<String>,
+}
+
+impl ProjectionHealth {
+    fn with_state(&self, projection: &str, change: impl FnOnce(&mut ProjectionState)) {
+        // A poisoned lock only means another thread panicked while reporting; the state is
+        // plain data and still usable.
+        let mut states = self.states.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        change(states.entry(projection.to_owned()).or_default());
+    }
+
+    fn applied(&self, projection: &str) {
+        self.with_state(projection, |state| {
+            state.last_applied_at = Some(chrono::Utc::now());
+            state.failing_since = None;
+            state.failed_attempts = 0;
+        });
+    }
+
+    fn failing(&self, projection: &str, failure: &FailureReport) {
+        self.with_state(projection, |state| {
+            state.failing_since.get_or_insert_with(chrono::Utc::now);
+            state.failed_attempts += 1;
+            state.last_error = Some(match &failure.sqlstate {
+                Some(sqlstate) => format!("{} (SQLSTATE {sqlstate})", failure.message),
+                None => failure.message.clone(),
+            });
+        });
+    }
+
+    /// Returns every projection's state, by name.
+    pub fn states(&self) -> BTreeMap<String, ProjectionState> {
+        self.states.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Returns the projections that have failed without a break for longer than `stuck_after`.
+    pub fn stuck(&self, stuck_after: Duration) -> Vec<String> {
+        let now = chrono::Utc::now();
+        self.states()
+            .into_iter()
+            .filter(|(_, state)| {
+                state.failing_since.is_some_and(|since| (now - since).to_std().unwrap_or_default() > stuck_after)
+            })
+            .map(|(name, _)| name)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_projection_is_stuck_only_while_it_keeps_failing() {
+        let health = ProjectionHealth::default();
+        let failure = FailureReport { sqlstate: Some("57P01".to_owned()), message: "terminating connection".to_owned(), detail: None };
+        health.failing("storage.chats", &failure);
+        assert_eq!(health.stuck(Duration::ZERO), vec!["storage.chats".to_owned()]);
+        assert!(health.stuck(Duration::from_secs(3600)).is_empty());
+        let state = &health.states()["storage.chats"];
+        assert_eq!(state.failed_attempts, 1);
+        assert_eq!(state.last_error.as_deref(), Some("terminating connection (SQLSTATE 57P01)"));
+        health.applied("storage.chats");
+        assert!(health.stuck(Duration::ZERO).is_empty());
+        assert_eq!(health.states()["storage.chats"].failed_attempts, 0);
+    }
 }

@@ -91,8 +91,17 @@ fn issued_at_millis(claims: &Claims) -> i64 {
 /// nothing with auth off. Kafka being away only delays what the follower learns: tokens
 /// keep being verified with what it knows.
 pub fn spawn_password_change_follower(auth: &AuthConfig, kafka: &KafkaConfig, service: &str, shutdown: CancellationToken) {
+    if let Some(follower) = follow_password_changes(auth, kafka, service, shutdown) {
+        tokio::spawn(follower);
+    }
+}
+
+/// Returns the work of following `users.events` into `auth`'s password changes until
+/// `shutdown`, for the caller to run (the service host runs it in its task set); `None`
+/// with auth off.
+pub fn follow_password_changes(auth: &AuthConfig, kafka: &KafkaConfig, service: &str, shutdown: CancellationToken) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
     if !auth.enabled {
-        return;
+        return None;
     }
     let follower = PasswordChangeFollower {
         changes: auth.password_changes.clone(),
@@ -100,9 +109,7 @@ pub fn spawn_password_change_follower(auth: &AuthConfig, kafka: &KafkaConfig, se
         group: format!("chatvault-{service}-password-changes-{}", uuid::Uuid::new_v4().simple()),
         remembered_for: auth.access_ttl + LOOKBACK_MARGIN,
     };
-    tokio::spawn(async move {
-        follower.run(shutdown).await;
-    });
+    Some(async move { follower.run(shutdown).await })
 }
 
 /// Reads `PasswordChanged` events into [`PasswordChanges`].

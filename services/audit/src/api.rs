@@ -3,6 +3,7 @@
 
 use chatvault_common::auth::is_admin_metadata;
 use chatvault_common::caller::caller_of_metadata;
+use chatvault_common::text::{self, PgText};
 use chatvault_proto::audit::v1::audit_service_server::AuditService;
 use chatvault_proto::audit::v1::{AuditQueryRequest, AuditQueryResponse, AuditRow};
 use chrono::{DateTime, Utc};
@@ -15,7 +16,7 @@ const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 1000;
 
 const QUERY: &str = "
-    SELECT occurred_at, event_id, service, actor, event_type, record_key, trace_id, topic, event::text
+    SELECT occurred_at, event_id, service, actor, event_type, record_key, trace_id, topic, event
     FROM audit_rows
     WHERE ($1::text IS NULL OR actor = $1)
       AND ($2::text IS NULL OR event_type = $2)
@@ -74,7 +75,16 @@ impl AuditApi {
         let rows = client
             .query(
                 QUERY,
-                &[&actor, &non_empty(&request.event_type), &since, &until, &trace_id, &after_time, &after_id, &i64::from(limit)],
+                &[
+                    &actor.as_ref().map(PgText::from),
+                    &non_empty(&request.event_type).as_ref().map(PgText::from),
+                    &since,
+                    &until,
+                    &trace_id,
+                    &after_time,
+                    &after_id,
+                    &i64::from(limit),
+                ],
             )
             .await?;
         let mut next_page_token = String::new();
@@ -88,13 +98,13 @@ impl AuditApi {
             .iter()
             .map(|row| AuditRow {
                 occurred_unix_micros: row.get::<_, DateTime<Utc>>(0).timestamp_micros(),
-                service: row.get(2),
-                actor: row.get(3),
-                event_type: row.get(4),
-                key: row.get(5),
-                trace_id: row.get(6),
-                topic: row.get(7),
-                event_json: row.get(8),
+                service: text::text(row, 2),
+                actor: text::text(row, 3),
+                event_type: text::text(row, 4),
+                key: text::text(row, 5),
+                trace_id: text::text(row, 6),
+                topic: text::text(row, 7),
+                event_json: text::decode_json(row.get::<_, serde_json::Value>(8)).to_string(),
             })
             .collect();
         Ok(AuditQueryResponse { rows, next_page_token })

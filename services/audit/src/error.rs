@@ -1,4 +1,8 @@
-//! The audit service's one error type and its mapping to gRPC status codes.
+//! The audit service's one error type and the gRPC code of each variant (the mapping itself is
+//! `chatvault_common::status`, shared by every service).
+
+use chatvault_common::status::ServiceError;
+use tonic::Code;
 
 /// What can go wrong in audit, named after what the caller can do about it.
 #[derive(Debug, thiserror::Error)]
@@ -9,7 +13,7 @@ pub enum Error {
     PermissionDenied(String),
     #[error(transparent)]
     Common(#[from] chatvault_common::Error),
-    #[error("postgres: {0}")]
+    #[error("postgres: {}", chatvault_common::error::postgres_error_text(.0))]
     Postgres(#[from] tokio_postgres::Error),
     #[error("postgres pool: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
@@ -21,19 +25,21 @@ pub enum Error {
     Internal(String),
 }
 
+impl ServiceError for Error {
+    fn code(&self) -> Code {
+        match self {
+            Error::InvalidArgument(_) => Code::InvalidArgument,
+            Error::PermissionDenied(_) => Code::PermissionDenied,
+            Error::Common(inner) => inner.code(),
+            Error::Pool(_) => Code::Unavailable,
+            Error::Postgres(postgres) if chatvault_common::status::postgres_is_unavailable(postgres) => Code::Unavailable,
+            Error::Postgres(_) | Error::Io(_) | Error::Transport(_) | Error::Internal(_) => Code::Internal,
+        }
+    }
+}
+
 impl From<Error> for tonic::Status {
     fn from(error: Error) -> Self {
-        match error {
-            Error::InvalidArgument(message) => tonic::Status::invalid_argument(message),
-            Error::PermissionDenied(message) => tonic::Status::permission_denied(message),
-            Error::Pool(cause) => {
-                tracing::error!(error = ?cause, "database unavailable");
-                tonic::Status::unavailable("the database is not reachable; try again later")
-            }
-            other => {
-                tracing::error!(error = ?other, "internal error");
-                tonic::Status::internal("internal error; see the audit service log")
-            }
-        }
+        chatvault_common::status::into_status(crate::SERVICE_NAME, error)
     }
 }

@@ -4,6 +4,7 @@
 //! already. Rows land in daily partitions created on demand in the same transaction.
 
 use chatvault_common::envelope::{self, header_text};
+use chatvault_common::text::PgText;
 use chatvault_common::projection::{Applied, Projection};
 use chatvault_common::topics;
 use chrono::{DateTime, Utc};
@@ -150,12 +151,14 @@ impl Projection for AuditProjection {
             topics_column.push(applied.topic.as_str());
             partitions.push(applied.partition);
             offsets.push(applied.offset);
-            services.push(record.service.as_str());
-            actors.push(record.actor.as_str());
-            types.push(record.event_type.as_str());
-            keys.push(applied.key.as_deref().unwrap_or_default());
-            traces.push(record.trace_id.as_str());
-            events.push(record.event.clone());
+            // Every text (a key or event field may hold U+0000) goes through the one
+            // lossless representation of chatvault_common::text.
+            services.push(PgText::from(record.service.as_str()));
+            actors.push(PgText::from(record.actor.as_str()));
+            types.push(PgText::from(record.event_type.as_str()));
+            keys.push(PgText::from(applied.key.as_deref().unwrap_or_default()));
+            traces.push(PgText::from(record.trace_id.as_str()));
+            events.push(chatvault_common::text::encode_json(record.event.clone()));
         }
         transaction
             .execute(

@@ -1,6 +1,7 @@
 //! Decodes PostgreSQL's binary COPY format into Arrow record batches, chunk by chunk, as the
 //! owning services stream it: a tuple may straddle chunks, memory stays at one batch.
 
+use chatvault_common::text;
 use std::sync::Arc;
 
 use arrow_array::builder::{ArrayBuilder, BooleanBuilder, Date32Builder, Int16Builder, Int32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder};
@@ -100,12 +101,18 @@ pub fn arrow_schema(columns: &[ColumnSpec]) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
+fn utf8(value: &[u8]) -> Result<&str, String> {
+    std::str::from_utf8(value).map_err(|error| format!("text is not UTF-8: {error}"))
+}
+
 enum ColumnBuilder {
     Int64(Int64Builder),
     Int32(Int32Builder),
     Int16(Int16Builder),
     Bool(BooleanBuilder),
     Text(StringBuilder),
+    /// JSON text; kept apart from `Text` because its strings are decoded inside the JSON.
+    Json(StringBuilder),
     Timestamp(TimestampMicrosecondBuilder),
     Date(Date32Builder),
 }
@@ -117,7 +124,8 @@ impl ColumnBuilder {
             PgType::Int4 => Self::Int32(Int32Builder::with_capacity(capacity)),
             PgType::Int2 => Self::Int16(Int16Builder::with_capacity(capacity)),
             PgType::Bool => Self::Bool(BooleanBuilder::with_capacity(capacity)),
-            PgType::Text | PgType::Json => Self::Text(StringBuilder::with_capacity(capacity, capacity * 32)),
+            PgType::Text => Self::Text(StringBuilder::with_capacity(capacity, capacity * 32)),
+            PgType::Json => Self::Json(StringBuilder::with_capacity(capacity, capacity * 32)),
             PgType::Timestamptz => Self::Timestamp(TimestampMicrosecondBuilder::with_capacity(capacity).with_timezone(UTC_OFFSET)),
             PgType::Date => Self::Date(Date32Builder::with_capacity(capacity)),
         }
@@ -129,7 +137,7 @@ impl ColumnBuilder {
             Self::Int32(builder) => builder.append_null(),
             Self::Int16(builder) => builder.append_null(),
             Self::Bool(builder) => builder.append_null(),
-            Self::Text(builder) => builder.append_null(),
+            Self::Text(builder) | Self::Json(builder) => builder.append_null(),
             Self::Timestamp(builder) => builder.append_null(),
             Self::Date(builder) => builder.append_null(),
         }
@@ -142,7 +150,18 @@ impl ColumnBuilder {
             Self::Int32(builder) => builder.append_value(i32::from_be_bytes(fixed(value))),
             Self::Int16(builder) => builder.append_value(i16::from_be_bytes(fixed(value))),
             Self::Bool(builder) => builder.append_value(value[0] != 0),
-            Self::Text(builder) => builder.append_value(std::str::from_utf8(value).map_err(|error| format!("text is not UTF-8: {error}"))?),
+            // Backups hold text exactly as the export did: the stored form of
+            // chatvault_common::text (U+0000 escaped) is decoded here, once.
+            Self::Text(builder) => builder.append_value(text::decode(utf8(value)?)),
+            Self::Json(builder) => {
+                let stored = utf8(value)?;
+                if stored.contains(text::ESCAPE) {
+                    let value: serde_json::Value = serde_json::from_str(stored).map_err(|error| format!("json column is not JSON: {error}"))?;
+                    builder.append_value(text::decode_json(value).to_string());
+                } else {
+                    builder.append_value(stored);
+                }
+            }
             Self::Timestamp(builder) => builder.append_value(i64::from_be_bytes(fixed(value)).saturating_add(POSTGRES_EPOCH_MICROS)),
             Self::Date(builder) => builder.append_value(i32::from_be_bytes(fixed(value)).saturating_add(POSTGRES_EPOCH_DAYS)),
         }
@@ -155,7 +174,7 @@ impl ColumnBuilder {
             Self::Int32(builder) => Arc::new(builder.finish()),
             Self::Int16(builder) => Arc::new(builder.finish()),
             Self::Bool(builder) => Arc::new(builder.finish()),
-            Self::Text(builder) => Arc::new(builder.finish()),
+            Self::Text(builder) | Self::Json(builder) => Arc::new(builder.finish()),
             Self::Timestamp(builder) => Arc::new(builder.finish()),
             Self::Date(builder) => Arc::new(builder.finish()),
         }
@@ -167,7 +186,7 @@ impl ColumnBuilder {
             Self::Int32(builder) => builder.len(),
             Self::Int16(builder) => builder.len(),
             Self::Bool(builder) => builder.len(),
-            Self::Text(builder) => builder.len(),
+            Self::Text(builder) | Self::Json(builder) => builder.len(),
             Self::Timestamp(builder) => builder.len(),
             Self::Date(builder) => builder.len(),
         }

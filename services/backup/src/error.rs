@@ -1,4 +1,8 @@
-//! The backup service's one error type and its mapping to gRPC status codes.
+//! The backup service's one error type and the gRPC code of each variant (the mapping itself is
+//! `chatvault_common::status`, shared by every service).
+
+use chatvault_common::status::ServiceError;
+use tonic::Code;
 
 /// What can go wrong in backup, named after what the caller can do about it.
 #[derive(Debug, thiserror::Error)]
@@ -24,7 +28,7 @@ pub enum Error {
     Common(#[from] chatvault_common::Error),
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
-    #[error("postgres: {0}")]
+    #[error("postgres: {}", chatvault_common::error::postgres_error_text(.0))]
     Postgres(#[from] tokio_postgres::Error),
     #[error("postgres pool: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
@@ -43,32 +47,37 @@ impl Error {
     }
 }
 
+impl ServiceError for Error {
+    fn code(&self) -> Code {
+        match self {
+            Error::InvalidArgument(_) => Code::InvalidArgument,
+            Error::NotFound(_) => Code::NotFound,
+            Error::PermissionDenied(_) => Code::PermissionDenied,
+            Error::AlreadyExists(_) => Code::AlreadyExists,
+            Error::Damaged(_) => Code::FailedPrecondition,
+            Error::Unavailable(_) => Code::Unavailable,
+            Error::Remote { status, .. } => status.code(),
+            Error::Kafka(_) => Code::Unavailable,
+            Error::Common(inner) => inner.code(),
+            Error::Pool(_) => Code::Unavailable,
+            Error::Postgres(postgres) if chatvault_common::status::postgres_is_unavailable(postgres) => Code::Unavailable,
+            Error::Postgres(_) | Error::Io(_) | Error::Transport(_) | Error::Internal(_) => Code::Internal,
+        }
+    }
+
+    fn client_message(&self) -> Option<String> {
+        match self {
+            // Written for the caller where raised (which dependency did not answer).
+            Error::Unavailable(message) => Some(message.clone()),
+            // The other service already chose what its callers may read.
+            Error::Remote { service, status } => Some(format!("{service}: {}", status.message())),
+            other => chatvault_common::status::default_client_message(other),
+        }
+    }
+}
+
 impl From<Error> for tonic::Status {
     fn from(error: Error) -> Self {
-        match error {
-            Error::InvalidArgument(message) => tonic::Status::invalid_argument(message),
-            Error::NotFound(message) => tonic::Status::not_found(message),
-            Error::PermissionDenied(message) => tonic::Status::permission_denied(message),
-            Error::AlreadyExists(message) => tonic::Status::already_exists(message),
-            damaged @ Error::Damaged(_) => tonic::Status::failed_precondition(damaged.to_string()),
-            Error::Unavailable(message) => tonic::Status::unavailable(message),
-            Error::Remote { service, status } => {
-                tracing::warn!(service, code = ?status.code(), message = status.message(), "a call to another service failed");
-                tonic::Status::new(status.code(), format!("{service}: {}", status.message()))
-            }
-            Error::Common(chatvault_common::Error::Unavailable(message)) => tonic::Status::unavailable(message),
-            Error::Pool(cause) => {
-                tracing::error!(error = ?cause, "database unavailable");
-                tonic::Status::unavailable("the database is not reachable; try again later")
-            }
-            Error::Kafka(cause) => {
-                tracing::error!(error = ?cause, "kafka failed");
-                tonic::Status::unavailable(format!("kafka: {cause}"))
-            }
-            other => {
-                tracing::error!(error = ?other, "internal error");
-                tonic::Status::internal(format!("internal error: {other}"))
-            }
-        }
+        chatvault_common::status::into_status(crate::SERVICE_NAME, error)
     }
 }

@@ -1,4 +1,8 @@
-//! The storage service's one error type and its mapping to gRPC status codes.
+//! The storage service's one error type and the gRPC code of each variant (the mapping itself is
+//! `chatvault_common::status`, shared by every service).
+
+use chatvault_common::status::ServiceError;
+use tonic::Code;
 
 /// What can go wrong in storage, named after what the caller can do about it.
 #[derive(Debug, thiserror::Error)]
@@ -7,6 +11,10 @@ pub enum Error {
     InvalidArgument(String),
     #[error("{0}")]
     NotFound(String),
+    /// The caller sees what they asked about but may not change it (sharing another
+    /// account's chat).
+    #[error("{0}")]
+    PermissionDenied(String),
     /// A consistency token was not reached in time.
     #[error("{0}")]
     DeadlineExceeded(String),
@@ -18,7 +26,7 @@ pub enum Error {
     DataLoss(String),
     #[error(transparent)]
     Common(#[from] chatvault_common::Error),
-    #[error("postgres: {0}")]
+    #[error("postgres: {}", chatvault_common::error::postgres_error_text(.0))]
     Postgres(#[from] tokio_postgres::Error),
     #[error("postgres pool: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
@@ -30,28 +38,33 @@ pub enum Error {
     Internal(String),
 }
 
+impl ServiceError for Error {
+    fn code(&self) -> Code {
+        match self {
+            Error::InvalidArgument(_) => Code::InvalidArgument,
+            Error::NotFound(_) => Code::NotFound,
+            Error::PermissionDenied(_) => Code::PermissionDenied,
+            Error::DeadlineExceeded(_) => Code::DeadlineExceeded,
+            Error::Unavailable(_) => Code::Unavailable,
+            Error::DataLoss(_) => Code::DataLoss,
+            Error::Common(inner) => inner.code(),
+            Error::Pool(_) => Code::Unavailable,
+            Error::Postgres(postgres) if chatvault_common::status::postgres_is_unavailable(postgres) => Code::Unavailable,
+            Error::Postgres(_) | Error::Io(_) | Error::Transport(_) | Error::Internal(_) => Code::Internal,
+        }
+    }
+
+    fn client_message(&self) -> Option<String> {
+        match self {
+            // Written for the caller where raised: which file, which node is unreachable.
+            Error::Unavailable(message) | Error::DataLoss(message) => Some(message.clone()),
+            other => chatvault_common::status::default_client_message(other),
+        }
+    }
+}
+
 impl From<Error> for tonic::Status {
     fn from(error: Error) -> Self {
-        match error {
-            Error::InvalidArgument(message) => tonic::Status::invalid_argument(message),
-            Error::NotFound(message) => tonic::Status::not_found(message),
-            Error::DeadlineExceeded(message) => tonic::Status::deadline_exceeded(message),
-            Error::Unavailable(message) => tonic::Status::unavailable(message),
-            Error::DataLoss(message) => {
-                tracing::error!(%message, "data loss");
-                tonic::Status::data_loss(message)
-            }
-            Error::Common(chatvault_common::Error::InvalidToken(message)) => {
-                tonic::Status::invalid_argument(format!("invalid consistency token: {message}"))
-            }
-            Error::Pool(cause) => {
-                tracing::error!(error = ?cause, "database unavailable");
-                tonic::Status::unavailable("the database is not reachable; try again later")
-            }
-            other => {
-                tracing::error!(error = ?other, "internal error");
-                tonic::Status::internal("internal error; see the storage service log")
-            }
-        }
+        chatvault_common::status::into_status(crate::SERVICE_NAME, error)
     }
 }

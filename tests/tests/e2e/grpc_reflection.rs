@@ -16,7 +16,7 @@ fn grpcurl() -> std::path::PathBuf {
         .expect("grpcurl is installed (scripts/tools.sh installs it)")
 }
 
-fn run_grpcurl(arguments: &[&str]) -> String {
+pub(crate) fn run_grpcurl(arguments: &[&str]) -> String {
     let output = Command::new(grpcurl()).args(arguments).output().expect("grpcurl runs");
     assert!(output.status.success(), "grpcurl {arguments:?} failed: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8(output.stdout).expect("utf-8 output")

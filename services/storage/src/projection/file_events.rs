@@ -6,6 +6,7 @@
 //! share links are rare and applied one by one after them, in record order (a file's
 //! events share its partition, so a delete never precedes its store).
 
+use chatvault_common::text::PgText;
 use chatvault_common::projection::{Applied, Projection};
 use chatvault_proto::files::v1::{file_event, FileEvent, FileStored};
 use chatvault_proto::storage::v1::{node_event, NodeEvent};
@@ -106,8 +107,8 @@ async fn insert_stored_files(transaction: &Transaction<'_>, stored: &[&FileStore
         let layout = file.layout.unwrap_or_default();
         columns.file_ids.push(file.file_id.as_str());
         columns.owners.push(file.owner.as_str());
-        columns.names.push(file.name.as_str());
-        columns.content_types.push(file.content_type.as_str());
+        columns.names.push(PgText::from(file.name.as_str()));
+        columns.content_types.push(PgText::from(file.content_type.as_str()));
         columns.sizes.push(file.size as i64);
         columns.hashes.push(file.sha256.as_str());
         columns.uploaded_at.push(timestamp_of_millis(file.uploaded_at_unix_ms));
@@ -159,8 +160,8 @@ async fn insert_stored_files(transaction: &Transaction<'_>, stored: &[&FileStore
 struct StoredFileColumns<'a> {
     file_ids: Vec<&'a str>,
     owners: Vec<&'a str>,
-    names: Vec<&'a str>,
-    content_types: Vec<&'a str>,
+    names: Vec<PgText<'a>>,
+    content_types: Vec<PgText<'a>>,
     sizes: Vec<i64>,
     hashes: Vec<&'a str>,
     uploaded_at: Vec<DateTime<Utc>>,

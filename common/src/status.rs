@@ -1,0 +1,149 @@
+//! The one mapping from errors to gRPC status, shared by every service.
+//!
+//! Each service's error enum states only which [`tonic::Code`] each variant has
+//! ([`ServiceError::code`]); [`into_status`] turns it into the status the caller gets.
+//! Errors the caller can act on (a bad argument, a missing chat, a refused permission) keep
+//! their text, which names the caller's own input. Every other error (a database, Kafka,
+//! file system or programming fault) is logged with its whole cause chain and an incident
+//! id, and the caller gets a short sentence with that id, never SQL, paths or another
+//! account's data.
+
+use tonic::Code;
+
+use crate::error::error_chain_text;
+
+/// An error a gRPC handler may return.
+pub trait ServiceError: std::error::Error + 'static {
+    /// Returns the gRPC code the caller gets.
+    fn code(&self) -> Code;
+
+    /// Returns the message for the caller, or `None` when the error's text is internal
+    /// (then the caller gets a generic sentence and the log gets the cause chain). The
+    /// default: the error's text for codes about the caller's request, `None` otherwise.
+    fn client_message(&self) -> Option<String> {
+        default_client_message(self)
+    }
+}
+
+/// Returns whether errors of `code` are about the caller's request, so that their text is
+/// meant for the caller.
+pub fn code_is_about_the_request(code: Code) -> bool {
+    matches!(
+        code,
+        Code::InvalidArgument
+            | Code::NotFound
+            | Code::AlreadyExists
+            | Code::PermissionDenied
+            | Code::Unauthenticated
+            | Code::FailedPrecondition
+            | Code::ResourceExhausted
+            | Code::OutOfRange
+            | Code::DeadlineExceeded
+            | Code::Aborted
+            | Code::Cancelled
+    )
+}
+
+/// The default of [`ServiceError::client_message`].
+pub fn default_client_message<E: ServiceError + ?Sized>(error: &E) -> Option<String> {
+    code_is_about_the_request(error.code()).then(|| error.to_string())
+}
+
+/// Returns the status for `error` raised in `service`, logging internal causes.
+pub fn into_status<E: ServiceError>(service: &str, error: E) -> tonic::Status {
+    let code = error.code();
+    if let Some(message) = error.client_message() {
+        if code == Code::DataLoss || code == Code::Unavailable {
+            tracing::warn!(service, code = ?code, error = %error_chain_text(&error), "request failed");
+        } else {
+            tracing::debug!(service, code = ?code, error = %message, "request refused");
+        }
+        return tonic::Status::new(code, message);
+    }
+    let incident = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+    tracing::error!(service, code = ?code, incident = %incident, error = %error_chain_text(&error), "request failed");
+    let message = match code {
+        Code::Unavailable => format!("{service} cannot reach a service it depends on; try again later (incident {incident})"),
+        Code::DataLoss => format!("stored data could not be read back intact (incident {incident}); the {service} log has the cause"),
+        _ => format!("internal error in {service} (incident {incident}); the {service} log has the cause"),
+    };
+    tonic::Status::new(code, message)
+}
+
+impl ServiceError for crate::Error {
+    fn code(&self) -> Code {
+        use crate::Error;
+        match self {
+            Error::Pool(_) | Error::CreatePool(_) | Error::Kafka(_) | Error::Unavailable(_) => Code::Unavailable,
+            Error::Postgres(postgres) if postgres_is_unavailable(postgres) => Code::Unavailable,
+            Error::Timeout(_) => Code::DeadlineExceeded,
+            Error::InvalidToken(_) => Code::InvalidArgument,
+            Error::Config(_) | Error::Postgres(_) | Error::Decode(_) | Error::Io(_) | Error::Other(_) => Code::Internal,
+        }
+    }
+}
+
+/// Returns whether a PostgreSQL error means the database is unreachable or shutting down
+/// (connection lost; SQLSTATE classes 08 "connection exception", 53 "insufficient
+/// resources", 57 "operator intervention").
+pub fn postgres_is_unavailable(error: &tokio_postgres::Error) -> bool {
+    if error.is_closed() {
+        return true;
+    }
+    match error.code() {
+        Some(code) => matches!(&code.code()[..2], "08" | "53" | "57"),
+        None => error.as_db_error().is_none(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    enum ExampleError {
+        #[error("chat 42 is not archived")]
+        NotFound,
+        #[error("io: /var/lib/chatvault/secret/path: permission denied")]
+        Io,
+        #[error("the bucket did not answer")]
+        Unreachable,
+    }
+
+    impl ServiceError for ExampleError {
+        fn code(&self) -> Code {
+            match self {
+                ExampleError::NotFound => Code::NotFound,
+                ExampleError::Io => Code::Internal,
+                ExampleError::Unreachable => Code::Unavailable,
+            }
+        }
+    }
+
+    #[test]
+    fn errors_about_the_request_keep_their_text() {
+        let status = into_status("storage", ExampleError::NotFound);
+        assert_eq!(status.code(), Code::NotFound);
+        assert_eq!(status.message(), "chat 42 is not archived");
+    }
+
+    #[test]
+    fn internal_errors_never_reach_the_caller() {
+        for error in [ExampleError::Io, ExampleError::Unreachable] {
+            let code = error.code();
+            let status = into_status("backup", error);
+            assert_eq!(status.code(), code);
+            assert!(!status.message().contains("/var/lib"), "{}", status.message());
+            assert!(!status.message().contains("bucket"), "{}", status.message());
+            assert!(status.message().contains("incident "), "{}", status.message());
+        }
+    }
+
+    #[test]
+    fn common_errors_have_the_code_a_caller_can_act_on() {
+        assert_eq!(crate::Error::Timeout("x".into()).code(), Code::DeadlineExceeded);
+        assert_eq!(crate::Error::InvalidToken("x".into()).code(), Code::InvalidArgument);
+        assert_eq!(crate::Error::Unavailable("x".into()).code(), Code::Unavailable);
+        assert_eq!(crate::Error::Other("x".into()).code(), Code::Internal);
+    }
+}
