@@ -1,5 +1,7 @@
 //! Log shipping: a tracing layer that sends every log line of level INFO and above to
 //! `audit.logs` (key = service name), where the audit service stores it beside the events.
+//! Each record's value is the line as a JSON object, tagged `content-type: application/json`
+//! so readers such as `chatvault topics tail` know it is not protobuf.
 //!
 //! It never blocks the service: the layer formats the line and `try_send`s it into a bounded
 //! channel; one thread hands lines to a librdkafka producer with a bounded queue and a short
@@ -13,7 +15,7 @@ use std::time::Duration;
 
 use opentelemetry::trace::TraceContextExt;
 use prometheus::IntCounter;
-use rdkafka::message::Header;
+use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientConfig, ClientContext};
 use tracing::field::{Field, Visit};
@@ -22,7 +24,7 @@ use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
 
-use crate::envelope::Envelope;
+use crate::envelope::{Envelope, ACTOR, CONTENT_TYPE, JSON_CONTENT_TYPE};
 
 /// Lines waiting for the producer thread at most.
 const CHANNEL_CAPACITY: usize = 8192;
@@ -123,9 +125,7 @@ fn start(service: &str, config: &LogShippingConfig) -> Option<SyncSender<LogLine
 
 fn ship_lines(receiver: Receiver<LogLine>, producer: ThreadedProducer<CountingContext>, topic: &str, service: &str) {
     while let Ok(line) = receiver.recv() {
-        let event_type = format!("log.{}", line.level);
-        let envelope = Envelope::new(event_type, service, line.traceparent);
-        let headers = envelope.to_headers().insert(Header { key: "actor", value: Some(service.as_bytes()) });
+        let headers = log_line_headers(line.level, service, line.traceparent);
         let record = BaseRecord::to(topic).key(service).payload(&line.json).headers(headers);
         if producer.send(record).is_err() {
             LOG_LINES_DROPPED.inc();
@@ -133,6 +133,21 @@ fn ship_lines(receiver: Receiver<LogLine>, producer: ThreadedProducer<CountingCo
     }
     // The layer is gone (process exit): give queued lines a moment.
     let _ = rdkafka::producer::Producer::flush(&producer, Duration::from_secs(2));
+}
+
+/// Returns the headers of one log line's record: the envelope (`event-type` `log.<LEVEL>`,
+/// `producer` and `actor` the service), with `content-type: application/json` in place of
+/// the envelope's protobuf one, since the value is the line as JSON.
+fn log_line_headers(level: Level, service: &str, traceparent: Option<String>) -> OwnedHeaders {
+    let envelope = Envelope::new(format!("log.{level}"), service, traceparent);
+    let envelope_headers = envelope.to_headers();
+    let mut headers = OwnedHeaders::new_with_capacity(envelope_headers.count() + 1);
+    for header in envelope_headers.iter().filter(|header| header.key != CONTENT_TYPE && header.key != ACTOR) {
+        headers = headers.insert(header);
+    }
+    headers
+        .insert(Header { key: CONTENT_TYPE, value: Some(JSON_CONTENT_TYPE.as_bytes()) })
+        .insert(Header { key: ACTOR, value: Some(service.as_bytes()) })
 }
 
 /// Counts deliveries and failures.
@@ -253,6 +268,22 @@ mod tests {
         assert_eq!(first["level"], "INFO");
         assert_eq!(first["fields"]["message"], "line");
         assert_eq!(first["fields"]["index"], 0);
+    }
+
+    #[test]
+    fn log_lines_are_tagged_json_with_the_service_as_actor() {
+        use crate::envelope::{header_text, EVENT_TYPE, PRODUCER, PROTOBUF_CONTENT_TYPE, TRACEPARENT};
+        let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let headers = log_line_headers(Level::WARN, "ingest", Some(traceparent.to_owned()));
+        assert_eq!(header_text(&headers, CONTENT_TYPE), Some(JSON_CONTENT_TYPE));
+        assert_eq!(header_text(&headers, EVENT_TYPE), Some("log.WARN"));
+        assert_eq!(header_text(&headers, PRODUCER), Some("ingest"));
+        assert_eq!(header_text(&headers, ACTOR), Some("ingest"));
+        assert_eq!(header_text(&headers, TRACEPARENT), Some(traceparent));
+        let content_types = headers.iter().filter(|header| header.key == CONTENT_TYPE).count();
+        assert_eq!(content_types, 1, "one content type, not the envelope's {PROTOBUF_CONTENT_TYPE} beside it");
+        let actors = headers.iter().filter(|header| header.key == ACTOR).count();
+        assert_eq!(actors, 1);
     }
 
     #[test]

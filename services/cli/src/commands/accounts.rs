@@ -1,10 +1,14 @@
 //! `chatvault users …`, `login`, `logout`, `whoami`, `passwd`: accounts and the session.
 
-use chatvault_proto::users::v1::{Account, ChangePasswordRequest, LoginRequest, LogoutRequest, MeRequest, RegisterRequest, SetRoleRequest, TokenPair};
+use chatvault_proto::users::v1::{
+    Account, ChangePasswordRequest, LoginRequest, LogoutRequest, MeRequest, RegisterRequest,
+    SetRoleRequest, TokenPair,
+};
 use serde_json::json;
 
 use super::session::{self, StoredTokens};
 use super::Endpoints;
+use crate::output::outln;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct UsersArgs {
@@ -23,8 +27,6 @@ enum UsersCommand {
         /// `user` or `admin`.
         role: String,
     },
-    /// Create the first admin; refused once an admin exists.
-    BootstrapAdmin(NewAccountArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -65,7 +67,13 @@ fn print_account(account: &Account, json: bool, verb: &str) {
     if json {
         crate::output::print_json(&account_json(account));
     } else {
-        println!("{verb} {} <{}> role={} id={}", account.username, account.email, account.role, account.account_id);
+        outln!(
+            "{verb} {} <{}> role={} id={}",
+            account.username,
+            account.email,
+            account.role,
+            account.account_id
+        );
     }
 }
 
@@ -79,39 +87,61 @@ fn store_pair(pair: &TokenPair, username: &str) -> anyhow::Result<std::path::Pat
     })
 }
 
-pub(crate) async fn run_users(endpoints: &Endpoints, args: UsersArgs, json: bool) -> anyhow::Result<()> {
+pub(crate) async fn run_users(
+    endpoints: &Endpoints,
+    args: UsersArgs,
+    json: bool,
+) -> anyhow::Result<()> {
     let mut accounts = endpoints.accounts().await?;
     match args.command {
         UsersCommand::Register(new) => {
             let password = session::password_or_prompt(new.password, "password")?;
-            let request = RegisterRequest { username: new.username, email: new.email, password };
+            let request = RegisterRequest {
+                username: new.username,
+                email: new.email,
+                password,
+            };
             let account = accounts.register(request).await?.into_inner();
             print_account(&account, json, "registered");
         }
-        UsersCommand::BootstrapAdmin(new) => {
-            let password = session::password_or_prompt(new.password, "admin password")?;
-            let request = RegisterRequest { username: new.username, email: new.email, password };
-            let account = accounts.bootstrap_admin(request).await?.into_inner();
-            print_account(&account, json, "admin created:");
-        }
         UsersCommand::Role { username, role } => {
-            let account = accounts.set_role(SetRoleRequest { username, role }).await?.into_inner();
+            let account = accounts
+                .set_role(SetRoleRequest { username, role })
+                .await?
+                .into_inner();
             print_account(&account, json, "role set:");
         }
     }
     Ok(())
 }
 
-pub(crate) async fn run_login(endpoints: &Endpoints, args: LoginArgs, json: bool) -> anyhow::Result<()> {
+pub(crate) async fn run_login(
+    endpoints: &Endpoints,
+    args: LoginArgs,
+    json: bool,
+) -> anyhow::Result<()> {
     let password = session::password_or_prompt(args.password, "password")?;
     let mut accounts = endpoints.accounts().await?;
-    let pair = accounts.login(LoginRequest { username: args.username.clone(), password }).await?.into_inner();
+    let pair = accounts
+        .login(LoginRequest {
+            username: args.username.clone(),
+            password,
+        })
+        .await?
+        .into_inner();
     let path = store_pair(&pair, &args.username)?;
     let account = pair.account.unwrap_or_default();
     if json {
-        crate::output::print_json(&json!({ "account": account_json(&account), "tokens_file": path.display().to_string(), "access_expires_unix": pair.access_expires_unix }));
+        crate::output::print_json(
+            &json!({ "account": account_json(&account), "tokens_file": path.display().to_string(), "access_expires_unix": pair.access_expires_unix }),
+        );
     } else {
-        println!("logged in as {} (role {}); tokens in {}", account.username, account.role, path.display());
+        outln!(
+            "logged in as {} (role {}); tokens in {}",
+            account.username,
+            account.role,
+            path.display()
+        );
     }
     Ok(())
 }
@@ -120,7 +150,11 @@ pub(crate) async fn run_logout(endpoints: &Endpoints, json: bool) -> anyhow::Res
     let revoked = match session::load_tokens() {
         Some(tokens) => {
             let mut accounts = endpoints.accounts().await?;
-            let outcome = accounts.logout(LogoutRequest { refresh_token: tokens.refresh_token }).await;
+            let outcome = accounts
+                .logout(LogoutRequest {
+                    refresh_token: tokens.refresh_token,
+                })
+                .await;
             // An expired session is gone anyway; forget the tokens whatever the answer.
             outcome.is_ok()
         }
@@ -130,24 +164,46 @@ pub(crate) async fn run_logout(endpoints: &Endpoints, json: bool) -> anyhow::Res
     if json {
         crate::output::print_json(&json!({ "revoked": revoked, "tokens_removed": forgotten }));
     } else if forgotten {
-        println!("logged out{}", if revoked { "" } else { " (the session had already ended)" });
+        outln!(
+            "logged out{}",
+            if revoked {
+                ""
+            } else {
+                " (the session had already ended)"
+            }
+        );
     } else {
-        println!("not logged in");
+        outln!("not logged in");
     }
     Ok(())
 }
 
 pub(crate) async fn run_whoami(endpoints: &Endpoints, json: bool) -> anyhow::Result<()> {
-    let account = endpoints.accounts().await?.me(MeRequest {}).await?.into_inner();
+    let account = endpoints
+        .accounts()
+        .await?
+        .me(MeRequest {})
+        .await?
+        .into_inner();
     if json {
         crate::output::print_json(&account_json(&account));
     } else {
-        println!("{} <{}> role={} id={}", account.username, account.email, account.role, account.account_id);
+        outln!(
+            "{} <{}> role={} id={}",
+            account.username,
+            account.email,
+            account.role,
+            account.account_id
+        );
     }
     Ok(())
 }
 
-pub(crate) async fn run_passwd(endpoints: &Endpoints, args: PasswdArgs, json: bool) -> anyhow::Result<()> {
+pub(crate) async fn run_passwd(
+    endpoints: &Endpoints,
+    args: PasswdArgs,
+    json: bool,
+) -> anyhow::Result<()> {
     let current_password = session::password_or_prompt(args.current_password, "current password")?;
     let new_password = match args.new_password {
         Some(password) => password,
@@ -159,15 +215,25 @@ pub(crate) async fn run_passwd(endpoints: &Endpoints, args: PasswdArgs, json: bo
         }
     };
     let mut accounts = endpoints.accounts().await?;
-    let pair = accounts.change_password(ChangePasswordRequest { current_password, new_password }).await?.into_inner();
-    let username = pair.account.as_ref().map(|account| account.username.clone()).unwrap_or_default();
+    let pair = accounts
+        .change_password(ChangePasswordRequest {
+            current_password,
+            new_password,
+        })
+        .await?
+        .into_inner();
+    let username = pair
+        .account
+        .as_ref()
+        .map(|account| account.username.clone())
+        .unwrap_or_default();
     if std::env::var("CHATVAULT_TOKEN").is_err() {
         store_pair(&pair, &username)?;
     }
     if json {
         crate::output::print_json(&json!({ "changed": true, "username": username }));
     } else {
-        println!("password changed; every other session of {username} is logged out");
+        outln!("password changed; every other session of {username} is logged out");
     }
     Ok(())
 }

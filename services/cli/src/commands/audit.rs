@@ -4,6 +4,8 @@ use chatvault_proto::audit::v1::AuditQueryRequest;
 use serde_json::json;
 
 use super::Endpoints;
+use crate::error_code::invalid_argument;
+use crate::output::outln;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct AuditArgs {
@@ -35,9 +37,14 @@ fn parse_time(text: &str) -> anyhow::Result<i64> {
         return Ok(time.timestamp());
     }
     if let Ok(date) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        return Ok(date.and_hms_opt(0, 0, 0).map(|time| time.and_utc().timestamp()).unwrap_or_default());
+        return Ok(date
+            .and_hms_opt(0, 0, 0)
+            .map(|time| time.and_utc().timestamp())
+            .unwrap_or_default());
     }
-    anyhow::bail!("{text:?} is not a time: use 2026-11-23T10:00:00Z, 2026-11-23 or Unix seconds")
+    Err(invalid_argument(format!(
+        "{text:?} is not a time: use 2026-11-23T10:00:00Z, 2026-11-23 or Unix seconds"
+    )))
 }
 
 pub(crate) async fn run(endpoints: &Endpoints, args: AuditArgs, json: bool) -> anyhow::Result<()> {
@@ -75,12 +82,27 @@ pub(crate) async fn run(endpoints: &Endpoints, args: AuditArgs, json: bool) -> a
         crate::output::print_json(&serde_json::Value::Array(values));
         return Ok(());
     }
-    println!("{:<26}  {:<8}  {:<12}  {:<40}  {:<32}  KEY", "TIME (UTC)", "SERVICE", "ACTOR", "TYPE", "TRACE");
+    outln!(
+        "{:<26}  {:<8}  {:<12}  {:<40}  {:<32}  KEY",
+        "TIME (UTC)",
+        "SERVICE",
+        "ACTOR",
+        "TYPE",
+        "TRACE"
+    );
     for row in rows {
         let time = chrono::DateTime::from_timestamp_micros(row.occurred_unix_micros)
             .map(|time| time.format("%Y-%m-%d %H:%M:%S%.6f").to_string())
             .unwrap_or_default();
-        println!("{:<26}  {:<8}  {:<12}  {:<40}  {:<32}  {}", time, row.service, row.actor, row.event_type, row.trace_id, row.key);
+        outln!(
+            "{:<26}  {:<8}  {:<12}  {:<40}  {:<32}  {}",
+            time,
+            row.service,
+            row.actor,
+            row.event_type,
+            row.trace_id,
+            row.key
+        );
     }
     Ok(())
 }

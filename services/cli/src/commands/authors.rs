@@ -5,7 +5,7 @@ use chatvault_proto::users::v1::{AuthorStatsRequest, TopAuthorsRequest};
 use serde_json::json;
 
 use super::Endpoints;
-use crate::output::format_unix;
+use crate::output::{format_unix, outln};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct AuthorsArgs {
@@ -17,6 +17,8 @@ pub(crate) struct AuthorsArgs {
 enum AuthorsCommand {
     /// The chat's authors with the most messages.
     Top {
+        /// The chat id; negative ids (-1001234567890) need no `--`.
+        #[arg(allow_negative_numbers = true)]
         chat_id: i64,
         /// How many authors.
         #[arg(short = 'n', long, default_value_t = 10)]
@@ -34,12 +36,25 @@ enum AuthorsCommand {
     },
 }
 
-pub(crate) async fn run(endpoints: &Endpoints, args: AuthorsArgs, json: bool) -> anyhow::Result<()> {
+pub(crate) async fn run(
+    endpoints: &Endpoints,
+    args: AuthorsArgs,
+    json: bool,
+) -> anyhow::Result<()> {
     let mut client = endpoints.users().await?;
     match args.command {
-        AuthorsCommand::Top { chat_id, limit, after } => {
+        AuthorsCommand::Top {
+            chat_id,
+            limit,
+            after,
+        } => {
             let authors = client
-                .top_authors(TopAuthorsRequest { chat_id, limit, consistency_token: after.map(|value| ConsistencyToken { value }) })
+                .top_authors(TopAuthorsRequest {
+                    chat_id,
+                    limit,
+                    consistency_token: after.map(|value| ConsistencyToken { value }),
+                    owner: None,
+                })
                 .await?
                 .into_inner()
                 .authors;
@@ -51,37 +66,69 @@ pub(crate) async fn run(endpoints: &Endpoints, args: AuthorsArgs, json: bool) ->
                 crate::output::print_json(&serde_json::Value::Array(rows));
                 return Ok(());
             }
-            println!("{:>9}  {:<20}  {:<19}  NAME", "MESSAGES", "AUTHOR", "LAST MESSAGE (UTC)");
+            outln!(
+                "{:>9}  {:<20}  {:<19}  NAME",
+                "MESSAGES",
+                "AUTHOR",
+                "LAST MESSAGE (UTC)"
+            );
             for author in authors {
-                println!(
+                outln!(
                     "{:>9}  {:<20}  {:<19}  {}",
                     author.message_count,
                     author.author_id,
-                    author.last_message_unix.map(format_unix).unwrap_or_default(),
-                    author.name.unwrap_or_else(|| "(no name: deleted account)".to_owned())
+                    author
+                        .last_message_unix
+                        .map(format_unix)
+                        .unwrap_or_default(),
+                    author
+                        .name
+                        .unwrap_or_else(|| "(no name: deleted account)".to_owned())
                 );
             }
         }
         AuthorsCommand::Show { author_id, after } => {
             let stats = client
-                .author_stats(AuthorStatsRequest { author_id, consistency_token: after.map(|value| ConsistencyToken { value }) })
+                .author_stats(AuthorStatsRequest {
+                    author_id,
+                    consistency_token: after.map(|value| ConsistencyToken { value }),
+                })
                 .await?
                 .into_inner();
             if json {
-                let chats: Vec<_> = stats.chats.iter().map(|chat| json!({ "chat_id": chat.chat_id, "messages": chat.message_count })).collect();
+                let chats: Vec<_> = stats
+                    .chats
+                    .iter()
+                    .map(|chat| json!({ "chat_id": chat.chat_id, "messages": chat.message_count }))
+                    .collect();
                 crate::output::print_json(&json!({
                     "author_id": stats.author_id, "names": stats.names, "messages": stats.total_messages,
                     "first_message_unix": stats.first_message_unix, "last_message_unix": stats.last_message_unix, "chats": chats,
                 }));
                 return Ok(());
             }
-            println!("author {}: {} messages", stats.author_id, stats.total_messages);
-            println!("names: {}", if stats.names.is_empty() { "(none)".to_owned() } else { stats.names.join(", ") });
+            outln!(
+                "author {}: {} messages",
+                stats.author_id,
+                stats.total_messages
+            );
+            outln!(
+                "names: {}",
+                if stats.names.is_empty() {
+                    "(none)".to_owned()
+                } else {
+                    stats.names.join(", ")
+                }
+            );
             if let (Some(first), Some(last)) = (stats.first_message_unix, stats.last_message_unix) {
-                println!("from {} to {} (UTC)", format_unix(first), format_unix(last));
+                outln!("from {} to {} (UTC)", format_unix(first), format_unix(last));
             }
             for chat in stats.chats {
-                println!("  chat {:>14}: {} messages", chat.chat_id, chat.message_count);
+                outln!(
+                    "  chat {:>14}: {} messages",
+                    chat.chat_id,
+                    chat.message_count
+                );
             }
         }
     }
