@@ -16,6 +16,19 @@
 //! HS256 is small enough to implement on `hmac` + `sha2` (constant-time comparison through
 //! `Mac::verify_slice`); this avoids pulling a whole JOSE crate with RSA and EC into every
 //! service.
+//!
+//! The signing secret is the installation's own: there is no built-in default. A missing,
+//! short (under [`MIN_JWT_SECRET_BYTES`]) or publicly known secret ([`PUBLIC_JWT_SECRETS`])
+//! stops every service at start-up, unless `CHATVAULT_INSECURE_DEV=1` says the machine is a
+//! developer's, which is logged as a warning by every service.
+//!
+//! Services call each other with short-lived tokens of the role [`SERVICE_ROLE`] that they
+//! mint themselves ([`ServiceTokenIssuer`]). Storage nodes accept nothing else
+//! ([`AuthConfig::services_only_grpc_layer`]). A shared-secret token was chosen over mutual
+//! TLS because every service already holds the installation's secret and verifies HS256
+//! with this layer: nodes need one more variable (`CHATVAULT_JWT_SECRET`) instead of a
+//! certificate authority, per-node certificates and their renewal. What it does not give is
+//! transport encryption; a token seen on the wire is good for [`SERVICE_TOKEN_LIFETIME`].
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -42,8 +55,24 @@ pub const ROLE_HEADER: &str = "x-chatvault-role";
 pub const ADMIN_ROLE: &str = "admin";
 /// The role of every newly registered account.
 pub const USER_ROLE: &str = "user";
-/// Secret used when `CHATVAULT_JWT_SECRET` is unset; fine on a laptop, never in production.
+/// The role of the platform's own services calling each other (storage nodes accept only
+/// it); never given to an account.
+pub const SERVICE_ROLE: &str = "service";
+/// How long a token minted by [`ServiceTokenIssuer`] stays valid.
+pub const SERVICE_TOKEN_LIFETIME: Duration = Duration::from_secs(300);
+/// The variable holding the installation's HS256 signing secret.
+pub const JWT_SECRET_VARIABLE: &str = "CHATVAULT_JWT_SECRET";
+/// The variable that lets services start with a weak or public secret (`1`, `true`, `on`).
+pub const INSECURE_DEV_VARIABLE: &str = "CHATVAULT_INSECURE_DEV";
+/// Shortest signing secret accepted, in bytes (HS256 keys should carry 256 bits).
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+/// The secret services used before installations generated their own. It is public, so it
+/// is refused; with `CHATVAULT_INSECURE_DEV=1` and no secret set it is still used, so the
+/// services of a developer's machine agree.
 pub const DEVELOPMENT_JWT_SECRET: &str = "chatvault-development-secret-do-not-use-in-production";
+/// Every signing secret that has been public in this repository: tokens signed with any of
+/// them can be forged by anyone, so services refuse to start with one.
+pub const PUBLIC_JWT_SECRETS: &[&str] = &[DEVELOPMENT_JWT_SECRET, "chatvault-test-secret"];
 
 /// gRPC methods callable without a token (path prefixes).
 const PUBLIC_GRPC_PATHS: &[&str] = &[
@@ -52,9 +81,13 @@ const PUBLIC_GRPC_PATHS: &[&str] = &[
     "/chatvault.users.v1.AccountsService/Register",
     "/chatvault.users.v1.AccountsService/Login",
     "/chatvault.users.v1.AccountsService/Refresh",
-    // Works only while no admin exists (checked by the users service).
+    // Retired: the users service refuses every call (the first admin comes from
+    // CHATVAULT_USERS_BOOTSTRAP_ADMIN). Public so an old client reads why instead of a
+    // missing-token error.
     "/chatvault.users.v1.AccountsService/BootstrapAdmin",
 ];
+/// gRPC methods of a storage node callable without a service token: probes and reflection.
+const PUBLIC_SERVICE_GRPC_PATHS: &[&str] = &["/grpc.health.v1.Health/", "/grpc.reflection."];
 /// REST paths callable without a token (path prefixes): probes and share links.
 const PUBLIC_HTTP_PATHS: &[&str] = &["/healthz", "/metrics", "/s/"];
 
@@ -63,8 +96,12 @@ const PUBLIC_HTTP_PATHS: &[&str] = &["/healthz", "/metrics", "/s/"];
 pub struct AuthConfig {
     /// `CHATVAULT_AUTH`: `on` (default) or `off`.
     pub enabled: bool,
-    /// `CHATVAULT_JWT_SECRET`: the HS256 key; a development default with a warning.
+    /// `CHATVAULT_JWT_SECRET`: the installation's HS256 key, at least
+    /// [`MIN_JWT_SECRET_BYTES`] bytes and not public (see [`check_jwt_secret`]).
     pub jwt_secret: Secret,
+    /// Why the secret would have been refused, when `CHATVAULT_INSECURE_DEV=1` let it
+    /// through; every service warns about it at start.
+    pub insecure_secret: Option<JwtSecretWeakness>,
     /// `CHATVAULT_JWT_ACCESS_TTL_SECONDS`, default 900.
     pub access_ttl: Duration,
     /// The last password change of each account, filled by
@@ -72,8 +109,39 @@ pub struct AuthConfig {
     pub password_changes: PasswordChanges,
 }
 
+/// Why a signing secret is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum JwtSecretWeakness {
+    #[error("it is not set")]
+    Missing,
+    #[error("it has {bytes} bytes, fewer than {MIN_JWT_SECRET_BYTES}")]
+    TooShort { bytes: usize },
+    #[error("it has been published (a default of an older version or of the tests), so anyone can sign tokens with it")]
+    Public,
+}
+
+/// Returns why `secret` must not sign tokens, or `Ok` when it is long and not public.
+pub fn check_jwt_secret(secret: &str) -> std::result::Result<(), JwtSecretWeakness> {
+    let secret = secret.trim();
+    if secret.is_empty() {
+        return Err(JwtSecretWeakness::Missing);
+    }
+    if PUBLIC_JWT_SECRETS.contains(&secret) {
+        return Err(JwtSecretWeakness::Public);
+    }
+    if secret.len() < MIN_JWT_SECRET_BYTES {
+        return Err(JwtSecretWeakness::TooShort { bytes: secret.len() });
+    }
+    Ok(())
+}
+
 impl AuthConfig {
     /// Reads the auth settings from `environment`.
+    ///
+    /// Errors with [`Error::Config`] naming `CHATVAULT_JWT_SECRET` and how to generate one
+    /// when the secret is missing, shorter than [`MIN_JWT_SECRET_BYTES`] or public, unless
+    /// `CHATVAULT_INSECURE_DEV` is `1`; with auth off too, because services sign the
+    /// tokens they send to storage nodes with it either way.
     pub fn from_env_map(environment: &HashMap<String, String>) -> Result<Self> {
         let get = |key: &str| environment.get(key).map(|value| value.trim().to_owned()).filter(|value| !value.is_empty());
         let enabled = match get("CHATVAULT_AUTH").as_deref() {
@@ -81,12 +149,30 @@ impl AuthConfig {
             Some("off") | Some("false") | Some("0") => false,
             Some(other) => return Err(Error::Config(format!("CHATVAULT_AUTH must be on or off, not {other:?}"))),
         };
-        let jwt_secret = Secret::new(get("CHATVAULT_JWT_SECRET").unwrap_or_else(|| DEVELOPMENT_JWT_SECRET.to_owned()));
+        let insecure_development = match get(INSECURE_DEV_VARIABLE).as_deref() {
+            None | Some("0") | Some("false") | Some("off") => false,
+            Some("1") | Some("true") | Some("on") => true,
+            Some(other) => return Err(Error::Config(format!("{INSECURE_DEV_VARIABLE} must be 1 or 0, not {other:?}"))),
+        };
+        let configured_secret = get(JWT_SECRET_VARIABLE).unwrap_or_default();
+        let (jwt_secret, insecure_secret) = match check_jwt_secret(&configured_secret) {
+            Ok(()) => (Secret::new(configured_secret), None),
+            Err(weakness) if insecure_development => {
+                let secret = if weakness == JwtSecretWeakness::Missing { DEVELOPMENT_JWT_SECRET.to_owned() } else { configured_secret };
+                (Secret::new(secret), Some(weakness))
+            }
+            Err(weakness) => {
+                return Err(Error::Config(format!(
+                    "{JWT_SECRET_VARIABLE} is refused: {weakness}. Every service of an installation needs the same \
+                     random secret of at least {MIN_JWT_SECRET_BYTES} bytes: generate one with `openssl rand -base64 48` \
+                     (scripts/services.sh start keeps one in .state/secrets/jwt-secret), or set {INSECURE_DEV_VARIABLE}=1 \
+                     on a development machine nobody else reaches"
+                )))
+            }
+        };
         let access_ttl_seconds: u64 = match get("CHATVAULT_JWT_ACCESS_TTL_SECONDS") {
             None => 900,
-            Some(text) => text
-                .parse()
-                .map_err(|error| Error::Config(format!("CHATVAULT_JWT_ACCESS_TTL_SECONDS={text:?}: {error}")))?,
+            Some(text) => text.parse().map_err(|error| Error::Config(format!("CHATVAULT_JWT_ACCESS_TTL_SECONDS={text:?}: {error}")))?,
         };
         if access_ttl_seconds == 0 {
             return Err(Error::Config("CHATVAULT_JWT_ACCESS_TTL_SECONDS must be at least 1".to_owned()));
@@ -94,22 +180,23 @@ impl AuthConfig {
         Ok(Self {
             enabled,
             jwt_secret,
+            insecure_secret,
             access_ttl: Duration::from_secs(access_ttl_seconds),
             password_changes: PasswordChanges::default(),
         })
     }
 
-    /// Returns whether the built-in development secret is in use.
-    pub fn uses_development_secret(&self) -> bool {
-        self.jwt_secret.expose() == DEVELOPMENT_JWT_SECRET
-    }
-
-    /// Returns the verifier of this configuration; warns loudly about a development secret.
+    /// Returns the verifier of this configuration; warns loudly, once per process, about a
+    /// secret let through by `CHATVAULT_INSECURE_DEV=1` and about auth being off.
     pub fn verifier(&self) -> TokenVerifier {
         static WARNED: std::sync::Once = std::sync::Once::new();
         WARNED.call_once(|| {
-            if self.enabled && self.uses_development_secret() {
-                tracing::warn!("CHATVAULT_JWT_SECRET is not set: tokens are signed with the public development secret; set it before exposing chatvault to anyone");
+            if let Some(weakness) = self.insecure_secret {
+                tracing::warn!(
+                    %weakness,
+                    "INSECURE: CHATVAULT_INSECURE_DEV=1 lets this service run with a signing secret anyone may know; \
+                     anyone can forge tokens, including admin and service tokens; never expose this installation"
+                );
             }
             if !self.enabled {
                 tracing::warn!("CHATVAULT_AUTH=off: callers are trusted by the x-chatvault-user header");
@@ -120,12 +207,61 @@ impl AuthConfig {
 
     /// Returns the layer checking tokens in front of gRPC services.
     pub fn grpc_layer(&self) -> AuthLayer {
-        AuthLayer { verifier: self.verifier(), protocol: Protocol::Grpc }
+        AuthLayer { verifier: self.verifier(), protocol: Protocol::Grpc, audience: Audience::Everyone }
     }
 
     /// Returns the layer checking tokens in front of REST routes.
     pub fn http_layer(&self) -> AuthLayer {
-        AuthLayer { verifier: self.verifier(), protocol: Protocol::Http }
+        AuthLayer { verifier: self.verifier(), protocol: Protocol::Http, audience: Audience::Everyone }
+    }
+
+    /// Returns the gRPC layer of a storage node: besides health and reflection it lets
+    /// through only tokens of the [`SERVICE_ROLE`] signed with this secret. A call without
+    /// a valid token is UNAUTHENTICATED; a valid user or admin token is PERMISSION_DENIED.
+    /// With `CHATVAULT_AUTH=off` it trusts every caller, like the other services.
+    pub fn services_only_grpc_layer(&self) -> AuthLayer {
+        AuthLayer { verifier: self.verifier(), protocol: Protocol::Grpc, audience: Audience::ServicesOnly }
+    }
+
+    /// Returns the issuer of the tokens `service_name` sends to other services.
+    pub fn service_token_issuer(&self, service_name: &str) -> ServiceTokenIssuer {
+        ServiceTokenIssuer { secret: Arc::new(self.jwt_secret.clone()), identity: format!("service:{service_name}") }
+    }
+}
+
+/// Mints the short-lived [`SERVICE_ROLE`] tokens one service sends to another (storage
+/// nodes); cheap to clone.
+///
+/// The identity `service:<name>` cannot collide with an account: usernames hold no `:`.
+#[derive(Clone, Debug)]
+pub struct ServiceTokenIssuer {
+    secret: Arc<Secret>,
+    identity: String,
+}
+
+impl ServiceTokenIssuer {
+    /// Returns a token of the service role valid for [`SERVICE_TOKEN_LIFETIME`] from now.
+    ///
+    /// A fresh token per call: one HMAC over a few hundred bytes costs microseconds, far
+    /// less than the call it rides on, and nothing has to decide when to renew.
+    pub fn mint(&self) -> String {
+        let now = chrono::Utc::now().timestamp();
+        let lifetime_seconds = i64::try_from(SERVICE_TOKEN_LIFETIME.as_secs()).unwrap_or(i64::MAX);
+        let claims = Claims {
+            sub: self.identity.clone(),
+            username: self.identity.clone(),
+            role: SERVICE_ROLE.to_owned(),
+            exp: now.saturating_add(lifetime_seconds),
+            iat: now,
+            jti: uuid::Uuid::now_v7().to_string(),
+        };
+        sign_access_token(&self.secret, &claims)
+    }
+
+    /// Returns `authorization: Bearer <fresh token>` as gRPC metadata.
+    pub fn authorization_metadata(&self) -> tonic::metadata::MetadataValue<tonic::metadata::Ascii> {
+        // A JWT is base64url and dots, always valid ASCII metadata.
+        format!("Bearer {}", self.mint()).parse().expect("a bearer token is ascii")
     }
 }
 
@@ -191,11 +327,8 @@ pub fn verify_access_token(secret: &Secret, token: &str, now_unix: i64) -> std::
     let (Some(header), Some(payload), Some(signature), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return Err(TokenError::Malformed);
     };
-    let header_json: serde_json::Value = URL_SAFE_NO_PAD
-        .decode(header)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .ok_or(TokenError::Malformed)?;
+    let header_json: serde_json::Value =
+        URL_SAFE_NO_PAD.decode(header).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok()).ok_or(TokenError::Malformed)?;
     // Only HS256: an `alg: none` or asymmetric header is refused before anything else.
     if header_json.get("alg").and_then(|alg| alg.as_str()) != Some("HS256") {
         return Err(TokenError::Malformed);
@@ -206,11 +339,7 @@ pub fn verify_access_token(secret: &Secret, token: &str, now_unix: i64) -> std::
     mac.update(b".");
     mac.update(payload.as_bytes());
     mac.verify_slice(&signature_bytes).map_err(|_| TokenError::BadSignature)?;
-    let claims: Claims = URL_SAFE_NO_PAD
-        .decode(payload)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .ok_or(TokenError::Malformed)?;
+    let claims: Claims = URL_SAFE_NO_PAD.decode(payload).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok()).ok_or(TokenError::Malformed)?;
     if claims.exp <= now_unix {
         return Err(TokenError::Expired);
     }
@@ -286,18 +415,28 @@ enum Protocol {
     Http,
 }
 
+/// Who may call the services behind a layer once their token verifies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Audience {
+    /// Users, admins and services (the public services).
+    Everyone,
+    /// Only tokens of the service role (storage nodes).
+    ServicesOnly,
+}
+
 /// The tower layer that checks bearer tokens; see the module docs.
 #[derive(Clone, Debug)]
 pub struct AuthLayer {
     verifier: TokenVerifier,
     protocol: Protocol,
+    audience: Audience,
 }
 
 impl<S> tower_layer::Layer<S> for AuthLayer {
     type Service = AuthService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        AuthService { inner, verifier: self.verifier.clone(), protocol: self.protocol }
+        AuthService { inner, verifier: self.verifier.clone(), protocol: self.protocol, audience: self.audience }
     }
 }
 
@@ -307,6 +446,7 @@ pub struct AuthService<S> {
     inner: S,
     verifier: TokenVerifier,
     protocol: Protocol,
+    audience: Audience,
 }
 
 impl<S, RequestBody, ResponseBody> tower_service::Service<Request<RequestBody>> for AuthService<S>
@@ -326,11 +466,17 @@ where
 
     fn call(&mut self, mut request: Request<RequestBody>) -> Self::Future {
         let path = request.uri().path().to_owned();
-        let public = match self.protocol {
-            Protocol::Grpc => PUBLIC_GRPC_PATHS.iter().any(|prefix| path.starts_with(prefix)),
-            Protocol::Http => PUBLIC_HTTP_PATHS.iter().any(|prefix| path.starts_with(prefix)),
+        let public = match (self.protocol, self.audience) {
+            (Protocol::Grpc, Audience::Everyone) => PUBLIC_GRPC_PATHS.iter().any(|prefix| path.starts_with(prefix)),
+            (Protocol::Grpc, Audience::ServicesOnly) => PUBLIC_SERVICE_GRPC_PATHS.iter().any(|prefix| path.starts_with(prefix)),
+            (Protocol::Http, _) => PUBLIC_HTTP_PATHS.iter().any(|prefix| path.starts_with(prefix)),
         };
         match self.verifier.authenticate(&path, public, request.headers_mut()) {
+            Ok(Some(caller)) if self.audience == Audience::ServicesOnly && caller.role != SERVICE_ROLE => {
+                tracing::info!(%path, username = %caller.username, role = %caller.role, "request refused: only services may call");
+                let status = tonic::Status::permission_denied("only chatvault's own services may call a storage node");
+                Box::pin(std::future::ready(Ok(status.into_http::<ResponseBody>())))
+            }
             Ok(caller) => {
                 // The actor of events published while serving: the token's user, or with
                 // auth off the trusted header; a public call (log-in, share link) acts for
@@ -368,8 +514,27 @@ where
 mod tests {
     use super::*;
 
+    /// A secret long enough to pass [`check_jwt_secret`], different in every test.
+    fn random_secret() -> String {
+        format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
+    }
+
+    fn config_with(pairs: &[(&str, &str)]) -> Result<AuthConfig> {
+        AuthConfig::from_env_map(&pairs.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())).collect())
+    }
+
+    fn config_with_random_secret() -> AuthConfig {
+        config_with(&[(JWT_SECRET_VARIABLE, &random_secret())]).expect("a random secret is accepted")
+    }
+
     fn claims(exp: i64) -> Claims {
         Claims { sub: "a1".into(), username: "alice".into(), role: "user".into(), exp, iat: 0, jti: "j".into() }
+    }
+
+    fn bearer_headers(token: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(axum::http::header::AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {token}")).unwrap());
+        headers
     }
 
     #[test]
@@ -391,7 +556,7 @@ mod tests {
 
     #[test]
     fn the_layer_replaces_client_identity_headers_with_the_tokens() {
-        let config = AuthConfig::from_env_map(&HashMap::from([("CHATVAULT_JWT_SECRET".to_owned(), "k".to_owned())])).unwrap();
+        let config = config_with_random_secret();
         let verifier = config.verifier();
         let mut headers = HeaderMap::new();
         headers.insert(CALLER_HEADER, HeaderValue::from_static("mallory"));
@@ -408,7 +573,7 @@ mod tests {
 
     #[test]
     fn a_token_issued_before_a_password_change_is_refused() {
-        let config = AuthConfig::from_env_map(&HashMap::from([("CHATVAULT_JWT_SECRET".to_owned(), "k".to_owned())])).unwrap();
+        let config = config_with_random_secret();
         let verifier = config.verifier();
         let now = chrono::Utc::now();
         let issued = Claims { iat: now.timestamp() - 60, jti: "old".into(), ..claims(i64::MAX) };
@@ -422,9 +587,141 @@ mod tests {
 
     #[test]
     fn with_auth_off_headers_are_trusted_and_default_to_admin() {
-        let config = AuthConfig::from_env_map(&HashMap::from([("CHATVAULT_AUTH".to_owned(), "off".to_owned())])).unwrap();
+        let config = config_with(&[("CHATVAULT_AUTH", "off"), (JWT_SECRET_VARIABLE, &random_secret())]).unwrap();
         let mut headers = HeaderMap::new();
         assert_eq!(config.verifier().authenticate("/x", false, &mut headers), Ok(None));
         assert_eq!(headers.get(ROLE_HEADER).unwrap(), "admin");
+    }
+
+    #[test]
+    fn services_refuse_a_missing_short_or_public_secret_and_name_the_variable() {
+        let refused: Vec<(&str, String)> = vec![
+            ("missing", String::new()),
+            ("blank", "   ".to_owned()),
+            ("short", "x".repeat(MIN_JWT_SECRET_BYTES - 1)),
+            ("old development default", DEVELOPMENT_JWT_SECRET.to_owned()),
+            ("old test secret", "chatvault-test-secret".to_owned()),
+            ("old development default with spaces", format!("  {DEVELOPMENT_JWT_SECRET} ")),
+        ];
+        for (case, secret) in refused {
+            let error = config_with(&[(JWT_SECRET_VARIABLE, &secret)]).expect_err(case).to_string();
+            assert!(error.contains("CHATVAULT_JWT_SECRET"), "{case}: {error}");
+            assert!(error.contains("openssl rand"), "{case}: the error says how to generate one: {error}");
+            let error = config_with(&[(JWT_SECRET_VARIABLE, &secret), ("CHATVAULT_AUTH", "off")]).expect_err(case).to_string();
+            assert!(error.contains("CHATVAULT_JWT_SECRET"), "{case} with auth off: {error}");
+        }
+        assert!(config_with(&[]).is_err(), "no variable at all");
+        let accepted = config_with(&[(JWT_SECRET_VARIABLE, &"x".repeat(MIN_JWT_SECRET_BYTES))]).expect("32 bytes are enough");
+        assert_eq!(accepted.insecure_secret, None);
+    }
+
+    #[test]
+    fn the_insecure_development_flag_lets_weak_secrets_through_and_says_so() {
+        let unset = config_with(&[(INSECURE_DEV_VARIABLE, "1")]).expect("allowed on a developer's machine");
+        assert_eq!(unset.insecure_secret, Some(JwtSecretWeakness::Missing));
+        assert_eq!(unset.jwt_secret.expose(), DEVELOPMENT_JWT_SECRET, "services of one machine agree");
+        let short = config_with(&[(INSECURE_DEV_VARIABLE, "true"), (JWT_SECRET_VARIABLE, "short")]).expect("allowed");
+        assert_eq!(short.insecure_secret, Some(JwtSecretWeakness::TooShort { bytes: 5 }));
+        assert_eq!(short.jwt_secret.expose(), "short");
+        let strong = config_with(&[(INSECURE_DEV_VARIABLE, "1"), (JWT_SECRET_VARIABLE, &random_secret())]).expect("allowed");
+        assert_eq!(strong.insecure_secret, None, "a strong secret is not insecure because of the flag");
+        assert!(config_with(&[(INSECURE_DEV_VARIABLE, "0"), (JWT_SECRET_VARIABLE, "short")]).is_err());
+        assert!(config_with(&[(INSECURE_DEV_VARIABLE, "maybe")]).is_err());
+    }
+
+    #[test]
+    fn a_token_forged_with_the_old_development_secret_is_refused() {
+        let config = config_with_random_secret();
+        let now = chrono::Utc::now().timestamp();
+        let forged_claims = Claims { role: ADMIN_ROLE.into(), username: "mallory".into(), ..claims(now + 600) };
+        for public_secret in PUBLIC_JWT_SECRETS {
+            let forged = sign_access_token(&Secret::new(*public_secret), &forged_claims);
+            assert_eq!(verify_access_token(&config.jwt_secret, &forged, now), Err(TokenError::BadSignature));
+            let mut headers = bearer_headers(&forged);
+            assert_eq!(config.verifier().authenticate("/x", false, &mut headers), Err(TokenError::BadSignature));
+            assert!(headers.get(ROLE_HEADER).is_none(), "no identity is written for a forged token");
+        }
+    }
+
+    #[test]
+    fn service_tokens_carry_the_service_role_and_expire_soon() {
+        let config = config_with_random_secret();
+        let token = config.service_token_issuer("ingest").mint();
+        let now = chrono::Utc::now().timestamp();
+        let claims = verify_access_token(&config.jwt_secret, &token, now).expect("verifies with the same secret");
+        assert_eq!((claims.role.as_str(), claims.username.as_str()), (SERVICE_ROLE, "service:ingest"));
+        assert!(claims.exp > now && claims.exp <= now + SERVICE_TOKEN_LIFETIME.as_secs() as i64 + 1, "{claims:?}");
+        let other = config_with_random_secret();
+        assert_eq!(verify_access_token(&other.jwt_secret, &token, now), Err(TokenError::BadSignature));
+        let metadata = config.service_token_issuer("storage").authorization_metadata();
+        assert!(metadata.to_str().unwrap().starts_with("Bearer "));
+    }
+
+    /// Runs one request through `layer` and returns the gRPC status code it answered with
+    /// (`Ok` when the inner service was reached).
+    async fn grpc_code_through(layer: &AuthLayer, path: &str, headers: HeaderMap) -> tonic::Code {
+        use tower_layer::Layer as _;
+        use tower_service::Service as _;
+        let inner = tower_service_fn(|_request: Request<()>| async { Ok::<_, std::convert::Infallible>(Response::new(String::new())) });
+        let mut service = layer.layer(inner);
+        let mut request = Request::new(());
+        *request.uri_mut() = path.parse().unwrap();
+        *request.headers_mut() = headers;
+        let response = service.call(request).await.unwrap();
+        tonic::Status::from_header_map(response.headers()).map_or(tonic::Code::Ok, |status| status.code())
+    }
+
+    /// A tower service from a closure (tower's `service_fn` without the dependency).
+    fn tower_service_fn<F, Fut>(function: F) -> ServiceFn<F>
+    where
+        F: FnMut(Request<()>) -> Fut,
+    {
+        ServiceFn(function)
+    }
+
+    #[derive(Clone)]
+    struct ServiceFn<F>(F);
+
+    impl<F, Fut> tower_service::Service<Request<()>> for ServiceFn<F>
+    where
+        F: FnMut(Request<()>) -> Fut,
+        Fut: Future<Output = std::result::Result<Response<String>, std::convert::Infallible>>,
+    {
+        type Response = Response<String>;
+        type Error = std::convert::Infallible;
+        type Future = Fut;
+
+        fn poll_ready(&mut self, _context: &mut Context<'_>) -> Poll<std::result::Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, request: Request<()>) -> Self::Future {
+            (self.0)(request)
+        }
+    }
+
+    #[tokio::test]
+    async fn the_storage_node_layer_lets_only_service_tokens_through() {
+        let config = config_with_random_secret();
+        let layer = config.services_only_grpc_layer();
+        let path = "/chatvault.storagenode.v1.StorageNodeService/GetPart";
+        let now = chrono::Utc::now().timestamp();
+        assert_eq!(grpc_code_through(&layer, path, HeaderMap::new()).await, tonic::Code::Unauthenticated);
+        let user = sign_access_token(&config.jwt_secret, &claims(now + 600));
+        assert_eq!(grpc_code_through(&layer, path, bearer_headers(&user)).await, tonic::Code::PermissionDenied);
+        let admin = sign_access_token(&config.jwt_secret, &Claims { role: ADMIN_ROLE.into(), ..claims(now + 600) });
+        assert_eq!(grpc_code_through(&layer, path, bearer_headers(&admin)).await, tonic::Code::PermissionDenied);
+        let foreign = config_with_random_secret().service_token_issuer("ingest").mint();
+        assert_eq!(grpc_code_through(&layer, path, bearer_headers(&foreign)).await, tonic::Code::Unauthenticated);
+        let forged = sign_access_token(&Secret::new(DEVELOPMENT_JWT_SECRET), &Claims { role: SERVICE_ROLE.into(), ..claims(now + 600) });
+        assert_eq!(grpc_code_through(&layer, path, bearer_headers(&forged)).await, tonic::Code::Unauthenticated);
+        let own = config.service_token_issuer("storage").mint();
+        assert_eq!(grpc_code_through(&layer, path, bearer_headers(&own)).await, tonic::Code::Ok);
+        // Probes stay open; the user-facing public paths (log-in) do not apply to nodes.
+        assert_eq!(grpc_code_through(&layer, "/grpc.health.v1.Health/Check", HeaderMap::new()).await, tonic::Code::Ok);
+        let login = "/chatvault.users.v1.AccountsService/Login";
+        assert_eq!(grpc_code_through(&layer, login, HeaderMap::new()).await, tonic::Code::Unauthenticated);
+        // The public services' layer still takes user tokens.
+        assert_eq!(grpc_code_through(&config.grpc_layer(), path, bearer_headers(&user)).await, tonic::Code::Ok);
     }
 }

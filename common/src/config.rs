@@ -13,6 +13,9 @@ use std::time::Duration;
 use crate::{Error, Result};
 
 /// A secret string that never shows in `Debug` output or logs.
+///
+/// Every secret a service reads (the signing secret, database URLs, the first admin's
+/// password, S3 keys) is held in one, so no `{:?}` of a configuration prints it.
 #[derive(Clone)]
 pub struct Secret(String);
 
@@ -64,8 +67,82 @@ pub struct ServiceConfig {
     /// Token verification (`CHATVAULT_AUTH`, `CHATVAULT_JWT_SECRET`, `CHATVAULT_JWT_ACCESS_TTL_SECONDS`).
     pub auth: crate::auth::AuthConfig,
     /// Every `CHATVAULT_<SERVICE>_<KEY>` variable by `<KEY>`, for settings only one service
-    /// has (read them with [`ServiceConfig::setting`]).
-    pub service_settings: HashMap<String, String>,
+    /// has (read them with [`ServiceConfig::setting`], secrets with
+    /// [`ServiceConfig::secret_setting`]); its `Debug` hides secrets.
+    pub service_settings: ServiceSettings,
+}
+
+/// The `CHATVAULT_<SERVICE>_<KEY>` variables of one service by `<KEY>`.
+///
+/// `Debug` prints `***` for keys that name a secret ([`is_secret_setting_name`]) and hides
+/// the password of any URL, because configurations get logged and printed in errors.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ServiceSettings(HashMap<String, String>);
+
+impl ServiceSettings {
+    /// Returns the raw value of `key` (without the `CHATVAULT_<SERVICE>_` prefix).
+    pub fn get(&self, key: &str) -> Option<&String> {
+        self.0.get(key)
+    }
+
+    /// Returns whether `key` is set.
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.0.contains_key(key)
+    }
+
+    /// Returns the keys that are set, in no particular order.
+    pub fn keys(&self) -> impl Iterator<Item = &String> {
+        self.0.keys()
+    }
+}
+
+impl From<HashMap<String, String>> for ServiceSettings {
+    fn from(settings: HashMap<String, String>) -> Self {
+        Self(settings)
+    }
+}
+
+impl FromIterator<(String, String)> for ServiceSettings {
+    fn from_iter<I: IntoIterator<Item = (String, String)>>(pairs: I) -> Self {
+        Self(pairs.into_iter().collect())
+    }
+}
+
+impl fmt::Debug for ServiceSettings {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut keys: Vec<&String> = self.0.keys().collect();
+        keys.sort();
+        let mut map = formatter.debug_map();
+        for key in keys {
+            let value = &self.0[key];
+            if is_secret_setting_name(key) {
+                map.entry(key, &format_args!("***"));
+            } else {
+                map.entry(key, &redact_url_password(value));
+            }
+        }
+        map.finish()
+    }
+}
+
+/// Returns whether a setting's name marks its value as secret: it contains `SECRET`,
+/// `PASSWORD`, `TOKEN`, `KEY`, `CREDENTIAL` or `DATABASE_URL`, or is `BOOTSTRAP_ADMIN`
+/// (`username:password:email`). Case-insensitive.
+pub fn is_secret_setting_name(name: &str) -> bool {
+    let name = name.to_ascii_uppercase();
+    ["SECRET", "PASSWORD", "TOKEN", "KEY", "CREDENTIAL", "DATABASE_URL", "BOOTSTRAP_ADMIN"].iter().any(|marker| name.contains(marker))
+}
+
+/// Returns `value` with the password of a `scheme://user:password@host` URL replaced by
+/// `***`; other values unchanged.
+fn redact_url_password(value: &str) -> String {
+    let Some((scheme, rest)) = value.split_once("://") else { return value.to_owned() };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else { return value.to_owned() };
+    match rest[..at].split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***{}", &rest[at..]),
+        None => value.to_owned(),
+    }
 }
 
 /// Kafka connection settings.
@@ -111,11 +188,7 @@ impl ServiceConfig {
     }
 
     /// Reads the configuration of `service_name` from `environment`.
-    pub fn from_env_map(
-        service_name: &str,
-        ports: DefaultPorts,
-        environment: &HashMap<String, String>,
-    ) -> Result<Self> {
+    pub fn from_env_map(service_name: &str, ports: DefaultPorts, environment: &HashMap<String, String>) -> Result<Self> {
         let reader = EnvReader { environment, service_prefix: format!("CHATVAULT_{}_", service_name.to_uppercase().replace('-', "_")) };
         let default_database_url = format!("postgres://{service_name}:{service_name}@127.0.0.1:5432/{service_name}");
         Ok(Self {
@@ -143,6 +216,12 @@ impl ServiceConfig {
     {
         let name = format!("CHATVAULT_{}_{key}", self.service_name.to_uppercase().replace('-', "_"));
         parse_value(&name, self.service_settings.get(key).filter(|value| !value.is_empty()).cloned(), default)
+    }
+
+    /// Returns the service-specific secret `CHATVAULT_<SERVICE>_<key>` (`None` when unset or
+    /// empty), wrapped so it never prints.
+    pub fn secret_setting(&self, key: &str) -> Option<Secret> {
+        self.service_settings.get(key).filter(|value| !value.trim().is_empty()).map(|value| Secret::new(value.clone()))
     }
 }
 
@@ -175,10 +254,7 @@ impl TelemetryConfig {
             Some("json") => LogFormat::Json,
             Some(other) => return Err(Error::Config(format!("CHATVAULT_LOG_FORMAT must be text or json, not {other:?}"))),
         };
-        let log_filter = reader
-            .shared("LOG")
-            .or_else(|| reader.environment.get("RUST_LOG").cloned())
-            .unwrap_or_else(|| "info".to_owned());
+        let log_filter = reader.shared("LOG").or_else(|| reader.environment.get("RUST_LOG").cloned()).unwrap_or_else(|| "info".to_owned());
         let otlp_endpoint = reader.environment.get("OTEL_EXPORTER_OTLP_ENDPOINT").filter(|value| !value.is_empty()).cloned();
         let log_shipping = match reader.shared("LOG_SHIPPING").as_deref() {
             None | Some("on") | Some("true") | Some("1") => {
@@ -240,9 +316,16 @@ mod tests {
 
     const PORTS: DefaultPorts = DefaultPorts { grpc: 50052, http: 8082 };
 
+    /// `pairs` plus a signing secret services accept.
+    fn environment_with_secret(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        let mut environment: HashMap<String, String> = pairs.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())).collect();
+        environment.insert("CHATVAULT_JWT_SECRET".to_owned(), format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple()));
+        environment
+    }
+
     #[test]
     fn defaults_point_at_the_local_stack() {
-        let config = ServiceConfig::from_env_map("storage", PORTS, &HashMap::new()).expect("defaults parse");
+        let config = ServiceConfig::from_env_map("storage", PORTS, &environment_with_secret(&[])).expect("defaults parse");
         assert_eq!(config.grpc_addr.to_string(), "127.0.0.1:50052");
         assert_eq!(config.http_addr.to_string(), "127.0.0.1:8082");
         assert_eq!(config.database_url.expose(), "postgres://storage:storage@127.0.0.1:5432/storage");
@@ -252,11 +335,11 @@ mod tests {
 
     #[test]
     fn service_and_shared_variables_override_defaults() {
-        let environment = HashMap::from([
-            ("CHATVAULT_STORAGE_GRPC_ADDR".to_owned(), "0.0.0.0:7000".to_owned()),
-            ("CHATVAULT_KAFKA_BROKERS".to_owned(), "kafka:9092".to_owned()),
-            ("CHATVAULT_TOPIC_PREFIX".to_owned(), "t1.".to_owned()),
-            ("CHATVAULT_LOG_FORMAT".to_owned(), "json".to_owned()),
+        let environment = environment_with_secret(&[
+            ("CHATVAULT_STORAGE_GRPC_ADDR", "0.0.0.0:7000"),
+            ("CHATVAULT_KAFKA_BROKERS", "kafka:9092"),
+            ("CHATVAULT_TOPIC_PREFIX", "t1."),
+            ("CHATVAULT_LOG_FORMAT", "json"),
         ]);
         let config = ServiceConfig::from_env_map("storage", PORTS, &environment).expect("parses");
         assert_eq!(config.grpc_addr.to_string(), "0.0.0.0:7000");
@@ -267,18 +350,18 @@ mod tests {
 
     #[test]
     fn malformed_values_name_the_variable() {
-        let environment = HashMap::from([("CHATVAULT_STORAGE_HTTP_ADDR".to_owned(), "nope".to_owned())]);
+        let environment = environment_with_secret(&[("CHATVAULT_STORAGE_HTTP_ADDR", "nope")]);
         let error = ServiceConfig::from_env_map("storage", PORTS, &environment).expect_err("must fail");
         assert!(error.to_string().contains("CHATVAULT_STORAGE_HTTP_ADDR"), "{error}");
     }
 
     #[test]
     fn service_specific_settings_parse_with_defaults() {
-        let environment = HashMap::from([("CHATVAULT_INGEST_MAX_UPLOAD_BYTES".to_owned(), "1024".to_owned())]);
+        let environment = environment_with_secret(&[("CHATVAULT_INGEST_MAX_UPLOAD_BYTES", "1024")]);
         let config = ServiceConfig::from_env_map("ingest", PORTS, &environment).expect("parses");
         assert_eq!(config.setting("MAX_UPLOAD_BYTES", 0u64).expect("number"), 1024);
         assert_eq!(config.setting("UPLOAD_DIR", "/tmp".to_owned()).expect("default"), "/tmp");
-        let bad = HashMap::from([("CHATVAULT_INGEST_MAX_UPLOAD_BYTES".to_owned(), "lots".to_owned())]);
+        let bad = environment_with_secret(&[("CHATVAULT_INGEST_MAX_UPLOAD_BYTES", "lots")]);
         let config = ServiceConfig::from_env_map("ingest", PORTS, &bad).expect("parses");
         assert!(config.setting("MAX_UPLOAD_BYTES", 0u64).is_err());
     }
@@ -286,5 +369,48 @@ mod tests {
     #[test]
     fn secrets_do_not_show_in_debug_output() {
         assert_eq!(format!("{:?}", Secret::new("hunter2")), "Secret(***)");
+    }
+
+    #[test]
+    fn the_debug_of_a_config_shows_no_secret_setting() {
+        let jwt_secret = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+        let secrets = [
+            ("CHATVAULT_BACKUP_S3_SECRET_ACCESS_KEY", "s3-secret-f00d"),
+            ("CHATVAULT_BACKUP_S3_ACCESS_KEY_ID", "s3-key-id-beef"),
+            ("CHATVAULT_BACKUP_BOOTSTRAP_ADMIN", "root:admin-password-cafe:root@example.org"),
+            ("CHATVAULT_BACKUP_UPSTREAM_TOKEN", "token-value-d00d"),
+            ("CHATVAULT_BACKUP_SMTP_PASSWORD", "smtp-password-abba"),
+            ("CHATVAULT_BACKUP_DATABASE_URL", "postgres://backup:database-password-1ee7@db:5432/backup"),
+            ("CHATVAULT_BACKUP_STORAGE_URL", "http://svc:url-password-0b0e@storage:50052"),
+            ("CHATVAULT_JWT_SECRET", jwt_secret.as_str()),
+        ];
+        let mut environment: HashMap<String, String> = secrets.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())).collect();
+        environment.insert("CHATVAULT_BACKUP_SCHEDULE_KEEP".to_owned(), "7".to_owned());
+        let config = ServiceConfig::from_env_map("backup", PORTS, &environment).expect("parses");
+        let printed = format!("{config:?} {config:#?}");
+        for secret in [
+            "s3-secret-f00d",
+            "s3-key-id-beef",
+            "admin-password-cafe",
+            "token-value-d00d",
+            "smtp-password-abba",
+            "database-password-1ee7",
+            "url-password-0b0e",
+            &jwt_secret,
+        ] {
+            assert!(!printed.contains(secret), "{secret} shows in {printed}");
+        }
+        assert!(printed.contains("SCHEDULE_KEEP") && printed.contains("\"7\""), "other settings still show: {printed}");
+        assert!(printed.contains("http://svc:***@storage:50052"), "a URL keeps its host: {printed}");
+        assert_eq!(config.secret_setting("S3_SECRET_ACCESS_KEY").expect("set").expose(), "s3-secret-f00d");
+        assert!(config.secret_setting("S3_SESSION_TOKEN").is_none());
+    }
+
+    #[test]
+    fn urls_lose_only_their_password() {
+        assert_eq!(redact_url_password("postgres://u:p@h:5432/d"), "postgres://u:***@h:5432/d");
+        assert_eq!(redact_url_password("http://h:50052"), "http://h:50052");
+        assert_eq!(redact_url_password("http://user@h/x@y"), "http://user@h/x@y");
+        assert_eq!(redact_url_password("plain"), "plain");
     }
 }

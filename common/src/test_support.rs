@@ -13,8 +13,7 @@ use crate::config::{KafkaConfig, Secret};
 
 /// URL of a role that may create databases (the local stack's `storage` role has CREATEDB).
 pub fn admin_database_url() -> String {
-    std::env::var("CHATVAULT_TEST_ADMIN_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://storage:storage@127.0.0.1:5432/storage".to_owned())
+    std::env::var("CHATVAULT_TEST_ADMIN_DATABASE_URL").unwrap_or_else(|_| "postgres://storage:storage@127.0.0.1:5432/storage".to_owned())
 }
 
 /// A database created for one test and dropped when the test ends.
@@ -68,8 +67,57 @@ pub fn unique_kafka_config() -> KafkaConfig {
     KafkaConfig::from_env_map(&environment).expect("kafka settings parse")
 }
 
-/// The JWT secret of services started by [`service_environment`].
-pub const TEST_JWT_SECRET: &str = "chatvault-test-secret";
+/// The JWT secret of services started by [`service_environment`]: random, made once per
+/// test process (so no secret of a test run is ever public), the same for every service
+/// and child process the run starts.
+///
+/// Use it where a `&str` or `String` goes: `Secret::new(TEST_JWT_SECRET)`,
+/// `&*TEST_JWT_SECRET`, `TEST_JWT_SECRET.to_string()`.
+pub const TEST_JWT_SECRET: TestJwtSecret = TestJwtSecret;
+
+/// The type of [`TEST_JWT_SECRET`]: a handle on the process's random test secret.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TestJwtSecret;
+
+impl TestJwtSecret {
+    /// Returns the secret: 64 hex digits from two random (v4) UUIDs, 244 random bits.
+    pub fn expose(self) -> &'static str {
+        static SECRET: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        SECRET.get_or_init(|| format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple()))
+    }
+}
+
+impl std::ops::Deref for TestJwtSecret {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.expose()
+    }
+}
+
+impl AsRef<str> for TestJwtSecret {
+    fn as_ref(&self) -> &str {
+        self.expose()
+    }
+}
+
+impl std::fmt::Display for TestJwtSecret {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(self.expose())
+    }
+}
+
+impl From<TestJwtSecret> for String {
+    fn from(secret: TestJwtSecret) -> Self {
+        secret.expose().to_owned()
+    }
+}
+
+impl From<TestJwtSecret> for Secret {
+    fn from(secret: TestJwtSecret) -> Self {
+        Secret::new(secret)
+    }
+}
 
 /// The environment of services in one test or benchmark run: port 0, its own database and
 /// topic prefix, long consistency waits.
@@ -85,11 +133,24 @@ pub fn service_environment(database_url: &str, topic_prefix: &str) -> HashMap<St
     // Existing scenarios identify callers by the x-chatvault-user header; tests of
     // authentication set CHATVAULT_AUTH=on (see `TEST_JWT_SECRET`).
     environment.insert("CHATVAULT_AUTH".to_owned(), "off".to_owned());
-    environment.insert("CHATVAULT_JWT_SECRET".to_owned(), TEST_JWT_SECRET.to_owned());
+    environment.insert("CHATVAULT_JWT_SECRET".to_owned(), TEST_JWT_SECRET.to_string());
     if let Ok(brokers) = std::env::var("CHATVAULT_KAFKA_BROKERS") {
         environment.insert("CHATVAULT_KAFKA_BROKERS".to_owned(), brokers);
     }
     environment
+}
+
+/// The environment of a storage node in a test: port 0, `data_dir`, this run's secret and
+/// `CHATVAULT_AUTH=off` like [`service_environment`] (tests that check the nodes' service
+/// credentials set it to `on`).
+pub fn storage_node_environment(data_dir: &Path) -> HashMap<String, String> {
+    HashMap::from([
+        ("CHATVAULT_STORAGE_NODE_GRPC_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
+        ("CHATVAULT_STORAGE_NODE_HTTP_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
+        ("CHATVAULT_NODE_DATA_DIR".to_owned(), data_dir.display().to_string()),
+        ("CHATVAULT_AUTH".to_owned(), "off".to_owned()),
+        ("CHATVAULT_JWT_SECRET".to_owned(), TEST_JWT_SECRET.to_string()),
+    ])
 }
 
 /// The folder of the workspace's built binaries: beside the running executable, or one
@@ -119,19 +180,16 @@ impl Drop for ChildService {
 }
 
 /// Starts `binary` (from [`binaries_folder`]) with `environment` and a free gRPC port; waits until it accepts
-/// connections.
+/// connections. Without a `CHATVAULT_JWT_SECRET` in `environment` the child gets
+/// [`TEST_JWT_SECRET`], so it trusts the tokens of the run's other services.
 pub async fn spawn_service_process(binary: &str, service: &str, mut environment: HashMap<String, String>, log_path: &Path) -> ChildService {
     let path = binaries_folder().join(binary);
     assert!(path.exists(), "{} is missing: build the binaries first (cargo build --bins)", path.display());
     let grpc_addr = free_local_address();
     environment.insert(format!("CHATVAULT_{service}_GRPC_ADDR"), grpc_addr.to_string());
+    environment.entry("CHATVAULT_JWT_SECRET".to_owned()).or_insert_with(|| TEST_JWT_SECRET.to_string());
     let log = std::fs::File::create(log_path).expect("log file");
-    let child = Command::new(&path)
-        .envs(environment)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("service process starts");
+    let child = Command::new(&path).envs(environment).stdout(Stdio::null()).stderr(log).spawn().expect("service process starts");
     let deadline = Instant::now() + Duration::from_secs(60);
     while tokio::net::TcpStream::connect(grpc_addr).await.is_err() {
         assert!(Instant::now() < deadline, "{binary} did not listen on {grpc_addr} within 60 s; see {}", log_path.display());
@@ -160,4 +218,3 @@ where
     }
     false
 }
-

@@ -52,12 +52,6 @@ pub struct NodeDirectory {
     clients: NodeClients,
 }
 
-impl Default for NodeDirectory {
-    fn default() -> Self {
-        Self::new(NodeClients::default())
-    }
-}
-
 impl NodeDirectory {
     /// Returns an empty directory using `clients` to reach the nodes.
     pub fn new(clients: NodeClients) -> Self {
@@ -193,9 +187,5 @@ impl NodeDirectory {
 
 /// Returns the directory entry of a `NodeRegistered` event.
 pub fn registered_node_of(registered: NodeRegistered) -> RegisteredNode {
-    RegisteredNode {
-        node_id: registered.node_id,
-        address: registered.address,
-        registered_at_unix_ms: registered.registered_at_unix_ms,
-    }
+    RegisteredNode { node_id: registered.node_id, address: registered.address, registered_at_unix_ms: registered.registered_at_unix_ms }
 }

@@ -1,19 +1,27 @@
 //! The gRPC client of the storage nodes: one lazily connected channel per address, part
 //! writers that stream blocks to a node in the background, and part readers.
+//!
+//! Nodes answer only the platform's own services. Every call carries a fresh short-lived
+//! token of the `service` role, signed with the installation's `CHATVAULT_JWT_SECRET` by
+//! the calling service ([`NodeCredential`], a tonic interceptor) and verified by the node's
+//! [`chatvault_common::auth::AuthConfig::services_only_grpc_layer`]. Why a shared-secret
+//! token rather than mutual TLS is explained in [`chatvault_common::auth`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use chatvault_common::auth::ServiceTokenIssuer;
 use chatvault_proto::storagenode::v1::storage_node_service_client::StorageNodeServiceClient;
 use chatvault_proto::storagenode::v1::{
-    put_part_request, DeletePartRequest, GetPartRequest, GetPartResponse, NodeStatsRequest, NodeStatsResponse, PartCommit,
-    PartHeader, PutPartRequest, PutPartResponse,
+    put_part_request, DeletePartRequest, GetPartRequest, GetPartResponse, NodeStatsRequest, NodeStatsResponse, PartCommit, PartHeader,
+    PutPartRequest, PutPartResponse,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::{Error, Result};
@@ -25,15 +33,42 @@ const STATS_TIMEOUT: Duration = Duration::from_secs(3);
 /// Largest gRPC message accepted from a node (a block plus framing).
 pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
 
+/// Adds the calling service's credential (`authorization: Bearer <service token>`) to every
+/// request to a node.
+#[derive(Clone, Debug)]
+pub struct NodeCredential {
+    issuer: ServiceTokenIssuer,
+}
+
+impl tonic::service::Interceptor for NodeCredential {
+    fn call(&mut self, mut request: tonic::Request<()>) -> std::result::Result<tonic::Request<()>, tonic::Status> {
+        request.metadata_mut().insert("authorization", self.issuer.authorization_metadata());
+        Ok(request)
+    }
+}
+
+/// A client of one storage node that sends the service credential.
+pub type NodeClient = StorageNodeServiceClient<InterceptedService<Channel, NodeCredential>>;
+
 /// Clients of every storage node by address, sharing one channel per node.
-#[derive(Clone, Debug, Default)]
+///
+/// There is no `Default`: whoever builds one names the service the calls come from, so no
+/// caller can forget the credential.
+#[derive(Clone, Debug)]
 pub struct NodeClients {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    credential: NodeCredential,
 }
 
 impl NodeClients {
+    /// Returns clients whose calls carry tokens from `issuer`
+    /// (`config.auth.service_token_issuer(SERVICE_NAME)`).
+    pub fn new(issuer: ServiceTokenIssuer) -> Self {
+        Self { channels: Arc::default(), credential: NodeCredential { issuer } }
+    }
+
     /// Returns a client of the node at `address` (`host:port`).
-    pub fn client(&self, address: &str) -> Result<StorageNodeServiceClient<Channel>> {
+    pub fn client(&self, address: &str) -> Result<NodeClient> {
         let mut channels = self.channels.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let channel = match channels.get(address) {
             Some(channel) => channel.clone(),
@@ -49,7 +84,7 @@ impl NodeClients {
                 channel
             }
         };
-        Ok(StorageNodeServiceClient::new(channel)
+        Ok(StorageNodeServiceClient::with_interceptor(channel, self.credential.clone())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES))
     }
@@ -75,13 +110,7 @@ impl NodeClients {
     }
 
     /// Opens a stream of a part's bytes from block `first_block` on.
-    pub async fn get_part(
-        &self,
-        address: &str,
-        part_id: &str,
-        expected_sha256: &str,
-        first_block: u64,
-    ) -> Result<tonic::Streaming<GetPartResponse>> {
+    pub async fn get_part(&self, address: &str, part_id: &str, expected_sha256: &str, first_block: u64) -> Result<tonic::Streaming<GetPartResponse>> {
         let mut client = self.client(address)?;
         let request = GetPartRequest { part_id: part_id.to_owned(), expected_sha256: expected_sha256.to_owned(), first_block };
         let response = client.get_part(request).await.map_err(|status| Error::Node { node: address.to_owned(), status })?;
@@ -93,18 +122,12 @@ impl NodeClients {
     pub fn start_part_writer(&self, address: &str, part_id: &str, block_size: u64) -> Result<PartWriter> {
         let mut client = self.client(address)?;
         let (sender, receiver) = mpsc::channel::<PutPartRequest>(4);
-        let header = PutPartRequest {
-            message: Some(put_part_request::Message::Header(PartHeader { part_id: part_id.to_owned(), block_size })),
-        };
+        let header = PutPartRequest { message: Some(put_part_request::Message::Header(PartHeader { part_id: part_id.to_owned(), block_size })) };
         // The header is queued first; the channel is empty, so this cannot fail.
         let _ = sender.try_send(header);
         let node = address.to_owned();
         let task = tokio::spawn(async move {
-            client
-                .put_part(ReceiverStream::new(receiver))
-                .await
-                .map(tonic::Response::into_inner)
-                .map_err(|status| Error::Node { node, status })
+            client.put_part(ReceiverStream::new(receiver)).await.map(tonic::Response::into_inner).map_err(|status| Error::Node { node, status })
         });
         Ok(PartWriter { address: address.to_owned(), sender, task })
     }

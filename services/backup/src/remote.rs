@@ -80,14 +80,13 @@ impl RemoteSettings {
         let endpoint = Some(endpoint.trim().trim_end_matches('/').to_owned()).filter(|endpoint| !endpoint.is_empty());
         let plain_http_endpoint = endpoint.as_deref().is_some_and(|endpoint| endpoint.starts_with("http://"));
         let access_key_id: String = config.setting("S3_ACCESS_KEY_ID", String::new())?;
-        let secret_access_key: String = config.setting("S3_SECRET_ACCESS_KEY", String::new())?;
         Ok(Some(Self {
             bucket,
             prefix,
             endpoint,
             region: config.setting("S3_REGION", "us-east-1".to_owned())?,
             access_key_id: Some(access_key_id).filter(|value| !value.is_empty()),
-            secret_access_key: Some(secret_access_key).filter(|value| !value.is_empty()).map(|value| SecretText(Secret::new(value))),
+            secret_access_key: config.secret_setting("S3_SECRET_ACCESS_KEY").map(SecretText),
             allow_http: config.setting("S3_ALLOW_HTTP", plain_http_endpoint)?,
             max_retries: config.setting("S3_MAX_RETRIES", 10usize)?,
         }))
@@ -454,7 +453,8 @@ mod tests {
     use super::*;
 
     fn config(pairs: &[(&str, &str)]) -> ServiceConfig {
-        let environment: HashMap<String, String> = pairs.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())).collect();
+        let mut environment: HashMap<String, String> = pairs.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())).collect();
+        environment.insert("CHATVAULT_JWT_SECRET".to_owned(), format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple()));
         ServiceConfig::from_env_map("backup", DefaultPorts { grpc: 1, http: 2 }, &environment).expect("config")
     }
 
@@ -483,6 +483,7 @@ mod tests {
         assert_eq!(settings.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
         assert!(settings.allow_http);
         assert!(!format!("{settings:?}").contains("very-secret-value"), "the secret is redacted");
+        assert_eq!(settings.secret_access_key.as_ref().map(|secret| secret.0.expose()), Some("very-secret-value"));
         let https = RemoteSettings::from_config(&config(&[("CHATVAULT_BACKUP_S3_URL", "s3://vault"), ("CHATVAULT_BACKUP_S3_ENDPOINT", "https://minio.example")]))
             .expect("ok")
             .expect("configured");

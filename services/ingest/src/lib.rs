@@ -54,7 +54,9 @@ impl App {
             folder: self.config.setting("UPLOAD_DIR", std::env::temp_dir().join("chatvault-uploads"))?,
             max_bytes: self.config.setting("MAX_UPLOAD_BYTES", 64u64 << 30)?,
         };
-        let node_directory = chatvault_file_store::directory::NodeDirectory::default();
+        // Every call to a node carries a service token signed with the installation's secret.
+        let node_clients = chatvault_file_store::node_client::NodeClients::new(self.config.auth.service_token_issuer(SERVICE_NAME));
+        let node_directory = chatvault_file_store::directory::NodeDirectory::new(node_clients);
         let uploader = files::FileUploader::new(node_directory.clone(), &self.config.kafka, files::UploadSettings::from_config(&self.config)?)?;
         let ingest_api = api::IngestApi::new(self.config.kafka.clone(), uploads, uploader.clone(), shutdown.clone());
         let directory_kafka = self.config.kafka.clone();

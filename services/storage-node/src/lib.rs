@@ -1,6 +1,14 @@
 //! A storage node: stores file parts on its local disk (`part_store`) and serves them over
 //! gRPC (`api`): put, get, stat and delete of a part, and its used and free bytes. Writes
 //! are atomic; every block is checked by SHA-256 on write and on read.
+//!
+//! A node answers only the platform's own services: every call but health and reflection
+//! needs a token of the `service` role signed with the installation's
+//! `CHATVAULT_JWT_SECRET` (minted per call by ingest and storage, see
+//! `chatvault_file_store::node_client`). No token or a token signed with another secret is
+//! UNAUTHENTICATED; a user's or admin's token is PERMISSION_DENIED, since nobody but the
+//! services has business reading or deleting raw parts. The node therefore needs the same
+//! `CHATVAULT_JWT_SECRET` as the services and refuses to start without a strong one.
 
 pub mod api;
 pub mod error;
@@ -11,6 +19,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use chatvault_common::auth::AuthConfig;
 use chatvault_common::config::{DefaultPorts, ServiceConfig};
 use chatvault_proto::storagenode::v1::storage_node_service_server::StorageNodeServiceServer;
 use tokio::net::TcpListener;
@@ -24,7 +33,8 @@ pub const DEFAULT_PORTS: DefaultPorts = DefaultPorts { grpc: 50101, http: 8101 }
 /// A storage node's configuration.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
-    /// Addresses and telemetry (`CHATVAULT_STORAGE_NODE_GRPC_ADDR`, `…_HTTP_ADDR`).
+    /// Addresses, telemetry and the service credential check (`CHATVAULT_STORAGE_NODE_GRPC_ADDR`,
+    /// `…_HTTP_ADDR`, `CHATVAULT_JWT_SECRET`, `CHATVAULT_AUTH`).
     pub service: ServiceConfig,
     /// `CHATVAULT_NODE_ID`; when unset, the id stored in the data folder, else a new UUID
     /// kept there.
@@ -57,6 +67,7 @@ impl NodeConfig {
 pub struct App {
     node_id: String,
     store: Arc<part_store::PartStore>,
+    auth: AuthConfig,
     grpc_listener: TcpListener,
     http_listener: TcpListener,
 }
@@ -69,7 +80,7 @@ impl App {
         let store = Arc::new(part_store::PartStore::open(&config.data_dir)?);
         let grpc_listener = TcpListener::bind(config.service.grpc_addr).await?;
         let http_listener = TcpListener::bind(config.service.http_addr).await?;
-        Ok(Self { node_id, store, grpc_listener, http_listener })
+        Ok(Self { node_id, store, auth: config.service.auth, grpc_listener, http_listener })
     }
 
     pub fn node_id(&self) -> &str {
@@ -93,13 +104,13 @@ impl App {
         let grpc_router = tonic::transport::Server::builder()
             .initial_stream_window_size(Some(4 << 20))
             .initial_connection_window_size(Some(32 << 20))
+            .layer(self.auth.services_only_grpc_layer())
             .add_service(health_service)
             .add_service(chatvault_common::grpc::reflection_service())
-            .add_service(
-                StorageNodeServiceServer::new(node_api).max_decoding_message_size(max_message).max_encoding_message_size(max_message),
-            );
+            .add_service(StorageNodeServiceServer::new(node_api).max_decoding_message_size(max_message).max_encoding_message_size(max_message));
         let http_router = chatvault_common::http::router_with_metrics(axum::Router::new());
-        let grpc = chatvault_common::grpc::serve_grpc(self.grpc_listener, grpc_router, shutdown.clone());
+        let grpc = grpc_router
+            .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(self.grpc_listener), shutdown.clone().cancelled_owned());
         let http = chatvault_common::http::serve_http(self.http_listener, http_router, shutdown.clone());
         let (grpc_result, http_result) = tokio::join!(grpc, http);
         grpc_result?;

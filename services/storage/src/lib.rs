@@ -83,7 +83,9 @@ impl App {
             vec![self.config.kafka.topic(FILES_EVENTS), self.config.kafka.topic(STORAGE_NODES)],
             applied.clone(),
         );
-        let file_catalog = files::FileCatalog::new(self.pool.clone(), &self.config.kafka, applied.clone(), self.config.consistency_wait)?;
+        // Downloads, repairs, moves and deletes of parts send a service token to the nodes.
+        let node_clients = chatvault_file_store::node_client::NodeClients::new(self.config.auth.service_token_issuer(SERVICE_NAME));
+        let file_catalog = files::FileCatalog::new(self.pool.clone(), &self.config.kafka, applied.clone(), self.config.consistency_wait, node_clients)?;
         let rebalance_interval = std::time::Duration::from_millis(self.config.setting("REBALANCE_INTERVAL_MS", 10_000u64)?);
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         health_reporter.set_serving::<StorageServiceServer<api::StorageApi>>().await;

@@ -33,11 +33,7 @@ impl TestNode {
     /// Starts a node on port 0 with a fresh data folder.
     pub(crate) async fn start() -> Self {
         let data_dir = tempfile::tempdir().expect("temp dir");
-        let environment = HashMap::from([
-            ("CHATVAULT_STORAGE_NODE_GRPC_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
-            ("CHATVAULT_STORAGE_NODE_HTTP_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
-            ("CHATVAULT_NODE_DATA_DIR".to_owned(), data_dir.path().display().to_string()),
-        ]);
+        let environment = chatvault_common::test_support::storage_node_environment(data_dir.path());
         let config = chatvault_storage_node::NodeConfig::from_env_map(&environment).expect("node config");
         let app = chatvault_storage_node::App::build(config).await.expect("node starts");
         let shutdown = CancellationToken::new();

@@ -23,7 +23,10 @@ static TELEMETRY: Once = Once::new();
 pub(crate) fn init_test_logging() {
     TELEMETRY.call_once(|| {
         if std::env::var("TEST_LOG").is_ok_and(|value| value == "1") {
-            let quiet = HashMap::from([("CHATVAULT_LOG_SHIPPING".to_owned(), "off".to_owned())]);
+            let quiet = HashMap::from([
+                ("CHATVAULT_LOG_SHIPPING".to_owned(), "off".to_owned()),
+                ("CHATVAULT_JWT_SECRET".to_owned(), chatvault_common::test_support::TEST_JWT_SECRET.to_string()),
+            ]);
             let config = ServiceConfig::from_env_map("test", DefaultPorts { grpc: 0, http: 0 }, &quiet).expect("config");
             std::mem::forget(chatvault_common::telemetry::init_telemetry("tests", &config.telemetry).expect("telemetry"));
         }

@@ -52,11 +52,13 @@ impl std::fmt::Debug for FileCatalog {
 }
 
 impl FileCatalog {
+    /// Returns the catalog; `clients` reach the storage nodes with the service credential.
     pub fn new(
         pool: Pool,
         kafka: &chatvault_common::config::KafkaConfig,
         applied: AppliedPositions,
         consistency_wait: Duration,
+        clients: NodeClients,
     ) -> Result<Self, Error> {
         let producer = chatvault_common::kafka::idempotent_producer(kafka, "chatvault-storage-files")?;
         Ok(Self {
@@ -64,7 +66,7 @@ impl FileCatalog {
             producer,
             files_topic: kafka.topic(FILES_EVENTS),
             nodes_topic: kafka.topic(STORAGE_NODES),
-            clients: NodeClients::default(),
+            clients,
             applied,
             consistency_wait,
             purge_wakeup: Arc::new(Notify::new()),

@@ -11,7 +11,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::Argon2;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use chatvault_common::config::ServiceConfig;
+use chatvault_common::config::{Secret, ServiceConfig};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
@@ -35,20 +35,29 @@ pub struct AccountSettings {
     /// `CHATVAULT_USERS_REFRESH_TTL_SECONDS`: refresh token lifetime (30 days).
     pub refresh_ttl: Duration,
     /// `CHATVAULT_USERS_BOOTSTRAP_ADMIN`: `username:password:email` of the first admin,
-    /// created at start-up when no admin exists.
-    pub bootstrap_admin: Option<(String, String, String)>,
+    /// created at start-up when no admin exists. It is the only way to the first admin:
+    /// `scripts/services.sh start` generates the password on an installation's first start.
+    pub bootstrap_admin: Option<BootstrapAdmin>,
+}
+
+/// The first admin of an installation, from `CHATVAULT_USERS_BOOTSTRAP_ADMIN`; its
+/// password never shows in `Debug`.
+#[derive(Clone, Debug)]
+pub struct BootstrapAdmin {
+    pub username: String,
+    pub password: Secret,
+    pub email: String,
 }
 
 impl AccountSettings {
     /// Reads the settings from the service configuration.
     pub fn from_config(config: &ServiceConfig) -> Result<Self, Error> {
-        let bootstrap_text: String = config.setting("BOOTSTRAP_ADMIN", String::new())?;
-        let bootstrap_admin = if bootstrap_text.is_empty() {
-            None
-        } else {
-            Some(parse_bootstrap_admin(&bootstrap_text).ok_or_else(|| {
-                Error::InvalidArgument("CHATVAULT_USERS_BOOTSTRAP_ADMIN must be username:password:email".to_owned())
-            })?)
+        let bootstrap_admin = match config.secret_setting("BOOTSTRAP_ADMIN") {
+            None => None,
+            Some(text) => Some(
+                parse_bootstrap_admin(text.expose())
+                    .ok_or_else(|| Error::InvalidArgument("CHATVAULT_USERS_BOOTSTRAP_ADMIN must be username:password:email".to_owned()))?,
+            ),
         };
         Ok(Self {
             lockout_threshold: config.setting("LOCKOUT_THRESHOLD", 5u32)?.max(1),
@@ -66,10 +75,14 @@ impl AccountSettings {
 }
 
 /// Splits `username:password:email`; the password may itself contain colons.
-fn parse_bootstrap_admin(text: &str) -> Option<(String, String, String)> {
-    let (username, rest) = text.split_once(':')?;
+fn parse_bootstrap_admin(text: &str) -> Option<BootstrapAdmin> {
+    let (username, rest) = text.trim().split_once(':')?;
     let (password, email) = rest.rsplit_once(':')?;
-    (!username.is_empty() && !password.is_empty() && !email.is_empty()).then(|| (username.to_owned(), password.to_owned(), email.to_owned()))
+    (!username.is_empty() && !password.is_empty() && !email.is_empty()).then(|| BootstrapAdmin {
+        username: username.to_owned(),
+        password: Secret::new(password),
+        email: email.to_owned(),
+    })
 }
 
 /// Returns the username when it is 3–32 characters of letters, digits, `_`, `.` or `-`.
@@ -77,9 +90,7 @@ pub fn validate_username(username: &str) -> Result<String, Error> {
     let username = username.trim();
     let valid_chars = username.chars().all(|character| character.is_ascii_alphanumeric() || "_.-".contains(character));
     if !(3..=32).contains(&username.len()) || !valid_chars {
-        return Err(Error::InvalidArgument(
-            "username must be 3 to 32 characters of letters, digits, '_', '.' or '-'".to_owned(),
-        ));
+        return Err(Error::InvalidArgument("username must be 3 to 32 characters of letters, digits, '_', '.' or '-'".to_owned()));
     }
     Ok(username.to_owned())
 }
@@ -104,9 +115,7 @@ pub fn validate_email(email: &str) -> Result<String, Error> {
 pub fn check_password_policy(password: &str, username: &str, email: &str) -> Result<(), Error> {
     let length = password.chars().count();
     if !(MIN_PASSWORD_CHARS..=MAX_PASSWORD_CHARS).contains(&length) {
-        return Err(Error::InvalidArgument(format!(
-            "password must be {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_CHARS} characters"
-        )));
+        return Err(Error::InvalidArgument(format!("password must be {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_CHARS} characters")));
     }
     let has_letter = password.chars().any(char::is_alphabetic);
     let has_digit = password.chars().any(|character| character.is_ascii_digit());
@@ -149,9 +158,7 @@ pub async fn verify_password(password: String, phc_hash: String) -> Result<bool,
 /// as for a known one.
 pub async fn dummy_hash() -> &'static str {
     static DUMMY: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
-    DUMMY
-        .get_or_init(|| async { hash_password("not-a-real-password-1".to_owned()).await.unwrap_or_default() })
-        .await
+    DUMMY.get_or_init(|| async { hash_password("not-a-real-password-1".to_owned()).await.unwrap_or_default() }).await
 }
 
 /// Returns a new refresh token (256 random bits, URL-safe) and the hash stored for it.
@@ -201,12 +208,11 @@ mod tests {
     }
 
     #[test]
-    fn bootstrap_admin_passwords_may_contain_colons() {
-        assert_eq!(
-            parse_bootstrap_admin("root:pa:ss:word1:root@example.org"),
-            Some(("root".into(), "pa:ss:word1".into(), "root@example.org".into()))
-        );
-        assert_eq!(parse_bootstrap_admin("root:pw"), None);
+    fn bootstrap_admin_passwords_may_contain_colons_and_never_print() {
+        let admin = parse_bootstrap_admin("root:pa:ss:word1:root@example.org").expect("parses");
+        assert_eq!((admin.username.as_str(), admin.password.expose(), admin.email.as_str()), ("root", "pa:ss:word1", "root@example.org"));
+        assert!(!format!("{admin:?}").contains("pa:ss:word1"), "{admin:?}");
+        assert!(parse_bootstrap_admin("root:pw").is_none());
     }
 
     #[test]

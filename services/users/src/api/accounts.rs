@@ -77,8 +77,9 @@ impl AccountsApi {
 
     /// Creates the admin of `CHATVAULT_USERS_BOOTSTRAP_ADMIN` when no admin exists yet.
     pub async fn bootstrap_admin_from_config(&self) -> Result<(), Error> {
-        let Some((username, password, email)) = self.settings.bootstrap_admin.clone() else { return Ok(()) };
-        match self.bootstrap_admin(RegisterRequest { username, email, password }).await {
+        let Some(admin) = self.settings.bootstrap_admin.clone() else { return Ok(()) };
+        let request = RegisterRequest { username: admin.username, email: admin.email, password: admin.password.expose().to_owned() };
+        match self.bootstrap_admin(request).await {
             Ok(account) => {
                 tracing::info!(username = %account.username, "bootstrap admin created from configuration");
                 Ok(())
@@ -203,6 +204,8 @@ impl AccountsApi {
         Ok(account.to_proto())
     }
 
+    /// Creates `request` as an admin when no admin exists; run only for the configured first
+    /// admin (see [`AccountsApi::bootstrap_admin_from_config`]).
     async fn bootstrap_admin(&self, request: RegisterRequest) -> Result<Account, Error> {
         let mut client = self.pool.get().await?;
         let transaction = client.transaction().await?;
@@ -513,8 +516,24 @@ impl AccountsService for AccountsApi {
         Ok(Response::new(AccountsApi::restore_accounts(self, actor, request.into_inner()).await?))
     }
 
+    /// Refuses every call with FAILED_PRECONDITION.
+    ///
+    /// This call used to create the first admin for whoever called it first while no admin
+    /// existed: on a fresh installation anyone who reached the port could make themselves
+    /// admin. A one-time bootstrap token would have closed that, at the price of one more
+    /// secret to hand over and a second way to the same result. Instead the first admin
+    /// comes only from `CHATVAULT_USERS_BOOTSTRAP_ADMIN`, which `scripts/services.sh start`
+    /// fills with a generated password on the first start; the method stays in the proto so
+    /// an old client reads why rather than UNIMPLEMENTED.
     #[tracing::instrument(skip_all, fields(username = %request.get_ref().username))]
     async fn bootstrap_admin(&self, request: Request<RegisterRequest>) -> Result<Response<Account>, Status> {
-        Ok(Response::new(AccountsApi::bootstrap_admin(self, request.into_inner()).await?))
+        tracing::info!(username = %request.get_ref().username, "bootstrap admin call refused: the first admin comes from the configuration");
+        Err(Error::FailedPrecondition(
+            "BootstrapAdmin is retired: the first admin is created from CHATVAULT_USERS_BOOTSTRAP_ADMIN \
+             (scripts/services.sh start generates its password into .state/secrets/admin-password); \
+             an admin grants the role with `chatvault users role <username> admin`"
+                .to_owned(),
+        )
+        .into())
     }
 }
