@@ -53,7 +53,6 @@ pub(crate) async fn run(
                     chat_id,
                     limit,
                     consistency_token: after.map(|value| ConsistencyToken { value }),
-                    owner: None,
                 })
                 .await?
                 .into_inner()
