@@ -23,10 +23,11 @@ use std::time::Duration;
 
 use chatvault_common::config::{DefaultPorts, KafkaConfig, ServiceConfig};
 use chatvault_common::db::Migration;
+use chatvault_common::grpc::GrpcServices;
+use chatvault_common::host::{GrpcAudience, Host, HostPlan};
 use chatvault_proto::backup::v1::backup_service_server::BackupServiceServer;
 use deadpool_postgres::Pool;
 use rdkafka::producer::FutureProducer;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use error::Error;
@@ -97,19 +98,19 @@ impl std::fmt::Debug for Context {
 /// A built backup service: schema migrated, listeners bound.
 #[derive(Debug)]
 pub struct App {
-    config: ServiceConfig,
+    host: Host,
     context: Context,
-    grpc_listener: TcpListener,
-    http_listener: TcpListener,
 }
 
 impl App {
-    /// Connects to the database, applies migrations, ensures topics and binds listeners.
+    /// Connects to the database, applies migrations, ensures topics, binds listeners and
+    /// catalogues the backups found on disk.
     pub async fn build(config: ServiceConfig) -> Result<Self, Error> {
-        let pool = chatvault_common::db::connect_pool(&config.database_url, config.database_pool_size)?;
-        chatvault_common::db::migrate(&pool, MIGRATIONS).await?;
-        chatvault_common::topics::ensure_topics(&config.kafka).await?;
-        let settings = BackupSettings::from_config(&config)?;
+        let plan = HostPlan { service_name: SERVICE_NAME, migrations: Some(MIGRATIONS), audience: GrpcAudience::Everyone };
+        let host = Host::build(config, plan).await?;
+        let config = host.config();
+        let pool = host.pool()?;
+        let settings = BackupSettings::from_config(config)?;
         std::fs::create_dir_all(&settings.folder)?;
         let discovered = catalog::discover(&pool, &settings.folder).await?;
         if discovered > 0 {
@@ -121,43 +122,35 @@ impl App {
         }
         let context = Context {
             remote,
-            peers: peers::Peers::from_config(&config)?,
+            peers: peers::Peers::from_config(config)?,
             events: chatvault_common::kafka::idempotent_producer(&config.kafka, "chatvault-backup")?,
             kafka: config.kafka.clone(),
             settings,
             pool,
         };
-        let grpc_listener = TcpListener::bind(config.grpc_addr).await?;
-        let http_listener = TcpListener::bind(config.http_addr).await?;
-        Ok(Self { config, context, grpc_listener, http_listener })
+        Ok(Self { host, context })
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
-        self.grpc_listener.local_addr().unwrap_or(self.config.grpc_addr)
+        self.host.grpc_addr()
     }
 
     pub fn http_addr(&self) -> SocketAddr {
-        self.http_listener.local_addr().unwrap_or(self.config.http_addr)
+        self.host.http_addr()
     }
 
     /// Serves the API and runs scheduled backups until `shutdown` is cancelled.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), Error> {
-        let (health_reporter, health_service) = tonic_health::server::health_reporter();
-        health_reporter.set_serving::<BackupServiceServer<api::BackupApi>>().await;
-        chatvault_common::revocation::spawn_password_change_follower(&self.config.auth, &self.config.kafka, SERVICE_NAME, shutdown.clone());
-        let grpc_router = chatvault_common::grpc::authenticated_server(&self.config.auth)
-            .add_service(health_service)
-            .add_service(chatvault_common::grpc::reflection_service())
-            .add_service(BackupServiceServer::new(api::BackupApi::new(self.context.clone())).max_decoding_message_size(16 << 20));
-        let http_router = chatvault_common::http::router_with_metrics(axum::Router::new());
+        let mut host = self.host;
         if let Some(interval) = self.context.settings.schedule_interval {
-            tokio::spawn(api::run_schedule(self.context.clone(), interval, shutdown.clone()));
+            let context = self.context.clone();
+            host.spawn_loop("scheduled backups", move |stop| async move {
+                api::run_schedule(context, interval, stop).await;
+                Ok::<(), Error>(())
+            });
         }
-        let grpc = chatvault_common::grpc::serve_grpc_authenticated(self.grpc_listener, grpc_router, shutdown.clone());
-        let http = chatvault_common::http::serve_http(self.http_listener, http_router, shutdown);
-        let (grpc_result, http_result) = tokio::join!(grpc, http);
-        grpc_result?;
-        http_result?;
+        let grpc = GrpcServices::new().add(BackupServiceServer::new(api::BackupApi::new(self.context)).max_decoding_message_size(16 << 20));
+        host.serve(grpc, axum::Router::new(), shutdown).await?;
         Ok(())
     }
 }

@@ -23,7 +23,7 @@ use chatvault_proto::users::v1::users_service_client::UsersServiceClient;
 use chatvault_proto::users::v1::TopAuthorsRequest;
 use prost::Message as _;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
@@ -196,7 +196,7 @@ async fn control_characters_come_back_exactly_from_every_query() {
     let authors = platform
         .users
         .clone()
-        .top_authors(TopAuthorsRequest { chat_id, limit: 10, consistency_token: token.clone() })
+        .top_authors(TopAuthorsRequest { chat_id, limit: 10, consistency_token: token.clone(), ..Default::default() })
         .await
         .expect("TopAuthors")
         .into_inner()
@@ -372,7 +372,12 @@ async fn a_database_that_goes_away_only_delays_the_projection() {
     // The service's database refuses every connection, and the ones it holds are ended:
     // to storage it is a PostgreSQL that went down (the shared cluster keeps serving the
     // other tests).
-    let admin = platform.database.client().await;
+    // A session on another database of the cluster: a database cannot refuse connections
+    // to itself from inside.
+    let (admin, connection) = tokio_postgres::connect(&chatvault_common::test_support::admin_database_url(), tokio_postgres::NoTls)
+        .await
+        .expect("connects as the admin role");
+    tokio::spawn(connection);
     let database = &platform.database.name;
     admin.batch_execute(&format!("ALTER DATABASE {database} ALLOW_CONNECTIONS false")).await.expect("connections refused");
     admin
