@@ -53,6 +53,7 @@ impl App {
         let uploads = api::UploadSettings {
             folder: self.config.setting("UPLOAD_DIR", std::env::temp_dir().join("chatvault-uploads"))?,
             max_bytes: self.config.setting("MAX_UPLOAD_BYTES", 64u64 << 30)?,
+            unpack_limits: unpack_limits_of(&self.config)?,
         };
         // Every call to a node carries a service token signed with the installation's secret.
         let node_clients = chatvault_file_store::node_client::NodeClients::new(self.config.auth.service_token_issuer(SERVICE_NAME));
@@ -80,4 +81,21 @@ impl App {
         http_result?;
         Ok(())
     }
+}
+
+/// Reads the bounds on unpacking uploaded archives (`CHATVAULT_INGEST_MAX_UNPACKED_BYTES`,
+/// `_MAX_UNPACK_RATIO`, `_MAX_ZIP_ENTRIES`); zero is refused, it would refuse every archive.
+fn unpack_limits_of(config: &ServiceConfig) -> Result<import::upload::UnpackLimits, Error> {
+    let defaults = import::upload::UnpackLimits::default();
+    let limits = import::upload::UnpackLimits {
+        max_unpacked_bytes: config.setting("MAX_UNPACKED_BYTES", defaults.max_unpacked_bytes)?,
+        max_unpack_ratio: config.setting("MAX_UNPACK_RATIO", defaults.max_unpack_ratio)?,
+        max_entries: config.setting("MAX_ZIP_ENTRIES", defaults.max_entries)?,
+    };
+    if limits.max_unpacked_bytes == 0 || limits.max_unpack_ratio == 0 || limits.max_entries == 0 {
+        return Err(Error::InvalidArgument(
+            "CHATVAULT_INGEST_MAX_UNPACKED_BYTES, _MAX_UNPACK_RATIO and _MAX_ZIP_ENTRIES must be above 0".to_owned(),
+        ));
+    }
+    Ok(limits)
 }

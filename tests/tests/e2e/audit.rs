@@ -115,7 +115,9 @@ async fn audit_holds_every_account_event_once_and_users_see_only_their_own() {
 async fn imports_uploads_and_file_commands_name_the_logged_in_user_as_actor() {
     use chatvault_proto::ingest::v1::file_upload_service_client::FileUploadServiceClient;
     use chatvault_proto::ingest::v1::ingest_service_client::IngestServiceClient;
-    use chatvault_proto::ingest::v1::{import_update, upload_file_request, ImportExportRequest, UploadFileRequest, UploadMetadata};
+    use chatvault_proto::ingest::v1::{
+        import_update, upload_export_request, upload_file_request, ExportFileChunk, UploadExportHeader, UploadExportRequest, UploadFileRequest, UploadMetadata,
+    };
     use chatvault_proto::storage::v1::{CreateShareLinkRequest, DeleteFileRequest, RegisterNodeRequest, RevokeShareLinkRequest};
 
     let platform = AuthPlatform::start_with(&[("CHATVAULT_STORAGE_REBALANCE_INTERVAL_MS", "300")]).await;
@@ -147,9 +149,18 @@ async fn imports_uploads_and_file_commands_name_the_logged_in_user_as_actor() {
     let placing = wait_until(Duration::from_secs(30), || async { upload(admin.access_token.clone(), "probe.bin").await.is_ok() }).await;
     assert!(placing, "ingest knows the nodes");
 
-    // The user imports the sample export, uploads a file, shares it, revokes the link and deletes it.
-    let request = ImportExportRequest { path: crate::helpers::fixture("sample-export").display().to_string(), ..Default::default() };
-    let mut updates = IngestServiceClient::new(ingest_channel.clone()).import_export(authorized(request, &user.access_token)).await.expect("import starts").into_inner();
+    // The user uploads and imports the sample export (server paths are for admins), uploads a
+    // file, shares it, revokes the link and deletes it.
+    let sample = std::fs::read(crate::helpers::fixture("sample-export/result.json")).expect("sample");
+    let export_upload = vec![
+        UploadExportRequest { item: Some(upload_export_request::Item::Header(UploadExportHeader::default())) },
+        UploadExportRequest { item: Some(upload_export_request::Item::Chunk(ExportFileChunk { relative_path: "result.json".to_owned(), data: sample })) },
+    ];
+    let mut updates = IngestServiceClient::new(ingest_channel.clone())
+        .upload_export(authorized(futures::stream::iter(export_upload), &user.access_token))
+        .await
+        .expect("import starts")
+        .into_inner();
     let mut summary = None;
     while let Some(update) = updates.message().await.expect("import runs") {
         if let Some(import_update::Update::Summary(done)) = update.update {

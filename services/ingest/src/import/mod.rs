@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::Error;
 pub use event_mapping::{chat_imported_event, message_posted_event, EncodedEvent, CHAT_IMPORTED_TYPE, MESSAGE_POSTED_TYPE};
 use chatvault_common::transaction::TransactionalPublisher;
-pub use source::{locate_export, ExportSource};
+pub use source::{locate_export, locate_server_export, ExportSource};
 use attachments::AttachmentStore;
 use source::{export_bytes_total, ExportReader};
 
@@ -48,6 +48,41 @@ pub struct ImportRequest {
     pub owner: String,
     /// Where attachments are stored; `None` imports messages only.
     pub attachments: Option<crate::files::FileUploader>,
+    /// Whose bytes the export is: decides how much a parse error may say about them.
+    pub origin: ExportOrigin,
+}
+
+/// Where the export came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExportOrigin {
+    /// A path on the server (`ImportExport`, admins only). Until the export has shown itself
+    /// to be one (its first chat parsed), errors never describe the file's content: the path
+    /// may name any file the service can read. Only errors about the export's shape pass
+    /// (an `UnexpectedStructure` or `UnsupportedLayout`): they arise inside a well-formed
+    /// object or page and name what the export format expects and the type found there,
+    /// never bytes or characters of the file.
+    ServerPath,
+    /// The caller's own bytes, uploaded into the folder `root`. Errors give the detail the
+    /// parser found, with paths relative to the upload.
+    Upload { root: std::path::PathBuf },
+}
+
+impl ExportOrigin {
+    /// Returns the error a parse failure becomes for this origin. `export_recognised` says
+    /// whether the export produced its first event before failing.
+    fn parse_failure(&self, error: &telegram_export::ExportError, source_label: &str, export_recognised: bool) -> Error {
+        match self {
+            ExportOrigin::ServerPath if !export_recognised && !names_only_the_export_shape(error) => {
+                tracing::info!(%error, "server path refused: not a telegram export");
+                Error::InvalidArgument(format!("{source_label} is not a Telegram export (no result.json or messages.html that can be read)"))
+            }
+            ExportOrigin::ServerPath => Error::InvalidArgument(error.to_string()),
+            ExportOrigin::Upload { root } => {
+                let upload_prefix = format!("{}{}", root.display(), std::path::MAIN_SEPARATOR);
+                Error::InvalidArgument(error.to_string().replace(&upload_prefix, ""))
+            }
+        }
+    }
 }
 
 /// What the parser thread found, beside the records it sent.
@@ -162,9 +197,11 @@ fn parse_and_encode(
     let imported_at_unix = chrono::Utc::now().timestamp();
     let mut totals = ParseTotals::default();
     let mut records = Vec::with_capacity(RECORDS_PER_BATCH);
+    let mut export_recognised = false;
     loop {
-        let event = reader.next_event().map_err(|error| Error::InvalidArgument(error.to_string()))?;
+        let event = reader.next_event().map_err(|error| request.origin.parse_failure(&error, &source_label, export_recognised))?;
         let Some(event) = event else { break };
+        export_recognised = true;
         match event {
             ExportEvent::ChatStarted(header) => {
                 totals.chat_ids.push(header.chat_id);
@@ -213,6 +250,12 @@ fn parse_and_encode(
         return Err(Error::Cancelled);
     }
     Ok(totals)
+}
+
+/// Returns whether `error` names only the export format's shape (what was expected there and
+/// the type found), never bytes or characters of the file.
+fn names_only_the_export_shape(error: &telegram_export::ExportError) -> bool {
+    matches!(error, telegram_export::ExportError::UnexpectedStructure { .. } | telegram_export::ExportError::UnsupportedLayout { .. })
 }
 
 /// Keeps Kafka's unavailability as such (UNAVAILABLE to the caller, "try again later").

@@ -3,7 +3,7 @@
 //! folder of an account export). Both formats yield the same events.
 
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use telegram_export::{ExportError, ExportEvent, HtmlExportReader, HtmlParseOptions, JsonExportReader, ParseOptions};
@@ -72,6 +72,50 @@ pub fn locate_export(path: &Path) -> Result<ExportSource, Error> {
         "{} holds no Telegram export: expected result.json (JSON) or messages.html (HTML), or a .zip of the export folder",
         path.display()
     )))
+}
+
+/// Finds the export that a path on the server names, like [`locate_export`], except that a
+/// file is read only when its name can be an export's (`.json` or `.html`), and a JSON file
+/// only when it opens with `{` as every export does: any other file, such as `/etc/passwd`,
+/// is refused with the same message, which says nothing about what the file holds.
+///
+/// Errors: NOT_FOUND when the path cannot be read, INVALID_ARGUMENT when it is not an export.
+pub fn locate_server_export(path: &Path) -> Result<ExportSource, Error> {
+    let not_an_export = || Error::InvalidArgument(format!("{} is not a Telegram export (no result.json or messages.html)", path.display()));
+    let named_like_an_export = path
+        .extension()
+        .and_then(|extension| extension.to_str())
+        .is_some_and(|extension| extension.eq_ignore_ascii_case("json") || extension.eq_ignore_ascii_case("html"));
+    if path.is_file() && !named_like_an_export {
+        return Err(not_an_export());
+    }
+    let source = locate_export(path)?;
+    if let ExportSource::Json(json_path) = &source {
+        let opens_an_object =
+            opens_a_json_object(json_path).map_err(|error| Error::NotFound(format!("cannot read {}: {error}", json_path.display())))?;
+        if !opens_an_object {
+            return Err(not_an_export());
+        }
+    }
+    Ok(source)
+}
+
+/// Returns whether the first byte of `path` that is not whitespace (after a UTF-8 byte order
+/// mark) opens a JSON object. Looks at the first 4 KiB only.
+fn opens_a_json_object(path: &Path) -> std::io::Result<bool> {
+    let mut head = [0u8; 4096];
+    let mut file = File::open(path)?;
+    let mut filled = 0;
+    // A short read is not the end of the file: fill the buffer or reach the end.
+    loop {
+        let read = file.read(&mut head[filled..])?;
+        filled += read;
+        if read == 0 || filled == head.len() {
+            break;
+        }
+    }
+    let text = head[..filled].strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&head[..filled]);
+    Ok(text.iter().find(|byte| !byte.is_ascii_whitespace()) == Some(&b'{'))
 }
 
 fn export_in_folder(folder: &Path) -> Result<Option<ExportSource>, Error> {
@@ -191,6 +235,17 @@ mod tests {
         let ExportSource::Html(folders) = locate_export(&account).expect("account") else { panic!("html expected") };
         let names: Vec<String> = folders.iter().map(|folder| folder.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default()).collect();
         assert_eq!(names, vec!["chat_1", "chat_2", "chat_10"], "numeric order");
+
+        std::fs::write(root.path().join("passwd"), "root:x:0:0").expect("write");
+        let refused = locate_server_export(&root.path().join("passwd")).expect_err("not an export by its name");
+        assert!(matches!(&refused, Error::InvalidArgument(message) if message.ends_with("is not a Telegram export (no result.json or messages.html)")), "{refused:?}");
+        assert_eq!(locate_server_export(&json_folder).expect("folder"), ExportSource::Json(json_folder.join("result.json")));
+        std::fs::write(root.path().join("passwd.json"), "root:x:0:0").expect("write");
+        let disguised = locate_server_export(&root.path().join("passwd.json")).expect_err("not an export by its first byte");
+        let expected_message = "passwd.json is not a Telegram export (no result.json or messages.html)";
+        assert!(matches!(&disguised, Error::InvalidArgument(message) if message.ends_with(expected_message)), "{disguised:?}");
+        std::fs::write(root.path().join("bom.json"), "\u{feff}\n  {\"name\": \"x\"}").expect("write");
+        assert!(locate_server_export(&root.path().join("bom.json")).is_ok(), "a byte order mark and whitespace may come first");
 
         let empty = tempfile::tempdir().expect("temp");
         assert!(matches!(locate_export(empty.path()), Err(Error::InvalidArgument(_))));
