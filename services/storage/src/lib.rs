@@ -97,7 +97,7 @@ impl App {
             .add_service(StorageServiceServer::new(storage_api))
             .add_service(FilesServiceServer::new(api::FilesApi::new(file_catalog.clone())))
             .add_service(SnapshotServiceServer::new(api::snapshot_exporter(self.pool.clone(), &self.config.kafka)));
-        let http_router = chatvault_common::http::router_with_metrics(files::rest::download_routes(file_catalog.clone()).layer(self.config.auth.http_layer()));
+        let http_router = chatvault_common::http::router_with_metrics(files::rest::download_routes(file_catalog.clone(), files::share_password_guard::SharePasswordSettings::from_config(&self.config)?).layer(self.config.auth.http_layer()));
         let files_projection_task = files_projection.spawn(shutdown.clone());
         tokio::spawn(files::background::purge_deleted_parts(file_catalog.clone(), shutdown.clone()));
         tokio::spawn(files::background::rebalance_nodes(file_catalog, rebalance_interval, shutdown.clone()));

@@ -32,6 +32,16 @@ pub struct CreatedShareLink {
     pub positions: Positions,
 }
 
+/// A share link that works now.
+#[derive(Clone, Debug)]
+pub struct LiveShareLink {
+    pub file_id: String,
+    /// The Argon2 PHC string of its password; `None` for a link without one.
+    pub password_hash: Option<String>,
+    /// The hex SHA-256 of its token, the key under which its password attempts are counted.
+    pub token_sha256: String,
+}
+
 /// The files side of the storage service.
 #[derive(Clone)]
 pub struct FileCatalog {
@@ -266,28 +276,24 @@ impl FileCatalog {
         self.publish_file_event(&file_id, "chatvault.files.v1.ShareLinkRevoked", event).await
     }
 
-    /// Returns the manifest behind a share link, or `None` for any link that does not
-    /// work now (unknown, expired, revoked, wrong password, file deleted), so every failure
-    /// looks the same.
-    pub async fn manifest_of_share_link(&self, token: &str, password: Option<&str>) -> Result<Option<FileManifest>, Error> {
+    /// Returns the share link `token` names when it works now (known, not expired, not
+    /// revoked, its file not deleted), or `None` for any other, so those failures look the
+    /// same. Its password, if any, is for the caller to check (see `share_password_guard`).
+    pub async fn live_share_link(&self, token: &str) -> Result<Option<LiveShareLink>, Error> {
         if !share_link::token_is_well_formed(token) {
             return Ok(None);
         }
+        let token_sha256 = share_link::token_hash(token);
         let client = self.pool.get().await?;
-        let Some(row) = client.query_opt(sql::FILE_OF_VALID_SHARE_LINK, &[&share_link::token_hash(token)]).await? else {
+        let Some(row) = client.query_opt(sql::FILE_OF_VALID_SHARE_LINK, &[&token_sha256]).await? else {
             return Ok(None);
         };
-        let file_id: String = row.get(0);
-        if let Some(stored) = row.get::<_, Option<String>>(1) {
-            let given = password.unwrap_or_default().to_owned();
-            let matches = tokio::task::spawn_blocking(move || share_link::password_matches(&given, &stored))
-                .await
-                .map_err(|error| Error::Internal(format!("password task: {error}")))?;
-            if !matches {
-                return Ok(None);
-            }
-        }
-        match self.manifest(&file_id).await {
+        Ok(Some(LiveShareLink { file_id: row.get(0), password_hash: row.get(1), token_sha256 }))
+    }
+
+    /// Returns the manifest of a shared file, or `None` when it was deleted meanwhile.
+    pub async fn manifest_of_shared_file(&self, file_id: &str) -> Result<Option<FileManifest>, Error> {
+        match self.manifest(file_id).await {
             Ok(manifest) => Ok(Some(manifest)),
             Err(Error::NotFound(_)) => Ok(None),
             Err(error) => Err(error),

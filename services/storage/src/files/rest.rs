@@ -1,16 +1,27 @@
 //! REST downloads: `GET /api/file/{id}` for the owner (header `x-chatvault-user`) and
-//! `GET /s/{token}` for anyone holding a share link (password as `?password=` or the
-//! `x-chatvault-share-password` header). Both honour `Range` and send the original name
-//! and content type. Every way a share link can fail answers the same 404.
+//! `GET` or `POST /s/{token}` for anyone holding a share link. Both honour `Range` and send
+//! the original name and content type.
+//!
+//! A share link's password comes in the `X-Share-Password` header (the older
+//! `x-chatvault-share-password` works too) or, with `POST`, as the form field `password`
+//! (`application/x-www-form-urlencoded`). A `password` in the query string is refused with
+//! 400 before the link is looked at: URLs end up in access logs, proxies and browser history.
+//!
+//! Share-link answers: 404 for every link that does not work now (unknown, expired, revoked,
+//! file deleted: all alike), 401 for a missing or wrong password, 429 with `Retry-After` for
+//! a link past its failed passwords per minute (even with the right one), and 503 with
+//! `Retry-After` when every password check slot stayed busy (see `share_password_guard`).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::FormRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Form, Json, Router};
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
@@ -18,46 +29,165 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::catalog::FileCatalog;
 use super::download::{spawn_download, ByteRange, FileManifest};
+use super::share_password_guard::{AttemptRefused, CheckRefused, SharePasswordGuard, SharePasswordSettings};
 use crate::Error;
 
-/// The header that may carry a share link's password.
-pub const SHARE_PASSWORD_HEADER: &str = "x-chatvault-share-password";
+/// The header that carries a share link's password.
+pub const SHARE_PASSWORD_HEADER: &str = "x-share-password";
+/// The header the first version of share links read; still accepted.
+pub const LEGACY_SHARE_PASSWORD_HEADER: &str = "x-chatvault-share-password";
+/// The largest body a share-link `POST` may have: a form with one password field.
+const SHARE_FORM_MAX_BYTES: usize = 8 * 1024;
+/// Where a share link's password goes, for the answers that ask for it.
+const WHERE_THE_PASSWORD_GOES: &str =
+    "send it in the X-Share-Password header, or as the form field password of a POST (application/x-www-form-urlencoded)";
 
-/// Returns the download routes.
-pub fn download_routes(catalog: FileCatalog) -> Router {
-    Router::new().route("/api/file/{file_id}", get(get_file)).route("/s/{token}", get(get_shared_file)).with_state(catalog)
+/// What the download routes share.
+#[derive(Clone, Debug)]
+struct DownloadState {
+    catalog: FileCatalog,
+    share_passwords: SharePasswordGuard,
 }
 
-async fn get_file(State(catalog): State<FileCatalog>, Path(file_id): Path<String>, headers: HeaderMap) -> Response {
+/// Returns the download routes; `share_passwords` bounds the password checks of share links.
+pub fn download_routes(catalog: FileCatalog, share_passwords: SharePasswordSettings) -> Router {
+    let state = DownloadState { catalog, share_passwords: SharePasswordGuard::new(share_passwords) };
+    Router::new()
+        .route("/api/file/{file_id}", get(get_file))
+        .route("/s/{token}", get(get_shared_file).post(post_shared_file).layer(DefaultBodyLimit::max(SHARE_FORM_MAX_BYTES)))
+        .with_state(state)
+}
+
+async fn get_file(State(state): State<DownloadState>, Path(file_id): Path<String>, headers: HeaderMap) -> Response {
     let owner = chatvault_common::caller::caller_of_headers(&headers);
-    if let Err(error) = catalog.file_of_owner(&file_id, &owner).await {
+    if let Err(error) = state.catalog.file_of_owner(&file_id, &owner).await {
         return error_response(&error);
     }
-    match catalog.manifest(&file_id).await {
-        Ok(manifest) => file_response(&catalog, manifest, &headers),
+    match state.catalog.manifest(&file_id).await {
+        Ok(manifest) => file_response(&state.catalog, manifest, &headers),
         Err(error) => error_response(&error),
     }
 }
 
+/// The query string of a share link: only read to refuse a password in it.
 #[derive(Debug, Deserialize)]
 struct ShareQuery {
     password: Option<String>,
 }
 
+/// The form a share-link `POST` sends.
+#[derive(Debug, Deserialize)]
+struct ShareForm {
+    password: Option<String>,
+}
+
 async fn get_shared_file(
-    State(catalog): State<FileCatalog>,
+    State(state): State<DownloadState>,
     Path(token): Path<String>,
     Query(query): Query<ShareQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let header_password = headers.get(SHARE_PASSWORD_HEADER).and_then(|value| value.to_str().ok()).map(str::to_owned);
-    let password = query.password.or(header_password);
-    match catalog.manifest_of_share_link(&token, password.as_deref()).await {
-        Ok(Some(manifest)) => file_response(&catalog, manifest, &headers),
-        Ok(None) => (StatusCode::NOT_FOUND, Json(json!({ "error": "no such share link, or it expired, was revoked or needs another password" })))
-            .into_response(),
+    if query.password.is_some() {
+        return password_in_url_response();
+    }
+    let password = password_of_headers(&headers);
+    serve_shared_file(&state, &token, password, &headers).await
+}
+
+async fn post_shared_file(
+    State(state): State<DownloadState>,
+    Path(token): Path<String>,
+    Query(query): Query<ShareQuery>,
+    headers: HeaderMap,
+    form: Result<Form<ShareForm>, FormRejection>,
+) -> Response {
+    if query.password.is_some() {
+        return password_in_url_response();
+    }
+    let header_password = password_of_headers(&headers);
+    let password = match form {
+        Ok(Form(form)) => form.password.filter(|password| !password.is_empty()).or(header_password),
+        // A bodiless POST with the header is fine; a body that is no form is a mistake.
+        Err(_) if header_password.is_some() => header_password,
+        Err(rejection) => {
+            let message = format!("the body is not a form ({rejection}); {WHERE_THE_PASSWORD_GOES}");
+            return json_error(StatusCode::BAD_REQUEST, &message);
+        }
+    };
+    serve_shared_file(&state, &token, password, &headers).await
+}
+
+fn password_of_headers(headers: &HeaderMap) -> Option<String> {
+    [SHARE_PASSWORD_HEADER, LEGACY_SHARE_PASSWORD_HEADER]
+        .iter()
+        .find_map(|name| headers.get(*name).and_then(|value| value.to_str().ok()))
+        .filter(|password| !password.is_empty())
+        .map(str::to_owned)
+}
+
+/// Answers a share-link download: checks that the link works, then its password (bounded
+/// by the guard), then streams the file.
+async fn serve_shared_file(state: &DownloadState, token: &str, password: Option<String>, headers: &HeaderMap) -> Response {
+    let link = match state.catalog.live_share_link(token).await {
+        Ok(Some(link)) => link,
+        Ok(None) => return unknown_share_link_response(),
+        Err(error) => return error_response(&error),
+    };
+    if let Some(stored) = &link.password_hash {
+        let Some(given) = password else {
+            return json_error(StatusCode::UNAUTHORIZED, &format!("this share link needs a password: {WHERE_THE_PASSWORD_GOES}"));
+        };
+        match state.share_passwords.check(&link.token_sha256, &given, stored).await {
+            Ok(true) => {}
+            Ok(false) => return json_error(StatusCode::UNAUTHORIZED, "wrong password for this share link"),
+            Err(CheckRefused::Limited(AttemptRefused::TooManyFailures { retry_after })) => {
+                tracing::info!(link = &link.token_sha256[..12], "share link password attempts limited");
+                let seconds = seconds_to_wait(retry_after);
+                let message = format!("too many wrong passwords for this share link; try again in {seconds} seconds");
+                return retry_later(StatusCode::TOO_MANY_REQUESTS, seconds, &message);
+            }
+            Err(CheckRefused::Limited(refused @ AttemptRefused::TooManyLinksTracked)) => {
+                tracing::warn!("share link password attempts limited: the table of guessed links is full");
+                return retry_later(StatusCode::TOO_MANY_REQUESTS, 60, &refused.to_string());
+            }
+            Err(CheckRefused::Busy) => {
+                return retry_later(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    1,
+                    "too many share link passwords are being checked right now; try again in a moment",
+                );
+            }
+        }
+    }
+    match state.catalog.manifest_of_shared_file(&link.file_id).await {
+        Ok(Some(manifest)) => file_response(&state.catalog, manifest, headers),
+        Ok(None) => unknown_share_link_response(),
         Err(error) => error_response(&error),
     }
+}
+
+fn unknown_share_link_response() -> Response {
+    json_error(StatusCode::NOT_FOUND, "no such share link, or it expired or was revoked")
+}
+
+fn password_in_url_response() -> Response {
+    let message = format!("a share link's password does not belong in the URL, where logs and browser history keep it: {WHERE_THE_PASSWORD_GOES}");
+    json_error(StatusCode::BAD_REQUEST, &message)
+}
+
+/// Returns whole seconds to wait, rounded up, at least one.
+fn seconds_to_wait(duration: Duration) -> u64 {
+    (duration.as_secs() + u64::from(duration.subsec_nanos() > 0)).max(1)
+}
+
+fn retry_later(status: StatusCode, seconds: u64, message: &str) -> Response {
+    let mut response = json_error(status, message);
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    response
+}
+
+fn json_error(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
 }
 
 fn file_response(catalog: &FileCatalog, manifest: FileManifest, headers: &HeaderMap) -> Response {
@@ -66,9 +196,7 @@ fn file_response(catalog: &FileCatalog, manifest: FileManifest, headers: &Header
         None => None,
         Some(text) => match parse_range(text, size) {
             Some(range) => Some(range),
-            None => {
-                return (StatusCode::RANGE_NOT_SATISFIABLE, [(header::CONTENT_RANGE, format!("bytes */{size}"))]).into_response()
-            }
+            None => return (StatusCode::RANGE_NOT_SATISFIABLE, [(header::CONTENT_RANGE, format!("bytes */{size}"))]).into_response(),
         },
     };
     let mut response_headers = HeaderMap::new();
@@ -115,7 +243,10 @@ fn parse_range(text: &str, size: u64) -> Option<ByteRange> {
 
 /// Returns `attachment` with an ASCII fallback and the UTF-8 name (RFC 6266).
 fn content_disposition(name: &str) -> String {
-    let ascii: String = name.chars().map(|character| if character.is_ascii_graphic() && character != '"' && character != '\\' || character == ' ' { character } else { '_' }).collect();
+    let ascii: String = name
+        .chars()
+        .map(|character| if character.is_ascii_graphic() && character != '"' && character != '\\' || character == ' ' { character } else { '_' })
+        .collect();
     let encoded: String = name
         .bytes()
         .map(|byte| if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) { (byte as char).to_string() } else { format!("%{byte:02X}") })
@@ -131,11 +262,17 @@ fn error_response(error: &Error) -> Response {
         Error::DeadlineExceeded(_) => StatusCode::GATEWAY_TIMEOUT,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
-        tracing::error!(error = ?error, "download failed");
-        "internal error; see the storage service log".to_owned()
-    } else {
-        error.to_string()
+    let message = match error {
+        _ if status == StatusCode::INTERNAL_SERVER_ERROR => {
+            tracing::error!(error = ?error, "download failed");
+            "internal error; see the storage service log".to_owned()
+        }
+        // The pool's own text names hosts and timeouts: keep it in the log.
+        Error::Pool(cause) => {
+            tracing::error!(error = ?cause, "database unavailable");
+            "the database is not reachable; try again later".to_owned()
+        }
+        _ => error.to_string(),
     };
     (status, Json(json!({ "error": message }))).into_response()
 }
@@ -153,6 +290,23 @@ mod tests {
         assert_eq!(parse_range("bytes=100-", 100), None);
         assert_eq!(parse_range("bytes=0-1,4-5", 100), None);
         assert_eq!(parse_range("items=0-1", 100), None);
+    }
+
+    #[test]
+    fn waits_are_whole_seconds_rounded_up() {
+        assert_eq!(seconds_to_wait(Duration::from_millis(40_001)), 41);
+        assert_eq!(seconds_to_wait(Duration::from_secs(40)), 40);
+        assert_eq!(seconds_to_wait(Duration::ZERO), 1);
+    }
+
+    #[test]
+    fn the_password_header_is_read_under_both_names() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(password_of_headers(&headers), None);
+        headers.insert(LEGACY_SHARE_PASSWORD_HEADER, HeaderValue::from_static("old"));
+        assert_eq!(password_of_headers(&headers).as_deref(), Some("old"));
+        headers.insert(SHARE_PASSWORD_HEADER, HeaderValue::from_static("new"));
+        assert_eq!(password_of_headers(&headers).as_deref(), Some("new"), "the documented header wins");
     }
 
     #[test]
