@@ -19,5 +19,6 @@ mod import_crash_safety;
 mod import_html;
 mod import_json;
 mod kafka_outage;
+mod security_bounds;
 mod snapshot_export;
 mod upload_export;
