@@ -335,3 +335,36 @@ async fn share_link_passwords_travel_outside_the_url_and_wrong_ones_are_limited_
     let unknown = http_request(platform.storage_http, "GET", &format!("/s/{}", "A".repeat(43)), &[("X-Share-Password", password)], b"").await;
     assert_eq!(unknown.status, 404);
 }
+
+#[tokio::test]
+async fn a_flood_of_password_guesses_is_answered_503_instead_of_queued() {
+    let settings = [
+        ("CHATVAULT_STORAGE_SHARE_PASSWORD_FAILURES_PER_MINUTE", "1000"),
+        ("CHATVAULT_STORAGE_SHARE_PASSWORD_CHECKS", "1"),
+        ("CHATVAULT_STORAGE_SHARE_PASSWORD_WAIT_MS", "1"),
+    ];
+    let (platform, _nodes) = FilesPlatform::start_with_nodes(6, &settings).await;
+    let stored = platform.upload_visible("flooded.bin", random_bytes(1000)).await.expect("upload");
+    let request =
+        CreateShareLinkRequest { file_id: stored.file_id.clone(), expires_in_seconds: 3600, password: "s3cret".to_owned(), consistency_token: None };
+    let link = platform.files.clone().create_share_link(request).await.expect("share link").into_inner();
+
+    // One Argon2 check at a time and a wait of one millisecond: of 40 guesses at once, the
+    // ones that find the slot taken are told to come back instead of piling up.
+    let started = Instant::now();
+    let guesses = (0..40).map(|guess| {
+        let path = link.path.clone();
+        let address = platform.storage_http;
+        async move {
+            let guess = format!("guess-{guess}");
+            http_request(address, "GET", &path, &[("X-Share-Password", guess.as_str())], b"").await
+        }
+    });
+    let answers = futures::future::join_all(guesses).await;
+    let busy: Vec<&HttpResponse> = answers.iter().filter(|answer| answer.status == 503).collect();
+    eprintln!("40 parallel guesses answered in {:?}: {} busy (503), {} checked (401)", started.elapsed(), busy.len(), answers.len() - busy.len());
+    assert!(answers.iter().all(|answer| answer.status == 401 || answer.status == 503), "{:?}", answers.iter().map(|a| a.status).collect::<Vec<_>>());
+    assert!(!busy.is_empty(), "some guesses found the one check slot taken");
+    assert!(busy.iter().all(|answer| answer.headers.get("retry-after").is_some_and(|value| value == "1")));
+    assert_eq!(get_with_header(&platform, &link.path, "s3cret").await.status, 200, "the right password still opens the link");
+}
