@@ -100,9 +100,22 @@ fn unknown_service_response(path: &str, served: &str) -> axum::response::Respons
 }
 
 /// Serves `routes` on `listener` behind `auth` (and the metrics layer, outermost) until
-/// `shutdown` is cancelled; in-flight calls finish first.
-pub async fn serve_routes(listener: TcpListener, routes: Routes, auth: crate::auth::AuthLayer, shutdown: CancellationToken) -> Result<(), tonic::transport::Error> {
+/// `shutdown` is cancelled; in-flight calls finish first. `transfer_windows` sets the
+/// HTTP/2 stream and connection windows in bytes (`None`: tonic's defaults).
+pub async fn serve_routes(
+    listener: TcpListener,
+    routes: Routes,
+    auth: crate::auth::AuthLayer,
+    transfer_windows: Option<(u32, u32)>,
+    shutdown: CancellationToken,
+) -> Result<(), tonic::transport::Error> {
+    let (stream_window, connection_window) = match transfer_windows {
+        Some((stream, connection)) => (Some(stream), Some(connection)),
+        None => (None, None),
+    };
     tonic::transport::Server::builder()
+        .initial_stream_window_size(stream_window)
+        .initial_connection_window_size(connection_window)
         .layer(GrpcMetricsLayer)
         .layer(auth)
         .add_routes(routes)

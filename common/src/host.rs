@@ -54,6 +54,24 @@ pub struct HostPlan {
     pub migrations: Option<&'static [Migration]>,
     /// Who may call the gRPC port.
     pub audience: GrpcAudience,
+    /// Whether the service uses Kafka (then the host creates the topics at start).
+    pub uses_kafka: bool,
+    /// HTTP/2 flow-control windows of the gRPC server in bytes (stream, connection) for a
+    /// service that moves large messages (storage nodes); `None` keeps tonic's defaults.
+    pub transfer_windows: Option<(u32, u32)>,
+}
+
+impl HostPlan {
+    /// Returns the plan of a service with a database (`migrations`) and Kafka, callable by
+    /// everyone with a token: most services.
+    pub const fn with_database(service_name: &'static str, migrations: &'static [Migration]) -> Self {
+        Self { service_name, migrations: Some(migrations), audience: GrpcAudience::Everyone, uses_kafka: true, transfer_windows: None }
+    }
+
+    /// Returns the plan of a service with Kafka and no database (ingest).
+    pub const fn without_database(service_name: &'static str) -> Self {
+        Self { service_name, migrations: None, audience: GrpcAudience::Everyone, uses_kafka: true, transfer_windows: None }
+    }
 }
 
 /// What a background task ended with.
@@ -85,7 +103,9 @@ impl Host {
             }
             None => None,
         };
-        crate::topics::ensure_topics(&config.kafka).await?;
+        if plan.uses_kafka {
+            crate::topics::ensure_topics(&config.kafka).await?;
+        }
         let grpc_listener = TcpListener::bind(config.grpc_addr).await?;
         let http_listener = TcpListener::bind(config.http_addr).await?;
         Ok(Self {
@@ -173,11 +193,13 @@ impl Host {
         let service = self.plan.service_name;
         let stuck_after = Duration::from_secs(self.config.setting("PROJECTION_STUCK_SECONDS", 60u64)?);
         let grace = Duration::from_secs(self.config.setting("SHUTDOWN_GRACE_SECONDS", 10u64)?);
-        if let Some(follower) = crate::revocation::follow_password_changes(&self.config.auth, &self.config.kafka, service, self.stop.clone()) {
-            self.tasks.spawn(async move {
-                follower.await;
-                ("password-change follower".to_owned(), Ok(()))
-            });
+        if self.plan.uses_kafka {
+            if let Some(follower) = crate::revocation::follow_password_changes(&self.config.auth, &self.config.kafka, service, self.stop.clone()) {
+                self.tasks.spawn(async move {
+                    follower.await;
+                    ("password-change follower".to_owned(), Ok(()))
+                });
+            }
         }
         let stop = self.stop.clone();
         let linked_shutdown = shutdown.clone();
@@ -196,7 +218,7 @@ impl Host {
         let routes = grpc.into_routes().await;
         let http_router = crate::http::router_with_health(http_routes, self.projection_health.clone(), stuck_after);
         tracing::info!(service, grpc = %self.grpc_addr(), http = %self.http_addr(), grpc_services = %served_names, tasks = self.tasks.len(), "serving");
-        let grpc_server = crate::grpc::serve_routes(self.grpc_listener, routes, auth_layer, self.stop.clone());
+        let grpc_server = crate::grpc::serve_routes(self.grpc_listener, routes, auth_layer, self.plan.transfer_windows, self.stop.clone());
         let http_server = crate::http::serve_http(self.http_listener, http_router, self.stop.clone());
         let mut tasks = self.tasks;
         let mut first_error: Option<Error> = None;

@@ -13,7 +13,7 @@ use chatvault_common::config::{DefaultPorts, ServiceConfig};
 use chatvault_common::consistency::AppliedPositions;
 use chatvault_common::db::Migration;
 use chatvault_common::grpc::GrpcServices;
-use chatvault_common::host::{GrpcAudience, Host, HostPlan};
+use chatvault_common::host::{Host, HostPlan};
 use chatvault_common::topics::ALL_TOPICS;
 use chatvault_proto::audit::v1::audit_service_server::AuditServiceServer;
 use tokio_util::sync::CancellationToken;
@@ -35,7 +35,7 @@ pub struct App {
 impl App {
     /// Connects to the database, applies migrations, ensures topics and binds listeners.
     pub async fn build(config: ServiceConfig) -> Result<Self, Error> {
-        let plan = HostPlan { service_name: SERVICE_NAME, migrations: Some(MIGRATIONS), audience: GrpcAudience::Everyone };
+        let plan = HostPlan::with_database(SERVICE_NAME, MIGRATIONS);
         Ok(Self { host: Host::build(config, plan).await? })
     }
 

@@ -1,4 +1,8 @@
-//! The ingest service's one error type and its mapping to gRPC status codes.
+//! The ingest service's one error type and the gRPC code of each variant (the mapping itself is
+//! `chatvault_common::status`, shared by every service).
+
+use chatvault_common::status::ServiceError;
+use tonic::Code;
 
 /// What can go wrong in ingest, named after what the caller can do about it.
 #[derive(Debug, thiserror::Error)]
@@ -35,24 +39,35 @@ pub enum Error {
     Internal(String),
 }
 
+impl ServiceError for Error {
+    fn code(&self) -> Code {
+        match self {
+            Error::InvalidArgument(_) => Code::InvalidArgument,
+            Error::NotFound(_) => Code::NotFound,
+            Error::AlreadyExists(_) => Code::AlreadyExists,
+            Error::DataLoss(_) => Code::DataLoss,
+            Error::Unavailable(_) => Code::Unavailable,
+            Error::ResourceExhausted(_) => Code::ResourceExhausted,
+            Error::Cancelled => Code::Cancelled,
+            Error::Kafka(_) => Code::Unavailable,
+            Error::Common(inner) => inner.code(),
+            Error::Io(_) | Error::Transport(_) | Error::Internal(_) => Code::Internal,
+        }
+    }
+
+    fn client_message(&self) -> Option<String> {
+        match self {
+            // Written for the caller where raised: which dependency, which hash.
+            Error::Unavailable(message) | Error::DataLoss(message) => Some(message.clone()),
+            Error::Cancelled => Some("the import was cancelled; nothing was published".to_owned()),
+            Error::Kafka(_) => Some("the event log (Kafka) is not reachable; nothing was published, try again later".to_owned()),
+            other => chatvault_common::status::default_client_message(other),
+        }
+    }
+}
+
 impl From<Error> for tonic::Status {
     fn from(error: Error) -> Self {
-        match error {
-            Error::InvalidArgument(message) => tonic::Status::invalid_argument(message),
-            Error::NotFound(message) => tonic::Status::not_found(message),
-            Error::AlreadyExists(message) => tonic::Status::already_exists(message),
-            Error::DataLoss(message) => tonic::Status::data_loss(message),
-            Error::Unavailable(message) => tonic::Status::unavailable(message),
-            Error::ResourceExhausted(message) => tonic::Status::resource_exhausted(message),
-            Error::Cancelled => tonic::Status::cancelled("the import was cancelled; nothing was published"),
-            Error::Kafka(cause) => {
-                tracing::error!(error = ?cause, "kafka failure");
-                tonic::Status::unavailable("the event log (Kafka) is not reachable; nothing was published, try again later")
-            }
-            other => {
-                tracing::error!(error = ?other, "internal error");
-                tonic::Status::internal("internal error; see the ingest service log")
-            }
-        }
+        chatvault_common::status::into_status(crate::SERVICE_NAME, error)
     }
 }

@@ -1,4 +1,8 @@
-//! The storage node's one error type and its mapping to gRPC status codes.
+//! The storage node's one error type and the gRPC code of each variant (the mapping itself is
+//! `chatvault_common::status`, shared by every service).
+
+use chatvault_common::status::ServiceError;
+use tonic::Code;
 
 /// What can go wrong on a storage node, named after what the caller can do about it.
 #[derive(Debug, thiserror::Error)]
@@ -23,24 +27,32 @@ pub enum Error {
     Internal(String),
 }
 
+impl ServiceError for Error {
+    fn code(&self) -> Code {
+        match self {
+            Error::InvalidArgument(_) => Code::InvalidArgument,
+            Error::NotFound(_) => Code::NotFound,
+            Error::DataLoss(_) => Code::DataLoss,
+            Error::ResourceExhausted(_) => Code::ResourceExhausted,
+            Error::Io(cause) if cause.raw_os_error() == Some(28) => Code::ResourceExhausted,
+            Error::Common(inner) => inner.code(),
+            Error::Io(_) | Error::Transport(_) | Error::Internal(_) => Code::Internal,
+        }
+    }
+
+    fn client_message(&self) -> Option<String> {
+        match self {
+            // ENOSPC: the caller (a service) places the part on another node.
+            Error::Io(cause) if cause.raw_os_error() == Some(28) => Some("the storage node's disk is full".to_owned()),
+            // Names the part and the block that failed its hash: meant for the calling service.
+            Error::DataLoss(message) => Some(message.clone()),
+            other => chatvault_common::status::default_client_message(other),
+        }
+    }
+}
+
 impl From<Error> for tonic::Status {
     fn from(error: Error) -> Self {
-        match error {
-            Error::InvalidArgument(message) => tonic::Status::invalid_argument(message),
-            Error::NotFound(message) => tonic::Status::not_found(message),
-            Error::DataLoss(message) => {
-                tracing::warn!(%message, "corrupt part");
-                tonic::Status::data_loss(message)
-            }
-            Error::ResourceExhausted(message) => tonic::Status::resource_exhausted(message),
-            Error::Io(cause) if cause.raw_os_error() == Some(28) => {
-                tracing::error!(error = ?cause, "disk full");
-                tonic::Status::resource_exhausted("the storage node's disk is full")
-            }
-            other => {
-                tracing::error!(error = ?other, "internal error");
-                tonic::Status::internal("internal error; see the storage node log")
-            }
-        }
+        chatvault_common::status::into_status(crate::SERVICE_NAME, error)
     }
 }

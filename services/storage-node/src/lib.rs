@@ -19,10 +19,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use chatvault_common::auth::AuthConfig;
 use chatvault_common::config::{DefaultPorts, ServiceConfig};
+use chatvault_common::grpc::GrpcServices;
+use chatvault_common::host::{GrpcAudience, Host, HostPlan};
 use chatvault_proto::storagenode::v1::storage_node_service_server::StorageNodeServiceServer;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use error::Error;
@@ -67,9 +67,7 @@ impl NodeConfig {
 pub struct App {
     node_id: String,
     store: Arc<part_store::PartStore>,
-    auth: AuthConfig,
-    grpc_listener: TcpListener,
-    http_listener: TcpListener,
+    host: Host,
 }
 
 impl App {
@@ -78,9 +76,17 @@ impl App {
         std::fs::create_dir_all(&config.data_dir)?;
         let node_id = settle_node_id(&config)?;
         let store = Arc::new(part_store::PartStore::open(&config.data_dir)?);
-        let grpc_listener = TcpListener::bind(config.service.grpc_addr).await?;
-        let http_listener = TcpListener::bind(config.service.http_addr).await?;
-        Ok(Self { node_id, store, auth: config.service.auth, grpc_listener, http_listener })
+        let plan = HostPlan {
+            service_name: SERVICE_NAME,
+            migrations: None,
+            audience: GrpcAudience::ServicesOnly,
+            uses_kafka: false,
+            // A part message is up to a few MiB: wide windows keep a stream from stalling
+            // on flow control between two messages.
+            transfer_windows: Some((4 << 20, 32 << 20)),
+        };
+        let host = Host::build(config.service, plan).await?;
+        Ok(Self { node_id, store, host })
     }
 
     pub fn node_id(&self) -> &str {
@@ -88,33 +94,20 @@ impl App {
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
-        self.grpc_listener.local_addr().expect("bound listener has an address")
+        self.host.grpc_addr()
     }
 
     pub fn http_addr(&self) -> SocketAddr {
-        self.http_listener.local_addr().expect("bound listener has an address")
+        self.host.http_addr()
     }
 
     /// Serves gRPC and HTTP until `shutdown` is cancelled.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), Error> {
-        let (health_reporter, health_service) = tonic_health::server::health_reporter();
-        health_reporter.set_serving::<StorageNodeServiceServer<api::StorageNodeApi>>().await;
         let node_api = api::StorageNodeApi::new(self.node_id.clone(), self.store);
         let max_message = chatvault_file_store::node_client::MAX_MESSAGE_BYTES;
-        let grpc_router = tonic::transport::Server::builder()
-            .initial_stream_window_size(Some(4 << 20))
-            .initial_connection_window_size(Some(32 << 20))
-            .layer(self.auth.services_only_grpc_layer())
-            .add_service(health_service)
-            .add_service(chatvault_common::grpc::reflection_service())
-            .add_service(StorageNodeServiceServer::new(node_api).max_decoding_message_size(max_message).max_encoding_message_size(max_message));
-        let http_router = chatvault_common::http::router_with_metrics(axum::Router::new());
-        let grpc = grpc_router
-            .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(self.grpc_listener), shutdown.clone().cancelled_owned());
-        let http = chatvault_common::http::serve_http(self.http_listener, http_router, shutdown.clone());
-        let (grpc_result, http_result) = tokio::join!(grpc, http);
-        grpc_result?;
-        http_result?;
+        let grpc = GrpcServices::new()
+            .add(StorageNodeServiceServer::new(node_api).max_decoding_message_size(max_message).max_encoding_message_size(max_message));
+        self.host.serve(grpc, axum::Router::new(), shutdown).await?;
         Ok(())
     }
 }
