@@ -19,6 +19,7 @@ mod import_crash_safety;
 mod import_html;
 mod import_json;
 mod kafka_outage;
+mod security_secrets;
 mod security_bounds;
 mod snapshot_export;
 mod upload_export;
