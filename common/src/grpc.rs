@@ -56,7 +56,7 @@ impl GrpcServices {
     }
 
     /// Adds `service`.
-    pub fn add<S>(mut self, service: S) -> Self
+    pub fn add_service<S>(mut self, service: S) -> Self
     where
         S: tower_service::Service<Request<tonic::body::Body>, Error = Infallible> + NamedService + Clone + Send + Sync + 'static,
         S::Response: axum::response::IntoResponse,

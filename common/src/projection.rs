@@ -369,7 +369,8 @@ impl<P: Projection> ProjectionRunner<P> {
         let mut unappliable: Vec<(usize, Error)> = Vec::new();
         // A stack of ranges still to apply; the left half is pushed last so records are
         // applied in their order (a later record may depend on an earlier one).
-        let mut pending: Vec<std::ops::Range<usize>> = vec![0..decoded.len()];
+        let mut pending: Vec<std::ops::Range<usize>> = Vec::with_capacity(32);
+        pending.push(0..decoded.len());
         while let Some(range) = pending.pop() {
             transaction.batch_execute("SAVEPOINT chatvault_projection_part").await?;
             match self.projection.apply(transaction, &decoded[range.clone()]).await {

@@ -71,7 +71,7 @@ impl App {
                 }
             }
         });
-        let grpc = GrpcServices::new().add(AuditServiceServer::new(api::AuditApi::new(pool)));
+        let grpc = GrpcServices::new().add_service(AuditServiceServer::new(api::AuditApi::new(pool)));
         host.serve(grpc, axum::Router::new(), shutdown).await?;
         Ok(())
     }

@@ -24,7 +24,7 @@ use std::time::Duration;
 use chatvault_common::config::{DefaultPorts, KafkaConfig, ServiceConfig};
 use chatvault_common::db::Migration;
 use chatvault_common::grpc::GrpcServices;
-use chatvault_common::host::{GrpcAudience, Host, HostPlan};
+use chatvault_common::host::{Host, HostPlan};
 use chatvault_proto::backup::v1::backup_service_server::BackupServiceServer;
 use deadpool_postgres::Pool;
 use rdkafka::producer::FutureProducer;
@@ -106,7 +106,7 @@ impl App {
     /// Connects to the database, applies migrations, ensures topics, binds listeners and
     /// catalogues the backups found on disk.
     pub async fn build(config: ServiceConfig) -> Result<Self, Error> {
-        let plan = HostPlan { service_name: SERVICE_NAME, migrations: Some(MIGRATIONS), audience: GrpcAudience::Everyone };
+        let plan = HostPlan::with_database(SERVICE_NAME, MIGRATIONS);
         let host = Host::build(config, plan).await?;
         let config = host.config();
         let pool = host.pool()?;
@@ -149,7 +149,7 @@ impl App {
                 Ok::<(), Error>(())
             });
         }
-        let grpc = GrpcServices::new().add(BackupServiceServer::new(api::BackupApi::new(self.context)).max_decoding_message_size(16 << 20));
+        let grpc = GrpcServices::new().add_service(BackupServiceServer::new(api::BackupApi::new(self.context)).max_decoding_message_size(16 << 20));
         host.serve(grpc, axum::Router::new(), shutdown).await?;
         Ok(())
     }

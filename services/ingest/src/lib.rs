@@ -64,8 +64,8 @@ impl App {
             })
         });
         let grpc = GrpcServices::new()
-            .add(IngestServiceServer::new(ingest_api))
-            .add(FileUploadServiceServer::new(api::FileUploadApi::new(uploader.clone())));
+            .add_service(IngestServiceServer::new(ingest_api))
+            .add_service(FileUploadServiceServer::new(api::FileUploadApi::new(uploader.clone())));
         let http_routes = files::upload_routes(uploader).layer(config.auth.http_layer());
         host.serve(grpc, http_routes, shutdown).await?;
         Ok(())

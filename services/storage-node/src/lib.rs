@@ -106,7 +106,7 @@ impl App {
         let node_api = api::StorageNodeApi::new(self.node_id.clone(), self.store);
         let max_message = chatvault_file_store::node_client::MAX_MESSAGE_BYTES;
         let grpc = GrpcServices::new()
-            .add(StorageNodeServiceServer::new(node_api).max_decoding_message_size(max_message).max_encoding_message_size(max_message));
+            .add_service(StorageNodeServiceServer::new(node_api).max_decoding_message_size(max_message).max_encoding_message_size(max_message));
         self.host.serve(grpc, axum::Router::new(), shutdown).await?;
         Ok(())
     }

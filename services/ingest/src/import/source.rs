@@ -146,7 +146,7 @@ fn export_in_folder(folder: &Path) -> Result<Option<ExportSource>, Error> {
 /// Reads events from either format, one page or message at a time.
 pub(crate) enum ExportReader {
     Json(Box<JsonExportReader<BufReader<File>>>),
-    Html { folders: Vec<PathBuf>, next_folder: usize, current: Option<HtmlExportReader>, chat_id: Option<i64>, options: HtmlParseOptions, bytes_of_finished_chats: u64 },
+    Html { folders: Vec<PathBuf>, next_folder: usize, current: Option<Box<HtmlExportReader>>, chat_id: Option<i64>, options: HtmlParseOptions, bytes_of_finished_chats: u64 },
 }
 
 impl ExportReader {
@@ -184,7 +184,7 @@ impl ExportReader {
                 }
                 let Some(folder) = folders.get(*next_folder) else { return Ok(None) };
                 *next_folder += 1;
-                *current = Some(HtmlExportReader::open(folder, *chat_id, *options)?);
+                *current = Some(Box::new(HtmlExportReader::open(folder, *chat_id, *options)?));
             },
         }
     }
@@ -193,7 +193,7 @@ impl ExportReader {
     pub(crate) fn bytes_read(&self) -> u64 {
         match self {
             Self::Json(reader) => reader.bytes_read(),
-            Self::Html { current, bytes_of_finished_chats, .. } => *bytes_of_finished_chats + current.as_ref().map_or(0, HtmlExportReader::bytes_read),
+            Self::Html { current, bytes_of_finished_chats, .. } => *bytes_of_finished_chats + current.as_deref().map_or(0, HtmlExportReader::bytes_read),
         }
     }
 }
