@@ -4,7 +4,9 @@
 #   1. installs missing tools (scripts/tools.sh)
 #   2. starts PostgreSQL + Kafka (scripts/stack.sh up; they stay up afterwards)
 #   3. cargo build --workspace --bins --tests
-#   4. cargo test --workspace with CHATVAULT_TEST_STACK=1
+#   4. cargo fmt --check and cargo clippy --workspace --all-targets -- -D warnings
+#   5. cargo test --workspace with CHATVAULT_TEST_STACK=1
+# A lint failure does not stop the tests; the script fails when either failed.
 # Extra arguments go to `cargo test` (e.g. scripts/test.sh -p chatvault-tests).
 #
 # Before the tests it stops the services of `task runAll` (scripts/services.sh
@@ -64,7 +66,7 @@ kill_strays() {
     kill -KILL "${strays[@]}" 2>/dev/null || true
 }
 
-log "1/4 tools"
+log "1/5 tools"
 bash scripts/tools.sh
 GOBIN_DIR="$(go env GOPATH)/bin"
 export PATH="$GOBIN_DIR:$PATH"
@@ -77,22 +79,33 @@ trap kill_strays EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-log "2/4 stack (PostgreSQL + Kafka)"
+log "2/5 stack (PostgreSQL + Kafka)"
 bash scripts/stack.sh up
 
 export CHATVAULT_TEST_STACK=1
 export RUST_BACKTRACE="${RUST_BACKTRACE:-1}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
-log "3/4 cargo build --workspace --bins --tests"
+log "3/5 cargo build --workspace --bins --tests"
 cargo build --workspace --bins --tests
 
-log "4/4 cargo test --workspace (CHATVAULT_TEST_STACK=1)"
+log "4/5 cargo fmt --check, cargo clippy -D warnings"
+lint_status=0
+cargo fmt --version >/dev/null 2>&1 || die "rustfmt is missing: rustup component add rustfmt"
+cargo clippy --version >/dev/null 2>&1 || die "clippy is missing: rustup component add clippy"
+cargo fmt --all -- --check >/dev/null || { log "cargo fmt --check: files are not formatted (run cargo fmt)"; cargo fmt --all -- --check | head -40 || true; lint_status=1; }
+cargo clippy --workspace --all-targets -- -D warnings || { log "cargo clippy found warnings"; lint_status=1; }
+
+log "5/5 cargo test --workspace (CHATVAULT_TEST_STACK=1)"
 status=0
 cargo test --workspace --no-fail-fast "$@" || status=$?
 if [ "$status" -eq 0 ]; then
     log "all tests passed"
 else
     log "cargo test failed (exit $status)"
+fi
+if [ "$lint_status" -ne 0 ]; then
+    log "lints failed (cargo fmt --check or cargo clippy -D warnings; see above)"
+    [ "$status" -ne 0 ] || status=1
 fi
 exit "$status"
