@@ -468,4 +468,32 @@ mod tests {
         let mut decoder = CopyDecoder::new("t", columns, 8);
         assert!(decoder.push(&stream(&[(1, None, None)]), &mut |_| Ok(())).is_err());
     }
+
+    #[test]
+    fn stored_text_is_decoded_to_the_exact_text() {
+        let original = "nul\0one\u{1}us\u{1f} and \u{FFFF}";
+        let stored = chatvault_common::text::encode(original).into_owned();
+        assert_ne!(stored, original, "U+0000 and U+FFFF are escaped in the database");
+        let batches = decode_in_chunks(&stream(&[(1, Some(stored.as_str()), None)]), 5, 8);
+        assert_eq!(batches[0].column(1).as_string::<i32>().value(0), original);
+    }
+
+    #[test]
+    fn stored_json_strings_are_decoded_inside_the_json() {
+        let original = serde_json::json!({"file_name": "a\0b", "kind": "photo"});
+        let stored = chatvault_common::text::encode_json(original.clone()).to_string();
+        let columns = vec![ColumnSpec { name: "media".into(), pg_type: PgType::Json, nullable: true }];
+        let mut bytes = SIGNATURE.to_vec();
+        bytes.extend_from_slice(&0u32.to_be_bytes());
+        bytes.extend_from_slice(&0u32.to_be_bytes());
+        bytes.extend_from_slice(&1i16.to_be_bytes());
+        bytes.extend_from_slice(&(stored.len() as i32).to_be_bytes());
+        bytes.extend_from_slice(stored.as_bytes());
+        bytes.extend_from_slice(&(-1i16).to_be_bytes());
+        let mut decoder = CopyDecoder::new("t", columns, 8);
+        decoder.push(&bytes, &mut |_| Ok(())).expect("decodes");
+        let batch = decoder.finish().expect("complete").expect("one batch");
+        let json: serde_json::Value = serde_json::from_str(batch.column(0).as_string::<i32>().value(0)).expect("JSON");
+        assert_eq!(json, original);
+    }
 }
