@@ -8,6 +8,7 @@ mod attachments;
 mod authors;
 mod backup;
 mod backup_s3;
+mod backup_text;
 mod compose_file;
 mod file_placement;
 mod file_restore;

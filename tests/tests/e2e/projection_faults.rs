@@ -134,7 +134,7 @@ pub(crate) async fn http_get(address: SocketAddr, path: &str) -> (u16, String) {
 
 /// Writes a single-chat export whose names and texts hold `\x00`, `\x01` and `\x1f`
 /// escapes, as Telegram Desktop writes control characters (invalid JSON the importer repairs).
-fn write_export_with_control_characters(folder: &Path, chat_id: i64) {
+pub(crate) fn write_export_with_control_characters(folder: &Path, chat_id: i64) {
     let result = format!(
         r#"{{
  "name": "Ops\x00room\x01",
