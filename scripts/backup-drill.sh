@@ -23,14 +23,12 @@ case "${CHATVAULT_PROFILE:-debug}" in
     release) CLI="$ROOT/target/release/chatvault" ;;
     *)       CLI="$ROOT/target/debug/chatvault" ;;
 esac
-DEV_ADMIN="${CHATVAULT_DEV_ADMIN:-admin:chatvault-admin-1:admin@localhost}"
-ADMIN_USER="${DEV_ADMIN%%:*}"
-ADMIN_REST="${DEV_ADMIN#*:}"
-ADMIN_PASSWORD="${ADMIN_REST%:*}"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 
-login() { "$CLI" login --username "$ADMIN_USER" --password "$ADMIN_PASSWORD" >/dev/null; }
+# The first admin's password lives in .state/secrets (kept by the wipe), so the wiped
+# platform creates the same admin again.
+login() { bash scripts/services.sh login >/dev/null; }
 
 # answers DIR [TOKEN]: writes every answer of the archive as JSON files into DIR.
 answers() {

@@ -30,11 +30,10 @@ case "${CHATVAULT_PROFILE:-debug}" in
 esac
 [ -x "$CLI" ] || die "$CLI not built"
 
-# Every call needs a token: log in as the local install's first admin (scripts/services.sh).
-DEV_ADMIN="${CHATVAULT_DEV_ADMIN:-admin:chatvault-admin-1:admin@localhost}"
-DEV_ADMIN_REST="${DEV_ADMIN#*:}"
-log "logging in: chatvault login --username ${DEV_ADMIN%%:*}"
-"$CLI" login --username "${DEV_ADMIN%%:*}" --password "${DEV_ADMIN_REST%:*}"
+# Every call needs a token: log in as the installation's first admin, whose password
+# services.sh generated into .state/secrets/admin-password on the first start.
+log "logging in as the first admin: scripts/services.sh login"
+bash scripts/services.sh login
 
 SAMPLE="fixtures/sample-export/result.json"
 log "importing the sample export: chatvault import $SAMPLE"

@@ -6,8 +6,17 @@
 #   scripts/services.sh stop     SIGTERM, up to 15 s, then SIGKILL
 #   scripts/services.sh status   running / stopped per service (exit 1 if any stopped)
 #   scripts/services.sh wait     poll http://127.0.0.1:<http_port>/healthz until 200 (60 s)
+#   scripts/services.sh login    log the chatvault CLI in as the first admin
 #
 # Logs: .state/logs/<name>.log, pids: .state/run/<name>.pid.
+#
+# Secrets: the first start of an installation generates, once, with a CSPRNG:
+#   .state/secrets/jwt-secret      the signing secret every service gets as CHATVAULT_JWT_SECRET
+#   .state/secrets/admin-password  the password of the first admin `admin` (CHATVAULT_USERS_BOOTSTRAP_ADMIN),
+#                                  printed once when it is generated
+# (folder 0700, files 0600); later starts reuse them. An operator may set CHATVAULT_JWT_SECRET
+# and/or CHATVAULT_USERS_BOOTSTRAP_ADMIN (username:password:email) instead; then the
+# corresponding file is neither created nor read.
 # Each service reads CHATVAULT_<SERVICE>_GRPC_ADDR / _HTTP_ADDR with defaults equal
 # to the ports below, so they are not set here (except for storage nodes).
 set -euo pipefail
@@ -27,7 +36,7 @@ set -euo pipefail
 SERVICES=(
     "ingest:chatvault-ingest:8081"
     "storage:chatvault-storage:8082"
-    "users:chatvault-users:8083:CHATVAULT_USERS_BOOTSTRAP_ADMIN=@ADMIN@"
+    "users:chatvault-users:8083"
     "audit:chatvault-audit:8084"
     "backup:chatvault-backup:8085:CHATVAULT_BACKUP_DIR=@STATE@/backups"
     "storage-node-1:chatvault-storage-node:8101"
@@ -50,9 +59,12 @@ case "$PROFILE" in
 esac
 STOP_GRACE_SECONDS="${CHATVAULT_STOP_GRACE_SECONDS:-15}"
 WAIT_TIMEOUT_SECONDS="${CHATVAULT_WAIT_TIMEOUT_SECONDS:-60}"
-# The first admin of a local install (username:password:email), created by the users
-# service when no admin exists; services.sh logs in as it to register the storage nodes.
-DEV_ADMIN="${CHATVAULT_DEV_ADMIN:-admin:chatvault-admin-1:admin@localhost}"
+SECRETS_DIR="$STATE/secrets"
+JWT_SECRET_FILE="$SECRETS_DIR/jwt-secret"
+ADMIN_PASSWORD_FILE="$SECRETS_DIR/admin-password"
+# The first admin when the operator does not name one in CHATVAULT_USERS_BOOTSTRAP_ADMIN.
+DEFAULT_ADMIN_USERNAME="admin"
+DEFAULT_ADMIN_EMAIL="admin@localhost"
 
 log() { printf 'services: %s\n' "$*"; }
 die() { printf 'services: ERROR: %s\n' "$*" >&2; exit 1; }
@@ -75,9 +87,113 @@ instance_env() {
     fi
     local kv
     for kv in ${EXTRA:-}; do
-        kv="${kv//@ADMIN@/$DEV_ADMIN}"
         echo "${kv//@STATE@/$STATE}"
     done
+}
+
+# random_base64 BYTES: prints BYTES random bytes as one line of base64 (CSPRNG).
+random_base64() {
+    if command -v openssl >/dev/null 2>&1; then
+        openssl rand -base64 "$1" | tr -d '\n'
+    else
+        head -c "$1" /dev/urandom | base64 -w0
+    fi
+}
+
+# random_password: prints 96 random bits as four dash-separated groups of hex digits, which
+# always passes the users service's password policy (two kinds of characters, >= 10).
+random_password() {
+    local hex
+    if command -v openssl >/dev/null 2>&1; then
+        hex="$(openssl rand -hex 12)"
+    else
+        hex="$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+    fi
+    [ "${#hex}" -eq 24 ] || die "could not read 12 random bytes"
+    echo "${hex:0:6}-${hex:6:6}-${hex:12:6}-${hex:18:6}"
+}
+
+# create_secret_file FILE GENERATOR: writes the generator's output to FILE (0600) unless it
+# exists; returns 0 when this call created it. The link makes two concurrent starts agree
+# on one value: only one hard link wins, the other start reads the winner's file.
+create_secret_file() {
+    local file="$1" generator="$2" tmp value
+    [ -s "$file" ] && return 1
+    value="$("$generator")" || die "generating $file failed"
+    [ -n "$value" ] || die "generating $file gave nothing"
+    tmp="$(umask 077; mktemp "$file.XXXXXX")"
+    printf '%s\n' "$value" >"$tmp"
+    chmod 600 "$tmp"
+    if ln "$tmp" "$file" 2>/dev/null; then
+        rm -f "$tmp"
+        return 0
+    fi
+    rm -f "$tmp"
+    return 1
+}
+
+# secrets_folder: creates .state/secrets (0700) and tightens it if it exists.
+secrets_folder() {
+    (umask 077; mkdir -p "$SECRETS_DIR")
+    chmod 700 "$SECRETS_DIR"
+}
+
+# ensure_secrets: generates the signing secret and the first admin's password on the first
+# start, prints the password that once, and sets JWT_SECRET and BOOTSTRAP_ADMIN.
+ensure_secrets() {
+    if [ -n "${CHATVAULT_JWT_SECRET:-}" ]; then
+        JWT_SECRET="$CHATVAULT_JWT_SECRET"
+    else
+        secrets_folder
+        if create_secret_file "$JWT_SECRET_FILE" "random_base64_48"; then
+            log "generated the installation's signing secret in .state/secrets/jwt-secret (keep it; every service needs it)"
+        fi
+        JWT_SECRET="$(head -n1 "$JWT_SECRET_FILE")"
+        [ -n "$JWT_SECRET" ] || die ".state/secrets/jwt-secret is empty; delete it and start again to generate one"
+    fi
+    if [ -n "${CHATVAULT_USERS_BOOTSTRAP_ADMIN:-}" ]; then
+        BOOTSTRAP_ADMIN="$CHATVAULT_USERS_BOOTSTRAP_ADMIN"
+    else
+        secrets_folder
+        if create_secret_file "$ADMIN_PASSWORD_FILE" "random_password"; then
+            printf '\n'
+            log "first admin of this installation: username '$DEFAULT_ADMIN_USERNAME', password '$(head -n1 "$ADMIN_PASSWORD_FILE")'"
+            log "this password is shown only now; it is kept in .state/secrets/admin-password (mode 0600)"
+            printf '\n'
+        fi
+        [ -s "$ADMIN_PASSWORD_FILE" ] || die ".state/secrets/admin-password is empty; delete it and start again to generate one"
+        BOOTSTRAP_ADMIN="$DEFAULT_ADMIN_USERNAME:$(head -n1 "$ADMIN_PASSWORD_FILE"):$DEFAULT_ADMIN_EMAIL"
+    fi
+}
+
+random_base64_48() { random_base64 48; }
+
+# admin_credentials: sets ADMIN_USER and ADMIN_PASSWORD of the first admin, from
+# CHATVAULT_USERS_BOOTSTRAP_ADMIN or .state/secrets/admin-password; never generates.
+admin_credentials() {
+    local rest
+    if [ -n "${CHATVAULT_USERS_BOOTSTRAP_ADMIN:-}" ]; then
+        ADMIN_USER="${CHATVAULT_USERS_BOOTSTRAP_ADMIN%%:*}"
+        rest="${CHATVAULT_USERS_BOOTSTRAP_ADMIN#*:}"
+        ADMIN_PASSWORD="${rest%:*}"
+    else
+        [ -r "$ADMIN_PASSWORD_FILE" ] || die "no .state/secrets/admin-password yet: run scripts/services.sh start first"
+        ADMIN_USER="$DEFAULT_ADMIN_USERNAME"
+        ADMIN_PASSWORD="$(head -n1 "$ADMIN_PASSWORD_FILE")"
+    fi
+}
+
+# admin_login: logs the chatvault CLI in as the first admin (session in $XDG_CONFIG_HOME,
+# or ~/.config); the password goes through the environment, not the command line, so other
+# users of the machine cannot read it in `ps`.
+admin_login() {
+    local cli="$BIN_DIR/chatvault"
+    [ -x "$cli" ] || die "$cli not found; build it first (cargo build --bins)"
+    admin_credentials
+    if ! CHATVAULT_PASSWORD="$ADMIN_PASSWORD" "$cli" login --username "$ADMIN_USER" >/dev/null; then
+        die "log-in as the first admin '$ADMIN_USER' failed. An installation made before generated passwords keeps its old admin password: log in with it, run 'chatvault passwd' and set the one in .state/secrets/admin-password (or set CHATVAULT_USERS_BOOTSTRAP_ADMIN)"
+    fi
+    log "logged in as the first admin '$ADMIN_USER'"
 }
 
 # proc_live PID: true while the process exists and is not a zombie (PID 1 may
@@ -109,6 +225,7 @@ port_open() { timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
 cmd_start() {
     local entry pid bin started=0
     mkdir -p "$LOG_DIR" "$RUN_DIR"
+    ensure_secrets
     for entry in "${SERVICES[@]}"; do
         parse "$entry"
         if pid="$(running "$NAME" "$BINARY")"; then
@@ -130,6 +247,10 @@ cmd_start() {
         printf '\n===== services.sh: starting %s at %s =====\n' "$NAME" "$(date -Is)" >>"$LOG_DIR/$NAME.log"
         (
             cd "$ROOT"
+            # Secrets go through the environment (readable only by this user in
+            # /proc/<pid>/environ), never through a command line anyone can list.
+            export CHATVAULT_JWT_SECRET="$JWT_SECRET"
+            if [ "$NAME" = "users" ]; then export CHATVAULT_USERS_BOOTSTRAP_ADMIN="$BOOTSTRAP_ADMIN"; fi
             exec setsid env RUST_LOG="${RUST_LOG:-info}" RUST_BACKTRACE="${RUST_BACKTRACE:-1}" \
                 ${envs[@]+"${envs[@]}"} "$bin" </dev/null >>"$LOG_DIR/$NAME.log" 2>&1
         ) &
@@ -230,13 +351,11 @@ cmd_wait() {
 # register_storage_nodes: registers every storage-node-<i> with storage (harmless when
 # already registered), so uploads can place parts on them.
 register_storage_nodes() {
-    local entry cli="$BIN_DIR/chatvault" admin_user admin_rest admin_password
-    # Registering nodes needs the admin role: log in as the bootstrap admin with a session
-    # of its own (not the user's ~/.config/chatvault).
+    local entry cli="$BIN_DIR/chatvault"
+    # Registering nodes needs the admin role: log in as the first admin with a session of
+    # its own (not the user's ~/.config/chatvault).
     export XDG_CONFIG_HOME="$STATE/admin-cli"
-    admin_user="${DEV_ADMIN%%:*}"; admin_rest="${DEV_ADMIN#*:}"; admin_password="${admin_rest%:*}"
-    [ -x "$cli" ] || die "$cli not found; build it first (cargo build --bins)"
-    "$cli" login --username "$admin_user" --password "$admin_password" >/dev/null || die "admin log-in failed"
+    admin_login >/dev/null
     for entry in "${SERVICES[@]}"; do
         parse "$entry"
         [[ "$NAME" =~ ^storage-node-([0-9]+)$ ]] || continue
@@ -250,5 +369,6 @@ case "${1:-}" in
     stop) cmd_stop ;;
     status) cmd_status ;;
     wait) cmd_wait ;;
-    *) echo "usage: $0 start|stop|status|wait" >&2; exit 2 ;;
+    login) admin_login ;;
+    *) echo "usage: $0 start|stop|status|wait|login" >&2; exit 2 ;;
 esac
