@@ -61,15 +61,15 @@ async fn backup_client(platform: &Platform) -> anyhow::Result<BackupServiceClien
 async fn generate_rows(client: &tokio_postgres::Client, count: u64) -> anyhow::Result<()> {
     client
         .execute(
-            "INSERT INTO chats (chat_id, name, chat_type, message_count, first_message_at, last_message_at, last_import_id, source, imported_at)
-             VALUES ($1, 'Benchmark chat', 'private_supergroup', $2::bigint, to_timestamp(1700000000), to_timestamp(1700000000 + $2::bigint), 'bench', 'generated', now())",
+            "INSERT INTO chats (owner, chat_id, name, chat_type, message_count, first_message_at, last_message_at, last_import_id, source, imported_at)
+             VALUES ('bench', $1, 'Benchmark chat', 'private_supergroup', $2::bigint, to_timestamp(1700000000), to_timestamp(1700000000 + $2::bigint), 'bench', 'generated', now())",
             &[&CHAT_ID, &(count as i64)],
         )
         .await?;
     client
         .batch_execute(&format!(
-            "INSERT INTO messages (chat_id, message_id, kind, sent_at, edited_at, from_name, from_id, reply_to_message_id, text, entities, media, raw_json, import_id)
-             SELECT {CHAT_ID}, n, 1, to_timestamp(1700000000 + n), CASE WHEN n % 10 = 0 THEN to_timestamp(1700000100 + n) END,
+            "INSERT INTO messages (owner, chat_id, message_id, kind, sent_at, edited_at, from_name, from_id, reply_to_message_id, text, entities, media, raw_json, import_id)
+             SELECT 'bench', {CHAT_ID}, n, 1, to_timestamp(1700000000 + n), CASE WHEN n % 10 = 0 THEN to_timestamp(1700000100 + n) END,
                     'Author ' || (n % 97), 'user' || (n % 97), CASE WHEN n % 5 = 0 THEN n - 1 END,
                     'Message number ' || n || ': съешь ещё этих мягких французских булок, да выпей чаю ' || md5(n::text),
                     CASE WHEN n % 3 = 0 THEN jsonb_build_array(jsonb_build_object('kind', 'bold', 'offset', 0, 'length', 7)) END,

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod caller;
+pub mod chat_access;
 pub mod config;
 pub mod consistency;
 pub mod db;

@@ -1,7 +1,10 @@
 //! Restoring a backup through the platform's own paths, so every projection rebuilds:
 //! accounts through the users service, files through ingest (same ids, owners and dates),
-//! chats and messages as events on `chat.events` in one Kafka transaction. The backup is
-//! verified whole first; rows the platform already holds are counted and not sent again.
+//! chats, messages and their grants as events on `chat.events` in one Kafka transaction, each
+//! archive under the owner the backup names (backups from before owners existed have no
+//! owner columns: their archives come back with the owner `""`, which only admins see). The
+//! backup is verified whole first; rows the platform already holds are counted and not sent
+//! again.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -14,7 +17,7 @@ use chatvault_common::consistency::Positions;
 use chatvault_common::topics::CHAT_EVENTS;
 use chatvault_common::transaction::TransactionalPublisher;
 use chatvault_proto::backup::v1::{Progress, RestoreSummary, RestoredTable};
-use chatvault_proto::chat::v1::{chat_event, ChatEvent, ChatImported, Media, MessagePosted, TextEntity};
+use chatvault_proto::chat::v1::{chat_event, ChatEvent, ChatImported, ChatShared, Media, MessagePosted, TextEntity};
 use chatvault_proto::ingest::v1::file_upload_service_client::FileUploadServiceClient;
 use chatvault_proto::ingest::v1::{upload_file_request, RestoredFileIdentity, UploadFileRequest, UploadMetadata};
 use chatvault_proto::snapshot::v1::snapshot_service_client::SnapshotServiceClient;
@@ -72,6 +75,23 @@ fn timestamp_column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a arrow_
     primitive_column::<TimestampMicrosecondType>(batch, name)
 }
 
+/// The owners of `batch`'s rows: its `owner` column, or none (every owner `""`) in a backup
+/// taken before archives had owners.
+struct Owners<'a>(Option<&'a StringArray>);
+
+impl<'a> Owners<'a> {
+    fn of(batch: &'a RecordBatch) -> Result<Self, Error> {
+        match batch.column_by_name("owner") {
+            None => Ok(Self(None)),
+            Some(_) => Ok(Self(Some(text_column(batch, "owner")?))),
+        }
+    }
+
+    fn value(&self, row: usize) -> &'a str {
+        self.0.map_or("", |owners| owners.value(row))
+    }
+}
+
 fn optional_text(column: &StringArray, row: usize) -> Option<String> {
     (!column.is_null(row)).then(|| column.value(row).to_owned())
 }
@@ -88,11 +108,12 @@ fn optional_millis(column: &arrow_array::TimestampMicrosecondArray, row: usize) 
     }
 }
 
-/// What the platform holds now, by key.
+/// What the platform holds now, by key (archives by owner and chat id).
 #[derive(Debug, Default)]
 struct PresentKeys {
-    chats: HashSet<i64>,
-    messages: HashSet<(i64, i64)>,
+    chats: HashSet<(String, i64)>,
+    messages: HashSet<(String, i64, i64)>,
+    grants: HashSet<(String, i64, String)>,
     files: HashSet<String>,
 }
 
@@ -107,11 +128,22 @@ impl TableSink for KeySink {
         let mut keys = self.keys.lock().map_err(|_| Error::Internal("key set poisoned".into()))?;
         match self.table.as_str() {
             "message_keys" => {
+                let owners = Owners::of(batch)?;
                 let chats = int64_column(batch, "chat_id")?;
                 let messages = int64_column(batch, "message_id")?;
-                keys.messages.extend(chats.values().iter().copied().zip(messages.values().iter().copied()));
+                keys.messages.extend((0..batch.num_rows()).map(|row| (owners.value(row).to_owned(), chats.value(row), messages.value(row))));
             }
-            "chats" => keys.chats.extend(int64_column(batch, "chat_id")?.values().iter().copied()),
+            "chats" => {
+                let owners = Owners::of(batch)?;
+                let chats = int64_column(batch, "chat_id")?;
+                keys.chats.extend((0..batch.num_rows()).map(|row| (owners.value(row).to_owned(), chats.value(row))));
+            }
+            "chat_grants" => {
+                let owners = Owners::of(batch)?;
+                let chats = int64_column(batch, "chat_id")?;
+                let grantees = text_column(batch, "grantee")?;
+                keys.grants.extend((0..batch.num_rows()).map(|row| (owners.value(row).to_owned(), chats.value(row), grantees.value(row).to_owned())));
+            }
             "files" => {
                 let ids = text_column(batch, "file_id")?;
                 keys.files.extend(ids.iter().flatten().map(str::to_owned));
@@ -128,7 +160,10 @@ impl TableSink for KeySink {
 
 async fn present_keys(context: &Context, chat_ids: &[i64]) -> Result<PresentKeys, Error> {
     let keys = std::sync::Arc::new(std::sync::Mutex::new(PresentKeys::default()));
-    let request = ExportSnapshotRequest { tables: vec!["message_keys".into(), "chats".into(), "files".into()], chat_ids: chat_ids.to_vec() };
+    let request = ExportSnapshotRequest {
+        tables: vec!["message_keys".into(), "chats".into(), "chat_grants".into(), "files".into()],
+        chat_ids: chat_ids.to_vec(),
+    };
     let mut client = SnapshotServiceClient::new(context.peers.storage.clone()).max_decoding_message_size(64 << 20);
     let stream = client.export_snapshot(context.peers.request(request)).await.map_err(Error::remote("storage"))?.into_inner();
     let sink_keys = keys.clone();
@@ -171,9 +206,8 @@ async fn restore_as_caller(context: &Context, folder: &Path, kind: Option<&str>,
     if manifest.table("files").is_some() {
         tables.push(restore_files(context, &manifest, folder, kind, &present, progress).await?);
     }
-    let (chats, messages, positions) = restore_chat_events(context, &manifest, folder, kind, &present, progress).await?;
-    tables.push(chats);
-    tables.push(messages);
+    let (chat_tables, positions) = restore_chat_events(context, &manifest, folder, kind, &present, progress).await?;
+    tables.extend(chat_tables);
     let token = positions.to_token();
     if !positions.0.is_empty() {
         report(progress, "waiting for storage to apply the restored events", 0, 0, "rows");
@@ -302,7 +336,8 @@ async fn read_chunks(path: std::path::PathBuf) -> Result<impl futures::Stream<It
     Ok(reader.filter_map(|chunk| futures::future::ready(chunk.ok())).map(|chunk| UploadFileRequest { message: Some(upload_file_request::Message::Chunk(chunk)) }))
 }
 
-/// Publishes the backup's chats and messages the platform lacks, in one transaction.
+/// Publishes the backup's chats, messages and grants the platform lacks, in one
+/// transaction; returns what each table restored (grants only when the backup has them).
 async fn restore_chat_events(
     context: &Context,
     manifest: &Manifest,
@@ -310,9 +345,10 @@ async fn restore_chat_events(
     kind: Option<&str>,
     present: &PresentKeys,
     progress: Option<&mpsc::Sender<Progress>>,
-) -> Result<(RestoredTable, RestoredTable, Positions), Error> {
+) -> Result<(Vec<RestoredTable>, Positions), Error> {
     let mut chats = RestoredTable { name: "chats".into(), ..Default::default() };
     let mut messages = RestoredTable { name: "messages".into(), ..Default::default() };
+    let mut grants = manifest.table("chat_grants").map(|_| RestoredTable { name: "chat_grants".into(), ..Default::default() });
     let total_messages = manifest.table("messages").map_or(0, |table| table.rows);
     let transactional_id = format!("chatvault-backup-restore-{}-{}", manifest.backup_id, uuid::Uuid::now_v7().simple());
     let topic = context.kafka.topic(CHAT_EVENTS);
@@ -332,11 +368,22 @@ async fn restore_chat_events(
             }
             report(progress, "messages", done, total_messages, "rows");
         }
+        // After the chats: a grant names an archive the transaction has just brought back.
+        if let Some(grants) = grants.as_mut() {
+            for batch in read_table(manifest, folder, "chat_grants", kind)? {
+                for event in grant_events(&batch?, present, grants)? {
+                    publisher.publish(&event.key, event.event_type, &event.payload).await?;
+                }
+            }
+        }
         Ok(())
     }
     .await;
     match outcome {
-        Ok(()) => Ok((chats, messages, publisher.commit().await?)),
+        Ok(()) => {
+            let positions = publisher.commit().await?;
+            Ok(([Some(chats), Some(messages), grants].into_iter().flatten().collect(), positions))
+        }
         Err(error) => {
             publisher.abort().await;
             Err(error)
@@ -351,6 +398,7 @@ struct ChatRecord {
 }
 
 fn chat_events(batch: &RecordBatch, present: &PresentKeys, counts: &mut RestoredTable) -> Result<Vec<ChatRecord>, Error> {
+    let owners = Owners::of(batch)?;
     let ids = int64_column(batch, "chat_id")?;
     let names = text_column(batch, "name")?;
     let types = text_column(batch, "chat_type")?;
@@ -363,7 +411,8 @@ fn chat_events(batch: &RecordBatch, present: &PresentKeys, counts: &mut Restored
     let mut events = Vec::new();
     for row in 0..batch.num_rows() {
         let chat_id = ids.value(row);
-        if present.chats.contains(&chat_id) {
+        let owner = owners.value(row);
+        if present.chats.contains(&(owner.to_owned(), chat_id)) {
             counts.already_present += 1;
             continue;
         }
@@ -376,6 +425,7 @@ fn chat_events(batch: &RecordBatch, present: &PresentKeys, counts: &mut Restored
             source: optional_text(sources, row).unwrap_or_default(),
             left: !left.is_null(row) && left.value(row),
             imported_at_unix: optional_seconds(imported_at, row).unwrap_or_default(),
+            owner: owner.to_owned(),
         };
         let payload = ChatEvent { event: Some(chat_event::Event::ChatImported(event)) }.encode_to_vec();
         events.push(ChatRecord { key: chat_id.to_string(), event_type: "chatvault.chat.v1.ChatImported", payload });
@@ -384,6 +434,7 @@ fn chat_events(batch: &RecordBatch, present: &PresentKeys, counts: &mut Restored
 }
 
 fn message_events(batch: &RecordBatch, present: &PresentKeys, counts: &mut RestoredTable) -> Result<Vec<ChatRecord>, Error> {
+    let owners = Owners::of(batch)?;
     let chat_ids = int64_column(batch, "chat_id")?;
     let message_ids = int64_column(batch, "message_id")?;
     let kinds = primitive_column::<Int16Type>(batch, "kind")?;
@@ -396,8 +447,8 @@ fn message_events(batch: &RecordBatch, present: &PresentKeys, counts: &mut Resto
     let (texts, entities, media, raw, import_ids) = (text("text")?, text("entities")?, text("media")?, text("raw_json")?, text("import_id")?);
     let mut events = Vec::with_capacity(batch.num_rows());
     for row in 0..batch.num_rows() {
-        let (chat_id, message_id) = (chat_ids.value(row), message_ids.value(row));
-        if present.messages.contains(&(chat_id, message_id)) {
+        let (owner, chat_id, message_id) = (owners.value(row), chat_ids.value(row), message_ids.value(row));
+        if present.messages.contains(&(owner.to_owned(), chat_id, message_id)) {
             counts.already_present += 1;
             continue;
         }
@@ -424,9 +475,38 @@ fn message_events(batch: &RecordBatch, present: &PresentKeys, counts: &mut Resto
             media: optional_text(media, row).map(|json| media_of_json(&json)).transpose()?,
             raw_json: raw.value(row).to_owned(),
             import_id: import_ids.value(row).to_owned(),
+            owner: owner.to_owned(),
         };
         let payload = ChatEvent { event: Some(chat_event::Event::MessagePosted(event)) }.encode_to_vec();
         events.push(ChatRecord { key: chat_id.to_string(), event_type: "chatvault.chat.v1.MessagePosted", payload });
+    }
+    Ok(events)
+}
+
+/// `ChatShared` for every grant of the backup the platform lacks, naming who shared it then.
+fn grant_events(batch: &RecordBatch, present: &PresentKeys, counts: &mut RestoredTable) -> Result<Vec<ChatRecord>, Error> {
+    let owners = Owners::of(batch)?;
+    let chat_ids = int64_column(batch, "chat_id")?;
+    let grantees = text_column(batch, "grantee")?;
+    let granted_by = text_column(batch, "granted_by")?;
+    let granted_at = timestamp_column(batch, "granted_at")?;
+    let mut events = Vec::new();
+    for row in 0..batch.num_rows() {
+        let (owner, chat_id, grantee) = (owners.value(row), chat_ids.value(row), grantees.value(row));
+        if present.grants.contains(&(owner.to_owned(), chat_id, grantee.to_owned())) {
+            counts.already_present += 1;
+            continue;
+        }
+        counts.restored += 1;
+        let event = ChatShared {
+            chat_id,
+            owner: owner.to_owned(),
+            grantee: grantee.to_owned(),
+            actor: granted_by.value(row).to_owned(),
+            shared_at_unix: optional_seconds(granted_at, row).unwrap_or_default(),
+        };
+        let payload = ChatEvent { event: Some(chat_event::Event::ChatShared(event)) }.encode_to_vec();
+        events.push(ChatRecord { key: chat_id.to_string(), event_type: "chatvault.chat.v1.ChatShared", payload });
     }
     Ok(events)
 }

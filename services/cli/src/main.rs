@@ -45,7 +45,7 @@ enum Command {
     /// result.json or messages.html (not a .zip).
     #[command(verbatim_doc_comment)]
     Import(commands::import::ImportArgs),
-    /// List archived chats.
+    /// List archived chats with their owners; share and unshare your chats with other accounts.
     Chats(commands::chats::ChatsArgs),
     /// Show a chat's messages.
     Messages(commands::messages::MessagesArgs),

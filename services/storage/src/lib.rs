@@ -1,7 +1,9 @@
 //! The storage service: projects `chat.events` into its own PostgreSQL database and answers
-//! queries about chats and messages.
+//! queries about chats and messages, each archive visible to its owner, the accounts it is
+//! shared with and admins ([`chat_access`]).
 
 pub mod api;
+pub mod chat_access;
 pub mod db;
 pub mod error;
 pub mod files;
@@ -31,6 +33,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { id: "storage/0001_chats_and_messages", sql: include_str!("../migrations/0001_chats_and_messages.sql") },
     Migration { id: "storage/0002_files", sql: include_str!("../migrations/0002_files.sql") },
     Migration { id: "storage/0003_message_search", sql: include_str!("../migrations/0003_message_search.sql") },
+    Migration { id: "storage/0004_chat_owners", sql: include_str!("../migrations/0004_chat_owners.sql") },
 ];
 
 /// A built storage service: schema migrated, listeners bound.
@@ -89,7 +92,7 @@ impl App {
         let rebalance_interval = std::time::Duration::from_millis(self.config.setting("REBALANCE_INTERVAL_MS", 10_000u64)?);
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         health_reporter.set_serving::<StorageServiceServer<api::StorageApi>>().await;
-        let storage_api = api::StorageApi::new(self.pool.clone(), applied, self.config.consistency_wait);
+        let storage_api = api::StorageApi::new(self.pool.clone(), &self.config.kafka, applied, self.config.consistency_wait)?;
         chatvault_common::revocation::spawn_password_change_follower(&self.config.auth, &self.config.kafka, SERVICE_NAME, shutdown.clone());
         let grpc_router = chatvault_common::grpc::authenticated_server(&self.config.auth)
             .add_service(health_service)

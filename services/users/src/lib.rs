@@ -30,6 +30,7 @@ pub const DEFAULT_PORTS: DefaultPorts = DefaultPorts { grpc: 50053, http: 8083 }
 pub const MIGRATIONS: &[Migration] = &[
     Migration { id: "users/0001_authors", sql: include_str!("../migrations/0001_authors.sql") },
     Migration { id: "users/0002_accounts", sql: include_str!("../migrations/0002_accounts.sql") },
+    Migration { id: "users/0003_author_owners", sql: include_str!("../migrations/0003_author_owners.sql") },
 ];
 
 /// A built users service: schema migrated, listeners bound.

@@ -25,6 +25,8 @@ pub(crate) const ADMIN_PASSWORD: &str = "Root-password-1";
 pub(crate) struct AuthPlatform {
     pub(crate) _database: TestDb,
     pub(crate) accounts: AccountsServiceClient<Channel>,
+    /// The users service's author statistics.
+    pub(crate) users: chatvault_proto::users::v1::users_service_client::UsersServiceClient<Channel>,
     pub(crate) storage: StorageServiceClient<Channel>,
     pub(crate) files: FilesServiceClient<Channel>,
     /// The services' environment (topic prefix, database, auth on), for more services.
@@ -65,9 +67,11 @@ impl AuthPlatform {
         let storage_addr = storage_app.grpc_addr();
         tokio::spawn(storage_app.run_until_stopped(shutdown.clone()));
         let storage_channel = connect(storage_addr).await;
+        let users_channel = connect(users_addr).await;
         Self {
             _database: database,
-            accounts: AccountsServiceClient::new(connect(users_addr).await),
+            accounts: AccountsServiceClient::new(users_channel.clone()),
+            users: chatvault_proto::users::v1::users_service_client::UsersServiceClient::new(users_channel),
             storage: StorageServiceClient::new(storage_channel.clone()),
             files: FilesServiceClient::new(storage_channel),
             environment,

@@ -14,7 +14,7 @@ async fn authors_are_counted_exactly_and_stay_exact_under_reimport() {
     for round in 0..2 {
         let summary = platform.import(&fixture("sample-export")).await.expect("imports");
         let top = users
-            .top_authors(TopAuthorsRequest { chat_id: SAMPLE_CHAT_ID, limit: 10, consistency_token: summary.consistency_token.clone() })
+            .top_authors(TopAuthorsRequest { chat_id: SAMPLE_CHAT_ID, limit: 10, consistency_token: summary.consistency_token.clone(), owner: None })
             .await
             .expect("TopAuthors")
             .into_inner()

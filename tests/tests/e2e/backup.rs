@@ -23,7 +23,7 @@ use chatvault_proto::ingest::v1::ingest_service_client::IngestServiceClient;
 use chatvault_proto::ingest::v1::{upload_file_request, UploadFileRequest, UploadMetadata};
 use chatvault_proto::storage::v1::files_service_client::FilesServiceClient;
 use chatvault_proto::storage::v1::storage_service_client::StorageServiceClient;
-use chatvault_proto::storage::v1::{download_file_response, DownloadFileRequest, GetMessagesRequest, ListChatsRequest, ListFilesRequest, RegisterNodeRequest};
+use chatvault_proto::storage::v1::{download_file_response, DownloadFileRequest, GetMessagesRequest, ListChatsRequest, ListFilesRequest, RegisterNodeRequest, ShareChatRequest};
 use chatvault_proto::users::v1::accounts_service_client::AccountsServiceClient;
 use chatvault_proto::users::v1::users_service_client::UsersServiceClient;
 use chatvault_proto::users::v1::{LoginRequest, RegisterRequest, TopAuthorsRequest};
@@ -37,6 +37,7 @@ use super::files_support::TestNode;
 use super::helpers::{connect, fixture, import_with};
 
 const OWNER: &str = "alice";
+const SAMPLE_CHAT_ID: i64 = 1_234_567_890;
 const OWNER_PASSWORD: &str = "correct-horse-42";
 
 /// Adds the identity headers that services with CHATVAULT_AUTH=off trust.
@@ -187,7 +188,7 @@ impl BackupPlatform {
             let mut page_token = String::new();
             let mut messages = Vec::new();
             loop {
-                let request = GetMessagesRequest { chat_id: chat.chat_id, limit: 1000, page_token: page_token.clone(), consistency_token: token.clone(), ..Default::default() };
+                let request = GetMessagesRequest { chat_id: chat.chat_id, owner: Some(chat.owner.clone()), limit: 1000, page_token: page_token.clone(), consistency_token: token.clone(), ..Default::default() };
                 let page = storage.get_messages(request).await.expect("messages").into_inner();
                 messages.extend(page.messages);
                 if page.next_page_token.is_empty() {
@@ -198,15 +199,15 @@ impl BackupPlatform {
             // Full-text search for a word of the chat's first text message.
             let word = messages.iter().flat_map(|message| message.text.split_whitespace()).find(|word| word.chars().count() >= 4 && word.chars().all(char::is_alphabetic));
             if let Some(word) = word {
-                let request = GetMessagesRequest { chat_id: chat.chat_id, limit: 1000, text_query: Some(word.to_owned()), consistency_token: token.clone(), ..Default::default() };
+                let request = GetMessagesRequest { chat_id: chat.chat_id, owner: Some(chat.owner.clone()), limit: 1000, text_query: Some(word.to_owned()), consistency_token: token.clone(), ..Default::default() };
                 let found = storage.get_messages(request).await.expect("search").into_inner().messages;
                 assert!(!found.is_empty(), "searching {word:?} finds the message it came from");
-                answers.searches.insert(format!("{}:{word}", chat.chat_id), format!("{found:?}"));
+                answers.searches.insert(format!("{}:{word}", archive_key(chat)), format!("{found:?}"));
             }
             answers.message_count += messages.len();
-            answers.messages.insert(chat.chat_id, format!("{messages:?}"));
-            let authors = self.users.clone().top_authors(TopAuthorsRequest { chat_id: chat.chat_id, limit: 1000, consistency_token: token.clone() }).await.expect("top authors").into_inner();
-            answers.authors.insert(chat.chat_id, format!("{authors:?}"));
+            answers.messages.insert(archive_key(chat), format!("{messages:?}"));
+            let authors = self.users.clone().top_authors(TopAuthorsRequest { chat_id: chat.chat_id, limit: 1000, consistency_token: token.clone(), owner: Some(chat.owner.clone()) }).await.expect("top authors").into_inner();
+            answers.authors.insert(archive_key(chat), format!("{authors:?}"));
         }
         let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
         let files = self.files.clone().list_files(as_user(ListFilesRequest { date: today, consistency_token: None }, OWNER, false)).await.expect("list files").into_inner().files;
@@ -223,13 +224,18 @@ impl BackupPlatform {
     }
 }
 
+/// Names one archive of a chat in the answers: `<owner>/<chat id>`.
+fn archive_key(chat: &chatvault_proto::storage::v1::Chat) -> String {
+    format!("{}/{}", chat.owner, chat.chat_id)
+}
+
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Answers {
     chats: String,
     pub(crate) message_count: usize,
-    messages: BTreeMap<i64, String>,
+    messages: BTreeMap<String, String>,
     searches: BTreeMap<String, String>,
-    authors: BTreeMap<i64, String>,
+    authors: BTreeMap<String, String>,
     files: String,
     file_bytes: BTreeMap<String, Vec<u8>>,
 }
@@ -292,20 +298,27 @@ async fn a_wiped_platform_restored_from_a_backup_answers_as_before() {
     let backups = tempfile::tempdir().expect("temp dir");
     let source = BackupPlatform::start(6, backups.path(), &[]).await;
     source.accounts.clone().register(RegisterRequest { username: OWNER.into(), email: "alice@example.com".into(), password: OWNER_PASSWORD.into() }).await.expect("register");
-    let summary = import_with(&mut source.ingest.clone(), &fixture("sample-export")).await.expect("import");
+    import_with(&mut source.ingest.clone(), &fixture("sample-export")).await.expect("import");
+    // A second archive of the same chat, alice's, shared with bob: owners and grants must
+    // come back from the backup too.
+    let imported = import_as(&source.ingest, &fixture("sample-export"), OWNER).await;
+    let share = ShareChatRequest { chat_id: SAMPLE_CHAT_ID, owner: None, grantee: "bob".into(), consistency_token: imported.consistency_token };
+    let shared = source.storage.clone().share_chat(as_user(share, OWNER, false)).await.expect("alice shares her chat").into_inner();
     let payload: Vec<u8> = (0..3_000_000u32).map(|index| (index.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     let first = source.upload("archive.bin", &payload).await;
     let second = source.upload("copy-of-archive.bin", &payload).await;
     let small = source.upload("note.txt", b"a small note").await;
-    let before = source.answers(Some(&summary.consistency_token.as_ref().map(|token| token.value.clone()).unwrap_or_default())).await;
+    let before = source.answers(Some(&shared.consistency_token.as_ref().map(|token| token.value.clone()).unwrap_or_default())).await;
     assert!(before.message_count > 0 && before.file_bytes.len() == 3, "the source holds messages and files");
+    assert_eq!(before.messages.keys().collect::<Vec<_>>(), vec![&format!("{OWNER}/{SAMPLE_CHAT_ID}"), &format!("local/{SAMPLE_CHAT_ID}")], "two archives of the chat");
+    assert!(before.chats.contains("shared_with: [\"bob\"]"), "{}", before.chats);
     assert_eq!(before.file_bytes[&first], payload);
     assert_eq!(before.file_bytes[&second], payload);
     assert_eq!(before.file_bytes[&small], b"a small note");
 
     let backup = source.create_backup(BackupFormat::Both, true).await;
     let rows: HashMap<String, u64> = backup.tables.iter().map(|table| (table.name.clone(), table.rows)).collect();
-    for table in ["chats", "messages", "files", "file_parts", "accounts", "author_names", "author_chat_counts", "author_messages"] {
+    for table in ["chats", "messages", "chat_grants", "files", "file_parts", "accounts", "author_names", "author_chat_counts", "author_messages"] {
         let expected = match table {
             "files" => source.count("files WHERE deleted_at IS NULL").await,
             other => source.count(other).await,
@@ -329,7 +342,7 @@ async fn a_wiped_platform_restored_from_a_backup_answers_as_before() {
     assert!(verified.row_groups_read > 2, "several row groups were read");
 
     // Only admins restore.
-    let refused = source.backup.clone().restore_backup(as_user(RestoreBackupRequest { backup_id: backup.id.clone(), format: 0 }, OWNER, false)).await.err().expect("refused");
+    let refused = source.backup.clone().restore_backup(as_user(RestoreBackupRequest { backup_id: backup.id.clone(), format: 0 }, OWNER, false)).await.expect_err("refused");
     assert_eq!(refused.code(), tonic::Code::PermissionDenied);
 
     // pyarrow and DuckDB read our Parquet with the right types; pyarrow rewrites the
@@ -369,7 +382,7 @@ async fn a_wiped_platform_restored_from_a_backup_answers_as_before() {
         assert!(status.message().contains("damaged"), "{damaged}: {}", status.message());
         flip_byte(&path, size / 2);
     }
-    for table in ["chats", "messages", "files", "accounts", "author_messages"] {
+    for table in ["chats", "messages", "chat_grants", "files", "accounts", "author_messages"] {
         assert_eq!(target.count(table).await, 0, "nothing of {table} was restored from a damaged backup");
     }
 
@@ -380,6 +393,7 @@ async fn a_wiped_platform_restored_from_a_backup_answers_as_before() {
     let by_table: HashMap<&str, (u64, u64)> = restored.tables.iter().map(|table| (table.name.as_str(), (table.restored, table.already_present))).collect();
     assert_eq!(by_table["messages"], (rows["messages"], 0));
     assert_eq!(by_table["chats"], (rows["chats"], 0));
+    assert_eq!((rows["chats"], by_table["chat_grants"]), (2, (1, 0)), "both archives and alice's grant come back");
     assert_eq!(by_table["files"], (3, 0));
     assert_eq!(by_table["accounts"], (1, 0));
     let after = target.answers(Some(&restored.consistency_token)).await;
@@ -404,6 +418,19 @@ async fn a_wiped_platform_restored_from_a_backup_answers_as_before() {
     assert_eq!(target.count("messages").await as u64, rows["messages"]);
     assert_eq!(target.count("files").await, 3);
     assert_eq!(target.answers(None).await, before);
+}
+
+/// Imports the export at `path` as `user` (an admin, as server paths need) with auth off.
+async fn import_as(ingest: &IngestServiceClient<Channel>, path: &Path, user: &str) -> chatvault_proto::ingest::v1::ImportSummary {
+    let request = chatvault_proto::ingest::v1::ImportExportRequest { path: path.display().to_string(), ..Default::default() };
+    let mut updates = ingest.clone().import_export(as_user(request, user, true)).await.expect("import starts").into_inner();
+    let mut summary = None;
+    while let Some(update) = updates.message().await.expect("import updates") {
+        if let Some(chatvault_proto::ingest::v1::import_update::Update::Summary(done)) = update.update {
+            summary = Some(done);
+        }
+    }
+    summary.expect("the import ends with a summary")
 }
 
 fn hex_sha256(bytes: &[u8]) -> String {

@@ -283,21 +283,21 @@ async fn search_author_and_thread_queries_find_the_right_messages() {
     assert_eq!(ids_of(both), vec![3]);
 
     let thread = storage
-        .get_thread(chatvault_proto::storage::v1::GetThreadRequest { chat_id: SAMPLE_CHAT_ID, message_id: 1, consistency_token: token.clone() })
+        .get_thread(chatvault_proto::storage::v1::GetThreadRequest { chat_id: SAMPLE_CHAT_ID, message_id: 1, consistency_token: token.clone(), owner: None })
         .await
         .expect("thread")
         .into_inner()
         .messages;
     assert_eq!(ids_of(thread), vec![1, 2], "message 2 replies to 1");
     let from_reply = storage
-        .get_thread(chatvault_proto::storage::v1::GetThreadRequest { chat_id: SAMPLE_CHAT_ID, message_id: 2, consistency_token: None })
+        .get_thread(chatvault_proto::storage::v1::GetThreadRequest { chat_id: SAMPLE_CHAT_ID, message_id: 2, consistency_token: None, owner: None })
         .await
         .expect("thread")
         .into_inner()
         .messages;
     assert_eq!(ids_of(from_reply), vec![1, 2], "the thread includes the replied-to message");
     let missing = storage
-        .get_thread(chatvault_proto::storage::v1::GetThreadRequest { chat_id: SAMPLE_CHAT_ID, message_id: 4, consistency_token: None })
+        .get_thread(chatvault_proto::storage::v1::GetThreadRequest { chat_id: SAMPLE_CHAT_ID, message_id: 4, consistency_token: None, owner: None })
         .await
         .expect_err("no message 4");
     assert_eq!(missing.code(), tonic::Code::NotFound);

@@ -20,6 +20,7 @@ mod import_crash_safety;
 mod import_html;
 mod import_json;
 mod kafka_outage;
+mod ownership;
 mod projection_faults;
 mod security_secrets;
 mod security_bounds;

@@ -240,7 +240,7 @@ impl SnapshotPlatform {
             .await
             .expect("storage applies the import");
         UsersServiceClient::new(self.users.clone())
-            .top_authors(TopAuthorsRequest { chat_id: SAMPLE_CHAT_ID, limit: 1, consistency_token: summary.consistency_token })
+            .top_authors(TopAuthorsRequest { chat_id: SAMPLE_CHAT_ID, limit: 1, consistency_token: summary.consistency_token, owner: None })
             .await
             .expect("users applies the import");
     }
@@ -345,11 +345,11 @@ fn restored_accounts(table: &ExportedTable) -> Vec<RestoredAccount> {
 /// Inserts `count` messages of about 400 bytes each into chat `chat_id`, straight into the
 /// storage tables.
 async fn insert_bulk_messages(client: &tokio_postgres::Client, chat_id: i64, count: i64) {
-    client.execute("INSERT INTO chats (chat_id, name) VALUES ($1, 'bulk')", &[&chat_id]).await.expect("a chat");
+    client.execute("INSERT INTO chats (owner, chat_id, name) VALUES ('local', $1, 'bulk')", &[&chat_id]).await.expect("a chat");
     client
         .execute(
-            "INSERT INTO messages (chat_id, message_id, kind, sent_at, text, entities, raw_json, import_id)
-             SELECT $1, n, 1, now(), repeat('й', 200), '[{\"type\": \"plain\"}]', '{}', 'bulk' FROM generate_series(1::int8, $2) AS n",
+            "INSERT INTO messages (owner, chat_id, message_id, kind, sent_at, text, entities, raw_json, import_id)
+             SELECT 'local', $1, n, 1, now(), repeat('й', 200), '[{\"type\": \"plain\"}]', '{}', 'bulk' FROM generate_series(1::int8, $2) AS n",
             &[&chat_id, &count],
         )
         .await
@@ -376,7 +376,7 @@ async fn storage_and_users_export_every_row_with_the_positions_of_their_snapshot
     let snapshot = export(&platform.storage, &[], &[]).await.expect("storage exports");
     assert_eq!(snapshot.header.service, "storage");
     let listed: Vec<&str> = snapshot.header.tables.iter().map(|table| table.name.as_str()).collect();
-    assert_eq!(listed, vec!["chats", "messages", "files", "file_parts"], "message_keys only when asked for");
+    assert_eq!(listed, vec!["chats", "messages", "chat_grants", "files", "file_parts"], "message_keys only when asked for");
     let taken_at = chrono::DateTime::from_timestamp_millis(snapshot.header.taken_at_unix_ms).expect("a time");
     assert!((chrono::Utc::now() - taken_at).num_seconds().abs() < 60);
     let messages_schema = snapshot.header.tables.iter().find(|table| table.name == "messages").expect("messages");
@@ -387,12 +387,16 @@ async fn storage_and_users_export_every_row_with_the_positions_of_their_snapshot
     for (table, sql) in [
         ("chats", "SELECT count(*) FROM chats"),
         ("messages", "SELECT count(*) FROM messages"),
+        ("chat_grants", "SELECT count(*) FROM chat_grants"),
         ("files", "SELECT count(*) FROM files WHERE deleted_at IS NULL"),
         ("file_parts", "SELECT count(*) FROM file_parts JOIN files USING (file_id) WHERE files.deleted_at IS NULL"),
     ] {
         assert_eq!(snapshot.table(table).rows.len() as u64, count(&database, sql).await, "rows of {table}");
     }
     assert_eq!(snapshot.table("chats").int8_values("chat_id"), vec![SAMPLE_CHAT_ID]);
+    // Every archive row names its owner: the importing caller (`local` with auth off).
+    assert_eq!(snapshot.table("chats").text_values("owner"), vec!["local".to_owned()]);
+    assert!(snapshot.table("messages").text_values("owner").iter().all(|owner| owner == "local"));
     let stored_messages = count(&database, "SELECT count(*) FROM messages").await;
     assert!(stored_messages > 0);
     // JSON columns arrive as JSON text.

@@ -53,6 +53,7 @@ pub(crate) async fn run(
                     chat_id,
                     limit,
                     consistency_token: after.map(|value| ConsistencyToken { value }),
+                    owner: None,
                 })
                 .await?
                 .into_inner()

@@ -65,6 +65,7 @@ pub(crate) async fn run(
                 chat_id: args.chat_id,
                 message_id,
                 consistency_token,
+                owner: None,
             })
             .await?
             .into_inner();
@@ -85,6 +86,7 @@ pub(crate) async fn run(
                 consistency_token: consistency_token.clone(),
                 author: args.author.clone(),
                 text_query: args.search.clone(),
+                owner: None,
             })
             .await?
             .into_inner();

@@ -17,8 +17,8 @@ pub struct EncodedEvent {
 pub const CHAT_IMPORTED_TYPE: &str = "chatvault.chat.v1.ChatImported";
 pub const MESSAGE_POSTED_TYPE: &str = "chatvault.chat.v1.MessagePosted";
 
-/// Returns the `ChatImported` record of a chat header.
-pub fn chat_imported_event(header: &ChatHeader, import_id: &str, source: &str, imported_at_unix: i64) -> EncodedEvent {
+/// Returns the `ChatImported` record of a chat header, for `owner`'s archive.
+pub fn chat_imported_event(header: &ChatHeader, owner: &str, import_id: &str, source: &str, imported_at_unix: i64) -> EncodedEvent {
     let event = ChatEvent {
         event: Some(chat_event::Event::ChatImported(ChatImported {
             chat_id: header.chat_id,
@@ -28,14 +28,15 @@ pub fn chat_imported_event(header: &ChatHeader, import_id: &str, source: &str, i
             source: source.to_owned(),
             left: header.left,
             imported_at_unix,
+            owner: owner.to_owned(),
         })),
     };
     EncodedEvent { key: header.chat_id.to_string(), event_type: CHAT_IMPORTED_TYPE, payload: event.encode_to_vec() }
 }
 
-/// Returns the `MessagePosted` record of a parsed message.
+/// Returns the `MessagePosted` record of a parsed message, for `owner`'s archive.
 /// `file_id` names the stored attachment of the message's media, when there is one.
-pub fn message_posted_event(message: telegram_export::Message, file_id: Option<String>, import_id: &str) -> EncodedEvent {
+pub fn message_posted_event(message: telegram_export::Message, file_id: Option<String>, owner: &str, import_id: &str) -> EncodedEvent {
     let key = message.chat_id.to_string();
     let kind = match message.kind {
         telegram_export::MessageKind::Regular => MessageKind::Regular,
@@ -67,6 +68,7 @@ pub fn message_posted_event(message: telegram_export::Message, file_id: Option<S
             media,
             raw_json: message.raw_json,
             import_id: import_id.to_owned(),
+            owner: owner.to_owned(),
         })),
     };
     EncodedEvent { key, event_type: MESSAGE_POSTED_TYPE, payload: event.encode_to_vec() }

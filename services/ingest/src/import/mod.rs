@@ -44,7 +44,8 @@ pub struct ImportRequest {
     pub local_utc_offset_seconds: i32,
     /// The chat id of a single-chat HTML export (HTML does not carry it).
     pub html_chat_id: Option<i64>,
-    /// Who imports: the owner of the stored attachments.
+    /// Who imports (the caller's username): the owner of the archive the import adds to
+    /// and of its stored attachments.
     pub owner: String,
     /// Where attachments are stored; `None` imports messages only.
     pub attachments: Option<crate::files::FileUploader>,
@@ -205,7 +206,7 @@ fn parse_and_encode(
         match event {
             ExportEvent::ChatStarted(header) => {
                 totals.chat_ids.push(header.chat_id);
-                records.push(chat_imported_event(&header, &request.import_id, &source_label, imported_at_unix));
+                records.push(chat_imported_event(&header, &request.owner, &request.import_id, &source_label, imported_at_unix));
             }
             ExportEvent::Message(message) => {
                 totals.messages += 1;
@@ -230,7 +231,7 @@ fn parse_and_encode(
                     }
                     _ => None,
                 };
-                records.push(message_posted_event(message, file_id, &request.import_id));
+                records.push(message_posted_event(message, file_id, &request.owner, &request.import_id));
             }
             ExportEvent::ChatFinished { .. } => {}
         }

@@ -1,5 +1,7 @@
-//! `chatvault.snapshot.v1.SnapshotService` of storage: the chats, messages and files
-//! catalog, exported from one snapshot for backups (see [`chatvault_common::snapshot`]).
+//! `chatvault.snapshot.v1.SnapshotService` of storage: the chats, messages, their grants and
+//! the files catalog, exported from one snapshot for backups (see
+//! [`chatvault_common::snapshot`]). Chats and messages carry their archive's owner, so a
+//! restore gives every archive back to its account.
 
 use chatvault_common::config::KafkaConfig;
 use chatvault_common::snapshot::{ChatFilter, ExportColumn, ExportTable, SnapshotExporter};
@@ -10,6 +12,7 @@ use deadpool_postgres::Pool;
 pub const SNAPSHOT_PROJECTIONS: &[&str] = &["storage.chats", "storage.files"];
 
 const CHAT_COLUMNS: &[ExportColumn] = &[
+    ExportColumn::new("owner", "text", false),
     ExportColumn::new("chat_id", "int8", false),
     ExportColumn::new("name", "text", true),
     ExportColumn::new("chat_type", "text", false),
@@ -23,6 +26,7 @@ const CHAT_COLUMNS: &[ExportColumn] = &[
 ];
 
 const MESSAGE_COLUMNS: &[ExportColumn] = &[
+    ExportColumn::new("owner", "text", false),
     ExportColumn::new("chat_id", "int8", false),
     ExportColumn::new("message_id", "int8", false),
     ExportColumn::new("kind", "int2", false),
@@ -48,7 +52,15 @@ const MESSAGE_COLUMNS: &[ExportColumn] = &[
 ];
 
 const MESSAGE_KEY_COLUMNS: &[ExportColumn] =
-    &[ExportColumn::new("chat_id", "int8", false), ExportColumn::new("message_id", "int8", false)];
+    &[ExportColumn::new("owner", "text", false), ExportColumn::new("chat_id", "int8", false), ExportColumn::new("message_id", "int8", false)];
+
+const CHAT_GRANT_COLUMNS: &[ExportColumn] = &[
+    ExportColumn::new("owner", "text", false),
+    ExportColumn::new("chat_id", "int8", false),
+    ExportColumn::new("grantee", "text", false),
+    ExportColumn::new("granted_by", "text", false),
+    ExportColumn::new("granted_at", "timestamptz", false),
+];
 
 /// Every column of `files` but the deletion bookkeeping: only live files are exported.
 const FILE_COLUMNS: &[ExportColumn] = &[
@@ -90,6 +102,14 @@ pub const SNAPSHOT_TABLES: &[ExportTable] = &[
         name: "messages",
         columns: MESSAGE_COLUMNS,
         from: "messages",
+        condition: None,
+        chat_filter: ChatFilter::Column("chat_id"),
+        exported_by_default: true,
+    },
+    ExportTable {
+        name: "chat_grants",
+        columns: CHAT_GRANT_COLUMNS,
+        from: "chat_grants",
         condition: None,
         chat_filter: ChatFilter::Column("chat_id"),
         exported_by_default: true,

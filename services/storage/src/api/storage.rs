@@ -1,38 +1,82 @@
 //! `chatvault.storage.v1.StorageService`: chats and messages, with read-your-writes through
-//! consistency tokens.
+//! consistency tokens, and the sharing of archives.
+//!
+//! Every query answers from the archives the caller sees ([`crate::chat_access`]). Sharing
+//! is a command: it publishes `ChatShared` / `ChatShareRevoked` on `chat.events` (key: the
+//! chat id, actor: the caller), which this service and users project into their own grants.
 
+use chatvault_common::text::{self, PgText};
 use std::time::Duration;
 
 use chatvault_common::consistency::{AppliedPositions, Positions};
-use chatvault_proto::chat::v1::{Media, TextEntity};
+use chatvault_common::topics::CHAT_EVENTS;
+use chatvault_proto::chat::v1::{chat_event, ChatEvent, ChatShareRevoked, ChatShared, Media, TextEntity};
 use chatvault_proto::common::v1::ConsistencyToken;
 use chatvault_proto::storage::v1::storage_service_server::StorageService;
 use chatvault_proto::storage::v1::{
-    Chat, GetMessagesRequest, GetMessagesResponse, GetThreadRequest, GetThreadResponse, ListChatsRequest, ListChatsResponse,
-    StoredMessage,
+    Chat, GetMessagesRequest, GetMessagesResponse, GetThreadRequest, GetThreadResponse, ListChatsRequest, ListChatsResponse, RevokeChatShareRequest,
+    RevokeChatShareResponse, ShareChatRequest, ShareChatResponse, StoredMessage,
 };
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
+use prost::Message as _;
+use rdkafka::producer::FutureProducer;
 use serde_json::Value;
 use tonic::{Request, Response, Status};
 
+use crate::chat_access::{checked_grantee, choose_archive, Viewer};
 use crate::db::sql;
 use crate::Error;
+
+/// The event type header of `ChatShared`.
+const CHAT_SHARED_TYPE: &str = "chatvault.chat.v1.ChatShared";
+/// The event type header of `ChatShareRevoked`.
+const CHAT_SHARE_REVOKED_TYPE: &str = "chatvault.chat.v1.ChatShareRevoked";
 
 const DEFAULT_PAGE_SIZE: u32 = 100;
 const MAX_PAGE_SIZE: u32 = 1000;
 
 /// The storage gRPC API.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct StorageApi {
     pool: Pool,
     applied: AppliedPositions,
     consistency_wait: Duration,
+    /// Publishes the sharing commands' events.
+    producer: FutureProducer,
+    chat_topic: String,
+}
+
+impl std::fmt::Debug for StorageApi {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("StorageApi").field("chat_topic", &self.chat_topic).finish_non_exhaustive()
+    }
+}
+
+/// What a sharing command changes.
+enum GrantChange {
+    Share,
+    Revoke,
+}
+
+/// The fields `ShareChat` and `RevokeChatShare` have in common.
+struct GrantRequest<'a> {
+    chat_id: i64,
+    requested_owner: Option<&'a str>,
+    grantee: &'a str,
+    consistency_token: Option<&'a ConsistencyToken>,
 }
 
 impl StorageApi {
-    pub fn new(pool: Pool, applied: AppliedPositions, consistency_wait: Duration) -> Self {
-        Self { pool, applied, consistency_wait }
+    /// Returns the API; sharing commands publish to `kafka`'s `chat.events`.
+    pub fn new(
+        pool: Pool,
+        kafka: &chatvault_common::config::KafkaConfig,
+        applied: AppliedPositions,
+        consistency_wait: Duration,
+    ) -> Result<Self, Error> {
+        let producer = chatvault_common::kafka::idempotent_producer(kafka, "chatvault-storage-chats")?;
+        Ok(Self { pool, applied, consistency_wait, producer, chat_topic: kafka.topic(CHAT_EVENTS) })
     }
 
     /// Waits until the events behind `token` are applied, or fails with DEADLINE_EXCEEDED.
@@ -45,31 +89,50 @@ impl StorageApi {
         })
     }
 
-    async fn list_chats(&self, request: ListChatsRequest) -> Result<ListChatsResponse, Error> {
+    /// Returns the owners of the archives of `chat_id` the viewer sees.
+    async fn visible_owners(&self, client: &deadpool_postgres::Object, viewer: &Viewer, chat_id: i64) -> Result<Vec<String>, Error> {
+        let rows = client.query(sql::VISIBLE_CHAT_OWNERS, &[&viewer.is_admin, &PgText::from(viewer.username.as_str()), &chat_id]).await?;
+        Ok(rows.iter().map(|row| text::text(row, 0)).collect())
+    }
+
+    /// Returns the owner of the archive of `chat_id` a query means (see
+    /// [`choose_archive`]); NOT_FOUND when the viewer sees none.
+    async fn archive_owner(
+        &self,
+        client: &deadpool_postgres::Object,
+        viewer: &Viewer,
+        chat_id: i64,
+        requested_owner: Option<&str>,
+    ) -> Result<String, Error> {
+        let visible = self.visible_owners(client, viewer, chat_id).await?;
+        choose_archive(chat_id, requested_owner, &visible, viewer)
+    }
+
+    async fn list_chats(&self, viewer: &Viewer, request: ListChatsRequest) -> Result<ListChatsResponse, Error> {
         self.wait_for_token(request.consistency_token.as_ref()).await?;
         let client = self.pool.get().await?;
-        let rows = client.query(sql::LIST_CHATS, &[]).await?;
+        let rows = client.query(sql::LIST_CHATS, &[&viewer.is_admin, &PgText::from(viewer.username.as_str())]).await?;
         let chats = rows
             .iter()
             .map(|row| Chat {
                 chat_id: row.get(0),
-                name: row.get(1),
+                name: text::optional_text(row, 1),
                 chat_type: row.get(2),
                 message_count: u64::try_from(row.get::<_, i64>(3)).unwrap_or(0),
                 first_message_unix: row.get::<_, Option<DateTime<Utc>>>(4).map(|date| date.timestamp()),
                 last_message_unix: row.get::<_, Option<DateTime<Utc>>>(5).map(|date| date.timestamp()),
                 left: row.get(6),
+                owner: text::text(row, 7),
+                shared_with: row.get::<_, Vec<PgText>>(8).into_iter().map(PgText::into_string).collect(),
             })
             .collect();
         Ok(ListChatsResponse { chats })
     }
 
-    async fn get_messages(&self, request: GetMessagesRequest) -> Result<GetMessagesResponse, Error> {
+    async fn get_messages(&self, viewer: &Viewer, request: GetMessagesRequest) -> Result<GetMessagesResponse, Error> {
         let page_size = match request.limit {
             0 => DEFAULT_PAGE_SIZE,
-            limit if limit > MAX_PAGE_SIZE => {
-                return Err(Error::InvalidArgument(format!("limit {limit} is above the maximum of {MAX_PAGE_SIZE}")))
-            }
+            limit if limit > MAX_PAGE_SIZE => return Err(Error::InvalidArgument(format!("limit {limit} is above the maximum of {MAX_PAGE_SIZE}"))),
             limit => limit,
         };
         let after_message_id = parse_page_token(&request.page_token)?;
@@ -77,15 +140,16 @@ impl StorageApi {
         let until = unix_to_timestamp("until_unix", request.until_unix)?;
         self.wait_for_token(request.consistency_token.as_ref()).await?;
         let client = self.pool.get().await?;
-        if client.query_opt(sql::CHAT_EXISTS, &[&request.chat_id]).await?.is_none() {
-            return Err(Error::NotFound(format!("no chat with id {} is archived", request.chat_id)));
-        }
+        let owner = self.archive_owner(&client, viewer, request.chat_id, request.owner.as_deref()).await?;
         // One row more than the page tells whether another page follows.
         let fetch = i64::from(page_size) + 1;
-        let author = request.author.as_deref().map(str::trim).filter(|author| !author.is_empty());
-        let text_query = request.text_query.as_deref().map(str::trim).filter(|query| !query.is_empty());
+        let author = request.author.as_deref().map(str::trim).filter(|author| !author.is_empty()).map(PgText::from);
+        let text_query = request.text_query.as_deref().map(str::trim).filter(|query| !query.is_empty()).map(PgText::from);
         let rows = client
-            .query(sql::GET_MESSAGES, &[&request.chat_id, &after_message_id, &since, &until, &fetch, &author, &text_query])
+            .query(
+                sql::GET_MESSAGES,
+                &[&request.chat_id, &after_message_id, &since, &until, &fetch, &author, &text_query, &PgText::from(owner.as_str())],
+            )
             .await?;
         let has_more = rows.len() > page_size as usize;
         let messages: Vec<StoredMessage> = rows.iter().take(page_size as usize).map(stored_message_of_row).collect();
@@ -96,14 +160,115 @@ impl StorageApi {
         Ok(GetMessagesResponse { messages, next_page_token })
     }
 
-    async fn get_thread(&self, request: GetThreadRequest) -> Result<GetThreadResponse, Error> {
+    async fn get_thread(&self, viewer: &Viewer, request: GetThreadRequest) -> Result<GetThreadResponse, Error> {
         self.wait_for_token(request.consistency_token.as_ref()).await?;
         let client = self.pool.get().await?;
-        let rows = client.query(sql::GET_THREAD, &[&request.chat_id, &request.message_id]).await?;
+        let owner = self.archive_owner(&client, viewer, request.chat_id, request.owner.as_deref()).await?;
+        let rows = client.query(sql::GET_THREAD, &[&request.chat_id, &request.message_id, &PgText::from(owner.as_str())]).await?;
         if rows.is_empty() {
             return Err(Error::NotFound(format!("chat {} holds no message {}", request.chat_id, request.message_id)));
         }
         Ok(GetThreadResponse { messages: rows.iter().map(stored_message_of_row).collect() })
+    }
+
+    /// Shares or unshares an archive: checks that the viewer sees it and may share it,
+    /// publishes the event unless the grant is already as asked, and waits (bounded) until
+    /// this service applied it, so the caller's next command sees it.
+    async fn change_grant(
+        &self,
+        viewer: &Viewer,
+        change: GrantChange,
+        request: GrantRequest<'_>,
+    ) -> Result<(String, String, Option<Positions>), Error> {
+        let GrantRequest { chat_id, requested_owner, grantee, consistency_token } = request;
+        self.wait_for_token(consistency_token).await?;
+        let client = self.pool.get().await?;
+        let owner = self.archive_owner(&client, viewer, chat_id, requested_owner).await?;
+        if !viewer.may_share(&owner) {
+            return Err(Error::PermissionDenied(format!("only the owner of chat {chat_id} ({owner}) or an admin may share it")));
+        }
+        let grantee = checked_grantee(grantee, &owner).map_err(Error::InvalidArgument)?;
+        let granted =
+            client.query_opt(sql::GRANT_EXISTS, &[&PgText::from(owner.as_str()), &chat_id, &PgText::from(grantee.as_str())]).await?.is_some();
+        drop(client);
+        let now = Utc::now().timestamp();
+        let (event_type, event) = match change {
+            GrantChange::Share if granted => return Ok((owner, grantee, None)),
+            GrantChange::Revoke if !granted => return Ok((owner, grantee, None)),
+            GrantChange::Share => (
+                CHAT_SHARED_TYPE,
+                chat_event::Event::ChatShared(ChatShared {
+                    chat_id,
+                    owner: owner.clone(),
+                    grantee: grantee.clone(),
+                    actor: viewer.username.clone(),
+                    shared_at_unix: now,
+                }),
+            ),
+            GrantChange::Revoke => (
+                CHAT_SHARE_REVOKED_TYPE,
+                chat_event::Event::ChatShareRevoked(ChatShareRevoked {
+                    chat_id,
+                    owner: owner.clone(),
+                    grantee: grantee.clone(),
+                    actor: viewer.username.clone(),
+                    revoked_at_unix: now,
+                }),
+            ),
+        };
+        let payload = ChatEvent { event: Some(event) }.encode_to_vec();
+        // Keyed by the chat id like every event of the chat, so a grant keeps its order
+        // with the imports of the chat.
+        let positions = chatvault_file_store::events::publish_event(
+            &self.producer,
+            &self.chat_topic,
+            &chat_id.to_string(),
+            event_type,
+            crate::SERVICE_NAME,
+            payload,
+        )
+        .await
+        .map_err(|error| Error::Unavailable(format!("the event log (Kafka) is not reachable: {error}")))?;
+        tracing::info!(chat_id, %owner, %grantee, event_type, "chat grant changed");
+        // The grant is published: a slow projection delays it but does not undo it.
+        if let Err(error) = self.applied.wait_for(&positions, self.consistency_wait).await {
+            tracing::warn!(%error, chat_id, "the chats projection did not apply the grant in time");
+        }
+        Ok((owner, grantee, Some(positions)))
+    }
+
+    async fn share_chat(&self, viewer: &Viewer, request: ShareChatRequest) -> Result<ShareChatResponse, Error> {
+        let grant = GrantRequest {
+            chat_id: request.chat_id,
+            requested_owner: request.owner.as_deref(),
+            grantee: &request.grantee,
+            consistency_token: request.consistency_token.as_ref(),
+        };
+        let (owner, grantee, positions) = self.change_grant(viewer, GrantChange::Share, grant).await?;
+        Ok(ShareChatResponse {
+            chat_id: request.chat_id,
+            owner,
+            grantee,
+            changed: positions.is_some(),
+            consistency_token: positions.map(|positions| ConsistencyToken { value: positions.to_token() }),
+        })
+    }
+
+    async fn revoke_chat_share(&self, viewer: &Viewer, request: RevokeChatShareRequest) -> Result<RevokeChatShareResponse, Error> {
+        let grant = GrantRequest {
+            chat_id: request.chat_id,
+            requested_owner: request.owner.as_deref(),
+            grantee: &request.grantee,
+            consistency_token: request.consistency_token.as_ref(),
+        };
+        let (owner, grantee, positions) = self.change_grant(viewer, GrantChange::Revoke, grant).await?;
+        Ok(RevokeChatShareResponse {
+            chat_id: request.chat_id,
+            owner,
+            grantee,
+            changed: positions.is_some(),
+            consistency_token: positions.map(|positions| ConsistencyToken { value: positions.to_token() }),
+        })
     }
 }
 
@@ -114,16 +279,17 @@ fn stored_message_of_row(row: &tokio_postgres::Row) -> StoredMessage {
         kind: i32::from(row.get::<_, i16>(2)),
         date_unix: row.get::<_, Option<DateTime<Utc>>>(3).map(|date| date.timestamp()),
         edited_unix: row.get::<_, Option<DateTime<Utc>>>(4).map(|date| date.timestamp()),
-        from_name: row.get(5),
+        from_name: text::optional_text(row, 5),
         from_id: row.get(6),
         reply_to_message_id: row.get(7),
-        text: row.get(8),
-        entities: row.get::<_, Option<Value>>(9).map(|value| entities_of_json(&value)).unwrap_or_default(),
-        media: row.get::<_, Option<Value>>(10).map(|value| media_of_json(&value)),
+        text: text::text(row, 8),
+        entities: row.get::<_, Option<Value>>(9).map(|value| entities_of_json(&text::decode_json(value))).unwrap_or_default(),
+        media: row.get::<_, Option<Value>>(10).map(|value| media_of_json(&text::decode_json(value))),
         action: row.get(11),
-        actor_name: row.get(12),
-        forwarded_from: row.get(13),
+        actor_name: text::optional_text(row, 12),
+        forwarded_from: text::optional_text(row, 13),
         via_bot: row.get(14),
+        owner: text::text(row, 15),
     }
 }
 
@@ -182,8 +348,7 @@ fn format_page_token(last_message_id: i64) -> String {
 fn unix_to_timestamp(field: &str, seconds: Option<i64>) -> Result<Option<DateTime<Utc>>, Error> {
     seconds
         .map(|seconds| {
-            DateTime::from_timestamp(seconds, 0)
-                .ok_or_else(|| Error::InvalidArgument(format!("{field} {seconds} is not a valid Unix time")))
+            DateTime::from_timestamp(seconds, 0).ok_or_else(|| Error::InvalidArgument(format!("{field} {seconds} is not a valid Unix time")))
         })
         .transpose()
 }
@@ -192,17 +357,32 @@ fn unix_to_timestamp(field: &str, seconds: Option<i64>) -> Result<Option<DateTim
 impl StorageService for StorageApi {
     #[tracing::instrument(skip_all)]
     async fn list_chats(&self, request: Request<ListChatsRequest>) -> Result<Response<ListChatsResponse>, Status> {
-        Ok(Response::new(StorageApi::list_chats(self, request.into_inner()).await?))
+        let viewer = Viewer::of_metadata(request.metadata());
+        Ok(Response::new(StorageApi::list_chats(self, &viewer, request.into_inner()).await?))
     }
 
     #[tracing::instrument(skip_all, fields(chat_id = request.get_ref().chat_id))]
     async fn get_messages(&self, request: Request<GetMessagesRequest>) -> Result<Response<GetMessagesResponse>, Status> {
-        Ok(Response::new(StorageApi::get_messages(self, request.into_inner()).await?))
+        let viewer = Viewer::of_metadata(request.metadata());
+        Ok(Response::new(StorageApi::get_messages(self, &viewer, request.into_inner()).await?))
     }
 
     #[tracing::instrument(skip_all, fields(chat_id = request.get_ref().chat_id, message_id = request.get_ref().message_id))]
     async fn get_thread(&self, request: Request<GetThreadRequest>) -> Result<Response<GetThreadResponse>, Status> {
-        Ok(Response::new(StorageApi::get_thread(self, request.into_inner()).await?))
+        let viewer = Viewer::of_metadata(request.metadata());
+        Ok(Response::new(StorageApi::get_thread(self, &viewer, request.into_inner()).await?))
+    }
+
+    #[tracing::instrument(skip_all, fields(chat_id = request.get_ref().chat_id))]
+    async fn share_chat(&self, request: Request<ShareChatRequest>) -> Result<Response<ShareChatResponse>, Status> {
+        let viewer = Viewer::of_metadata(request.metadata());
+        Ok(Response::new(StorageApi::share_chat(self, &viewer, request.into_inner()).await?))
+    }
+
+    #[tracing::instrument(skip_all, fields(chat_id = request.get_ref().chat_id))]
+    async fn revoke_chat_share(&self, request: Request<RevokeChatShareRequest>) -> Result<Response<RevokeChatShareResponse>, Status> {
+        let viewer = Viewer::of_metadata(request.metadata());
+        Ok(Response::new(StorageApi::revoke_chat_share(self, &viewer, request.into_inner()).await?))
     }
 }
 

@@ -1,10 +1,10 @@
 //! The storage service's SQL statements.
 
-/// Upserts a chat header from `ChatImported`.
+/// Upserts a chat header from `ChatImported` (one owner's archive of the chat).
 pub const UPSERT_CHAT: &str = "
-    INSERT INTO chats (chat_id, name, chat_type, left_chat, last_import_id, source, imported_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7)
-    ON CONFLICT (chat_id) DO UPDATE SET
+    INSERT INTO chats (owner, chat_id, name, chat_type, left_chat, last_import_id, source, imported_at)
+    VALUES ($8, $1, $2, $3, $4, $5, $6, $7)
+    ON CONFLICT (owner, chat_id) DO UPDATE SET
         name = EXCLUDED.name,
         chat_type = EXCLUDED.chat_type,
         left_chat = EXCLUDED.left_chat,
@@ -12,28 +12,31 @@ pub const UPSERT_CHAT: &str = "
         source = EXCLUDED.source,
         imported_at = EXCLUDED.imported_at";
 
-/// A staging table for one batch, gone at commit.
+/// A staging table for one batch. The merge drops it, since a transaction may apply several
+/// parts of a batch (the projection runner isolates a record that cannot be applied), and
+/// `ON COMMIT DROP` covers a transaction that ends before the merge.
 pub const CREATE_MESSAGE_STAGING: &str = "
     CREATE TEMP TABLE staging_messages (LIKE messages INCLUDING DEFAULTS) ON COMMIT DROP";
 
 pub const COPY_MESSAGE_STAGING: &str = "
     COPY staging_messages (chat_id, message_id, kind, sent_at, edited_at, from_name, from_id,
         author_signature, forwarded_from, saved_from, reply_to_message_id, reply_to_peer_id,
-        via_bot, action, actor_name, actor_id, text, entities, media, raw_json, import_id)
+        via_bot, action, actor_name, actor_id, text, entities, media, raw_json, import_id, owner)
     FROM STDIN (FORMAT binary)";
 
 /// Merges the staged batch: new messages are inserted, changed ones (edits, a newer export)
 /// replace the stored copy, identical ones are left alone. `xmax = 0` marks the rows that
-/// were inserted rather than updated, so chat counts grow by new messages only.
+/// were inserted rather than updated, so chat counts grow by new messages only. Every key
+/// holds the owner: each archive of a chat is counted on its own.
 pub const MERGE_MESSAGE_STAGING: &str = "
-    INSERT INTO chats (chat_id)
-    SELECT DISTINCT chat_id FROM staging_messages
-    ON CONFLICT (chat_id) DO NOTHING;
+    INSERT INTO chats (owner, chat_id)
+    SELECT DISTINCT owner, chat_id FROM staging_messages
+    ON CONFLICT (owner, chat_id) DO NOTHING;
 
     WITH merged AS (
         INSERT INTO messages AS stored
         SELECT * FROM staging_messages
-        ON CONFLICT (chat_id, message_id) DO UPDATE SET
+        ON CONFLICT (owner, chat_id, message_id) DO UPDATE SET
             kind = EXCLUDED.kind,
             sent_at = EXCLUDED.sent_at,
             edited_at = EXCLUDED.edited_at,
@@ -55,33 +58,59 @@ pub const MERGE_MESSAGE_STAGING: &str = "
             import_id = EXCLUDED.import_id
         WHERE stored.raw_json IS DISTINCT FROM EXCLUDED.raw_json
            OR stored.media IS DISTINCT FROM EXCLUDED.media
-        RETURNING chat_id, (xmax = 0) AS inserted, sent_at
+        RETURNING owner, chat_id, (xmax = 0) AS inserted, sent_at
     ), per_chat AS (
-        SELECT chat_id,
+        SELECT owner, chat_id,
                count(*) FILTER (WHERE inserted) AS added,
                min(sent_at) AS first_at,
                max(sent_at) AS last_at
         FROM merged
-        GROUP BY chat_id
+        GROUP BY owner, chat_id
     )
     UPDATE chats SET
         message_count = chats.message_count + per_chat.added,
         first_message_at = LEAST(chats.first_message_at, per_chat.first_at),
         last_message_at = GREATEST(chats.last_message_at, per_chat.last_at)
     FROM per_chat
-    WHERE chats.chat_id = per_chat.chat_id";
+    WHERE chats.owner = per_chat.owner AND chats.chat_id = per_chat.chat_id;
 
-pub const LIST_CHATS: &str = "
-    SELECT chat_id, name, chat_type, message_count, first_message_at, last_message_at, left_chat
-    FROM chats
-    ORDER BY last_message_at DESC NULLS LAST, chat_id";
+    DROP TABLE staging_messages";
 
-/// A page of a chat's messages in id order, after a cursor, optionally within dates.
+/// The archives a caller sees, as a condition on a row of `chats` (aliased `chats`): every
+/// archive for an admin (`$1`), else the caller's (`$2`) own and those shared with them.
+macro_rules! visible_chat {
+    () => {
+        "($1::bool OR chats.owner = $2::text OR EXISTS (
+            SELECT 1 FROM chat_grants grants
+            WHERE grants.owner = chats.owner AND grants.chat_id = chats.chat_id AND grants.grantee = $2::text))"
+    };
+}
+
+/// The archives the caller (`$1` admin, `$2` username) sees, with their grantees for the
+/// archives they may share (their own; every archive for an admin).
+pub const LIST_CHATS: &str = concat!(
+    "SELECT chat_id, name, chat_type, message_count, first_message_at, last_message_at, left_chat, owner,
+            CASE WHEN $1::bool OR chats.owner = $2::text THEN ARRAY(
+                SELECT grantee FROM chat_grants grants
+                WHERE grants.owner = chats.owner AND grants.chat_id = chats.chat_id ORDER BY grantee)
+            ELSE ARRAY[]::text[] END
+     FROM chats
+     WHERE ",
+    visible_chat!(),
+    "
+     ORDER BY last_message_at DESC NULLS LAST, chat_id, owner"
+);
+
+/// The owners of the archives of chat `$3` the caller (`$1` admin, `$2` username) sees.
+pub const VISIBLE_CHAT_OWNERS: &str = concat!("SELECT owner FROM chats WHERE chat_id = $3 AND ", visible_chat!(), " ORDER BY owner");
+
+/// A page of one archive's messages (`$8` owner, `$1` chat) in id order, after a cursor,
+/// optionally within dates, of an author, matching a text search.
 pub const GET_MESSAGES: &str = "
     SELECT chat_id, message_id, kind, sent_at, edited_at, from_name, from_id,
-           reply_to_message_id, text, entities, media, action, actor_name, forwarded_from, via_bot
+           reply_to_message_id, text, entities, media, action, actor_name, forwarded_from, via_bot, owner
     FROM messages
-    WHERE chat_id = $1
+    WHERE owner = $8 AND chat_id = $1
       AND message_id > $2
       AND ($3::timestamptz IS NULL OR sent_at >= $3)
       AND ($4::timestamptz IS NULL OR sent_at < $4)
@@ -90,26 +119,42 @@ pub const GET_MESSAGES: &str = "
     ORDER BY message_id
     LIMIT $5";
 
-/// The reply thread of a message: its ancestors up to the root, and all its descendants.
+/// The reply thread of a message in one archive (`$3` owner, `$1` chat): its ancestors up to
+/// the root, and all its descendants.
 pub const GET_THREAD: &str = "
     WITH RECURSIVE ancestors AS (
-        SELECT message_id, reply_to_message_id, 0 AS depth FROM messages WHERE chat_id = $1 AND message_id = $2
+        SELECT message_id, reply_to_message_id, 0 AS depth FROM messages WHERE owner = $3 AND chat_id = $1 AND message_id = $2
         UNION ALL
         SELECT parent.message_id, parent.reply_to_message_id, ancestors.depth + 1
         FROM messages parent JOIN ancestors ON parent.message_id = ancestors.reply_to_message_id
-        WHERE parent.chat_id = $1 AND ancestors.depth < 10000
+        WHERE parent.owner = $3 AND parent.chat_id = $1 AND ancestors.depth < 10000
     ), descendants AS (
-        SELECT message_id, 0 AS depth FROM messages WHERE chat_id = $1 AND message_id = $2
+        SELECT message_id, 0 AS depth FROM messages WHERE owner = $3 AND chat_id = $1 AND message_id = $2
         UNION ALL
         SELECT child.message_id, descendants.depth + 1
         FROM messages child JOIN descendants ON child.reply_to_message_id = descendants.message_id
-        WHERE child.chat_id = $1 AND descendants.depth < 10000
+        WHERE child.owner = $3 AND child.chat_id = $1 AND descendants.depth < 10000
     )
     SELECT chat_id, message_id, kind, sent_at, edited_at, from_name, from_id,
-           reply_to_message_id, text, entities, media, action, actor_name, forwarded_from, via_bot
+           reply_to_message_id, text, entities, media, action, actor_name, forwarded_from, via_bot, owner
     FROM messages
-    WHERE chat_id = $1
+    WHERE owner = $3 AND chat_id = $1
       AND message_id IN (SELECT message_id FROM ancestors UNION SELECT message_id FROM descendants)
     ORDER BY message_id";
 
-pub const CHAT_EXISTS: &str = "SELECT 1 FROM chats WHERE chat_id = $1";
+/// Whether archive (`$1` owner, `$2` chat) is shared with `$3`.
+pub const GRANT_EXISTS: &str = "SELECT 1 FROM chat_grants WHERE owner = $1 AND chat_id = $2 AND grantee = $3";
+
+/// Records grants from `ChatShared` (the last event of each grant in a batch).
+pub const UPSERT_GRANTS: &str = "
+    INSERT INTO chat_grants (owner, chat_id, grantee, granted_by, granted_at)
+    SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::timestamptz[])
+    ON CONFLICT (owner, chat_id, grantee) DO UPDATE SET
+        granted_by = EXCLUDED.granted_by,
+        granted_at = EXCLUDED.granted_at";
+
+/// Drops grants from `ChatShareRevoked` (the last event of each grant in a batch).
+pub const DELETE_GRANTS: &str = "
+    DELETE FROM chat_grants grants
+    USING unnest($1::text[], $2::int8[], $3::text[]) AS revoked(owner, chat_id, grantee)
+    WHERE grants.owner = revoked.owner AND grants.chat_id = revoked.chat_id AND grants.grantee = revoked.grantee";

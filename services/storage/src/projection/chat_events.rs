@@ -1,4 +1,9 @@
-//! Projects `chat.events` into `chats` and `messages`.
+//! Projects `chat.events` into `chats`, `messages` and `chat_grants`.
+//!
+//! Every row belongs to one owner's archive of a chat: keys are (owner, chat id) and (owner,
+//! chat id, message id), so two accounts importing the same chat never touch each other's
+//! rows or counts. `ChatShared` / `ChatShareRevoked` add and remove grants; within a batch
+//! the last event of each grant decides.
 //!
 //! A batch is written set-based: messages are COPYed (binary) into a temporary staging
 //! table and merged with one `INSERT … SELECT … ON CONFLICT` statement that also returns
@@ -6,11 +11,11 @@
 //! re-import. A re-published message replaces the stored one only when its content changed
 //! (an edit), so importing the same export twice changes nothing.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 
 use chatvault_common::projection::{Applied, Projection};
-use chatvault_proto::chat::v1::{chat_event, ChatEvent, ChatImported, Media, MessagePosted, TextEntity};
+use chatvault_common::text::{self, PgText};
+use chatvault_proto::chat::v1::{chat_event, ChatEvent, ChatImported, ChatShared, Media, MessagePosted, TextEntity};
 use chrono::{DateTime, Utc};
 use futures::pin_mut;
 use prost::Message as _;
@@ -43,20 +48,24 @@ impl Projection for ChatEventsProjection {
         let mut chats: Vec<&ChatImported> = Vec::new();
         // The last copy of a message in the batch wins, as it would had the records come in
         // separate batches; the merge statement may touch each row only once.
-        let mut latest_message_index: HashMap<(i64, i64), usize> = HashMap::new();
+        let mut latest_message_index: HashMap<(&str, i64, i64), usize> = HashMap::new();
         let mut messages: Vec<&MessagePosted> = Vec::new();
+        let mut grants = GrantChanges::default();
         for applied in batch {
             match &applied.event {
                 chat_event::Event::ChatImported(chat) => chats.push(chat),
                 chat_event::Event::MessagePosted(message) => {
-                    match latest_message_index.get(&(message.chat_id, message.message_id)) {
+                    let key = (message.owner.as_str(), message.chat_id, message.message_id);
+                    match latest_message_index.get(&key) {
                         Some(&index) => messages[index] = message,
                         None => {
-                            latest_message_index.insert((message.chat_id, message.message_id), messages.len());
+                            latest_message_index.insert(key, messages.len());
                             messages.push(message);
                         }
                     }
                 }
+                chat_event::Event::ChatShared(shared) => grants.share(shared),
+                chat_event::Event::ChatShareRevoked(revoked) => grants.revoke(&revoked.owner, revoked.chat_id, &revoked.grantee),
             }
         }
         for chat in chats {
@@ -64,10 +73,20 @@ impl Projection for ChatEventsProjection {
             transaction
                 .execute(
                     sql::UPSERT_CHAT,
-                    &[&chat.chat_id, &chat.name.as_deref().map(postgres_text), &chat.chat_type, &chat.left, &chat.import_id, &chat.source, &imported_at],
+                    &[
+                        &chat.chat_id,
+                        &chat.name.as_deref().map(PgText::from),
+                        &chat.chat_type,
+                        &chat.left,
+                        &chat.import_id,
+                        &chat.source,
+                        &imported_at,
+                        &PgText::from(chat.owner.as_str()),
+                    ],
                 )
                 .await?;
         }
+        grants.apply(transaction).await?;
         if messages.is_empty() {
             return Ok(());
         }
@@ -81,6 +100,56 @@ impl Projection for ChatEventsProjection {
         }
         writer.finish().await?;
         transaction.batch_execute(sql::MERGE_MESSAGE_STAGING).await?;
+        Ok(())
+    }
+}
+
+/// What a batch does to grants: the last event of each (owner, chat, grantee) decides,
+/// `Some` for a share and `None` for a revoke.
+#[derive(Default)]
+struct GrantChanges<'a> {
+    last_event: HashMap<(&'a str, i64, &'a str), Option<&'a ChatShared>>,
+}
+
+impl<'a> GrantChanges<'a> {
+    fn share(&mut self, shared: &'a ChatShared) {
+        self.last_event.insert((shared.owner.as_str(), shared.chat_id, shared.grantee.as_str()), Some(shared));
+    }
+
+    fn revoke(&mut self, owner: &'a str, chat_id: i64, grantee: &'a str) {
+        self.last_event.insert((owner, chat_id, grantee), None);
+    }
+
+    /// Writes the batch's grants with one statement for shares and one for revokes.
+    async fn apply(self, transaction: &Transaction<'_>) -> chatvault_common::Result<()> {
+        if self.last_event.is_empty() {
+            return Ok(());
+        }
+        let (mut shared_owners, mut shared_chats, mut shared_grantees, mut granted_by, mut granted_at) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut revoked_owners, mut revoked_chats, mut revoked_grantees) = (Vec::new(), Vec::new(), Vec::new());
+        for ((owner, chat_id, grantee), last) in self.last_event {
+            match last {
+                Some(shared) => {
+                    shared_owners.push(PgText::from(owner));
+                    shared_chats.push(chat_id);
+                    shared_grantees.push(PgText::from(grantee));
+                    granted_by.push(PgText::from(shared.actor.as_str()));
+                    granted_at.push(DateTime::<Utc>::from_timestamp(shared.shared_at_unix, 0).unwrap_or_default());
+                }
+                None => {
+                    revoked_owners.push(PgText::from(owner));
+                    revoked_chats.push(chat_id);
+                    revoked_grantees.push(PgText::from(grantee));
+                }
+            }
+        }
+        if !shared_owners.is_empty() {
+            transaction.execute(sql::UPSERT_GRANTS, &[&shared_owners, &shared_chats, &shared_grantees, &granted_by, &granted_at]).await?;
+        }
+        if !revoked_owners.is_empty() {
+            transaction.execute(sql::DELETE_GRANTS, &[&revoked_owners, &revoked_chats, &revoked_grantees]).await?;
+        }
         Ok(())
     }
 }
@@ -108,6 +177,7 @@ const MESSAGE_STAGING_TYPES: &[Type] = &[
     Type::JSONB,
     Type::TEXT,
     Type::TEXT,
+    Type::TEXT,
 ];
 
 struct StagedMessage<'a> {
@@ -116,22 +186,23 @@ struct StagedMessage<'a> {
     kind: i16,
     sent_at: Option<DateTime<Utc>>,
     edited_at: Option<DateTime<Utc>>,
-    from_name: Option<Cow<'a, str>>,
+    from_name: Option<PgText<'a>>,
     from_id: Option<&'a str>,
-    author_signature: Option<Cow<'a, str>>,
-    forwarded_from: Option<Cow<'a, str>>,
-    saved_from: Option<Cow<'a, str>>,
+    author_signature: Option<PgText<'a>>,
+    forwarded_from: Option<PgText<'a>>,
+    saved_from: Option<PgText<'a>>,
     reply_to_message_id: Option<i64>,
     reply_to_peer_id: Option<&'a str>,
     via_bot: Option<&'a str>,
     action: Option<&'a str>,
-    actor_name: Option<Cow<'a, str>>,
+    actor_name: Option<PgText<'a>>,
     actor_id: Option<&'a str>,
-    text: Cow<'a, str>,
+    text: PgText<'a>,
     entities: Option<Value>,
     media: Option<Value>,
-    raw_json: Cow<'a, str>,
+    raw_json: PgText<'a>,
     import_id: &'a str,
+    owner: PgText<'a>,
 }
 
 impl<'a> StagedMessage<'a> {
@@ -142,26 +213,27 @@ impl<'a> StagedMessage<'a> {
             kind: i16::try_from(message.kind).unwrap_or(0),
             sent_at: message.date_unix.and_then(|seconds| DateTime::from_timestamp(seconds, 0)),
             edited_at: message.edited_unix.and_then(|seconds| DateTime::from_timestamp(seconds, 0)),
-            from_name: message.from_name.as_deref().map(postgres_text),
+            from_name: message.from_name.as_deref().map(PgText::from),
             from_id: message.from_id.as_deref(),
-            author_signature: message.author_signature.as_deref().map(postgres_text),
-            forwarded_from: message.forwarded_from.as_deref().map(postgres_text),
-            saved_from: message.saved_from.as_deref().map(postgres_text),
+            author_signature: message.author_signature.as_deref().map(PgText::from),
+            forwarded_from: message.forwarded_from.as_deref().map(PgText::from),
+            saved_from: message.saved_from.as_deref().map(PgText::from),
             reply_to_message_id: message.reply_to_message_id,
             reply_to_peer_id: message.reply_to_peer_id.as_deref(),
             via_bot: message.via_bot.as_deref(),
             action: message.action.as_deref(),
-            actor_name: message.actor_name.as_deref().map(postgres_text),
+            actor_name: message.actor_name.as_deref().map(PgText::from),
             actor_id: message.actor_id.as_deref(),
-            text: postgres_text(&message.text),
-            entities: entities_json(&message.entities),
-            media: message.media.as_ref().map(media_json),
-            raw_json: postgres_text(&message.raw_json),
+            text: PgText::from(message.text.as_str()),
+            entities: entities_json(&message.entities).map(text::encode_json),
+            media: message.media.as_ref().map(media_json).map(text::encode_json),
+            raw_json: PgText::from(message.raw_json.as_str()),
             import_id: &message.import_id,
+            owner: PgText::from(message.owner.as_str()),
         }
     }
 
-    fn values(&self) -> [&(dyn ToSql + Sync); 21] {
+    fn values(&self) -> [&(dyn ToSql + Sync); 22] {
         [
             &self.chat_id,
             &self.message_id,
@@ -184,17 +256,8 @@ impl<'a> StagedMessage<'a> {
             &self.media,
             &self.raw_json,
             &self.import_id,
+            &self.owner,
         ]
-    }
-}
-
-/// PostgreSQL text cannot hold U+0000 (an export may, through its `\x00` escapes); it is
-/// stored as U+FFFD there, while `raw_json` keeps the exact text as a JSON escape.
-pub(crate) fn postgres_text(text: &str) -> Cow<'_, str> {
-    if text.contains('\0') {
-        Cow::Owned(text.replace('\0', "\u{FFFD}"))
-    } else {
-        Cow::Borrowed(text)
     }
 }
 
@@ -238,12 +301,6 @@ fn media_json(media: &Media) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn nul_characters_are_replaced_only_where_present() {
-        assert!(matches!(postgres_text("plain"), Cow::Borrowed("plain")));
-        assert_eq!(postgres_text("a\0b"), "a\u{FFFD}b");
-    }
 
     #[test]
     fn entities_keep_their_extra_fields() {

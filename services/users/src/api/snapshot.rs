@@ -10,6 +10,7 @@ use deadpool_postgres::Pool;
 pub const SNAPSHOT_PROJECTIONS: &[&str] = &["users.authors"];
 
 const AUTHOR_MESSAGE_COLUMNS: &[ExportColumn] = &[
+    ExportColumn::new("owner", "text", false),
     ExportColumn::new("chat_id", "int8", false),
     ExportColumn::new("message_id", "int8", false),
     ExportColumn::new("author_id", "text", false),
@@ -18,6 +19,7 @@ const AUTHOR_MESSAGE_COLUMNS: &[ExportColumn] = &[
 
 const AUTHOR_CHAT_COUNT_COLUMNS: &[ExportColumn] = &[
     ExportColumn::new("author_id", "text", false),
+    ExportColumn::new("owner", "text", false),
     ExportColumn::new("chat_id", "int8", false),
     ExportColumn::new("message_count", "int8", false),
     ExportColumn::new("first_message_at", "timestamptz", true),
@@ -25,6 +27,8 @@ const AUTHOR_CHAT_COUNT_COLUMNS: &[ExportColumn] = &[
 ];
 
 const AUTHOR_NAME_COLUMNS: &[ExportColumn] = &[
+    ExportColumn::new("owner", "text", false),
+    ExportColumn::new("chat_id", "int8", false),
     ExportColumn::new("author_id", "text", false),
     ExportColumn::new("name", "text", false),
     ExportColumn::new("first_seen_at", "timestamptz", true),
@@ -43,9 +47,10 @@ const ACCOUNT_COLUMNS: &[ExportColumn] = &[
     ExportColumn::new("password_changed_at", "timestamptz", false),
 ];
 
-/// The tables users exports, all of them by default. Author names have no chat: with a
-/// chat filter, the names of the authors counted in those chats are sent. Accounts ignore
-/// the chat filter.
+/// The tables users exports, all of them by default. Every author row carries its
+/// archive's owner and chat. Accounts ignore the chat filter. The grants users projects are
+/// not exported: storage exports the same grants (`chat_grants`), and a restore re-publishes
+/// them for both.
 pub const SNAPSHOT_TABLES: &[ExportTable] = &[
     ExportTable {
         name: "author_messages",
@@ -68,7 +73,7 @@ pub const SNAPSHOT_TABLES: &[ExportTable] = &[
         columns: AUTHOR_NAME_COLUMNS,
         from: "author_names",
         condition: None,
-        chat_filter: ChatFilter::Condition("author_id IN (SELECT author_id FROM author_chat_counts WHERE chat_id = ANY({chat_ids}))"),
+        chat_filter: ChatFilter::Column("chat_id"),
         exported_by_default: true,
     },
     ExportTable {
