@@ -134,7 +134,12 @@ pub struct RemoteStore {
 
 impl std::fmt::Debug for RemoteStore {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.debug_struct("RemoteStore").field("bucket", &self.bucket).field("prefix", &self.prefix).field("part_size", &self.part_size).finish_non_exhaustive()
+        formatter
+            .debug_struct("RemoteStore")
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("part_size", &self.part_size)
+            .finish_non_exhaustive()
     }
 }
 
@@ -224,7 +229,12 @@ impl RemoteStore {
             .files
             .iter()
             .map(|file| {
-                Ok(Transfer { local: folder.join(relative_path(&file.path)?), key: self.key(backup_id, &file.path)?, bytes: file.bytes, sha256: file.sha256.clone() })
+                Ok(Transfer {
+                    local: folder.join(relative_path(&file.path)?),
+                    key: self.key(backup_id, &file.path)?,
+                    bytes: file.bytes,
+                    sha256: file.sha256.clone(),
+                })
             })
             .collect()
     }
@@ -248,7 +258,12 @@ impl RemoteStore {
         for name in [MANIFEST_CHECKSUM_FILE, MANIFEST_FILE] {
             self.upload_file(&folder.join(name), &self.key(backup_id, name)?, None).await?;
         }
-        tracing::info!(files = manifest.files.len(), bytes = manifest.total_bytes(), seconds = started.elapsed().as_secs_f64(), "backup copied to the bucket");
+        tracing::info!(
+            files = manifest.files.len(),
+            bytes = manifest.total_bytes(),
+            seconds = started.elapsed().as_secs_f64(),
+            "backup copied to the bucket"
+        );
         Ok(self.url_of(backup_id))
     }
 
@@ -295,7 +310,10 @@ impl RemoteStore {
             buffer.truncate(read);
             hasher.update(&buffer);
             read_total += read as u64;
-            writer.wait_for_capacity(PARTS_IN_FLIGHT).await.map_err(|error| Error::Unavailable(format!("s3 bucket {}: uploading a part: {error}", self.bucket)))?;
+            writer
+                .wait_for_capacity(PARTS_IN_FLIGHT)
+                .await
+                .map_err(|error| Error::Unavailable(format!("s3 bucket {}: uploading a part: {error}", self.bucket)))?;
             writer.put(Bytes::from(buffer));
         }
     }
@@ -360,7 +378,12 @@ impl RemoteStore {
             .buffer_unordered(FILES_IN_FLIGHT)
             .try_collect::<()>()
             .await?;
-        tracing::info!(files = manifest.files.len(), bytes = manifest.total_bytes(), seconds = started.elapsed().as_secs_f64(), "backup fetched from the bucket");
+        tracing::info!(
+            files = manifest.files.len(),
+            bytes = manifest.total_bytes(),
+            seconds = started.elapsed().as_secs_f64(),
+            "backup fetched from the bucket"
+        );
         Ok(manifest)
     }
 
@@ -388,7 +411,11 @@ impl RemoteStore {
     /// Returns the ids of the complete backups (those with a manifest) in the bucket, sorted.
     pub async fn list_backup_ids(&self) -> Result<Vec<String>, Error> {
         let prefix = (!self.prefix.is_empty()).then(|| ObjectPath::from(self.prefix.as_str()));
-        let listing = self.store.list_with_delimiter(prefix.as_ref()).await.map_err(|error| Error::Unavailable(format!("s3 bucket {}: listing: {error}", self.bucket)))?;
+        let listing = self
+            .store
+            .list_with_delimiter(prefix.as_ref())
+            .await
+            .map_err(|error| Error::Unavailable(format!("s3 bucket {}: listing: {error}", self.bucket)))?;
         let candidates: Vec<String> = listing.common_prefixes.iter().filter_map(|folder| folder.filename().map(str::to_owned)).collect();
         let mut complete: Vec<String> = futures::stream::iter(candidates)
             .map(|backup_id| {
@@ -484,16 +511,22 @@ mod tests {
         assert!(settings.allow_http);
         assert!(!format!("{settings:?}").contains("very-secret-value"), "the secret is redacted");
         assert_eq!(settings.secret_access_key.as_ref().map(|secret| secret.0.expose()), Some("very-secret-value"));
-        let https = RemoteSettings::from_config(&config(&[("CHATVAULT_BACKUP_S3_URL", "s3://vault"), ("CHATVAULT_BACKUP_S3_ENDPOINT", "https://minio.example")]))
-            .expect("ok")
-            .expect("configured");
+        let https = RemoteSettings::from_config(&config(&[
+            ("CHATVAULT_BACKUP_S3_URL", "s3://vault"),
+            ("CHATVAULT_BACKUP_S3_ENDPOINT", "https://minio.example"),
+        ]))
+        .expect("ok")
+        .expect("configured");
         assert!(!https.allow_http);
     }
 
     #[test]
     fn keys_sit_under_the_prefix_and_the_backup_id() {
         let store = RemoteStore::new(Arc::new(object_store::memory::InMemory::new()), "vault", "/team/backups/");
-        assert_eq!(store.key("20260101T000000Z-abcd", "parquet/chats.parquet").expect("ok").as_ref(), "team/backups/20260101T000000Z-abcd/parquet/chats.parquet");
+        assert_eq!(
+            store.key("20260101T000000Z-abcd", "parquet/chats.parquet").expect("ok").as_ref(),
+            "team/backups/20260101T000000Z-abcd/parquet/chats.parquet"
+        );
         assert_eq!(store.url_of("b1"), "s3://vault/team/backups/b1/");
         assert!(store.key("b1", "../x").is_err());
         assert!(local_folder_for(Path::new("/backups"), "a/b").is_err());
@@ -523,8 +556,22 @@ mod tests {
             positions: vec![],
             tables: vec![],
             files: vec![
-                FileEntry { path: "csv/chats.csv".into(), kind: "csv".into(), table: Some("chats".into()), rows: Some(1), bytes: table.len() as u64, sha256: hex::encode(Sha256::digest(&table)) },
-                FileEntry { path: format!("files/{blob_sha256}"), kind: "blob".into(), table: None, rows: None, bytes: blob.len() as u64, sha256: blob_sha256 },
+                FileEntry {
+                    path: "csv/chats.csv".into(),
+                    kind: "csv".into(),
+                    table: Some("chats".into()),
+                    rows: Some(1),
+                    bytes: table.len() as u64,
+                    sha256: hex::encode(Sha256::digest(&table)),
+                },
+                FileEntry {
+                    path: format!("files/{blob_sha256}"),
+                    kind: "blob".into(),
+                    table: None,
+                    rows: None,
+                    bytes: blob.len() as u64,
+                    sha256: blob_sha256,
+                },
             ],
         };
         manifest.write(folder).expect("manifest");
@@ -549,7 +596,10 @@ mod tests {
         let fetched = store.download_backup("b1", &restored.path().join("b1")).await.expect("download");
         assert_eq!(fetched, manifest);
         for file in &manifest.files {
-            assert_eq!(std::fs::read(restored.path().join("b1").join(&file.path)).expect("read"), std::fs::read(local.path().join("b1").join(&file.path)).expect("read"));
+            assert_eq!(
+                std::fs::read(restored.path().join("b1").join(&file.path)).expect("read"),
+                std::fs::read(local.path().join("b1").join(&file.path)).expect("read")
+            );
         }
 
         let blob = &manifest.files[1];

@@ -6,9 +6,9 @@ use chatvault_common::auth::{sign_access_token, AuthConfig, Claims, VerifiedCall
 use chatvault_proto::users::v1::accounts_service_server::AccountsService;
 use chatvault_proto::users::v1::user_event::Event;
 use chatvault_proto::users::v1::{
-    Account, AccountLocked, AccountRegistered, ChangePasswordRequest, LoggedIn, LoggedOut, LoginFailed, LoginRequest,
-    LogoutRequest, LogoutResponse, MeRequest, PasswordChanged, RefreshRequest, RefreshTokenReused, RegisterRequest,
-    RestoreAccountsResponse, RestoredAccount, RoleChanged, SetRoleRequest, TokenPair,
+    Account, AccountLocked, AccountRegistered, ChangePasswordRequest, LoggedIn, LoggedOut, LoginFailed, LoginRequest, LogoutRequest, LogoutResponse,
+    MeRequest, PasswordChanged, RefreshRequest, RefreshTokenReused, RegisterRequest, RestoreAccountsResponse, RestoredAccount, RoleChanged,
+    SetRoleRequest, TokenPair,
 };
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
@@ -172,13 +172,9 @@ impl AccountsApi {
         let sql = format!(
             "INSERT INTO accounts (account_id, username, email, password_hash, role) VALUES ($1, $2, $3, $4, $5) RETURNING {ACCOUNT_COLUMNS}"
         );
-        let row = transaction
-            .query_one(&sql, &[&account_id, &username, &email, &password_hash, &role])
-            .await
-            .map_err(|error| match error.code() {
-                Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
-                    Error::AlreadyExists("the username or email is taken".to_owned())
-                }
+        let row =
+            transaction.query_one(&sql, &[&account_id, &username, &email, &password_hash, &role]).await.map_err(|error| match error.code() {
+                Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => Error::AlreadyExists("the username or email is taken".to_owned()),
                 _ => Error::Postgres(error),
             })?;
         let account = AccountRow::from_row(&row);
@@ -271,9 +267,7 @@ impl AccountsApi {
             tokio::time::sleep(self.settings.failure_delay(failures)).await;
             return Err(Error::Unauthenticated("wrong username or password".to_owned()));
         }
-        transaction
-            .execute("UPDATE accounts SET failed_logins = 0, locked_until = NULL WHERE account_id = $1", &[&account.account_id])
-            .await?;
+        transaction.execute("UPDATE accounts SET failed_logins = 0, locked_until = NULL WHERE account_id = $1", &[&account.account_id]).await?;
         let session_id = uuid::Uuid::now_v7();
         let pair = self.issue_token_pair(&transaction, &account, session_id).await?;
         let logged_in = Event::LoggedIn(LoggedIn {
@@ -312,9 +306,7 @@ impl AccountsApi {
         };
         if rotated {
             // A used token presented again: someone else may hold a copy. Revoke the log-in.
-            transaction
-                .execute("UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL", &[&family_id])
-                .await?;
+            transaction.execute("UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL", &[&family_id]).await?;
             let reused = Event::RefreshTokenReused(RefreshTokenReused {
                 account_id: account_id.to_string(),
                 username: account.username.clone(),
@@ -339,21 +331,14 @@ impl AccountsApi {
         let token_hash = accounts::refresh_token_hash(&request.refresh_token);
         let mut client = self.pool.get().await?;
         let transaction = client.transaction().await?;
-        let family = transaction
-            .query_opt("SELECT account_id, family_id FROM refresh_tokens WHERE token_hash = $1", &[&token_hash])
-            .await?;
+        let family = transaction.query_opt("SELECT account_id, family_id FROM refresh_tokens WHERE token_hash = $1", &[&token_hash]).await?;
         let Some(family) = family.filter(|row| row.get::<_, uuid::Uuid>(0).to_string() == caller.account_id) else {
             return Err(Error::NotFound("no such refresh token of yours".to_owned()));
         };
         let (account_id, family_id): (uuid::Uuid, uuid::Uuid) = (family.get(0), family.get(1));
-        transaction
-            .execute("UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL", &[&family_id])
-            .await?;
-        let logged_out = Event::LoggedOut(LoggedOut {
-            account_id: account_id.to_string(),
-            username: caller.username.clone(),
-            session_id: family_id.to_string(),
-        });
+        transaction.execute("UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL", &[&family_id]).await?;
+        let logged_out =
+            Event::LoggedOut(LoggedOut { account_id: account_id.to_string(), username: caller.username.clone(), session_id: family_id.to_string() });
         enqueue(&transaction, account_id, &caller.username, logged_out).await?;
         transaction.commit().await?;
         self.relay.wake();
@@ -380,9 +365,8 @@ impl AccountsApi {
                 &[&account_id, &new_hash],
             )
             .await?;
-        let revoked = transaction
-            .execute("UPDATE refresh_tokens SET revoked_at = now() WHERE account_id = $1 AND revoked_at IS NULL", &[&account_id])
-            .await?;
+        let revoked =
+            transaction.execute("UPDATE refresh_tokens SET revoked_at = now() WHERE account_id = $1 AND revoked_at IS NULL", &[&account_id]).await?;
         let pair = self.issue_token_pair(&transaction, &account, uuid::Uuid::now_v7()).await?;
         let changed = Event::PasswordChanged(PasswordChanged {
             account_id: account_id.to_string(),
@@ -401,9 +385,7 @@ impl AccountsApi {
         let client = self.pool.get().await?;
         let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE account_id = $1");
         let row = client.query_opt(&sql, &[&account_id]).await?;
-        row.as_ref()
-            .map(|row| AccountRow::from_row(row).to_proto())
-            .ok_or_else(|| Error::Unauthenticated("the account no longer exists".to_owned()))
+        row.as_ref().map(|row| AccountRow::from_row(row).to_proto()).ok_or_else(|| Error::Unauthenticated("the account no longer exists".to_owned()))
     }
 
     async fn set_role(&self, caller: VerifiedCaller, request: SetRoleRequest) -> Result<Account, Error> {
@@ -413,10 +395,8 @@ impl AccountsApi {
         let transaction = client.transaction().await?;
         // The role is checked in the database, not only in the token: a demoted admin's
         // unexpired token must not keep this power.
-        let caller_is_admin = transaction
-            .query_opt("SELECT 1 FROM accounts WHERE account_id = $1 AND role = 'admin'", &[&caller_id])
-            .await?
-            .is_some();
+        let caller_is_admin =
+            transaction.query_opt("SELECT 1 FROM accounts WHERE account_id = $1 AND role = 'admin'", &[&caller_id]).await?.is_some();
         if !caller_is_admin {
             return Err(Error::PermissionDenied("changing roles needs the admin role".to_owned()));
         }
