@@ -154,6 +154,14 @@ impl AuthConfig {
             Some("1") | Some("true") | Some("on") => true,
             Some(other) => return Err(Error::Config(format!("{INSECURE_DEV_VARIABLE} must be 1 or 0, not {other:?}"))),
         };
+        if !enabled && !insecure_development {
+            // With auth off every caller is trusted by a header it writes itself (and one
+            // without a role header is an admin): a door open to anyone who reaches a port.
+            return Err(Error::Config(format!(
+                "CHATVAULT_AUTH=off trusts every caller by the x-chatvault-user header it sends; it is allowed only \
+                 together with {INSECURE_DEV_VARIABLE}=1, on a development machine nobody else reaches"
+            )));
+        }
         let configured_secret = get(JWT_SECRET_VARIABLE).unwrap_or_default();
         let (jwt_secret, insecure_secret) = match check_jwt_secret(&configured_secret) {
             Ok(()) => (Secret::new(configured_secret), None),
@@ -587,7 +595,7 @@ mod tests {
 
     #[test]
     fn with_auth_off_headers_are_trusted_and_default_to_admin() {
-        let config = config_with(&[("CHATVAULT_AUTH", "off"), (JWT_SECRET_VARIABLE, &random_secret())]).unwrap();
+        let config = config_with(&[("CHATVAULT_AUTH", "off"), (INSECURE_DEV_VARIABLE, "1"), (JWT_SECRET_VARIABLE, &random_secret())]).unwrap();
         let mut headers = HeaderMap::new();
         assert_eq!(config.verifier().authenticate("/x", false, &mut headers), Ok(None));
         assert_eq!(headers.get(ROLE_HEADER).unwrap(), "admin");
@@ -608,11 +616,17 @@ mod tests {
             assert!(error.contains("CHATVAULT_JWT_SECRET"), "{case}: {error}");
             assert!(error.contains("openssl rand"), "{case}: the error says how to generate one: {error}");
             let error = config_with(&[(JWT_SECRET_VARIABLE, &secret), ("CHATVAULT_AUTH", "off")]).expect_err(case).to_string();
-            assert!(error.contains("CHATVAULT_JWT_SECRET"), "{case} with auth off: {error}");
+            assert!(error.contains(INSECURE_DEV_VARIABLE), "{case} with auth off: {error}");
         }
         assert!(config_with(&[]).is_err(), "no variable at all");
         let accepted = config_with(&[(JWT_SECRET_VARIABLE, &"x".repeat(MIN_JWT_SECRET_BYTES))]).expect("32 bytes are enough");
         assert_eq!(accepted.insecure_secret, None);
+    }
+
+    #[test]
+    fn auth_off_is_refused_without_the_insecure_development_flag() {
+        let error = config_with(&[("CHATVAULT_AUTH", "off"), (JWT_SECRET_VARIABLE, &random_secret())]).expect_err("an open door").to_string();
+        assert!(error.contains("CHATVAULT_AUTH=off") && error.contains(INSECURE_DEV_VARIABLE), "{error}");
     }
 
     #[test]

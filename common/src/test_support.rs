@@ -133,6 +133,8 @@ pub fn service_environment(database_url: &str, topic_prefix: &str) -> HashMap<St
     // Existing scenarios identify callers by the x-chatvault-user header; tests of
     // authentication set CHATVAULT_AUTH=on (see `TEST_JWT_SECRET`).
     environment.insert("CHATVAULT_AUTH".to_owned(), "off".to_owned());
+    // CHATVAULT_AUTH=off is refused without it; the secret itself is strong and random.
+    environment.insert("CHATVAULT_INSECURE_DEV".to_owned(), "1".to_owned());
     environment.insert("CHATVAULT_JWT_SECRET".to_owned(), TEST_JWT_SECRET.to_string());
     if let Ok(brokers) = std::env::var("CHATVAULT_KAFKA_BROKERS") {
         environment.insert("CHATVAULT_KAFKA_BROKERS".to_owned(), brokers);
@@ -149,6 +151,7 @@ pub fn storage_node_environment(data_dir: &Path) -> HashMap<String, String> {
         ("CHATVAULT_STORAGE_NODE_HTTP_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
         ("CHATVAULT_NODE_DATA_DIR".to_owned(), data_dir.display().to_string()),
         ("CHATVAULT_AUTH".to_owned(), "off".to_owned()),
+        ("CHATVAULT_INSECURE_DEV".to_owned(), "1".to_owned()),
         ("CHATVAULT_JWT_SECRET".to_owned(), TEST_JWT_SECRET.to_string()),
     ])
 }
