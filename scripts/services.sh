@@ -4,7 +4,8 @@
 #
 #   scripts/services.sh start    start every service not already running
 #   scripts/services.sh stop     SIGTERM, up to 15 s, then SIGKILL
-#   scripts/services.sh status   running / stopped per service (exit 1 if any stopped)
+#   scripts/services.sh status   running / stopped per service, its /healthz code and any stuck
+#                                projection with its last error (exit 1 if any is stopped or unhealthy)
 #   scripts/services.sh wait     poll http://127.0.0.1:<http_port>/healthz until 200 (60 s)
 #   scripts/services.sh login    log the chatvault CLI in as the first admin
 #
@@ -301,12 +302,21 @@ cmd_stop() {
 }
 
 cmd_status() {
-    local entry pid ok=0 health
+    local entry pid ok=0 health body stuck
     for entry in "${SERVICES[@]}"; do
         parse "$entry"
         if pid="$(running "$NAME" "$BINARY")"; then
-            health="$(curl -s -o /dev/null -m 2 -w '%{http_code}' "http://127.0.0.1:$HTTP_PORT/healthz" || true)"
+            body="$(curl -s -m 2 -w '\n%{http_code}' "http://127.0.0.1:$HTTP_PORT/healthz" || true)"
+            health="${body##*$'\n'}"
+            body="${body%$'\n'*}"
             log "$NAME: running (pid $pid, /healthz ${health:-000})"
+            if [ "$health" != "200" ]; then
+                ok=1
+                # A stuck projection names itself and its last error in the body.
+                if command -v jq >/dev/null 2>&1 && stuck="$(jq -r '.projections // {} | to_entries[] | select(.value.failing_since != null) | "  projection \(.key): failing since \(.value.failing_since) (\(.value.failed_attempts) attempts): \(.value.last_error)"' <<<"$body" 2>/dev/null)" && [ -n "$stuck" ]; then
+                    printf '%s\n' "$stuck"
+                fi
+            fi
         else
             log "$NAME: stopped"
             ok=1
