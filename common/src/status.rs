@@ -83,6 +83,24 @@ impl ServiceError for crate::Error {
     }
 }
 
+impl ServiceError for tokio_postgres::Error {
+    /// UNAVAILABLE when the database is away ([`postgres_is_unavailable`]), else INTERNAL.
+    fn code(&self) -> Code {
+        if postgres_is_unavailable(self) {
+            Code::Unavailable
+        } else {
+            Code::Internal
+        }
+    }
+}
+
+impl ServiceError for deadpool_postgres::PoolError {
+    /// UNAVAILABLE: the pool could not hand out a working connection.
+    fn code(&self) -> Code {
+        Code::Unavailable
+    }
+}
+
 /// Returns whether a PostgreSQL error means the database is unreachable or shutting down
 /// (connection lost; SQLSTATE classes 08 "connection exception", 53 "insufficient
 /// resources", 57 "operator intervention").

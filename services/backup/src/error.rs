@@ -59,9 +59,9 @@ impl ServiceError for Error {
             Error::Remote { status, .. } => status.code(),
             Error::Kafka(_) => Code::Unavailable,
             Error::Common(inner) => inner.code(),
-            Error::Pool(_) => Code::Unavailable,
-            Error::Postgres(postgres) if chatvault_common::status::postgres_is_unavailable(postgres) => Code::Unavailable,
-            Error::Postgres(_) | Error::Io(_) | Error::Transport(_) | Error::Internal(_) => Code::Internal,
+            Error::Pool(pool) => pool.code(),
+            Error::Postgres(postgres) => ServiceError::code(postgres),
+            Error::Io(_) | Error::Transport(_) | Error::Internal(_) => Code::Internal,
         }
     }
 

@@ -49,9 +49,9 @@ impl ServiceError for Error {
             Error::FailedPrecondition(_) => Code::FailedPrecondition,
             Error::ResourceExhausted(_) => Code::ResourceExhausted,
             Error::Common(inner) => inner.code(),
-            Error::Pool(_) => Code::Unavailable,
-            Error::Postgres(postgres) if chatvault_common::status::postgres_is_unavailable(postgres) => Code::Unavailable,
-            Error::Postgres(_) | Error::Io(_) | Error::Transport(_) | Error::Internal(_) => Code::Internal,
+            Error::Pool(pool) => pool.code(),
+            Error::Postgres(postgres) => ServiceError::code(postgres),
+            Error::Io(_) | Error::Transport(_) | Error::Internal(_) => Code::Internal,
         }
     }
 }
