@@ -7,8 +7,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use chatvault_proto::storagenode::v1::storage_node_service_server::StorageNodeService;
 use chatvault_proto::storagenode::v1::{
-    put_part_request, DeletePartRequest, DeletePartResponse, GetPartRequest, GetPartResponse, NodeStatsRequest,
-    NodeStatsResponse, PutPartRequest, PutPartResponse, StatPartRequest, StatPartResponse,
+    put_part_request, DeletePartRequest, DeletePartResponse, GetPartRequest, GetPartResponse, NodeStatsRequest, NodeStatsResponse, PutPartRequest,
+    PutPartResponse, StatPartRequest, StatPartResponse,
 };
 use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
@@ -39,9 +39,10 @@ impl StorageNodeApi {
         let part_id = header.part_id.clone();
         let mut write: PartWrite = blocking(move || store.begin_write(&header.part_id, header.block_size)).await?;
         loop {
-            let message = messages.message().await.map_err(|status| {
-                Error::InvalidArgument(format!("the part stream of {part_id} broke off: {}; nothing stored", status.message()))
-            })?;
+            let message = messages
+                .message()
+                .await
+                .map_err(|status| Error::InvalidArgument(format!("the part stream of {part_id} broke off: {}; nothing stored", status.message())))?;
             match message.and_then(|request| request.message) {
                 Some(put_part_request::Message::Chunk(chunk)) => {
                     write = blocking(move || write.append(&chunk).map(|()| write)).await?;
@@ -52,12 +53,8 @@ impl StorageNodeApi {
                     tracing::debug!(part_id = %part_id, size = commit.size, "part stored");
                     return Ok(PutPartResponse { size: commit.size, sha256 });
                 }
-                Some(put_part_request::Message::Header(_)) => {
-                    return Err(Error::InvalidArgument("a PutPart stream has one header".to_owned()))
-                }
-                None => {
-                    return Err(Error::InvalidArgument(format!("the part stream of {part_id} ended without a commit; nothing stored")))
-                }
+                Some(put_part_request::Message::Header(_)) => return Err(Error::InvalidArgument("a PutPart stream has one header".to_owned())),
+                None => return Err(Error::InvalidArgument(format!("the part stream of {part_id} ended without a commit; nothing stored"))),
             }
         }
     }

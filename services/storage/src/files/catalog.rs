@@ -373,8 +373,8 @@ impl FileCatalog {
 fn file_info_of_row(row: &tokio_postgres::Row) -> (FileInfo, u64) {
     let info = FileInfo {
         file_id: row.get(0),
-        name: row.get(1),
-        content_type: row.get(2),
+        name: chatvault_common::text::text(row, 1),
+        content_type: chatvault_common::text::text(row, 2),
         size: row.get::<_, i64>(3) as u64,
         sha256: row.get(4),
         upload_date: row.get::<_, NaiveDate>(5).format("%Y-%m-%d").to_string(),

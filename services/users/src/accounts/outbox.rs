@@ -42,12 +42,7 @@ pub fn event_type_of(event: &Event) -> &'static str {
 }
 
 /// Queues `event` of `account_id`, caused by `actor`, inside the command's transaction.
-pub async fn enqueue(
-    transaction: &tokio_postgres::Transaction<'_>,
-    account_id: uuid::Uuid,
-    actor: &str,
-    event: Event,
-) -> Result<(), Error> {
+pub async fn enqueue(transaction: &tokio_postgres::Transaction<'_>, account_id: uuid::Uuid, actor: &str, event: Event) -> Result<(), Error> {
     let event_type = event_type_of(&event);
     let traceparent = chatvault_common::telemetry::traceparent_of(&tracing::Span::current());
     let payload = UserEvent { event: Some(event) }.encode_to_vec();

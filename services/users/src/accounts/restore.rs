@@ -31,8 +31,7 @@ impl AccountToRestore {
     /// INVALID_ARGUMENT names the account and what is wrong with it.
     pub fn parse(account: RestoredAccount, now: DateTime<Utc>) -> Result<Self, Error> {
         let describe = |why: String| Error::InvalidArgument(format!("account {:?} ({:?}): {why}", account.username, account.account_id));
-        let account_id: uuid::Uuid =
-            account.account_id.trim().parse().map_err(|_| describe("the account id is not a UUID".to_owned()))?;
+        let account_id: uuid::Uuid = account.account_id.trim().parse().map_err(|_| describe("the account id is not a UUID".to_owned()))?;
         let role = crate::accounts::validate_role(&account.role).map_err(|error| describe(error.to_string()))?;
         if account.password_hash.trim().is_empty() {
             return Err(describe("the password hash is empty".to_owned()));
