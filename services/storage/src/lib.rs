@@ -16,7 +16,7 @@ use chatvault_common::consistency::AppliedPositions;
 use chatvault_common::db::Migration;
 use chatvault_common::grpc::GrpcServices;
 use chatvault_common::host::{Host, HostPlan};
-use chatvault_common::topics::{CHAT_EVENTS, FILES_EVENTS, STORAGE_NODES};
+use chatvault_common::topics::{CHAT_EVENTS, FILES_EVENTS, STORAGE_NODES, USERS_EVENTS};
 use chatvault_proto::snapshot::v1::snapshot_service_server::SnapshotServiceServer;
 use chatvault_proto::storage::v1::files_service_server::FilesServiceServer;
 use chatvault_proto::storage::v1::storage_service_server::StorageServiceServer;
@@ -33,6 +33,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { id: "storage/0002_files", sql: include_str!("../migrations/0002_files.sql") },
     Migration { id: "storage/0003_message_search", sql: include_str!("../migrations/0003_message_search.sql") },
     Migration { id: "storage/0004_chat_owners", sql: include_str!("../migrations/0004_chat_owners.sql") },
+    Migration { id: "storage/0005_known_accounts", sql: include_str!("../migrations/0005_known_accounts.sql") },
 ];
 
 /// A built storage service: schema migrated, listeners bound.
@@ -66,6 +67,8 @@ impl App {
         let applied = AppliedPositions::default();
         let chat_projection = host.projection(projection::ChatEventsProjection, &[CHAT_EVENTS], applied.clone())?;
         host.spawn_projection(chat_projection);
+        let accounts_projection = host.projection(projection::AccountsProjection, &[USERS_EVENTS], applied.clone())?;
+        host.spawn_projection(accounts_projection);
         let files_projection = host.projection(
             projection::FileEventsProjection { nodes_topic: config.kafka.topic(STORAGE_NODES) },
             &[FILES_EVENTS, STORAGE_NODES],

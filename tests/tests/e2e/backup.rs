@@ -298,6 +298,8 @@ async fn a_wiped_platform_restored_from_a_backup_answers_as_before() {
     let backups = tempfile::tempdir().expect("temp dir");
     let source = BackupPlatform::start(6, backups.path(), &[]).await;
     source.accounts.clone().register(RegisterRequest { username: OWNER.into(), email: "alice@example.com".into(), password: OWNER_PASSWORD.into() }).await.expect("register");
+    // A chat is shared with an existing account only.
+    source.accounts.clone().register(RegisterRequest { username: "bob".into(), email: "bob@example.com".into(), password: OWNER_PASSWORD.into() }).await.expect("register");
     import_with(&mut source.ingest.clone(), &fixture("sample-export")).await.expect("import");
     // A second archive of the same chat, alice's, shared with bob: owners and grants must
     // come back from the backup too.
@@ -395,7 +397,7 @@ async fn a_wiped_platform_restored_from_a_backup_answers_as_before() {
     assert_eq!(by_table["chats"], (rows["chats"], 0));
     assert_eq!((rows["chats"], by_table["chat_grants"]), (2, (1, 0)), "both archives and alice's grant come back");
     assert_eq!(by_table["files"], (3, 0));
-    assert_eq!(by_table["accounts"], (1, 0));
+    assert_eq!(by_table["accounts"], (2, 0), "alice and bob");
     let after = target.answers(Some(&restored.consistency_token)).await;
     assert_eq!(after.chats, before.chats, "chats answer as before");
     assert_eq!(after.messages, before.messages, "messages answer as before");

@@ -254,6 +254,11 @@ async fn a_chat_is_seen_by_its_owner_the_accounts_it_is_shared_with_and_admins_o
     assert_eq!(stored, vec![(alice_name.clone(), 8), (bob_name.clone(), 3)]);
 
     // Alice shares her chat with bob.
+    // A name nobody holds cannot receive a share: it would go to whoever registers it later.
+    let unregistered = format!("nobody{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let (code, message) = refusal(alice.share(SAMPLE_CHAT_ID, None, &unregistered).await);
+    assert_eq!(code, Code::NotFound, "{message}");
+    assert!(message.contains(&unregistered), "{message}");
     let shared = alice.share(SAMPLE_CHAT_ID, None, &bob_name).await.expect("alice shares");
     assert!(shared.changed);
     assert_eq!((shared.owner.as_str(), shared.grantee.as_str()), (alice_name.as_str(), bob_name.as_str()));

@@ -26,6 +26,10 @@ enum AuthorsCommand {
         /// Wait until the import that returned this consistency token is counted.
         #[arg(long)]
         after: Option<String>,
+        /// Whose archive of the chat to count, when several are visible: a username.
+        /// Default: your own.
+        #[arg(long)]
+        owner: Option<String>,
     },
     /// One author: names seen, first and last message, counts per chat.
     Show {
@@ -43,17 +47,13 @@ pub(crate) async fn run(
 ) -> anyhow::Result<()> {
     let mut client = endpoints.users().await?;
     match args.command {
-        AuthorsCommand::Top {
-            chat_id,
-            limit,
-            after,
-        } => {
+        AuthorsCommand::Top { chat_id, limit, after, owner } => {
             let authors = client
                 .top_authors(TopAuthorsRequest {
                     chat_id,
                     limit,
                     consistency_token: after.map(|value| ConsistencyToken { value }),
-                    owner: None,
+                    owner,
                 })
                 .await?
                 .into_inner()

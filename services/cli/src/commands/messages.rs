@@ -34,6 +34,10 @@ pub(crate) struct MessagesArgs {
     /// Wait until the import that returned this consistency token is visible.
     #[arg(long)]
     after: Option<String>,
+    /// Whose archive of the chat to read, when several are visible (your own, ones shared
+    /// with you; admins see all): a username. Default: your own.
+    #[arg(long)]
+    owner: Option<String>,
 }
 
 pub(crate) async fn run(
@@ -65,7 +69,7 @@ pub(crate) async fn run(
                 chat_id: args.chat_id,
                 message_id,
                 consistency_token,
-                owner: None,
+                owner: args.owner.clone(),
             })
             .await?
             .into_inner();
@@ -86,7 +90,7 @@ pub(crate) async fn run(
                 consistency_token: consistency_token.clone(),
                 author: args.author.clone(),
                 text_query: args.search.clone(),
-                owner: None,
+                owner: args.owner.clone(),
             })
             .await?
             .into_inner();
