@@ -97,7 +97,8 @@ async fn copy_to_csv_seconds(client: &tokio_postgres::Client) -> anyhow::Result<
 
 async fn take_backup(client: &mut BackupServiceClient<Channel>, format: BackupFormat) -> anyhow::Result<(Backup, f64)> {
     let started = Instant::now();
-    let mut stream = client.create_backup(admin(CreateBackupRequest { format: format as i32, chat_ids: Vec::new(), with_files: false })).await?.into_inner();
+    let mut stream =
+        client.create_backup(admin(CreateBackupRequest { format: format as i32, chat_ids: Vec::new(), with_files: false })).await?.into_inner();
     let mut backup = None;
     while let Some(message) = stream.message().await? {
         if let Some(create_backup_response::Message::Backup(done)) = message.message {
@@ -122,7 +123,13 @@ started = time.perf_counter()
 pq.write_table(table, sys.argv[2], compression="zstd", compression_level=1, row_group_size=131072)
 print(table.num_rows / (time.perf_counter() - started))
 "#;
-    let output = Command::new(python()).arg("-c").arg(script).arg(parquet).arg(out).output().context("running python (scripts/tools.sh sets up .state/python)")?;
+    let output = Command::new(python())
+        .arg("-c")
+        .arg(script)
+        .arg(parquet)
+        .arg(out)
+        .output()
+        .context("running python (scripts/tools.sh sets up .state/python)")?;
     if !output.status.success() {
         bail!("pyarrow failed: {}", String::from_utf8_lossy(&output.stderr));
     }
@@ -187,7 +194,12 @@ pub(crate) async fn run(message_count: u64) -> anyhow::Result<()> {
     println!("{:<56} {:>12.0} {:>8}", "COPY FROM (binary), same rows, same table (limit)", copy_from_rate, "");
     println!("{:<56} {:>12.0} {:>8.3}", "restore into an empty platform (until projected)", restore_rate, restore_rate / copy_from_rate);
     println!();
-    println!("sizes: COPY csv {:.1} MB, backup csv {:.1} MB, backup parquet {:.1} MB", csv_bytes as f64 / 1e6, csv_backup.total_bytes as f64 / 1e6, parquet_bytes as f64 / 1e6);
+    println!(
+        "sizes: COPY csv {:.1} MB, backup csv {:.1} MB, backup parquet {:.1} MB",
+        csv_bytes as f64 / 1e6,
+        csv_backup.total_bytes as f64 / 1e6,
+        parquet_bytes as f64 / 1e6
+    );
     println!(
         "targets: CSV ÷ COPY ≥ 0.7 → {}; Parquet ÷ COPY ≥ 0.5 → {}",
         if csv_rate / copy_rate >= 0.7 { "met" } else { "not met" },

@@ -29,7 +29,13 @@ pub(crate) async fn run(format: ExportFormat, message_count: u64) -> anyhow::Res
     let export_path = synthetic_export(format, message_count)?;
     let export_files = export_files(&export_path)?;
     let export_bytes: u64 = export_files.iter().map(|file| std::fs::metadata(file).map(|metadata| metadata.len()).unwrap_or(0)).sum();
-    println!("export ({format:?}): {} messages, {:.1} MB in {} file(s) ({})", message_count, export_bytes as f64 / 1e6, export_files.len(), export_path.display());
+    println!(
+        "export ({format:?}): {} messages, {:.1} MB in {} file(s) ({})",
+        message_count,
+        export_bytes as f64 / 1e6,
+        export_files.len(),
+        export_path.display()
+    );
 
     let (read_seconds, parse_seconds) = parser_against_plain_read(format, &export_path, &export_files)?;
     let read_rate = export_bytes as f64 / 1e6 / read_seconds;
@@ -151,7 +157,11 @@ fn parser_against_plain_read(format: ExportFormat, export_path: &Path, files: &[
         let mut messages = 0u64;
         match format {
             ExportFormat::Json => {
-                let mut reader = JsonExportReader::new(BufReader::with_capacity(1 << 20, File::open(export_path)?), export_path.display().to_string(), ParseOptions::default());
+                let mut reader = JsonExportReader::new(
+                    BufReader::with_capacity(1 << 20, File::open(export_path)?),
+                    export_path.display().to_string(),
+                    ParseOptions::default(),
+                );
                 while let Some(event) = reader.next_event()? {
                     messages += u64::from(matches!(event, ExportEvent::Message(_)));
                 }

@@ -36,9 +36,5 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn flag_value(arguments: &[String], flag: &str) -> Option<u64> {
-    arguments
-        .iter()
-        .position(|argument| argument == flag)
-        .and_then(|index| arguments.get(index + 1))
-        .and_then(|value| value.parse().ok())
+    arguments.iter().position(|argument| argument == flag).and_then(|index| arguments.get(index + 1)).and_then(|value| value.parse().ok())
 }

@@ -28,19 +28,12 @@ impl Positions {
 
     /// Returns whether every position of `required` is reached by `self`.
     pub fn covers(&self, required: &Positions) -> bool {
-        required
-            .0
-            .iter()
-            .all(|(partition, next)| self.0.get(partition).is_some_and(|applied| applied >= next))
+        required.0.iter().all(|(partition, next)| self.0.get(partition).is_some_and(|applied| applied >= next))
     }
 
     /// Returns the token text of these positions.
     pub fn to_token(&self) -> String {
-        self.0
-            .iter()
-            .map(|((topic, partition), next)| format!("{topic}@{partition}:{next}"))
-            .collect::<Vec<_>>()
-            .join(",")
+        self.0.iter().map(|((topic, partition), next)| format!("{topic}@{partition}:{next}")).collect::<Vec<_>>().join(",")
     }
 
     /// Parses token text; the empty string means "no positions".
@@ -96,11 +89,9 @@ impl AppliedPositions {
         match waited {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(_)) => Err(Error::Other("projection stopped".to_owned())),
-            Err(_) => Err(Error::Timeout(format!(
-                "the projection has not yet applied {} (applied: {})",
-                required.to_token(),
-                self.current().to_token()
-            ))),
+            Err(_) => {
+                Err(Error::Timeout(format!("the projection has not yet applied {} (applied: {})", required.to_token(), self.current().to_token())))
+            }
         }
     }
 }

@@ -18,25 +18,17 @@ pub struct Migration {
 }
 
 /// The migrations every service with projections needs.
-pub const COMMON_MIGRATIONS: &[Migration] = &[Migration {
-    id: "common/0001_projection_offsets",
-    sql: include_str!("sql/0001_projection_offsets.sql"),
-}];
+pub const COMMON_MIGRATIONS: &[Migration] =
+    &[Migration { id: "common/0001_projection_offsets", sql: include_str!("sql/0001_projection_offsets.sql") }];
 
 /// Arbitrary constant key of the advisory lock that serialises migrations.
 const MIGRATION_LOCK_KEY: i64 = 0x6368_6174_7661_756c;
 
 /// Opens a pool of at most `max_size` connections to `database_url`.
 pub fn connect_pool(database_url: &Secret, max_size: usize) -> Result<Pool> {
-    let pg_config: tokio_postgres::Config = database_url
-        .expose()
-        .parse()
-        .map_err(|error| Error::Config(format!("database url: {error}")))?;
+    let pg_config: tokio_postgres::Config = database_url.expose().parse().map_err(|error| Error::Config(format!("database url: {error}")))?;
     let manager = Manager::from_config(pg_config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-    Pool::builder(manager)
-        .max_size(max_size)
-        .build()
-        .map_err(|error| Error::Config(format!("database pool: {error}")))
+    Pool::builder(manager).max_size(max_size).build().map_err(|error| Error::Config(format!("database pool: {error}")))
 }
 
 /// Applies every migration of `COMMON_MIGRATIONS` and `service_migrations` not yet applied.
@@ -53,10 +45,7 @@ pub async fn migrate(pool: &Pool, service_migrations: &[Migration]) -> Result<()
         )
         .await?;
     for migration in COMMON_MIGRATIONS.iter().chain(service_migrations) {
-        let already_applied = transaction
-            .query_opt("SELECT 1 FROM schema_migrations WHERE id = $1", &[&migration.id])
-            .await?
-            .is_some();
+        let already_applied = transaction.query_opt("SELECT 1 FROM schema_migrations WHERE id = $1", &[&migration.id]).await?.is_some();
         if already_applied {
             continue;
         }

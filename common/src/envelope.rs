@@ -86,11 +86,7 @@ impl Envelope {
 
 /// Returns the value of header `key` as text, when present and UTF-8.
 pub fn header_text<'a, H: Headers>(headers: &'a H, key: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|header| header.key == key)
-        .and_then(|header| header.value)
-        .and_then(|value| std::str::from_utf8(value).ok())
+    headers.iter().find(|header| header.key == key).and_then(|header| header.value).and_then(|value| std::str::from_utf8(value).ok())
 }
 
 /// Returns the trace id (32 hex digits) inside a W3C `traceparent`, when well formed.
@@ -107,11 +103,8 @@ mod tests {
 
     #[test]
     fn headers_carry_every_envelope_field() {
-        let envelope = Envelope::new(
-            "chatvault.chat.v1.MessagePosted",
-            "ingest",
-            Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned()),
-        );
+        let envelope =
+            Envelope::new("chatvault.chat.v1.MessagePosted", "ingest", Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned()));
         let headers = envelope.to_headers();
         assert_eq!(header_text(&headers, EVENT_TYPE), Some("chatvault.chat.v1.MessagePosted"));
         assert_eq!(header_text(&headers, EVENT_ID), Some(envelope.event_id.to_string().as_str()));
@@ -130,10 +123,7 @@ mod tests {
 
     #[test]
     fn trace_id_is_taken_from_a_well_formed_traceparent_only() {
-        assert_eq!(
-            trace_id_of("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
-            Some("4bf92f3577b34da6a3ce929d0e0e4736")
-        );
+        assert_eq!(trace_id_of("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
         assert_eq!(trace_id_of("garbage"), None);
     }
 }

@@ -27,7 +27,9 @@ pub fn reflection_service() -> tonic_reflection::server::v1::ServerReflectionSer
 
 /// Returns the reflection service advertising `service_names` (all chatvault APIs when
 /// empty); every message type stays resolvable.
-pub fn reflection_service_of(service_names: &[&str]) -> tonic_reflection::server::v1::ServerReflectionServer<impl tonic_reflection::server::v1::ServerReflection> {
+pub fn reflection_service_of(
+    service_names: &[&str],
+) -> tonic_reflection::server::v1::ServerReflectionServer<impl tonic_reflection::server::v1::ServerReflection> {
     let mut builder = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(chatvault_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
@@ -96,7 +98,8 @@ impl GrpcServices {
 /// message a person can act on (grpcurl prints it), instead of an empty status.
 fn unknown_service_response(path: &str, served: &str) -> axum::response::Response {
     let service = path.trim_start_matches('/').split('/').next().unwrap_or_default();
-    tonic::Status::unimplemented(format!("this port does not serve {service}; it serves {served} (see the README for which service listens where)")).into_http()
+    tonic::Status::unimplemented(format!("this port does not serve {service}; it serves {served} (see the README for which service listens where)"))
+        .into_http()
 }
 
 /// Serves `routes` on `listener` behind `auth` (and the metrics layer, outermost) until
@@ -125,9 +128,7 @@ pub async fn serve_routes(
 
 /// Serves `router` on `listener` until `shutdown` is cancelled; in-flight calls finish first.
 pub async fn serve_grpc(listener: TcpListener, router: Router, shutdown: CancellationToken) -> Result<(), tonic::transport::Error> {
-    router
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
-        .await
+    router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned()).await
 }
 
 /// A gRPC router behind the token-checking [`crate::auth::AuthLayer`].
@@ -142,10 +143,12 @@ pub fn authenticated_server(
 }
 
 /// Serves an [`AuthenticatedRouter`] on `listener` until `shutdown` is cancelled.
-pub async fn serve_grpc_authenticated(listener: TcpListener, router: AuthenticatedRouter, shutdown: CancellationToken) -> Result<(), tonic::transport::Error> {
-    router
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
-        .await
+pub async fn serve_grpc_authenticated(
+    listener: TcpListener,
+    router: AuthenticatedRouter,
+    shutdown: CancellationToken,
+) -> Result<(), tonic::transport::Error> {
+    router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned()).await
 }
 
 /// Counts every gRPC call in `chatvault_grpc_requests_total{service,method,code}` and

@@ -246,7 +246,12 @@ impl Host {
                 Ok(Some(joined)) => note_task_end(service, joined, &mut first_error),
                 Ok(None) => break,
                 Err(_) => {
-                    tracing::warn!(service, remaining = tasks.len(), grace_seconds = grace.as_secs(), "background tasks did not finish within the grace period; aborting them");
+                    tracing::warn!(
+                        service,
+                        remaining = tasks.len(),
+                        grace_seconds = grace.as_secs(),
+                        "background tasks did not finish within the grace period; aborting them"
+                    );
                     tasks.abort_all();
                     while let Some(joined) = tasks.join_next().await {
                         if let Ok((name, _)) = joined {

@@ -16,10 +16,7 @@ use crate::projection::ProjectionHealth;
 
 /// Records applied by projections, by projection and topic.
 pub static PROJECTION_RECORDS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register(IntCounterVec::new(
-        Opts::new("chatvault_projection_records_total", "records applied by a projection"),
-        &["projection", "topic"],
-    ))
+    register(IntCounterVec::new(Opts::new("chatvault_projection_records_total", "records applied by a projection"), &["projection", "topic"]))
 });
 
 /// Records a projection could not decode or apply and sent to the dead-letter topic.
@@ -40,10 +37,7 @@ pub static PROJECTION_BATCH_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
 
 /// Events published, by topic and event type.
 pub static EVENTS_PUBLISHED: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register(IntCounterVec::new(
-        Opts::new("chatvault_events_published_total", "events published to Kafka"),
-        &["topic", "event_type"],
-    ))
+    register(IntCounterVec::new(Opts::new("chatvault_events_published_total", "events published to Kafka"), &["topic", "event_type"]))
 });
 
 /// gRPC calls handled, by gRPC service (`chatvault.storage.v1.StorageService`), method
@@ -67,9 +61,7 @@ pub static GRPC_REQUEST_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
 fn register<M: prometheus::core::Collector + Clone + 'static>(metric: Result<M, prometheus::Error>) -> M {
     // Metric names and labels are constants of this module: a failure is a programming error.
     let metric = metric.expect("metric definition is valid");
-    prometheus::default_registry()
-        .register(Box::new(metric.clone()))
-        .expect("metric is registered once");
+    prometheus::default_registry().register(Box::new(metric.clone())).expect("metric is registered once");
     metric
 }
 

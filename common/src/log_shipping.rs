@@ -30,9 +30,8 @@ use crate::envelope::{Envelope, ACTOR, CONTENT_TYPE, JSON_CONTENT_TYPE};
 const CHANNEL_CAPACITY: usize = 8192;
 
 /// Log lines dropped: channel full, producer queue full, or delivery failed.
-pub static LOG_LINES_DROPPED: LazyLock<IntCounter> = LazyLock::new(|| {
-    register_counter("chatvault_log_lines_dropped_total", "log lines not shipped to audit.logs (queue full or Kafka unavailable)")
-});
+pub static LOG_LINES_DROPPED: LazyLock<IntCounter> =
+    LazyLock::new(|| register_counter("chatvault_log_lines_dropped_total", "log lines not shipped to audit.logs (queue full or Kafka unavailable)"));
 
 /// Log lines delivered to `audit.logs`.
 pub static LOG_LINES_SHIPPED: LazyLock<IntCounter> =
@@ -113,9 +112,7 @@ fn start(service: &str, config: &LogShippingConfig) -> Option<SyncSender<LogLine
     let (sender, receiver) = sync_channel(CHANNEL_CAPACITY);
     let topic = config.topic.clone();
     let service_name = service.to_owned();
-    let spawned = std::thread::Builder::new()
-        .name("log-shipping".to_owned())
-        .spawn(move || ship_lines(receiver, producer, &topic, &service_name));
+    let spawned = std::thread::Builder::new().name("log-shipping".to_owned()).spawn(move || ship_lines(receiver, producer, &topic, &service_name));
     if let Err(error) = spawned {
         eprintln!("log shipping disabled: {error}");
         return None;
@@ -199,9 +196,9 @@ impl LogShippingLayer {
         let otel_context = tracing_opentelemetry::get_otel_context(&span.id(), &dispatch)?;
         let otel_span = otel_context.span();
         let span_context = otel_span.span_context();
-        span_context.is_valid().then(|| {
-            format!("00-{}-{}-{:02x}", span_context.trace_id(), span_context.span_id(), span_context.trace_flags().to_u8())
-        })
+        span_context
+            .is_valid()
+            .then(|| format!("00-{}-{}-{:02x}", span_context.trace_id(), span_context.span_id(), span_context.trace_flags().to_u8()))
     }
 }
 

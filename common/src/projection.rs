@@ -35,7 +35,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::KafkaConfig;
 use crate::consistency::{AppliedPositions, Positions};
-use crate::envelope::{self, DLQ_DETAIL, DLQ_ERROR, DLQ_FAILED_AT, DLQ_ORIGINAL_OFFSET, DLQ_ORIGINAL_PARTITION, DLQ_ORIGINAL_TOPIC, DLQ_PROJECTION, DLQ_SQLSTATE};
+use crate::envelope::{
+    self, DLQ_DETAIL, DLQ_ERROR, DLQ_FAILED_AT, DLQ_ORIGINAL_OFFSET, DLQ_ORIGINAL_PARTITION, DLQ_ORIGINAL_TOPIC, DLQ_PROJECTION, DLQ_SQLSTATE,
+};
 use crate::error::FailureReport;
 use crate::http::{PROJECTION_BATCH_SECONDS, PROJECTION_DEAD_LETTERS, PROJECTION_RECORDS};
 use crate::telemetry::set_remote_parent;
@@ -71,11 +73,7 @@ pub trait Projection: Send + Sync + 'static {
     /// table behind. An error that lies in a record ([`Error::Other`], [`Error::Decode`],
     /// PostgreSQL classes 22, 23 and 54) sends that record to the dead-letter topic; any
     /// other error is retried.
-    fn apply(
-        &self,
-        transaction: &tokio_postgres::Transaction<'_>,
-        batch: &[Applied<Self::Event>],
-    ) -> impl Future<Output = Result<()>> + Send;
+    fn apply(&self, transaction: &tokio_postgres::Transaction<'_>, batch: &[Applied<Self::Event>]) -> impl Future<Output = Result<()>> + Send;
 }
 
 /// How records are grouped into transactions.
@@ -169,12 +167,8 @@ impl<P: Projection> ProjectionRunner<P> {
 
     async fn load_stored_positions(&self) -> Result<Positions> {
         let client = self.pool.get().await?;
-        let rows = client
-            .query(
-                "SELECT topic, partition, next_offset FROM projection_offsets WHERE projection = $1",
-                &[&self.projection.name()],
-            )
-            .await?;
+        let rows =
+            client.query("SELECT topic, partition, next_offset FROM projection_offsets WHERE projection = $1", &[&self.projection.name()]).await?;
         let mut positions = Positions::default();
         for row in rows {
             let topic: String = row.get(0);
@@ -233,12 +227,7 @@ impl<P: Projection> ProjectionRunner<P> {
         Some(batch)
     }
 
-    async fn apply_batch(
-        &self,
-        batch: Vec<OwnedMessage>,
-        dead_letter_producer: &FutureProducer,
-        shutdown: &CancellationToken,
-    ) -> Result<()> {
+    async fn apply_batch(&self, batch: Vec<OwnedMessage>, dead_letter_producer: &FutureProducer, shutdown: &CancellationToken) -> Result<()> {
         let started = Instant::now();
         let projection_name = self.projection.name();
         let mut positions = Positions::default();
@@ -376,9 +365,7 @@ impl<P: Projection> ProjectionRunner<P> {
             match self.projection.apply(transaction, &decoded[range.clone()]).await {
                 Ok(()) => transaction.batch_execute("RELEASE SAVEPOINT chatvault_projection_part").await?,
                 Err(error) => {
-                    transaction
-                        .batch_execute("ROLLBACK TO SAVEPOINT chatvault_projection_part; RELEASE SAVEPOINT chatvault_projection_part")
-                        .await?;
+                    transaction.batch_execute("ROLLBACK TO SAVEPOINT chatvault_projection_part; RELEASE SAVEPOINT chatvault_projection_part").await?;
                     if !error.lies_in_a_record() {
                         return Err(error);
                     }
@@ -490,10 +477,7 @@ async fn send_to_dead_letter_topic(producer: &FutureProducer, projection_name: &
     if let Some(payload) = record.payload() {
         dead_letter = dead_letter.payload(payload);
     }
-    producer
-        .send(dead_letter, Duration::from_secs(30))
-        .await
-        .map_err(|(error, _)| Error::Kafka(error))?;
+    producer.send(dead_letter, Duration::from_secs(30)).await.map_err(|(error, _)| Error::Kafka(error))?;
     Ok(())
 }
 
@@ -554,9 +538,7 @@ impl ProjectionHealth {
         let now = chrono::Utc::now();
         self.states()
             .into_iter()
-            .filter(|(_, state)| {
-                state.failing_since.is_some_and(|since| (now - since).to_std().unwrap_or_default() > stuck_after)
-            })
+            .filter(|(_, state)| state.failing_since.is_some_and(|since| (now - since).to_std().unwrap_or_default() > stuck_after))
             .map(|(name, _)| name)
             .collect()
     }

@@ -99,7 +99,12 @@ pub fn spawn_password_change_follower(auth: &AuthConfig, kafka: &KafkaConfig, se
 /// Returns the work of following `users.events` into `auth`'s password changes until
 /// `shutdown`, for the caller to run (the service host runs it in its task set); `None`
 /// with auth off.
-pub fn follow_password_changes(auth: &AuthConfig, kafka: &KafkaConfig, service: &str, shutdown: CancellationToken) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
+pub fn follow_password_changes(
+    auth: &AuthConfig,
+    kafka: &KafkaConfig,
+    service: &str,
+    shutdown: CancellationToken,
+) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
     if !auth.enabled {
         return None;
     }
@@ -207,11 +212,7 @@ mod tests {
     use super::*;
 
     fn claims_issued_at(issued_at: DateTime<Utc>) -> Claims {
-        let jti = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
-            uuid::NoContext,
-            issued_at.timestamp() as u64,
-            issued_at.timestamp_subsec_nanos(),
-        ));
+        let jti = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, issued_at.timestamp() as u64, issued_at.timestamp_subsec_nanos()));
         Claims {
             sub: "account-1".to_owned(),
             username: "alice".to_owned(),

@@ -135,8 +135,7 @@ impl ExportTable {
     /// COPY takes no bind parameters, so the chat ids are written into the statement; they
     /// are integers formatted by Rust, which leaves nothing to inject.
     pub fn copy_statement(&self, chat_ids: &[i64]) -> String {
-        let select_list =
-            self.columns.iter().map(|column| format!("{} AS \"{}\"", column.expression, column.name)).collect::<Vec<_>>().join(", ");
+        let select_list = self.columns.iter().map(|column| format!("{} AS \"{}\"", column.expression, column.name)).collect::<Vec<_>>().join(", ");
         let mut conditions: Vec<String> = self.condition.iter().map(|condition| format!("({condition})")).collect();
         if !chat_ids.is_empty() {
             let chat_id_array = int8_array_literal(chat_ids);
@@ -172,13 +171,7 @@ pub struct SnapshotExporter {
 impl SnapshotExporter {
     /// Returns the exporter of `service`'s `tables`, reporting the positions of
     /// `projections` (names as in `projection_offsets`) without `kafka`'s topic prefix.
-    pub fn new(
-        pool: Pool,
-        service: &'static str,
-        kafka: &KafkaConfig,
-        projections: &'static [&'static str],
-        tables: &'static [ExportTable],
-    ) -> Self {
+    pub fn new(pool: Pool, service: &'static str, kafka: &KafkaConfig, projections: &'static [&'static str], tables: &'static [ExportTable]) -> Self {
         Self {
             pool,
             service,
@@ -479,13 +472,7 @@ enum CopyParseState {
 impl BinaryCopyRowCounter {
     /// Returns a counter for tuples of `expected_fields` fields.
     pub fn new(expected_fields: usize) -> Self {
-        Self {
-            expected_fields,
-            state: CopyParseState::Header,
-            partial: [0; COPY_HEADER_BYTES],
-            partial_len: 0,
-            rows: 0,
-        }
+        Self { expected_fields, state: CopyParseState::Header, partial: [0; COPY_HEADER_BYTES], partial_len: 0, rows: 0 }
     }
 
     /// Returns the tuples seen so far.
@@ -702,10 +689,8 @@ mod tests {
         assert_eq!(BinaryCopyRowCounter::new(3).feed(&trailing), Err(CopyFormatError::DataAfterTrailer));
     }
 
-    const COLUMNS: &[ExportColumn] = &[
-        ExportColumn::new("chat_id", "int8", false),
-        ExportColumn::computed("entities", "json", true, "entities::text"),
-    ];
+    const COLUMNS: &[ExportColumn] =
+        &[ExportColumn::new("chat_id", "int8", false), ExportColumn::computed("entities", "json", true, "entities::text")];
 
     fn table(chat_filter: ChatFilter, condition: Option<&'static str>) -> ExportTable {
         ExportTable { name: "messages", columns: COLUMNS, from: "messages", condition, chat_filter, exported_by_default: true }

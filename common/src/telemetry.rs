@@ -33,8 +33,7 @@ impl Drop for TelemetryGuard {
 /// only when `OTEL_EXPORTER_OTLP_ENDPOINT` is set. `extra_layer` lets a service add a
 /// layer of its own (the audit log shipper).
 pub fn init_telemetry(service_name: &str, config: &TelemetryConfig) -> Result<TelemetryGuard> {
-    let mut provider_builder = SdkTracerProvider::builder()
-        .with_resource(Resource::builder().with_service_name(service_name.to_owned()).build());
+    let mut provider_builder = SdkTracerProvider::builder().with_resource(Resource::builder().with_service_name(service_name.to_owned()).build());
     if let Some(endpoint) = &config.otlp_endpoint {
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
@@ -45,20 +44,14 @@ pub fn init_telemetry(service_name: &str, config: &TelemetryConfig) -> Result<Te
     }
     let tracer_provider = provider_builder.build();
     let tracer = tracer_provider.tracer(service_name.to_owned());
-    let filter = EnvFilter::try_new(&config.log_filter)
-        .map_err(|error| Error::Config(format!("log filter {:?}: {error}", config.log_filter)))?;
+    let filter = EnvFilter::try_new(&config.log_filter).map_err(|error| Error::Config(format!("log filter {:?}: {error}", config.log_filter)))?;
     let format_layer = match config.log_format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_target(true)
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .with_writer(std::io::stderr)
             .boxed(),
-        LogFormat::Json => tracing_subscriber::fmt::layer()
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
-            .with_writer(std::io::stderr)
-            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer().json().with_current_span(true).with_span_list(false).with_writer(std::io::stderr).boxed(),
     };
     let log_shipping_layer = crate::log_shipping::layer(service_name, config.log_shipping.as_ref());
     tracing_subscriber::registry()
@@ -76,14 +69,7 @@ pub fn traceparent_of(span: &tracing::Span) -> Option<String> {
     let context = span.context();
     let otel_span = context.span();
     let span_context = otel_span.span_context();
-    span_context.is_valid().then(|| {
-        format!(
-            "00-{}-{}-{:02x}",
-            span_context.trace_id(),
-            span_context.span_id(),
-            span_context.trace_flags().to_u8()
-        )
-    })
+    span_context.is_valid().then(|| format!("00-{}-{}-{:02x}", span_context.trace_id(), span_context.span_id(), span_context.trace_flags().to_u8()))
 }
 
 /// Makes `span` a child of the remote span in `traceparent` (from a gRPC metadata entry or a

@@ -24,14 +24,8 @@ pub const AUDIT_LOGS: &str = "audit.logs";
 pub const BACKUP_EVENTS: &str = "backup.events";
 
 /// Every domain topic with whether it is compacted.
-pub const ALL_TOPICS: &[(&str, bool)] = &[
-    (CHAT_EVENTS, false),
-    (FILES_EVENTS, false),
-    (USERS_EVENTS, false),
-    (STORAGE_NODES, true),
-    (AUDIT_LOGS, false),
-    (BACKUP_EVENTS, false),
-];
+pub const ALL_TOPICS: &[(&str, bool)] =
+    &[(CHAT_EVENTS, false), (FILES_EVENTS, false), (USERS_EVENTS, false), (STORAGE_NODES, true), (AUDIT_LOGS, false), (BACKUP_EVENTS, false)];
 
 /// Returns the dead-letter topic of `topic`.
 pub fn dead_letter_topic(topic: &str) -> String {

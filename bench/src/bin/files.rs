@@ -78,7 +78,10 @@ async fn run(folder: &Path) -> anyhow::Result<()> {
     }
     let storage = spawn_service_process("chatvault-storage", "STORAGE", environment.clone(), &logs.join("bench-files-storage.log")).await;
     let ingest = spawn_service_process("chatvault-ingest", "INGEST", environment, &logs.join("bench-files-ingest.log")).await;
-    let mut files = FilesServiceClient::connect(format!("http://{}", storage.grpc_addr)).await.context("connecting to storage")?.max_decoding_message_size(64 << 20);
+    let mut files = FilesServiceClient::connect(format!("http://{}", storage.grpc_addr))
+        .await
+        .context("connecting to storage")?
+        .max_decoding_message_size(64 << 20);
     let mut uploads = FileUploadServiceClient::connect(format!("http://{}", ingest.grpc_addr)).await.context("connecting to ingest")?;
     register_nodes(&mut files, &mut uploads, &nodes).await?;
 
@@ -124,7 +127,13 @@ async fn run(folder: &Path) -> anyhow::Result<()> {
 
     // The limits: dd of the same size into the same bench folder.
     let dd_file = folder.join("dd.bin");
-    let dd_write_seconds = dd(&["if=/dev/zero".to_owned(), format!("of={}", dd_file.display()), "bs=1M".to_owned(), "count=1024".to_owned(), "conv=fdatasync".to_owned()])?;
+    let dd_write_seconds = dd(&[
+        "if=/dev/zero".to_owned(),
+        format!("of={}", dd_file.display()),
+        "bs=1M".to_owned(),
+        "count=1024".to_owned(),
+        "conv=fdatasync".to_owned(),
+    ])?;
     let dd_read_cold = drop_page_cache();
     let dd_read_seconds = dd(&[format!("if={}", dd_file.display()), "of=/dev/null".to_owned(), "bs=1M".to_owned()])?;
     std::fs::remove_file(&dd_file).with_context(|| format!("removing {}", dd_file.display()))?;
@@ -139,7 +148,12 @@ async fn run(folder: &Path) -> anyhow::Result<()> {
     println!("{:<58} {:>9.1} MB/s {:>10}", "dd sequential write, bs=1M conv=fdatasync (limit)", dd_write_rate, "");
     println!("{:<58} {:>9.1} MB/s {:>10.3}", "UploadFile, 1 MiB chunks, until ingest answers", upload_rate, upload_rate / dd_write_rate);
     println!("{:<58} {:>9.1} MB/s {:>10}", format!("dd sequential read, bs=1M (limit; {})", cache(dd_read_cold)), dd_read_rate, "");
-    println!("{:<58} {:>9.1} MB/s {:>10.3}", format!("DownloadFile, SHA-256 verified ({})", cache(download_cold)), download_rate, download_rate / dd_read_rate);
+    println!(
+        "{:<58} {:>9.1} MB/s {:>10.3}",
+        format!("DownloadFile, SHA-256 verified ({})", cache(download_cold)),
+        download_rate,
+        download_rate / dd_read_rate
+    );
     match openssl_rate {
         Some(limit) => {
             println!("{:<58} {:>9.1} MB/s {:>10}", "openssl speed -evp sha256, 1 MiB blocks (limit)", limit, "");
@@ -160,7 +174,11 @@ async fn run(folder: &Path) -> anyhow::Result<()> {
 
 /// Registers the nodes with storage, then waits until storage lists them all and ingest
 /// places parts on them (a small probe upload reaches the expected fault tolerance).
-async fn register_nodes(files: &mut FilesServiceClient<Channel>, uploads: &mut FileUploadServiceClient<Channel>, nodes: &[ChildService]) -> anyhow::Result<()> {
+async fn register_nodes(
+    files: &mut FilesServiceClient<Channel>,
+    uploads: &mut FileUploadServiceClient<Channel>,
+    nodes: &[ChildService],
+) -> anyhow::Result<()> {
     for node in nodes {
         let request = RegisterNodeRequest { address: node.grpc_addr.to_string() };
         files.register_node(request).await.with_context(|| format!("registering the node at {}", node.grpc_addr))?;
@@ -196,7 +214,9 @@ async fn upload(
     name: &str,
     chunks: impl futures::Stream<Item = Bytes> + Send + 'static,
 ) -> Result<UploadFileResponse, tonic::Status> {
-    let metadata = UploadFileRequest { message: Some(upload_file_request::Message::Metadata(UploadMetadata { name: name.to_owned(), content_type: String::new(), restore: None })) };
+    let metadata = UploadFileRequest {
+        message: Some(upload_file_request::Message::Metadata(UploadMetadata { name: name.to_owned(), content_type: String::new(), restore: None })),
+    };
     let messages = futures::stream::once(async move { metadata })
         .chain(chunks.map(|chunk| UploadFileRequest { message: Some(upload_file_request::Message::Chunk(chunk)) }));
     uploads.upload_file(messages).await.map(tonic::Response::into_inner)
@@ -241,7 +261,8 @@ fn sha2_throughput() -> f64 {
 /// `openssl speed -evp sha256` on 1 MiB blocks for 3 s, in MB/s, when openssl is installed.
 /// Its figures are in thousands of bytes per second, the last field of the `sha256` line.
 fn openssl_sha256_throughput() -> Option<f64> {
-    let output = Command::new("openssl").args(["speed", "-evp", "sha256", "-bytes", "1048576", "-seconds", "3"]).stderr(Stdio::null()).output().ok()?;
+    let output =
+        Command::new("openssl").args(["speed", "-evp", "sha256", "-bytes", "1048576", "-seconds", "3"]).stderr(Stdio::null()).output().ok()?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let line = stdout.lines().rev().find(|line| line.to_lowercase().starts_with("sha256"))?;
     let thousands: f64 = line.split_whitespace().last()?.trim_end_matches('k').parse().ok()?;

@@ -23,9 +23,7 @@ pub fn restore_data_blocks(blocks: &[Option<bytes::Bytes>]) -> Result<Vec<bytes:
     debug_assert_eq!(blocks.len(), TOTAL_PARTS);
     let present = blocks.iter().filter(|block| block.is_some()).count();
     if present < DATA_PARTS {
-        return Err(Error::DataLoss(format!(
-            "only {present} of {TOTAL_PARTS} parts are readable; {DATA_PARTS} are needed to rebuild the file"
-        )));
+        return Err(Error::DataLoss(format!("only {present} of {TOTAL_PARTS} parts are readable; {DATA_PARTS} are needed to rebuild the file")));
     }
     if blocks[..DATA_PARTS].iter().all(Option::is_some) {
         return Ok(blocks[..DATA_PARTS].iter().flatten().cloned().collect());
@@ -45,9 +43,7 @@ pub fn restore_data_blocks(blocks: &[Option<bytes::Bytes>]) -> Result<Vec<bytes:
         match block {
             Some(block) => data.push(block.clone()),
             None => {
-                let rebuilt = restored
-                    .restored_original(index)
-                    .ok_or_else(|| Error::DataLoss(format!("part {index} could not be rebuilt")))?;
+                let rebuilt = restored.restored_original(index).ok_or_else(|| Error::DataLoss(format!("part {index} could not be rebuilt")))?;
                 data.push(bytes::Bytes::copy_from_slice(rebuilt));
             }
         }

@@ -12,8 +12,7 @@ use std::time::Instant;
 use std::path::Path;
 
 use telegram_export::{
-    write_synthetic_export, write_synthetic_html_export, ExportEvent, HtmlExportReader,
-    HtmlParseOptions, JsonExportReader, ParseOptions,
+    write_synthetic_export, write_synthetic_html_export, ExportEvent, HtmlExportReader, HtmlParseOptions, JsonExportReader, ParseOptions,
 };
 
 fn megabytes_per_second(byte_count: u64, seconds: f64) -> f64 {
@@ -25,10 +24,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(argument) => argument.parse()?,
         None => 300_000,
     };
-    let export_path = std::env::temp_dir().join(format!(
-        "telegram-export-parse-speed-{}.json",
-        std::process::id()
-    ));
+    let export_path = std::env::temp_dir().join(format!("telegram-export-parse-speed-{}.json", std::process::id()));
 
     let generation_started = Instant::now();
     write_synthetic_export(File::create(&export_path)?, 1, message_count, 42)?;
@@ -44,11 +40,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let parse_started = Instant::now();
     let file_reader = BufReader::with_capacity(256 * 1024, File::open(&export_path)?);
-    let mut export_reader = JsonExportReader::new(
-        file_reader,
-        export_path.display().to_string(),
-        ParseOptions::default(),
-    );
+    let mut export_reader = JsonExportReader::new(file_reader, export_path.display().to_string(), ParseOptions::default());
     let mut parsed_messages: u64 = 0;
     let mut text_bytes: u64 = 0;
     while let Some(event) = export_reader.next_event()? {
@@ -84,28 +76,17 @@ fn plain_read(paths: &[&Path]) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let plain_read_seconds = plain_read_started.elapsed().as_secs_f64();
-    println!(
-        "plain read: {plain_bytes} bytes in {plain_read_seconds:.3} s ({:.0} MB/s)",
-        megabytes_per_second(plain_bytes, plain_read_seconds)
-    );
+    println!("plain read: {plain_bytes} bytes in {plain_read_seconds:.3} s ({:.0} MB/s)", megabytes_per_second(plain_bytes, plain_read_seconds));
     Ok(())
 }
 
 fn measure_html(message_count: u64) -> Result<(), Box<dyn std::error::Error>> {
-    let folder = std::env::temp_dir().join(format!(
-        "telegram-export-parse-speed-html-{}",
-        std::process::id()
-    ));
+    let folder = std::env::temp_dir().join(format!("telegram-export-parse-speed-html-{}", std::process::id()));
     let generation_started = Instant::now();
     write_synthetic_html_export(&folder, 1, message_count, 42)?;
     let generation_seconds = generation_started.elapsed().as_secs_f64();
-    let pages: Vec<_> = std::fs::read_dir(&folder)?
-        .map(|entry| entry.map(|entry| entry.path()))
-        .collect::<Result<_, _>>()?;
-    let total_size: u64 = pages
-        .iter()
-        .map(|page| std::fs::metadata(page).map_or(0, |metadata| metadata.len()))
-        .sum();
+    let pages: Vec<_> = std::fs::read_dir(&folder)?.map(|entry| entry.map(|entry| entry.path())).collect::<Result<_, _>>()?;
+    let total_size: u64 = pages.iter().map(|page| std::fs::metadata(page).map_or(0, |metadata| metadata.len())).sum();
     println!(
         "html: generated {message_count} messages in {} pages, {:.1} MB in {generation_seconds:.2} s",
         pages.len(),

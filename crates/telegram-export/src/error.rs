@@ -23,9 +23,7 @@ pub enum ExportError {
     },
 
     /// The input ends in the middle of a value: the file is truncated or incomplete.
-    #[error(
-        "{source_label}: unexpected end of file at byte {byte_offset} (line {line}) {context}"
-    )]
+    #[error("{source_label}: unexpected end of file at byte {byte_offset} (line {line}) {context}")]
     Truncated {
         /// The name of the source being read.
         source_label: String,
@@ -64,9 +62,7 @@ pub enum ExportError {
 
     /// The JSON is well formed but a value has the wrong type for its place in an export,
     /// e.g. `"messages": "oops"` or a top-level array.
-    #[error(
-        "{source_label}: at byte {byte_offset} (line {line}): expected {expected}, found {found}"
-    )]
+    #[error("{source_label}: at byte {byte_offset} (line {line}): expected {expected}, found {found}")]
     UnexpectedStructure {
         /// The name of the source being read.
         source_label: String,
@@ -146,10 +142,7 @@ mod tests {
             expected: "an array for \"messages\"".to_owned(),
             found: "a string".to_owned(),
         };
-        assert_eq!(
-            error.to_string(),
-            "result.json: at byte 1234 (line 56): expected an array for \"messages\", found a string"
-        );
+        assert_eq!(error.to_string(), "result.json: at byte 1234 (line 56): expected an array for \"messages\", found a string");
         assert_eq!(error.byte_offset(), 1234);
         assert_eq!(error.line(), Some(56));
         assert_eq!(error.source_label(), "result.json");
@@ -157,15 +150,8 @@ mod tests {
 
     #[test]
     fn truncated_names_the_byte_offset() {
-        let error = ExportError::Truncated {
-            source_label: "result.json".to_owned(),
-            byte_offset: 77,
-            line: 3,
-            context: "inside a string".to_owned(),
-        };
-        assert_eq!(
-            error.to_string(),
-            "result.json: unexpected end of file at byte 77 (line 3) inside a string"
-        );
+        let error =
+            ExportError::Truncated { source_label: "result.json".to_owned(), byte_offset: 77, line: 3, context: "inside a string".to_owned() };
+        assert_eq!(error.to_string(), "result.json: unexpected end of file at byte 77 (line 3) inside a string");
     }
 }

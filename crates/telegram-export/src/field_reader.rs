@@ -113,12 +113,7 @@ pub(crate) struct MessageFields {
 
 impl Default for MessageFields {
     fn default() -> Self {
-        MessageFields {
-            values: Vec::with_capacity(16),
-            slots: [0; FIELD_COUNT],
-            key_count: 0,
-            text_entities_parts: None,
-        }
+        MessageFields { values: Vec::with_capacity(16), slots: [0; FIELD_COUNT], key_count: 0, text_entities_parts: None }
     }
 }
 
@@ -145,10 +140,7 @@ impl MessageFields {
 
     /// Collects the known fields of an already built message object.
     pub(crate) fn from_object(object: Map<String, Value>) -> MessageFields {
-        let mut fields = MessageFields {
-            key_count: object.len(),
-            ..MessageFields::default()
-        };
+        let mut fields = MessageFields { key_count: object.len(), ..MessageFields::default() };
         for (key, value) in object {
             if let Some(field) = MessageField::from_key(&key) {
                 fields.insert(field, value);
@@ -169,9 +161,7 @@ impl MessageFields {
     /// Moves a field's value out, leaving `null`; [`Self::contains`] stays true.
     pub(crate) fn take(&mut self, field: MessageField) -> Option<Value> {
         let slot = usize::from(self.slots[field as usize]);
-        self.values
-            .get_mut(slot.checked_sub(1)?)
-            .map(|entry| entry.1.take())
+        self.values.get_mut(slot.checked_sub(1)?).map(|entry| entry.1.take())
     }
 }
 
@@ -202,11 +192,7 @@ fn read_text_part_object<R: BufRead>(lexer: &mut JsonLexer<R>) -> Result<TextPar
         is_first_key = false;
         let key_is_type = lexer.string_value() == "type";
         let key_is_text = lexer.string_value() == "text";
-        let key = if key_is_type || key_is_text {
-            String::new()
-        } else {
-            lexer.take_string_value()
-        };
+        let key = if key_is_type || key_is_text { String::new() } else { lexer.take_string_value() };
         let value_token = lexer.next_member_value()?;
         if key_is_type && value_token.kind == TokenKind::String {
             type_name_kind = Some(TextEntityKind::from_type_name(lexer.string_value()));
@@ -226,11 +212,7 @@ fn read_text_part_object<R: BufRead>(lexer: &mut JsonLexer<R>) -> Result<TextPar
 
 /// Reads one message object from the lexer into `fields`, building only known fields;
 /// `object_start` is the already read `{`.
-pub(crate) fn read_message_fields<R: BufRead>(
-    lexer: &mut JsonLexer<R>,
-    object_start: Token,
-    fields: &mut MessageFields,
-) -> Result<(), ExportError> {
+pub(crate) fn read_message_fields<R: BufRead>(lexer: &mut JsonLexer<R>, object_start: Token, fields: &mut MessageFields) -> Result<(), ExportError> {
     debug_assert_eq!(object_start.kind, TokenKind::ObjectStart);
     fields.clear();
     let mut is_first_key = true;
@@ -261,10 +243,7 @@ pub(crate) struct FieldReader<'a> {
 
 impl FieldReader<'_> {
     pub(crate) fn warn_unexpected_type(&mut self, key: &str, expected: &str, found: &Value) {
-        self.warnings.push(Warning::new(
-            WarningKind::UnexpectedFieldType,
-            format!("field {key:?} should be {expected}, found {found}"),
-        ));
+        self.warnings.push(Warning::new(WarningKind::UnexpectedFieldType, format!("field {key:?} should be {expected}, found {found}")));
     }
 
     pub(crate) fn contains(&self, field: MessageField) -> bool {

@@ -69,16 +69,9 @@ impl<R> fmt::Debug for HtmlPageReader<R> {
 impl<R: Read> HtmlPageReader<R> {
     /// Creates a reader of one page; `source_label` names it in errors (e.g.
     /// `messages2.html`) and `chat_id` is stamped on its messages.
-    pub fn new(
-        reader: R,
-        source_label: impl Into<String>,
-        chat_id: i64,
-        options: HtmlParseOptions,
-    ) -> Self {
+    pub fn new(reader: R, source_label: impl Into<String>, chat_id: i64, options: HtmlParseOptions) -> Self {
         let source_label = source_label.into();
-        let sink = PageSink {
-            parser: RefCell::new(PageParser::new(source_label.clone())),
-        };
+        let sink = PageSink { parser: RefCell::new(PageParser::new(source_label.clone())) };
         HtmlPageReader {
             reader,
             tokenizer: Tokenizer::new(sink, TokenizerOpts::default()),
@@ -123,12 +116,7 @@ impl<R: Read> HtmlPageReader<R> {
     /// Returns the target of the page's `Next messages` link; complete once
     /// [`HtmlPageReader::next_message`] has returned `None`.
     pub fn next_page_href(&self) -> Option<String> {
-        self.tokenizer
-            .sink
-            .parser
-            .borrow()
-            .next_page_href()
-            .map(str::to_owned)
+        self.tokenizer.sink.parser.borrow().next_page_href().map(str::to_owned)
     }
 
     /// Returns the next message of the page, or `None` once the page has been read and
@@ -164,19 +152,9 @@ impl<R: Read> HtmlPageReader<R> {
 
     fn take_parser_error(&mut self) -> Result<(), ExportError> {
         match self.tokenizer.sink.parser.borrow_mut().take_error() {
-            Some(ExportError::UnexpectedStructure {
-                source_label,
-                line,
-                expected,
-                found,
-                ..
-            }) => Err(ExportError::UnexpectedStructure {
-                source_label,
-                byte_offset: self.bytes_read,
-                line,
-                expected,
-                found,
-            }),
+            Some(ExportError::UnexpectedStructure { source_label, line, expected, found, .. }) => {
+                Err(ExportError::UnexpectedStructure { source_label, byte_offset: self.bytes_read, line, expected, found })
+            }
             Some(other) => Err(other),
             None => Ok(()),
         }
@@ -190,13 +168,7 @@ impl<R: Read> HtmlPageReader<R> {
             match self.reader.read(&mut self.chunk) {
                 Ok(count) => break count,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-                Err(source) => {
-                    return Err(ExportError::Io {
-                        source_label: self.source_label.clone(),
-                        byte_offset: self.bytes_read,
-                        source,
-                    })
-                }
+                Err(source) => return Err(ExportError::Io { source_label: self.source_label.clone(), byte_offset: self.bytes_read, source }),
             }
         };
         if read_count == 0 {
@@ -231,13 +203,8 @@ impl<R: Read> HtmlPageReader<R> {
     /// file or a binary given as a page): after an optional byte order mark and
     /// whitespace, an HTML page starts with `<`.
     fn check_page_starts_with_a_tag(&self, first_bytes: &[u8]) -> Result<(), ExportError> {
-        let without_bom = first_bytes
-            .strip_prefix(b"\xEF\xBB\xBF")
-            .unwrap_or(first_bytes);
-        let Some(first_content) = without_bom
-            .iter()
-            .position(|byte| !byte.is_ascii_whitespace())
-        else {
+        let without_bom = first_bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(first_bytes);
+        let Some(first_content) = without_bom.iter().position(|byte| !byte.is_ascii_whitespace()) else {
             return Ok(());
         };
         if without_bom[first_content] == b'<' {
@@ -300,22 +267,14 @@ fn page_number_of_file_name(file_name: &str) -> Option<u64> {
 }
 
 fn io_error(path: &Path, source: io::Error) -> ExportError {
-    ExportError::Io {
-        source_label: path.display().to_string(),
-        byte_offset: 0,
-        source,
-    }
+    ExportError::Io { source_label: path.display().to_string(), byte_offset: 0, source }
 }
 
 impl HtmlExportReader {
     /// Opens the chat export in `folder` (the folder holding `messages.html`; for an
     /// account export, `chats/chat_NNN`). HTML does not contain the chat id: pass it as
     /// `chat_id`, or `None` to use [`chat_id_from_name`] of the page header.
-    pub fn open(
-        folder: &Path,
-        chat_id: Option<i64>,
-        options: HtmlParseOptions,
-    ) -> Result<Self, ExportError> {
+    pub fn open(folder: &Path, chat_id: Option<i64>, options: HtmlParseOptions) -> Result<Self, ExportError> {
         let mut pages = Vec::new();
         let entries = std::fs::read_dir(folder).map_err(|error| io_error(folder, error))?;
         for entry in entries {
@@ -329,16 +288,11 @@ impl HtmlExportReader {
         pages.sort();
         if pages.first().map(|(number, _)| *number) != Some(1) {
             let first_page = folder.join("messages.html");
-            return Err(io_error(
-                &first_page,
-                io::Error::new(io::ErrorKind::NotFound, "the first page is missing"),
-            ));
+            return Err(io_error(&first_page, io::Error::new(io::ErrorKind::NotFound, "the first page is missing")));
         }
         let mut bytes_total = 0;
         for (_, path) in &pages {
-            bytes_total += std::fs::metadata(path)
-                .map_err(|error| io_error(path, error))?
-                .len();
+            bytes_total += std::fs::metadata(path).map_err(|error| io_error(path, error))?.len();
         }
         // Account exports keep chats in `chats/chat_NNN`: the number is the chat's position.
         let index_in_export = folder
@@ -364,11 +318,7 @@ impl HtmlExportReader {
 
     /// Returns how many bytes of all pages have been read, for progress reporting.
     pub fn bytes_read(&self) -> u64 {
-        self.bytes_of_finished_pages
-            + self
-                .current_page
-                .as_ref()
-                .map_or(0, HtmlPageReader::bytes_read)
+        self.bytes_of_finished_pages + self.current_page.as_ref().map_or(0, HtmlPageReader::bytes_read)
     }
 
     /// Returns the total size of all pages.
@@ -396,10 +346,7 @@ impl HtmlExportReader {
         let Some((_, path)) = self.pages.get(self.next_page_index) else {
             return Ok(false);
         };
-        let label = path.file_name().map_or_else(
-            || path.display().to_string(),
-            |name| name.to_string_lossy().into_owned(),
-        );
+        let label = path.file_name().map_or_else(|| path.display().to_string(), |name| name.to_string_lossy().into_owned());
         let file = File::open(path).map_err(|error| io_error(path, error))?;
         self.next_page_index += 1;
         let chat_id = self.chat_id.unwrap_or_default();
@@ -441,10 +388,7 @@ impl HtmlExportReader {
         loop {
             let Some(page) = self.current_page.as_mut() else {
                 self.phase = ReaderPhase::Finished;
-                return Ok(Some(ExportEvent::ChatFinished {
-                    chat_id: self.chat_id.unwrap_or_default(),
-                    message_count: self.message_count,
-                }));
+                return Ok(Some(ExportEvent::ChatFinished { chat_id: self.chat_id.unwrap_or_default(), message_count: self.message_count }));
             };
             if let Some(message) = page.next_message()? {
                 self.message_count += 1;
@@ -454,11 +398,8 @@ impl HtmlExportReader {
             self.bytes_of_finished_pages += page.bytes_read();
             let finished_label = page.source_label.clone();
             self.current_page = None;
-            let next_listed = self
-                .pages
-                .get(self.next_page_index)
-                .and_then(|(_, path)| path.file_name())
-                .map(|name| name.to_string_lossy().into_owned());
+            let next_listed =
+                self.pages.get(self.next_page_index).and_then(|(_, path)| path.file_name()).map(|name| name.to_string_lossy().into_owned());
             if let Some(next_href) = next_href {
                 let next_file = next_href.split('#').next().unwrap_or("").to_owned();
                 if next_listed.as_deref() != Some(next_file.as_str()) {

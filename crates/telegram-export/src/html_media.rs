@@ -48,10 +48,7 @@ pub(crate) struct HtmlPoll {
 }
 
 /// Returns the field of a media block that text under `capture` belongs to.
-pub(crate) fn media_capture_target(
-    media: &mut HtmlMediaBlock,
-    capture: Capture,
-) -> Option<&mut String> {
+pub(crate) fn media_capture_target(media: &mut HtmlMediaBlock, capture: Capture) -> Option<&mut String> {
     let target = match capture {
         Capture::MediaTitle => &mut media.title,
         Capture::MediaDescription => &mut media.description,
@@ -77,22 +74,10 @@ pub(crate) fn media_capture_target(
     Some(target)
 }
 
-pub(crate) fn classify_in_media(
-    tag: &Tag,
-    parent_role: Option<Role>,
-    parent_capture: Capture,
-    block: &mut HtmlBlock,
-) -> (Role, Capture) {
+pub(crate) fn classify_in_media(tag: &Tag, parent_role: Option<Role>, parent_capture: Capture, block: &mut HtmlBlock) -> (Role, Capture) {
     let name: &str = &tag.name;
     let media = block.media.get_or_insert_with(HtmlMediaBlock::default);
-    let wrap_class = [
-        "photo_wrap",
-        "video_file_wrap",
-        "animated_wrap",
-        "sticker_wrap",
-    ]
-    .into_iter()
-    .find(|class_name| has_class(tag, class_name));
+    let wrap_class = ["photo_wrap", "video_file_wrap", "animated_wrap", "sticker_wrap"].into_iter().find(|class_name| has_class(tag, class_name));
     if let (Some(wrap_class), "a") = (wrap_class, name) {
         media.wrap_class = Some(wrap_class.to_owned());
         media.href = attribute(tag, "href").map(str::to_owned);
@@ -121,17 +106,11 @@ pub(crate) fn classify_in_media(
         "div" if has_class(tag, "video_duration") => Capture::VideoDuration,
         "div" if has_class(tag, "question") => Capture::PollQuestion,
         "div" if has_class(tag, "answer") => {
-            media
-                .poll
-                .get_or_insert_with(HtmlPoll::default)
-                .answers
-                .push((String::new(), String::new()));
+            media.poll.get_or_insert_with(HtmlPoll::default).answers.push((String::new(), String::new()));
             Capture::PollAnswer
         }
         "div" if has_class(tag, "total") => Capture::PollTotal,
-        "div" if has_class(tag, "details") && parent_role == Some(Role::Poll) => {
-            Capture::PollDetails
-        }
+        "div" if has_class(tag, "details") && parent_role == Some(Role::Poll) => Capture::PollDetails,
         "span" if in_poll_answer && has_class(tag, "details") => Capture::PollAnswerDetails,
         _ => parent_capture,
     };
@@ -142,12 +121,8 @@ pub(crate) fn classify_in_media(
 /// "not in the export" texts.
 fn not_included_reason_of_description(description: &str) -> Option<NotIncludedReason> {
     match description {
-        "Not included, change data exporting settings to download." => {
-            Some(NotIncludedReason::NotSelected)
-        }
-        "Exceeds maximum size, change data exporting settings to download." => {
-            Some(NotIncludedReason::ExceedsSizeLimit)
-        }
+        "Not included, change data exporting settings to download." => Some(NotIncludedReason::NotSelected),
+        "Exceeds maximum size, change data exporting settings to download." => Some(NotIncludedReason::ExceedsSizeLimit),
         "Unavailable, please try again later." => Some(NotIncludedReason::Unavailable),
         _ => None,
     }
@@ -197,10 +172,7 @@ fn kind_of_generic_block(media: &HtmlMediaBlock, warnings: &mut Vec<Warning>) ->
         "media_game" => MediaKind::Game,
         "media_invoice" => MediaKind::Invoice,
         other => {
-            warnings.push(Warning::new(
-                WarningKind::UnknownMediaType,
-                format!("unknown media block class {other:?}"),
-            ));
+            warnings.push(Warning::new(WarningKind::UnknownMediaType, format!("unknown media block class {other:?}")));
             MediaKind::Other(other.trim_start_matches("media_").to_owned())
         }
     }
@@ -223,11 +195,7 @@ fn poll_of_block(poll: &HtmlPoll) -> Poll {
             .iter()
             .map(|(text, details)| PollAnswer {
                 text: text.trim().trim_start_matches("- ").trim_end().to_owned(),
-                voters: if details.trim().is_empty() {
-                    Some(0)
-                } else {
-                    count_of(details)
-                },
+                voters: if details.trim().is_empty() { Some(0) } else { count_of(details) },
                 chosen: details.contains("chosen vote"),
             })
             .collect(),
@@ -282,8 +250,7 @@ pub(crate) fn media_of_block(block: HtmlMediaBlock, warnings: &mut Vec<Warning>)
             media.contact = Some(Contact {
                 first_name: Some(first_name.to_owned()).filter(|name| !name.is_empty()),
                 last_name: Some(last_name.trim().to_owned()).filter(|name| !name.is_empty()),
-                phone_number: Some(status.trim_end_matches(" - vCard").to_owned())
-                    .filter(|phone| !phone.is_empty()),
+                phone_number: Some(status.trim_end_matches(" - vCard").to_owned()).filter(|phone| !phone.is_empty()),
             });
             media.path = file_path(href);
         }
@@ -304,8 +271,7 @@ pub(crate) fn media_of_block(block: HtmlMediaBlock, warnings: &mut Vec<Warning>)
         }
         MediaKind::Document => {
             media.path = file_path(href);
-            media.file_name =
-                Some(title.to_owned()).filter(|name| !name.is_empty() && name != "File");
+            media.file_name = Some(title.to_owned()).filter(|name| !name.is_empty() && name != "File");
         }
         _ => {
             media.path = file_path(href);
@@ -315,12 +281,7 @@ pub(crate) fn media_of_block(block: HtmlMediaBlock, warnings: &mut Vec<Warning>)
     if media.path.is_none() && media.not_included_reason.is_none() && href.is_none() {
         let is_file_kind = !matches!(
             media.kind,
-            MediaKind::Location
-                | MediaKind::LiveLocation
-                | MediaKind::Venue
-                | MediaKind::Game
-                | MediaKind::Invoice
-                | MediaKind::Contact
+            MediaKind::Location | MediaKind::LiveLocation | MediaKind::Venue | MediaKind::Game | MediaKind::Invoice | MediaKind::Contact
         );
         if is_file_kind && !description.is_empty() {
             media.not_included_reason = Some(NotIncludedReason::Other(description.to_owned()));
@@ -334,10 +295,7 @@ fn location_of_map_link(href: &str) -> Option<GeoPoint> {
     let query = href.split_once("q=")?.1;
     let coordinates = query.split('&').next()?;
     let (latitude, longitude) = coordinates.split_once(',')?;
-    Some(GeoPoint {
-        latitude: latitude.trim().parse().ok()?,
-        longitude: longitude.trim().parse().ok()?,
-    })
+    Some(GeoPoint { latitude: latitude.trim().parse().ok()?, longitude: longitude.trim().parse().ok()? })
 }
 
 /// Describes a media block as written, for [`crate::Message::raw_json`].
@@ -382,9 +340,7 @@ mod tests {
         assert_eq!(parse_duration("00:07"), Some(7));
         assert_eq!(parse_duration("1:02:03"), Some(3723));
         assert_eq!(parse_duration("7"), None);
-        let point =
-            location_of_map_link("https://maps.google.com/maps?q=55.75,37.61&ll=55.75,37.61&z=16")
-                .expect("coordinates");
+        let point = location_of_map_link("https://maps.google.com/maps?q=55.75,37.61&ll=55.75,37.61&z=16").expect("coordinates");
         assert_eq!((point.latitude, point.longitude), (55.75, 37.61));
     }
 
@@ -400,10 +356,7 @@ mod tests {
         };
         let media = media_of_block(block, &mut Vec::new());
         assert_eq!(media.kind, MediaKind::VoiceMessage);
-        assert_eq!(
-            media.not_included_reason,
-            Some(NotIncludedReason::NotSelected)
-        );
+        assert_eq!(media.not_included_reason, Some(NotIncludedReason::NotSelected));
         assert_eq!(media.duration_seconds, Some(7));
         assert_eq!(media.path, None);
     }

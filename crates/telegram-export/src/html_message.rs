@@ -77,19 +77,10 @@ pub(crate) fn parse_date_title(title: &str, default_offset_seconds: i32) -> Opti
         Some(zone) => parse_utc_offset(zone)?,
     };
     let mut date_parts = date.split('.').map(str::parse::<u32>);
-    let (day, month, year) = (
-        date_parts.next()?.ok()?,
-        date_parts.next()?.ok()?,
-        date_parts.next()?.ok()?,
-    );
+    let (day, month, year) = (date_parts.next()?.ok()?, date_parts.next()?.ok()?, date_parts.next()?.ok()?);
     let mut time_parts = time.split(':').map(str::parse::<u32>);
-    let (hour, minute, second) = (
-        time_parts.next()?.ok()?,
-        time_parts.next()?.ok()?,
-        time_parts.next().unwrap_or(Ok(0)).ok()?,
-    );
-    let local = NaiveDate::from_ymd_opt(i32::try_from(year).ok()?, month, day)?
-        .and_hms_opt(hour, minute, second)?;
+    let (hour, minute, second) = (time_parts.next()?.ok()?, time_parts.next()?.ok()?, time_parts.next().unwrap_or(Ok(0)).ok()?);
+    let local = NaiveDate::from_ymd_opt(i32::try_from(year).ok()?, month, day)?.and_hms_opt(hour, minute, second)?;
     let unix_seconds = local.and_utc().timestamp() - offset_seconds;
     Some((unix_seconds, local.format("%Y-%m-%dT%H:%M:%S").to_string()))
 }
@@ -104,10 +95,7 @@ fn parse_utc_offset(zone: &str) -> Option<i64> {
         b'-' => -1,
         _ => return None,
     };
-    let (hours, minutes) = signed
-        .get(1..)?
-        .split_once(':')
-        .unwrap_or((signed.get(1..)?, "0"));
+    let (hours, minutes) = signed.get(1..)?.split_once(':').unwrap_or((signed.get(1..)?, "0"));
     let hours: i64 = hours.parse().ok()?;
     let minutes: i64 = minutes.parse().ok()?;
     (hours <= 18 && minutes < 60).then_some(sign * (hours * 3600 + minutes * 60))
@@ -122,10 +110,7 @@ pub(crate) fn message_id_of_link(href: &str) -> Option<i64> {
 /// The action and actor of a service text, where its pattern is unambiguous.
 fn service_action_of_text(text: &str) -> (Option<&'static str>, Option<&str>) {
     const SUFFIX_ACTIONS: [(&str, &str); 7] = [
-        (
-            " converted this group to a supergroup",
-            "migrate_to_supergroup",
-        ),
+        (" converted this group to a supergroup", "migrate_to_supergroup"),
         (" joined group by request", "join_group_by_request"),
         (" changed group photo", "edit_group_photo"),
         (" removed group photo", "delete_group_photo"),
@@ -136,10 +121,7 @@ fn service_action_of_text(text: &str) -> (Option<&'static str>, Option<&str>) {
     const INFIX_ACTIONS: [(&str, &str); 7] = [
         (" created group \u{ab}", "create_group"),
         (" changed group title to \u{ab}", "edit_group_title"),
-        (
-            " converted a basic group to this supergroup \u{ab}",
-            "migrate_from_group",
-        ),
+        (" converted a basic group to this supergroup \u{ab}", "migrate_from_group"),
         (" joined group by link from ", "join_group_by_link"),
         (" pinned ", "pin_message"),
         (" invited ", "invite_members"),
@@ -176,12 +158,7 @@ fn trimmed(value: &Option<String>) -> Option<&str> {
 
 impl BlockMapper {
     pub(crate) fn new(chat_id: i64, options: HtmlParseOptions, page_label: String) -> Self {
-        BlockMapper {
-            chat_id,
-            options,
-            page_label,
-            previous: None,
-        }
+        BlockMapper { chat_id, options, page_label, previous: None }
     }
 
     /// Maps one block; returns `None` for date separators.
@@ -235,11 +212,7 @@ impl BlockMapper {
     fn map_service_block(&mut self, mut block: HtmlBlock) -> Message {
         let mut raw = self.base_raw_json(&block);
         raw.insert("type".to_owned(), json!("service"));
-        let (parsed_text, markup) = block
-            .service_text
-            .take()
-            .map(|builder| builder.finish())
-            .unwrap_or_default();
+        let (parsed_text, markup) = block.service_text.take().map(|builder| builder.finish()).unwrap_or_default();
         let body_text = parsed_text.text;
         raw.insert("text_html".to_owned(), json!(markup));
         if body_text.starts_with("This message is not supported by this version of") {
@@ -251,11 +224,7 @@ impl BlockMapper {
         let (action, actor) = service_action_of_text(&body_text);
         message.action = action.map(str::to_owned);
         message.actor_name = actor.filter(|actor| *actor != "Deleted").map(str::to_owned);
-        if let Some(pinned_id) = block
-            .service_link_href
-            .as_deref()
-            .and_then(message_id_of_link)
-        {
+        if let Some(pinned_id) = block.service_link_href.as_deref().and_then(message_id_of_link) {
             raw.insert("message_id".to_owned(), json!(pinned_id));
         }
         if let Some(photo_href) = block.service_photo_href.take() {
@@ -289,10 +258,7 @@ impl BlockMapper {
                 (inherited.author, inherited.via_bot)
             }
             (None, _) => {
-                warnings.push(Warning::new(
-                    WarningKind::MissingAuthor,
-                    "a block without from_name and without a previous block to join",
-                ));
+                warnings.push(Warning::new(WarningKind::MissingAuthor, "a block without from_name and without a previous block to join"));
                 (None, None)
             }
         };
@@ -301,10 +267,7 @@ impl BlockMapper {
             message.is_forwarded = true;
             message.forwarded_from = match trimmed(&block.forwarded_from_name) {
                 Some(original) => {
-                    raw.insert(
-                        "forwarded_from".to_owned(),
-                        json!(block.forwarded_from_name),
-                    );
+                    raw.insert("forwarded_from".to_owned(), json!(block.forwarded_from_name));
                     let (name, forwarded_via_bot) = split_via_bot(original);
                     via_bot = via_bot.or(forwarded_via_bot.map(str::to_owned));
                     name_or_deleted(name)
@@ -324,10 +287,7 @@ impl BlockMapper {
                     message.date_unix = Some(unix_seconds);
                     message.date_local = Some(local);
                 }
-                None => warnings.push(Warning::new(
-                    WarningKind::InvalidDate,
-                    format!("cannot read the date title {title:?}"),
-                )),
+                None => warnings.push(Warning::new(WarningKind::InvalidDate, format!("cannot read the date title {title:?}"))),
             }
         }
 
@@ -339,17 +299,10 @@ impl BlockMapper {
             message.reply_to_message_id = message_id_of_link(href);
         }
 
-        self.previous = Some(PreviousRegularBlock {
-            author: author.clone(),
-            via_bot: via_bot.clone(),
-            forwarded_from: message.forwarded_from.clone(),
-        });
+        self.previous =
+            Some(PreviousRegularBlock { author: author.clone(), via_bot: via_bot.clone(), forwarded_from: message.forwarded_from.clone() });
 
-        let (parsed_text, markup) = block
-            .text
-            .take()
-            .map(|builder| builder.finish())
-            .unwrap_or_default();
+        let (parsed_text, markup) = block.text.take().map(|builder| builder.finish()).unwrap_or_default();
         if !markup.is_empty() {
             raw.insert("text_html".to_owned(), json!(markup));
         }
@@ -360,17 +313,9 @@ impl BlockMapper {
         message.via_bot = via_bot;
 
         let media_block = block.media.take();
-        let is_call = media_block.as_ref().is_some_and(|media| {
-            media
-                .media_classes
-                .iter()
-                .any(|class_name| class_name == "media_call")
-        });
+        let is_call = media_block.as_ref().is_some_and(|media| media.media_classes.iter().any(|class_name| class_name == "media_call"));
         if let Some(media_block) = &media_block {
-            raw.insert(
-                "media".to_owned(),
-                crate::html_media::media_raw_json(media_block),
-            );
+            raw.insert("media".to_owned(), crate::html_media::media_raw_json(media_block));
         }
         if is_call {
             // tdesktop writes calls as regular blocks; JSON has them as service messages.
@@ -393,8 +338,7 @@ mod tests {
 
     #[test]
     fn date_titles_use_their_offset_or_the_configured_one() {
-        let (unix_seconds, local) =
-            parse_date_title("22.11.2026 10:15:30 UTC+03:00", 0).expect("valid");
+        let (unix_seconds, local) = parse_date_title("22.11.2026 10:15:30 UTC+03:00", 0).expect("valid");
         assert_eq!(unix_seconds, 1_795_331_730);
         assert_eq!(local, "2026-11-22T10:15:30");
         let (old_style, _) = parse_date_title("22.11.2026 10:15:30", 3 * 3600).expect("valid");
@@ -414,25 +358,10 @@ mod tests {
 
     #[test]
     fn service_patterns_give_action_and_actor() {
-        assert_eq!(
-            service_action_of_text("Ann Lee pinned this message"),
-            (Some("pin_message"), Some("Ann Lee"))
-        );
-        assert_eq!(
-            service_action_of_text("Bob invited Dmitri and Deleted Account"),
-            (Some("invite_members"), Some("Bob"))
-        );
-        assert_eq!(
-            service_action_of_text("Bob invited Ann to the voice chat"),
-            (None, None)
-        );
-        assert_eq!(
-            service_action_of_text("Something new happened"),
-            (None, None)
-        );
-        assert_eq!(
-            message_id_of_link("messages3.html#go_to_message42"),
-            Some(42)
-        );
+        assert_eq!(service_action_of_text("Ann Lee pinned this message"), (Some("pin_message"), Some("Ann Lee")));
+        assert_eq!(service_action_of_text("Bob invited Dmitri and Deleted Account"), (Some("invite_members"), Some("Bob")));
+        assert_eq!(service_action_of_text("Bob invited Ann to the voice chat"), (None, None));
+        assert_eq!(service_action_of_text("Something new happened"), (None, None));
+        assert_eq!(message_id_of_link("messages3.html#go_to_message42"), Some(42));
     }
 }

@@ -99,38 +99,15 @@ struct OpenElement {
 }
 
 fn is_void_element(name: &str) -> bool {
-    matches!(
-        name,
-        "area"
-            | "base"
-            | "br"
-            | "col"
-            | "embed"
-            | "hr"
-            | "img"
-            | "input"
-            | "link"
-            | "meta"
-            | "source"
-            | "track"
-            | "wbr"
-            | "param"
-    )
+    matches!(name, "area" | "base" | "br" | "col" | "embed" | "hr" | "img" | "input" | "link" | "meta" | "source" | "track" | "wbr" | "param")
 }
 
 pub(crate) fn attribute<'a>(tag: &'a Tag, name: &str) -> Option<&'a str> {
-    tag.attrs
-        .iter()
-        .find(|attribute| &*attribute.name.local == name)
-        .map(|attribute| &*attribute.value)
+    tag.attrs.iter().find(|attribute| &*attribute.name.local == name).map(|attribute| &*attribute.value)
 }
 
 pub(crate) fn has_class(tag: &Tag, class_name: &str) -> bool {
-    attribute(tag, "class").is_some_and(|classes| {
-        classes
-            .split_ascii_whitespace()
-            .any(|name| name == class_name)
-    })
+    attribute(tag, "class").is_some_and(|classes| classes.split_ascii_whitespace().any(|name| name == class_name))
 }
 
 /// The state of parsing one page; driven by the tokenizer through [`PageSink`].
@@ -206,8 +183,7 @@ impl PageParser {
                 source_label: self.source_label.clone(),
                 byte_offset: byte_length,
                 line: self.line,
-                expected: "an html page of a telegram desktop chat export (with div.history)"
-                    .to_owned(),
+                expected: "an html page of a telegram desktop chat export (with div.history)".to_owned(),
                 found: "a page without div.history".to_owned(),
             });
         }
@@ -219,12 +195,7 @@ impl PageParser {
             None if !self.history_closed => "before div.history is closed".to_owned(),
             None => "before </html>".to_owned(),
         };
-        Err(ExportError::Truncated {
-            source_label: self.source_label.clone(),
-            byte_offset: byte_length,
-            line: self.line,
-            context,
-        })
+        Err(ExportError::Truncated { source_label: self.source_label.clone(), byte_offset: byte_length, line: self.line, context })
     }
 
     fn fail(&mut self, expected: &str, found: String) {
@@ -254,18 +225,13 @@ impl PageParser {
             }
             Token::CharacterTokens(text) => self.character_data(&text),
             Token::DoctypeToken(_) => self.seen_first_tag = true,
-            Token::CommentToken(_)
-            | Token::NullCharacterToken
-            | Token::EOFToken
-            | Token::ParseError(_) => {}
+            Token::CommentToken(_) | Token::NullCharacterToken | Token::EOFToken | Token::ParseError(_) => {}
         }
         TokenSinkResult::Continue
     }
 
     fn current_capture(&self) -> Capture {
-        self.stack
-            .last()
-            .map_or(Capture::Nothing, |element| element.capture)
+        self.stack.last().map_or(Capture::Nothing, |element| element.capture)
     }
 
     fn is_inside(&self, role: Role) -> bool {
@@ -279,18 +245,13 @@ impl PageParser {
                 let newlines_total = data.matches('\n').count() as u64;
                 let newlines_before = data[..text_start].matches('\n').count() as u64;
                 self.line = self.line.saturating_sub(newlines_total - newlines_before);
-                self.fail(
-                    "an html page of a telegram desktop chat export",
-                    "text before the first tag (not html)".to_owned(),
-                );
+                self.fail("an html page of a telegram desktop chat export", "text before the first tag (not html)".to_owned());
             }
             return;
         }
         let capture = self.current_capture();
         if capture == Capture::HeaderName {
-            self.header_buffer
-                .get_or_insert_with(String::new)
-                .push_str(data);
+            self.header_buffer.get_or_insert_with(String::new).push_str(data);
             return;
         }
         if capture == Capture::Pagination {
@@ -302,17 +263,11 @@ impl PageParser {
         };
         let target: &mut String = match capture {
             Capture::MessageText => {
-                block
-                    .text
-                    .get_or_insert_with(MarkupTextBuilder::default)
-                    .push_character_data(data);
+                block.text.get_or_insert_with(MarkupTextBuilder::default).push_character_data(data);
                 return;
             }
             Capture::ServiceText => {
-                block
-                    .service_text
-                    .get_or_insert_with(MarkupTextBuilder::default)
-                    .push_character_data(data);
+                block.service_text.get_or_insert_with(MarkupTextBuilder::default).push_character_data(data);
                 return;
             }
             Capture::FromName => block.from_name.get_or_insert_with(String::new),
@@ -353,9 +308,7 @@ impl PageParser {
         self.push(tag, role, capture, false, false);
         match name {
             "script" => TokenSinkResult::RawData(RawKind::ScriptData),
-            "style" | "xmp" | "iframe" | "noembed" | "noframes" => {
-                TokenSinkResult::RawData(RawKind::Rawtext)
-            }
+            "style" | "xmp" | "iframe" | "noembed" | "noframes" => TokenSinkResult::RawData(RawKind::Rawtext),
             "title" | "textarea" => TokenSinkResult::RawData(RawKind::Rcdata),
             "plaintext" => TokenSinkResult::Plaintext,
             _ => TokenSinkResult::Continue,
@@ -373,19 +326,13 @@ impl PageParser {
         let builder = if capture == Capture::MessageText {
             block.text.get_or_insert_with(MarkupTextBuilder::default)
         } else {
-            block
-                .service_text
-                .get_or_insert_with(MarkupTextBuilder::default)
+            block.service_text.get_or_insert_with(MarkupTextBuilder::default)
         };
         if name == "br" {
             builder.push_line_break();
             return TokenSinkResult::Continue;
         }
-        let attributes: Vec<(&str, &str)> = tag
-            .attrs
-            .iter()
-            .map(|attribute| (&*attribute.name.local, &*attribute.value))
-            .collect();
+        let attributes: Vec<(&str, &str)> = tag.attrs.iter().map(|attribute| (&*attribute.name.local, &*attribute.value)).collect();
         let opened_entity = builder.open_element(name, &attributes);
         if !is_void_element(name) {
             self.push(tag, Role::Plain, capture, true, opened_entity);
@@ -395,19 +342,10 @@ impl PageParser {
 
     fn push(&mut self, tag: &Tag, role: Role, capture: Capture, in_markup: bool, opened: bool) {
         if self.stack.len() >= MAX_NESTING_DEPTH {
-            self.fail(
-                "a telegram desktop export page",
-                format!("elements nested deeper than {MAX_NESTING_DEPTH}"),
-            );
+            self.fail("a telegram desktop export page", format!("elements nested deeper than {MAX_NESTING_DEPTH}"));
             return;
         }
-        self.stack.push(OpenElement {
-            name: tag.name.to_string(),
-            role,
-            capture,
-            in_markup,
-            opened_entity: opened,
-        });
+        self.stack.push(OpenElement { name: tag.name.to_string(), role, capture, in_markup, opened_entity: opened });
     }
 
     fn image(&mut self, tag: &Tag) {
@@ -415,10 +353,7 @@ impl PageParser {
             return;
         };
         let source = attribute(tag, "src").map(str::to_owned);
-        if ["video_file", "animated", "thumb"]
-            .iter()
-            .any(|class_name| has_class(tag, class_name))
-        {
+        if ["video_file", "animated", "thumb"].iter().any(|class_name| has_class(tag, class_name)) {
             media.thumbnail_src = source;
         } else if has_class(tag, "photo") || has_class(tag, "sticker") {
             media.preview_src = source;
@@ -463,9 +398,7 @@ impl PageParser {
             "div" if has_class(tag, "reply_to") => Capture::ReplyTo,
             "div" if has_class(tag, "signature") => Capture::Signature,
             "div" if has_class(tag, "text") && !block.is_service => Capture::MessageText,
-            "div" if has_class(tag, "body") && block.is_service && has_class(tag, "details") => {
-                Capture::ServiceText
-            }
+            "div" if has_class(tag, "body") && block.is_service && has_class(tag, "details") => Capture::ServiceText,
             "a" if parent_capture == Capture::ReplyTo => {
                 block.reply_href = attribute(tag, "href").map(str::to_owned);
                 Capture::ReplyTo
@@ -474,24 +407,13 @@ impl PageParser {
                 block.service_photo_href = attribute(tag, "href").map(str::to_owned);
                 Capture::Nothing
             }
-            _ if matches!(
-                parent_capture,
-                Capture::FromName | Capture::ForwardedFromName
-            ) =>
-            {
-                Capture::Nothing
-            }
+            _ if matches!(parent_capture, Capture::FromName | Capture::ForwardedFromName) => Capture::Nothing,
             _ => parent_capture,
         };
         (Role::Plain, capture)
     }
 
-    fn classify_outside_block(
-        &mut self,
-        tag: &Tag,
-        parent_role: Option<Role>,
-        parent_capture: Capture,
-    ) -> (Role, Capture) {
+    fn classify_outside_block(&mut self, tag: &Tag, parent_role: Option<Role>, parent_capture: Capture) -> (Role, Capture) {
         let name: &str = &tag.name;
         if name == "div" && parent_role == Some(Role::History) && has_class(tag, "message") {
             self.start_block(tag);
@@ -509,11 +431,7 @@ impl PageParser {
         if has_class(tag, "page_header") {
             return (Role::PageHeader, Capture::Nothing);
         }
-        if name == "div"
-            && has_class(tag, "text")
-            && self.is_inside(Role::PageHeader)
-            && self.header_name.is_none()
-        {
+        if name == "div" && has_class(tag, "text") && self.is_inside(Role::PageHeader) && self.header_name.is_none() {
             return (Role::Plain, Capture::HeaderName);
         }
         (Role::Plain, parent_capture)
@@ -521,14 +439,8 @@ impl PageParser {
 
     fn start_block(&mut self, tag: &Tag) {
         let id_attribute = attribute(tag, "id").unwrap_or("");
-        let Some(id) = id_attribute
-            .strip_prefix("message")
-            .and_then(|number| number.parse::<i64>().ok())
-        else {
-            self.fail(
-                "a message block with id=\"message<number>\"",
-                format!("id {id_attribute:?}"),
-            );
+        let Some(id) = id_attribute.strip_prefix("message").and_then(|number| number.parse::<i64>().ok()) else {
+            self.fail("a message block with id=\"message<number>\"", format!("id {id_attribute:?}"));
             return;
         };
         self.block = Some(HtmlBlock {
@@ -549,14 +461,8 @@ impl PageParser {
             // `</br>` is read as `<br>` by HTML5 parsers.
             if let Some(block) = self.block.as_mut() {
                 match self.stack.last().map(|element| element.capture) {
-                    Some(Capture::MessageText) => block
-                        .text
-                        .get_or_insert_with(MarkupTextBuilder::default)
-                        .push_line_break(),
-                    Some(Capture::ServiceText) => block
-                        .service_text
-                        .get_or_insert_with(MarkupTextBuilder::default)
-                        .push_line_break(),
+                    Some(Capture::MessageText) => block.text.get_or_insert_with(MarkupTextBuilder::default).push_line_break(),
+                    Some(Capture::ServiceText) => block.service_text.get_or_insert_with(MarkupTextBuilder::default).push_line_break(),
                     _ => {}
                 }
             }
@@ -576,11 +482,7 @@ impl PageParser {
     fn close_element(&mut self, element: OpenElement) {
         if element.in_markup {
             if let Some(block) = self.block.as_mut() {
-                let builder = if element.capture == Capture::MessageText {
-                    block.text.as_mut()
-                } else {
-                    block.service_text.as_mut()
-                };
+                let builder = if element.capture == Capture::MessageText { block.text.as_mut() } else { block.service_text.as_mut() };
                 if let Some(builder) = builder {
                     builder.close_element(&element.name, element.opened_entity);
                 }

@@ -64,9 +64,7 @@ fn entity_kind_of_tag(tag_name: &str, class: &str) -> Option<Option<TextEntityKi
         "code" => TextEntityKind::Code,
         "pre" => TextEntityKind::Pre,
         "blockquote" => TextEntityKind::Blockquote,
-        "span" if class.split_ascii_whitespace().any(|name| name == "spoiler") => {
-            TextEntityKind::Spoiler
-        }
+        "span" if class.split_ascii_whitespace().any(|name| name == "spoiler") => TextEntityKind::Spoiler,
         "a" => return Some(None),
         _ => return None,
     };
@@ -86,32 +84,21 @@ pub(crate) fn path_relative_to_export_root(href: &str) -> &str {
 /// Decides what a link in a message text is, from its markup (format reference, 2.6):
 /// returns the kind, the `href` kept for `text_link`, and the `document_id` of a custom
 /// emoji.
-fn classify_link(
-    href: &str,
-    onclick: &str,
-    link_text: &str,
-) -> (TextEntityKind, Option<String>, Option<String>) {
+fn classify_link(href: &str, onclick: &str, link_text: &str) -> (TextEntityKind, Option<String>, Option<String>) {
     let onclick_kinds = [
         ("ShowHashtag", TextEntityKind::Hashtag),
         ("ShowBotCommand", TextEntityKind::BotCommand),
         ("ShowCashtag", TextEntityKind::Cashtag),
         ("ShowMentionName", TextEntityKind::MentionName),
     ];
-    if let Some((_, kind)) = onclick_kinds
-        .into_iter()
-        .find(|(function, _)| onclick.contains(function))
-    {
+    if let Some((_, kind)) = onclick_kinds.into_iter().find(|(function, _)| onclick.contains(function)) {
         return (kind, None, None);
     }
     if onclick.contains("ShowNotLoadedEmoji") {
         return (TextEntityKind::CustomEmoji, None, Some(String::new()));
     }
     if onclick.contains("ShowNotAvailableEmoji") {
-        return (
-            TextEntityKind::CustomEmoji,
-            None,
-            Some("(unavailable)".to_owned()),
-        );
+        return (TextEntityKind::CustomEmoji, None, Some("(unavailable)".to_owned()));
     }
     if href == link_text {
         return (TextEntityKind::Link, None, None);
@@ -150,10 +137,7 @@ fn escape_markup_text(raw: &str, out: &mut String) {
 
 impl MarkupTextBuilder {
     fn position(&self) -> TextPosition {
-        TextPosition {
-            byte: self.text.len(),
-            char: self.char_count,
-        }
+        TextPosition { byte: self.text.len(), char: self.char_count }
     }
 
     /// Appends decoded character data; raw newlines in it are formatting.
@@ -183,12 +167,7 @@ impl MarkupTextBuilder {
     /// Records a start tag inside the text; returns whether it opened an entity (then the
     /// caller must call [`MarkupTextBuilder::close_element`] when it ends).
     pub(crate) fn open_element(&mut self, tag_name: &str, attributes: &[(&str, &str)]) -> bool {
-        let attribute = |name: &str| {
-            attributes
-                .iter()
-                .find(|(attribute_name, _)| *attribute_name == name)
-                .map_or("", |(_, value)| *value)
-        };
+        let attribute = |name: &str| attributes.iter().find(|(attribute_name, _)| *attribute_name == name).map_or("", |(_, value)| *value);
         self.markup.push('<');
         self.markup.push_str(tag_name);
         for (name, value) in attributes {
@@ -230,13 +209,7 @@ impl MarkupTextBuilder {
                 classify_link(&open.href, &open.onclick, link_text)
             }
         };
-        self.closed_entities.push(ClosedEntity {
-            kind,
-            href,
-            document_id,
-            start: open.start,
-            end,
-        });
+        self.closed_entities.push(ClosedEntity { kind, href, document_id, start: open.start, end });
     }
 
     /// Returns the text without the formatting whitespace, its entities in text order, and
@@ -285,10 +258,7 @@ impl MarkupTextBuilder {
             })
             .collect();
         entities.sort_by_key(|entity| entity.char_offset);
-        let parsed = ParsedText {
-            text: self.text,
-            entities,
-        };
+        let parsed = ParsedText { text: self.text, entities };
         (parsed, self.markup)
     }
 }
@@ -311,11 +281,7 @@ mod tests {
                 let mut words = tag.trim_end_matches('>').splitn(2, ' ');
                 let name = words.next().unwrap_or("").to_owned();
                 let href = words.next().unwrap_or("");
-                let attributes = if href.is_empty() {
-                    vec![]
-                } else {
-                    vec![("href", href)]
-                };
+                let attributes = if href.is_empty() { vec![] } else { vec![("href", href)] };
                 let was_entity = builder.open_element(&name, &attributes);
                 open_tags.push((name, was_entity));
             } else {
@@ -327,26 +293,11 @@ mod tests {
 
     #[test]
     fn strips_only_formatting_whitespace() {
-        let parsed = build(&[
-            "\n  Deploy ",
-            "<strong>",
-            "today",
-            "</strong>",
-            "<br>",
-            "ok \n      ",
-        ]);
+        let parsed = build(&["\n  Deploy ", "<strong>", "today", "</strong>", "<br>", "ok \n      "]);
         assert_eq!(parsed.text, "  Deploy today\nok ");
         assert_eq!(parsed.entities.len(), 1);
         let bold = &parsed.entities[0];
-        assert_eq!(
-            (
-                &bold.kind,
-                bold.char_offset,
-                bold.char_length,
-                bold.text.as_str()
-            ),
-            (&TextEntityKind::Bold, 9, 5, "today")
-        );
+        assert_eq!((&bold.kind, bold.char_offset, bold.char_length, bold.text.as_str()), (&TextEntityKind::Bold, 9, 5, "today"));
     }
 
     #[test]
@@ -371,23 +322,9 @@ mod tests {
             "\n ",
         ]);
         let kinds: Vec<_> = parsed.entities.iter().map(|e| e.kind.clone()).collect();
-        assert_eq!(
-            kinds,
-            [
-                TextEntityKind::Mention,
-                TextEntityKind::Link,
-                TextEntityKind::TextLink,
-                TextEntityKind::CustomEmoji
-            ]
-        );
-        assert_eq!(
-            parsed.entities[2].href.as_deref(),
-            Some("https://x.org/plan")
-        );
-        assert_eq!(
-            parsed.entities[3].document_id.as_deref(),
-            Some("chats/chat_01/stickers/sticker.webp")
-        );
+        assert_eq!(kinds, [TextEntityKind::Mention, TextEntityKind::Link, TextEntityKind::TextLink, TextEntityKind::CustomEmoji]);
+        assert_eq!(parsed.entities[2].href.as_deref(), Some("https://x.org/plan"));
+        assert_eq!(parsed.entities[3].document_id.as_deref(), Some("chats/chat_01/stickers/sticker.webp"));
         assert_eq!(parsed.entities[3].char_offset, 24);
     }
 }

@@ -239,17 +239,12 @@ impl<R: BufRead> JsonExportReader<R> {
         let token = self.lexer.next_token()?;
         match token.kind {
             TokenKind::ObjectStart => {
-                self.frames
-                    .push(Frame::Chat(ChatFrame::new(true, false, 0)));
+                self.frames.push(Frame::Chat(ChatFrame::new(true, false, 0)));
                 self.phase = ReaderPhase::InsideTopLevel;
                 Ok(())
             }
             TokenKind::EndOfInput => Err(self.lexer.truncated_error("before the top-level object")),
-            other => Err(self.lexer.unexpected_structure_error(
-                token.position,
-                "an object at the top level",
-                other.describe(),
-            )),
+            other => Err(self.lexer.unexpected_structure_error(token.position, "an object at the top level", other.describe())),
         }
     }
 
@@ -258,10 +253,7 @@ impl<R: BufRead> JsonExportReader<R> {
         if token.kind != TokenKind::EndOfInput {
             return Err(self.lexer.malformed_error(
                 token.position,
-                format!(
-                    "expected the end of the file after the top-level object, found {}",
-                    token.kind.describe()
-                ),
+                format!("expected the end of the file after the top-level object, found {}", token.kind.describe()),
             ));
         }
         self.phase = ReaderPhase::Finished;
@@ -308,22 +300,14 @@ impl<R: BufRead> JsonExportReader<R> {
                     TokenKind::String => Some(self.lexer.take_string_value()),
                     TokenKind::Null => None,
                     other => {
-                        return Err(self.unexpected(
-                            value_position,
-                            "a string or null for the chat \"name\"",
-                            other,
-                        ));
+                        return Err(self.unexpected(value_position, "a string or null for the chat \"name\"", other));
                     }
                 };
                 self.with_current_chat(|chat| chat.name = name);
             }
             ChatKey::Type => {
                 if value_token.kind != TokenKind::String {
-                    return Err(self.unexpected(
-                        value_position,
-                        "a string for the chat \"type\"",
-                        value_token.kind,
-                    ));
+                    return Err(self.unexpected(value_position, "a string for the chat \"type\"", value_token.kind));
                 }
                 let chat_type = self.lexer.take_string_value();
                 self.with_current_chat(|chat| chat.chat_type = Some(chat_type));
@@ -334,11 +318,7 @@ impl<R: BufRead> JsonExportReader<R> {
                     _ => None,
                 };
                 let Some(chat_id) = chat_id else {
-                    return Err(self.unexpected(
-                        value_position,
-                        "an integer for the chat \"id\"",
-                        value_token.kind,
-                    ));
+                    return Err(self.unexpected(value_position, "an integer for the chat \"id\"", value_token.kind));
                 };
                 self.with_current_chat(|chat| chat.chat_id = Some(chat_id));
             }
@@ -348,10 +328,7 @@ impl<R: BufRead> JsonExportReader<R> {
                     let expected = format!("an object for \"{}\"", section_name(left));
                     return Err(self.unexpected(value_position, &expected, value_token.kind));
                 }
-                self.frames.push(Frame::ChatSection {
-                    left,
-                    keys_seen: false,
-                });
+                self.frames.push(Frame::ChatSection { left, keys_seen: false });
             }
             ChatKey::PersonalInformation => {
                 self.personal_information = Some(self.lexer.read_value(value_token)?);
@@ -369,21 +346,14 @@ impl<R: BufRead> JsonExportReader<R> {
 
     fn unexpected(&self, position: TextPosition, expected: &str, found: TokenKind) -> ExportError {
         if found == TokenKind::EndOfInput {
-            return self
-                .lexer
-                .truncated_error(&format!("where {expected} was expected"));
+            return self.lexer.truncated_error(&format!("where {expected} was expected"));
         }
-        self.lexer
-            .unexpected_structure_error(position, expected, found.describe())
+        self.lexer.unexpected_structure_error(position, expected, found.describe())
     }
 
     fn start_messages(&mut self, value_token: Token) -> Result<Option<ExportEvent>, ExportError> {
         if value_token.kind != TokenKind::ArrayStart {
-            return Err(self.unexpected(
-                value_token.position,
-                "an array for \"messages\"",
-                value_token.kind,
-            ));
+            return Err(self.unexpected(value_token.position, "an array for \"messages\"", value_token.kind));
         }
         let Some(Frame::Chat(chat)) = self.frames.last_mut() else {
             return Ok(None);
@@ -394,7 +364,8 @@ impl<R: BufRead> JsonExportReader<R> {
                 source_label: self.lexer.source_label().to_owned(),
                 byte_offset: position.byte_offset,
                 line: position.line,
-                detail: "the chat's \"messages\" come before its \"id\"; the streaming reader needs the \"id\" first, as telegram desktop writes it".to_owned(),
+                detail: "the chat's \"messages\" come before its \"id\"; the streaming reader needs the \"id\" first, as telegram desktop writes it"
+                    .to_owned(),
             });
         };
         let event = if chat.started {
@@ -403,25 +374,17 @@ impl<R: BufRead> JsonExportReader<R> {
             chat.started = true;
             Some(ExportEvent::ChatStarted(chat.header(chat_id)))
         };
-        self.frames.push(Frame::Messages {
-            elements_seen: false,
-        });
+        self.frames.push(Frame::Messages { elements_seen: false });
         Ok(event)
     }
 
-    fn finish_chat_object(
-        &mut self,
-        end_position: TextPosition,
-    ) -> Result<Option<ExportEvent>, ExportError> {
+    fn finish_chat_object(&mut self, end_position: TextPosition) -> Result<Option<ExportEvent>, ExportError> {
         let Some(Frame::Chat(chat)) = self.frames.pop() else {
             return Ok(None);
         };
         if chat.started {
             let chat_id = chat.chat_id.unwrap_or_default();
-            return Ok(Some(ExportEvent::ChatFinished {
-                chat_id,
-                message_count: chat.message_count,
-            }));
+            return Ok(Some(ExportEvent::ChatFinished { chat_id, message_count: chat.message_count }));
         }
         if chat.is_top_level {
             // An account export, or a top-level object without messages: no chat of its own.
@@ -430,18 +393,12 @@ impl<R: BufRead> JsonExportReader<R> {
         let Some(chat_id) = chat.chat_id else {
             return Err(self.lexer.unexpected_structure_error(
                 end_position,
-                format!(
-                    "an \"id\" in every chat of \"{}.list\"",
-                    section_name(chat.left)
-                ),
+                format!("an \"id\" in every chat of \"{}.list\"", section_name(chat.left)),
                 "a chat without one",
             ));
         };
         // A chat without a "messages" key still exists: report it as an empty chat.
-        self.pending_event = Some(ExportEvent::ChatFinished {
-            chat_id,
-            message_count: 0,
-        });
+        self.pending_event = Some(ExportEvent::ChatFinished { chat_id, message_count: 0 });
         Ok(Some(ExportEvent::ChatStarted(chat.header(chat_id))))
     }
 
@@ -466,19 +423,12 @@ impl<R: BufRead> JsonExportReader<R> {
             let expected = format!("an array for \"{}.list\"", section_name(left));
             return Err(self.unexpected(value_token.position, &expected, value_token.kind));
         }
-        self.frames.push(Frame::ChatList {
-            left,
-            elements_seen: false,
-        });
+        self.frames.push(Frame::ChatList { left, elements_seen: false });
         Ok(None)
     }
 
     fn advance_in_chat_list(&mut self) -> Result<Option<ExportEvent>, ExportError> {
-        let Some(Frame::ChatList {
-            left,
-            elements_seen,
-        }) = self.frames.last_mut()
-        else {
+        let Some(Frame::ChatList { left, elements_seen }) = self.frames.last_mut() else {
             return Ok(None);
         };
         let left = *left;
@@ -494,8 +444,7 @@ impl<R: BufRead> JsonExportReader<R> {
         }
         let index_in_export = self.next_chat_index;
         self.next_chat_index = self.next_chat_index.saturating_add(1);
-        self.frames
-            .push(Frame::Chat(ChatFrame::new(false, left, index_in_export)));
+        self.frames.push(Frame::Chat(ChatFrame::new(false, left, index_in_export)));
         Ok(None)
     }
 
@@ -510,17 +459,12 @@ impl<R: BufRead> JsonExportReader<R> {
             return Ok(None);
         };
         if element_token.kind != TokenKind::ObjectStart {
-            return Err(self.unexpected(
-                element_token.position,
-                "an object for a message in \"messages\"",
-                element_token.kind,
-            ));
+            return Err(self.unexpected(element_token.position, "an object for a message in \"messages\"", element_token.kind));
         }
         // The message's compact JSON is recorded while it is parsed, which is much cheaper
         // than serialising a built value again; only the fields the mapping reads are built.
         self.lexer.start_compact_capture(element_token);
-        let read_result =
-            read_message_fields(&mut self.lexer, element_token, &mut self.message_fields);
+        let read_result = read_message_fields(&mut self.lexer, element_token, &mut self.message_fields);
         let raw_json = self.lexer.finish_compact_capture();
         read_result?;
         let options = self.options;
@@ -531,11 +475,7 @@ impl<R: BufRead> JsonExportReader<R> {
         chat.message_count += 1;
         match Message::from_message_fields(&mut self.message_fields, raw_json, chat_id, &options) {
             Ok(message) => Ok(Some(ExportEvent::Message(message))),
-            Err(invalid) => Err(self.lexer.unexpected_structure_error(
-                element_token.position,
-                invalid.expected,
-                invalid.found,
-            )),
+            Err(invalid) => Err(self.lexer.unexpected_structure_error(element_token.position, invalid.expected, invalid.found)),
         }
     }
 }

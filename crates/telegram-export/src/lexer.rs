@@ -114,9 +114,7 @@ fn find_simple_string_end(body: &[u8]) -> Option<usize> {
     }
     // Branch-free so that it vectorises; control characters need the slow path (line
     // counting, escaping in captures).
-    let has_control_character = body[short_length..end]
-        .iter()
-        .fold(false, |found, &byte| found | (byte < 0x20));
+    let has_control_character = body[short_length..end].iter().fold(false, |found, &byte| found | (byte < 0x20));
     (!has_control_character).then_some(end)
 }
 
@@ -124,11 +122,7 @@ fn find_simple_string_end(body: &[u8]) -> Option<usize> {
 /// taken only without escapes and control characters; their text goes to `string_value`,
 /// number text to `number_text`.
 #[inline]
-fn scan_token_in_buffer(
-    bytes: &[u8],
-    string_value: &mut String,
-    number_text: &mut Vec<u8>,
-) -> FastToken {
+fn scan_token_in_buffer(bytes: &[u8], string_value: &mut String, number_text: &mut Vec<u8>) -> FastToken {
     let Some(&first_byte) = bytes.first() else {
         return FastToken::NeedsSlowPath;
     };
@@ -155,10 +149,7 @@ fn scan_token_in_buffer(
             };
             string_value.clear();
             string_value.push_str(text);
-            FastToken::Complete {
-                kind: TokenKind::String,
-                length: end + 2,
-            }
+            FastToken::Complete { kind: TokenKind::String, length: end + 2 }
         }
         b'-' | b'0'..=b'9' => {
             let Some(length) = bytes.iter().position(|&byte| !is_number_byte(byte)) else {
@@ -168,26 +159,14 @@ fn scan_token_in_buffer(
                 Ok(number) => {
                     number_text.clear();
                     number_text.extend_from_slice(&bytes[..length]);
-                    FastToken::Complete {
-                        kind: TokenKind::Number(number),
-                        length,
-                    }
+                    FastToken::Complete { kind: TokenKind::Number(number), length }
                 }
                 Err(_) => FastToken::NeedsSlowPath,
             }
         }
-        b't' if bytes.starts_with(b"true") => FastToken::Complete {
-            kind: TokenKind::True,
-            length: 4,
-        },
-        b'f' if bytes.starts_with(b"false") => FastToken::Complete {
-            kind: TokenKind::False,
-            length: 5,
-        },
-        b'n' if bytes.starts_with(b"null") => FastToken::Complete {
-            kind: TokenKind::Null,
-            length: 4,
-        },
+        b't' if bytes.starts_with(b"true") => FastToken::Complete { kind: TokenKind::True, length: 4 },
+        b'f' if bytes.starts_with(b"false") => FastToken::Complete { kind: TokenKind::False, length: 5 },
+        b'n' if bytes.starts_with(b"null") => FastToken::Complete { kind: TokenKind::Null, length: 4 },
         _ => FastToken::NeedsSlowPath,
     }
 }
@@ -236,10 +215,7 @@ impl<R: BufRead> JsonLexer<R> {
 
     /// Returns the position just after the last consumed byte.
     pub fn position(&self) -> TextPosition {
-        TextPosition {
-            byte_offset: self.consumed_bytes,
-            line: self.line,
-        }
+        TextPosition { byte_offset: self.consumed_bytes, line: self.line }
     }
 
     /// Returns the name of the input used in errors.
@@ -272,11 +248,7 @@ impl<R: BufRead> JsonLexer<R> {
     /// Builds the error for input that is not valid JSON.
     #[cold]
     #[inline(never)]
-    pub fn malformed_error(
-        &self,
-        position: TextPosition,
-        detail: impl Into<String>,
-    ) -> ExportError {
+    pub fn malformed_error(&self, position: TextPosition, detail: impl Into<String>) -> ExportError {
         ExportError::MalformedJson {
             source_label: self.source_label.clone(),
             byte_offset: position.byte_offset,
@@ -288,12 +260,7 @@ impl<R: BufRead> JsonLexer<R> {
     /// Builds the error for a value whose type does not fit its place in an export.
     #[cold]
     #[inline(never)]
-    pub fn unexpected_structure_error(
-        &self,
-        position: TextPosition,
-        expected: impl Into<String>,
-        found: impl Into<String>,
-    ) -> ExportError {
+    pub fn unexpected_structure_error(&self, position: TextPosition, expected: impl Into<String>, found: impl Into<String>) -> ExportError {
         ExportError::UnexpectedStructure {
             source_label: self.source_label.clone(),
             byte_offset: position.byte_offset,
@@ -311,20 +278,13 @@ impl<R: BufRead> JsonLexer<R> {
         if token.kind == TokenKind::EndOfInput {
             return self.truncated_error(&format!("where {expected} was expected"));
         }
-        self.malformed_error(
-            token.position,
-            format!("expected {expected}, found {}", token.kind.describe()),
-        )
+        self.malformed_error(token.position, format!("expected {expected}, found {}", token.kind.describe()))
     }
 
     #[cold]
     #[inline(never)]
     fn io_error(&self, source: io::Error) -> ExportError {
-        ExportError::Io {
-            source_label: self.source_label.clone(),
-            byte_offset: self.consumed_bytes,
-            source,
-        }
+        ExportError::Io { source_label: self.source_label.clone(), byte_offset: self.consumed_bytes, source }
     }
 
     fn consume(&mut self, byte_count: usize) {
@@ -397,9 +357,7 @@ impl<R: BufRead> JsonLexer<R> {
                 // Number text is ASCII digits and signs only, checked by the grammar.
                 capture.extend(self.number_text.iter().map(|&byte| char::from(byte)));
             }
-            TokenKind::String if string_needs_escaping => {
-                push_json_string_escaped(capture, &self.string_value)
-            }
+            TokenKind::String if string_needs_escaping => push_json_string_escaped(capture, &self.string_value),
             TokenKind::String => {
                 capture.push('"');
                 capture.push_str(&self.string_value);
@@ -421,10 +379,7 @@ impl<R: BufRead> JsonLexer<R> {
                 Err(error) => return Err(self.io_error(error)),
             };
             if buffer.is_empty() {
-                return Ok(Token {
-                    kind: TokenKind::EndOfInput,
-                    position: self.position(),
-                });
+                return Ok(Token { kind: TokenKind::EndOfInput, position: self.position() });
             }
             let mut index = 0;
             let mut newline_count = 0;
@@ -443,17 +398,10 @@ impl<R: BufRead> JsonLexer<R> {
                 self.line += newline_count;
                 continue;
             };
-            let position = TextPosition {
-                byte_offset: self.consumed_bytes + index as u64,
-                line: self.line + newline_count,
-            };
+            let position = TextPosition { byte_offset: self.consumed_bytes + index as u64, line: self.line + newline_count };
             // The fast path reads a whole token that lies inside the buffer, without any
             // per-byte calls; everything unusual falls through to the slow path below.
-            let fast_token = scan_token_in_buffer(
-                &buffer[index..],
-                &mut self.string_value,
-                &mut self.number_text,
-            );
+            let fast_token = scan_token_in_buffer(&buffer[index..], &mut self.string_value, &mut self.number_text);
             match fast_token {
                 FastToken::Complete { kind, length } => {
                     self.consume(index + length);
@@ -479,11 +427,7 @@ impl<R: BufRead> JsonLexer<R> {
     /// Reads a string, number or literal that starts at the next byte, byte by byte.
     #[cold]
     #[inline(never)]
-    fn read_token_slowly(
-        &mut self,
-        first_byte: u8,
-        position: TextPosition,
-    ) -> Result<TokenKind, ExportError> {
+    fn read_token_slowly(&mut self, first_byte: u8, position: TextPosition) -> Result<TokenKind, ExportError> {
         match first_byte {
             b'"' => {
                 self.consume(1);
@@ -505,20 +449,12 @@ impl<R: BufRead> JsonLexer<R> {
         }
     }
 
-    fn read_literal(
-        &mut self,
-        literal: &'static [u8],
-        kind: TokenKind,
-        position: TextPosition,
-    ) -> Result<TokenKind, ExportError> {
+    fn read_literal(&mut self, literal: &'static [u8], kind: TokenKind, position: TextPosition) -> Result<TokenKind, ExportError> {
         for &expected_byte in literal {
             let byte = self.read_byte_within("inside a literal")?;
             if byte != expected_byte {
                 let literal_text = String::from_utf8_lossy(literal);
-                return Err(self.malformed_error(
-                    position,
-                    format!("invalid literal, expected '{literal_text}'"),
-                ));
+                return Err(self.malformed_error(position, format!("invalid literal, expected '{literal_text}'")));
             }
         }
         Ok(kind)
@@ -531,10 +467,7 @@ impl<R: BufRead> JsonLexer<R> {
                 Ok(buffer) => buffer,
                 Err(error) => return Err(self.io_error(error)),
             };
-            let length = buffer
-                .iter()
-                .position(|byte| !matches!(byte, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
-                .unwrap_or(buffer.len());
+            let length = buffer.iter().position(|byte| !matches!(byte, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')).unwrap_or(buffer.len());
             let reached_end_of_number = length < buffer.len() || buffer.is_empty();
             self.number_text.extend_from_slice(&buffer[..length]);
             self.consume(length);
@@ -545,8 +478,7 @@ impl<R: BufRead> JsonLexer<R> {
                 return Err(self.malformed_error(position, "number is too long"));
             }
         }
-        parse_number_text(&self.number_text)
-            .map_err(|detail| self.malformed_error(position, detail))
+        parse_number_text(&self.number_text).map_err(|detail| self.malformed_error(position, detail))
     }
 }
 

@@ -102,21 +102,15 @@ pub enum NotIncludedReason {
 pub fn classify_file_reference(reference: String) -> (Option<String>, Option<NotIncludedReason>) {
     let reason = match reference.as_str() {
         "" => return (None, None),
-        "(File not included. Change data exporting settings to download.)"
-        | "(Photo not included. Change data exporting settings to download.)" => {
+        "(File not included. Change data exporting settings to download.)" | "(Photo not included. Change data exporting settings to download.)" => {
             NotIncludedReason::NotSelected
         }
         "(File exceeds maximum size. Change data exporting settings to download.)"
-        | "(Photo exceeds maximum size. Change data exporting settings to download.)" => {
-            NotIncludedReason::ExceedsSizeLimit
-        }
-        "(File unavailable, please try again later)"
-        | "(Photo unavailable, please try again later)" => NotIncludedReason::Unavailable,
+        | "(Photo exceeds maximum size. Change data exporting settings to download.)" => NotIncludedReason::ExceedsSizeLimit,
+        "(File unavailable, please try again later)" | "(Photo unavailable, please try again later)" => NotIncludedReason::Unavailable,
         // Real paths always contain a folder ("photos/...", "chats/chat_01/files/..."), so a
         // parenthesised text without a slash is a placeholder in words we do not know.
-        other if other.starts_with('(') && other.ends_with(')') && !other.contains('/') => {
-            NotIncludedReason::Other(reference)
-        }
+        other if other.starts_with('(') && other.ends_with(')') && !other.contains('/') => NotIncludedReason::Other(reference),
         _ => return (Some(reference), None),
     };
     (None, Some(reason))
@@ -239,10 +233,7 @@ impl Media {
     }
 }
 
-fn take_file_reference(
-    fields: &mut FieldReader<'_>,
-    field: MessageField,
-) -> (Option<String>, Option<NotIncludedReason>) {
+fn take_file_reference(fields: &mut FieldReader<'_>, field: MessageField) -> (Option<String>, Option<NotIncludedReason>) {
     match fields.take_string(field) {
         Some(reference) => classify_file_reference(reference),
         None => (None, None),
@@ -259,10 +250,7 @@ fn media_kind_of_document(media_type: Option<&str>, warnings: &mut Vec<Warning>)
         Some("voice_message") => MediaKind::VoiceMessage,
         Some("audio_file") => MediaKind::AudioFile,
         Some(other) => {
-            warnings.push(Warning::new(
-                WarningKind::UnknownMediaType,
-                format!("unknown media_type {other:?}"),
-            ));
+            warnings.push(Warning::new(WarningKind::UnknownMediaType, format!("unknown media_type {other:?}")));
             MediaKind::Other(other.to_owned())
         }
     }
@@ -270,52 +258,27 @@ fn media_kind_of_document(media_type: Option<&str>, warnings: &mut Vec<Warning>)
 
 fn parse_geo_point(value: Option<&Value>) -> Option<GeoPoint> {
     let object = value?.as_object()?;
-    Some(GeoPoint {
-        latitude: object.get("latitude")?.as_f64()?,
-        longitude: object.get("longitude")?.as_f64()?,
-    })
+    Some(GeoPoint { latitude: object.get("latitude")?.as_f64()?, longitude: object.get("longitude")?.as_f64()? })
 }
 
 fn parse_contact(value: Option<&Value>) -> Contact {
-    let field = |key: &str| {
-        value
-            .and_then(|value| value.get(key))
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    };
-    Contact {
-        first_name: field("first_name"),
-        last_name: field("last_name"),
-        phone_number: field("phone_number"),
-    }
+    let field = |key: &str| value.and_then(|value| value.get(key)).and_then(Value::as_str).map(str::to_owned);
+    Contact { first_name: field("first_name"), last_name: field("last_name"), phone_number: field("phone_number") }
 }
 
 fn parse_poll(value: Value, warnings: &mut Vec<Warning>) -> Poll {
     let Value::Object(mut poll_object) = value else {
-        warnings.push(Warning::new(
-            WarningKind::UnexpectedFieldType,
-            "field \"poll\" is not an object",
-        ));
+        warnings.push(Warning::new(WarningKind::UnexpectedFieldType, "field \"poll\" is not an object"));
         return Poll::default();
     };
-    let question_value = poll_object
-        .get_mut("question")
-        .map(Value::take)
-        .unwrap_or(Value::Null);
+    let question_value = poll_object.get_mut("question").map(Value::take).unwrap_or(Value::Null);
     let answers = match poll_object.get_mut("answers").map(Value::take) {
         Some(Value::Array(answers)) => answers
             .into_iter()
             .map(|mut answer| PollAnswer {
                 voters: answer.get("voters").and_then(Value::as_u64),
                 chosen: matches!(answer.get("chosen"), Some(Value::Bool(true))),
-                text: plain_text_of_value(
-                    answer
-                        .get_mut("text")
-                        .map(Value::take)
-                        .unwrap_or(Value::Null),
-                    "poll answer",
-                    warnings,
-                ),
+                text: plain_text_of_value(answer.get_mut("text").map(Value::take).unwrap_or(Value::Null), "poll answer", warnings),
             })
             .collect(),
         _ => Vec::new(),
@@ -338,15 +301,11 @@ pub(crate) fn take_media(fields: &mut FieldReader<'_>) -> Option<Media> {
         media
     } else if fields.contains(MessageField::File) {
         let media_type = fields.take_string(MessageField::MediaType);
-        let mut media = Media::new(media_kind_of_document(
-            media_type.as_deref(),
-            fields.warnings,
-        ));
+        let mut media = Media::new(media_kind_of_document(media_type.as_deref(), fields.warnings));
         (media.path, media.not_included_reason) = take_file_reference(fields, MessageField::File);
         media.file_name = fields.take_string(MessageField::FileName);
         media.file_size = fields.get_u64(MessageField::FileSize);
-        (media.thumbnail_path, media.thumbnail_not_included_reason) =
-            take_file_reference(fields, MessageField::Thumbnail);
+        (media.thumbnail_path, media.thumbnail_not_included_reason) = take_file_reference(fields, MessageField::Thumbnail);
         media.sticker_emoji = fields.take_string(MessageField::StickerEmoji);
         media.performer = fields.take_string(MessageField::Performer);
         media.title = fields.take_string(MessageField::Title);
@@ -356,19 +315,17 @@ pub(crate) fn take_media(fields: &mut FieldReader<'_>) -> Option<Media> {
     } else if fields.contains(MessageField::ContactInformation) {
         let mut media = Media::new(MediaKind::Contact);
         media.contact = Some(parse_contact(fields.get(MessageField::ContactInformation)));
-        (media.path, media.not_included_reason) =
-            take_file_reference(fields, MessageField::ContactVcard);
+        (media.path, media.not_included_reason) = take_file_reference(fields, MessageField::ContactVcard);
         media.file_size = fields.get_u64(MessageField::ContactVcardFileSize);
         media
     } else if fields.contains(MessageField::LocationInformation) {
-        let kind =
-            if fields.contains(MessageField::PlaceName) || fields.contains(MessageField::Address) {
-                MediaKind::Venue
-            } else if fields.contains(MessageField::LiveLocationPeriodSeconds) {
-                MediaKind::LiveLocation
-            } else {
-                MediaKind::Location
-            };
+        let kind = if fields.contains(MessageField::PlaceName) || fields.contains(MessageField::Address) {
+            MediaKind::Venue
+        } else if fields.contains(MessageField::LiveLocationPeriodSeconds) {
+            MediaKind::LiveLocation
+        } else {
+            MediaKind::Location
+        };
         let mut media = Media::new(kind);
         media.location = parse_geo_point(fields.get(MessageField::LocationInformation));
         media.place_name = fields.take_string(MessageField::PlaceName);

@@ -5,58 +5,30 @@ use crate::field_reader::MessageFields;
 use serde_json::json;
 
 fn media_of(value: Value) -> (Option<Media>, Vec<Warning>) {
-    let Value::Object(object) = value else {
-        panic!("test input must be an object")
-    };
+    let Value::Object(object) = value else { panic!("test input must be an object") };
     let mut fields = MessageFields::from_object(object);
     let mut warnings = Vec::new();
-    let media = take_media(&mut FieldReader {
-        fields: &mut fields,
-        warnings: &mut warnings,
-    });
+    let media = take_media(&mut FieldReader { fields: &mut fields, warnings: &mut warnings });
     (media, warnings)
 }
 
 #[test]
 fn classifies_placeholders_and_paths() {
     let cases = [
-        (
-            "(File not included. Change data exporting settings to download.)",
-            None,
-            Some(NotIncludedReason::NotSelected),
-        ),
-        (
-            "(File exceeds maximum size. Change data exporting settings to download.)",
-            None,
-            Some(NotIncludedReason::ExceedsSizeLimit),
-        ),
-        (
-            "(File unavailable, please try again later)",
-            None,
-            Some(NotIncludedReason::Unavailable),
-        ),
-        (
-            "(Photo not included. Change data exporting settings to download.)",
-            None,
-            Some(NotIncludedReason::NotSelected),
-        ),
+        ("(File not included. Change data exporting settings to download.)", None, Some(NotIncludedReason::NotSelected)),
+        ("(File exceeds maximum size. Change data exporting settings to download.)", None, Some(NotIncludedReason::ExceedsSizeLimit)),
+        ("(File unavailable, please try again later)", None, Some(NotIncludedReason::Unavailable)),
+        ("(Photo not included. Change data exporting settings to download.)", None, Some(NotIncludedReason::NotSelected)),
         ("files/Q3 plan (1).pdf", Some("files/Q3 plan (1).pdf"), None),
         ("", None, None),
     ];
     for (reference, path, reason) in cases {
         let (actual_path, actual_reason) = classify_file_reference(reference.to_owned());
-        assert_eq!(
-            (actual_path.as_deref(), actual_reason),
-            (path, reason),
-            "{reference}"
-        );
+        assert_eq!((actual_path.as_deref(), actual_reason), (path, reason), "{reference}");
     }
     let (path, reason) = classify_file_reference("(Some new wording)".to_owned());
     assert_eq!(path, None);
-    assert_eq!(
-        reason,
-        Some(NotIncludedReason::Other("(Some new wording)".to_owned()))
-    );
+    assert_eq!(reason, Some(NotIncludedReason::Other("(Some new wording)".to_owned())));
 }
 
 #[test]
@@ -67,14 +39,8 @@ fn photo_with_path_and_size() {
     let media = media.expect("a photo");
     assert!(warnings.is_empty());
     assert_eq!(media.kind, MediaKind::Photo);
-    assert_eq!(
-        media.path.as_deref(),
-        Some("photos/photo_3@22-11-2026_10-15-30.jpg")
-    );
-    assert_eq!(
-        (media.file_size, media.width, media.height),
-        (Some(183_412), Some(1280), Some(960))
-    );
+    assert_eq!(media.path.as_deref(), Some("photos/photo_3@22-11-2026_10-15-30.jpg"));
+    assert_eq!((media.file_size, media.width, media.height), (Some(183_412), Some(1280), Some(960)));
 }
 
 #[test]
@@ -88,14 +54,8 @@ fn skipped_sticker_keeps_its_metadata() {
     let media = media.expect("a sticker");
     assert_eq!(media.kind, MediaKind::Sticker);
     assert_eq!(media.path, None);
-    assert_eq!(
-        media.not_included_reason,
-        Some(NotIncludedReason::NotSelected)
-    );
-    assert_eq!(
-        media.thumbnail_not_included_reason,
-        Some(NotIncludedReason::NotSelected)
-    );
+    assert_eq!(media.not_included_reason, Some(NotIncludedReason::NotSelected));
+    assert_eq!(media.thumbnail_not_included_reason, Some(NotIncludedReason::NotSelected));
     assert_eq!(media.file_name.as_deref(), Some("sticker.webp"));
     assert_eq!(media.sticker_emoji.as_deref(), Some("😆"));
     assert_eq!(media.mime_type.as_deref(), Some("image/webp"));
@@ -120,16 +80,10 @@ fn document_kinds_follow_media_type() {
         assert!(warnings.is_empty());
         assert_eq!(media.kind, kind);
         assert_eq!(media.duration_seconds, Some(7));
-        assert_eq!(
-            media.thumbnail_path.as_deref(),
-            Some("files/a.bin_thumb.jpg")
-        );
+        assert_eq!(media.thumbnail_path.as_deref(), Some("files/a.bin_thumb.jpg"));
     }
     let (media, warnings) = media_of(json!({"file": "files/x", "media_type": "hologram"}));
-    assert_eq!(
-        media.expect("media").kind,
-        MediaKind::Other("hologram".to_owned())
-    );
+    assert_eq!(media.expect("media").kind, MediaKind::Other("hologram".to_owned()));
     assert_eq!(warnings[0].kind, WarningKind::UnknownMediaType);
 }
 
@@ -142,30 +96,17 @@ fn contact_location_venue_and_poll() {
     let media = media.expect("contact");
     assert_eq!(media.kind, MediaKind::Contact);
     assert_eq!(media.path.as_deref(), Some("contacts/contact_1.vcard"));
-    assert_eq!(
-        media.contact.expect("contact").phone_number.as_deref(),
-        Some("+1 555")
-    );
+    assert_eq!(media.contact.expect("contact").phone_number.as_deref(), Some("+1 555"));
 
-    let (media, _) =
-        media_of(json!({"location_information": {"latitude": 52.5, "longitude": 13.25}}));
+    let (media, _) = media_of(json!({"location_information": {"latitude": 52.5, "longitude": 13.25}}));
     let media = media.expect("location");
     assert_eq!(media.kind, MediaKind::Location);
-    assert_eq!(
-        media.location,
-        Some(GeoPoint {
-            latitude: 52.5,
-            longitude: 13.25
-        })
-    );
+    assert_eq!(media.location, Some(GeoPoint { latitude: 52.5, longitude: 13.25 }));
 
-    let (media, _) =
-        media_of(json!({"location_information": null, "live_location_period_seconds": 900}));
+    let (media, _) = media_of(json!({"location_information": null, "live_location_period_seconds": 900}));
     assert_eq!(media.expect("live").kind, MediaKind::LiveLocation);
 
-    let (media, _) = media_of(
-        json!({"place_name": "Cafe", "address": "Main St 1", "location_information": {"latitude": 1, "longitude": 2}}),
-    );
+    let (media, _) = media_of(json!({"place_name": "Cafe", "address": "Main St 1", "location_information": {"latitude": 1, "longitude": 2}}));
     let media = media.expect("venue");
     assert_eq!(media.kind, MediaKind::Venue);
     assert_eq!(media.place_name.as_deref(), Some("Cafe"));
@@ -187,10 +128,7 @@ fn contact_location_venue_and_poll() {
 fn other_media_and_none() {
     let (media, _) = media_of(json!({"game_title": "Chess", "game_description": "d"}));
     let media = media.expect("game");
-    assert_eq!(
-        (media.kind, media.title.as_deref()),
-        (MediaKind::Game, Some("Chess"))
-    );
+    assert_eq!((media.kind, media.title.as_deref()), (MediaKind::Game, Some("Chess")));
     let (media, _) = media_of(json!({"invoice_information": {"title": "x"}}));
     assert_eq!(media.expect("invoice").kind, MediaKind::Invoice);
     let (media, _) = media_of(json!({"text": "hi", "width": 5}));

@@ -13,9 +13,7 @@ use serde_json::{Map, Value};
 use crate::field_reader::{FieldReader, MessageField, MessageFields};
 use crate::media::{take_media, Media};
 use crate::peer_id::{normalize_peer_id_value, NormalizedPeerId};
-use crate::text::{
-    parse_text_parts, parse_text_value, text_value_equals, ParsedText, TextEntity, TextPart,
-};
+use crate::text::{parse_text_parts, parse_text_value, text_value_equals, ParsedText, TextEntity, TextPart};
 
 /// Settings for reading an export.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -92,10 +90,7 @@ pub struct Warning {
 impl Warning {
     /// Creates a warning.
     pub fn new(kind: WarningKind, detail: impl Into<String>) -> Warning {
-        Warning {
-            kind,
-            detail: detail.into(),
-        }
+        Warning { kind, detail: detail.into() }
     }
 }
 
@@ -191,36 +186,24 @@ fn is_epoch_placeholder(local_date: &str) -> bool {
     local_date.starts_with("1970-01-01T") || local_date.starts_with("1969-12-31T")
 }
 
-fn message_kind_from_type(
-    type_value: Option<String>,
-    fields: &MessageFields,
-    warnings: &mut Vec<Warning>,
-) -> MessageKind {
+fn message_kind_from_type(type_value: Option<String>, fields: &MessageFields, warnings: &mut Vec<Warning>) -> MessageKind {
     match type_value.as_deref() {
         Some("message") => MessageKind::Regular,
         Some("service") => MessageKind::Service,
         Some("unsupported") => MessageKind::Unsupported,
         Some(other) => {
-            warnings.push(Warning::new(
-                WarningKind::UnknownMessageType,
-                format!("unknown message type {other:?}"),
-            ));
+            warnings.push(Warning::new(WarningKind::UnknownMessageType, format!("unknown message type {other:?}")));
             MessageKind::Other(other.to_owned())
         }
         None => {
-            let guessed_kind = if fields.contains(MessageField::Action)
-                || fields.contains(MessageField::ActorId)
-            {
+            let guessed_kind = if fields.contains(MessageField::Action) || fields.contains(MessageField::ActorId) {
                 MessageKind::Service
             } else if fields.key_count <= 1 {
                 MessageKind::Unsupported
             } else {
                 MessageKind::Regular
             };
-            warnings.push(Warning::new(
-                WarningKind::MissingMessageType,
-                format!("message has no \"type\", read as {guessed_kind:?}"),
-            ));
+            warnings.push(Warning::new(WarningKind::MissingMessageType, format!("message has no \"type\", read as {guessed_kind:?}")));
             guessed_kind
         }
     }
@@ -232,25 +215,15 @@ impl FieldReader<'_> {
             NormalizedPeerId::Absent => None,
             NormalizedPeerId::Normalized(peer_id) => Some(peer_id),
             NormalizedPeerId::Unrecognized(written) => {
-                self.warnings.push(Warning::new(
-                    WarningKind::UnrecognizedPeerId,
-                    format!(
-                        "field {:?} holds {written}, which is not a peer id",
-                        field.key()
-                    ),
-                ));
+                self.warnings
+                    .push(Warning::new(WarningKind::UnrecognizedPeerId, format!("field {:?} holds {written}, which is not a peer id", field.key())));
                 Some(written)
             }
         }
     }
 
     /// Reads a `*_unixtime` field, falling back to the local date next to it.
-    fn read_unix_time(
-        &mut self,
-        unix_field: MessageField,
-        local_date: Option<&str>,
-        options: &ParseOptions,
-    ) -> Option<i64> {
+    fn read_unix_time(&mut self, unix_field: MessageField, local_date: Option<&str>, options: &ParseOptions) -> Option<i64> {
         if self.contains(unix_field) {
             if let Some(unix_seconds) = self.get_i64(unix_field) {
                 return Some(unix_seconds);
@@ -259,10 +232,7 @@ impl FieldReader<'_> {
         let local_date = local_date?;
         let parsed = parse_local_date_to_unix(local_date, options.local_utc_offset_seconds);
         if parsed.is_none() {
-            self.warnings.push(Warning::new(
-                WarningKind::InvalidDate,
-                format!("cannot read the date {local_date:?}"),
-            ));
+            self.warnings.push(Warning::new(WarningKind::InvalidDate, format!("cannot read the date {local_date:?}")));
         }
         parsed
     }
@@ -272,9 +242,7 @@ impl FieldReader<'_> {
         let entities_parts = match self.fields.text_entities_parts.take() {
             Some(parts) => Some(parts),
             None => match self.take(MessageField::TextEntities) {
-                Some(Value::Array(parts)) => {
-                    Some(parts.into_iter().map(TextPart::from_value).collect())
-                }
+                Some(Value::Array(parts)) => Some(parts.into_iter().map(TextPart::from_value).collect()),
                 None | Some(Value::Null) => None,
                 Some(other) => {
                     self.warn_unexpected_type("text_entities", "an array", &other);
@@ -288,10 +256,8 @@ impl FieldReader<'_> {
         let parsed = parse_text_parts(entities_parts, "text_entities", self.warnings);
         if let Some(text_value) = &text_value {
             if !text_value_equals(text_value, &parsed.text) {
-                self.warnings.push(Warning::new(
-                    WarningKind::TextMismatch,
-                    "\"text\" and \"text_entities\" hold different text; \"text_entities\" was used",
-                ));
+                self.warnings
+                    .push(Warning::new(WarningKind::TextMismatch, "\"text\" and \"text_entities\" hold different text; \"text_entities\" was used"));
             }
         }
         parsed
@@ -301,11 +267,7 @@ impl FieldReader<'_> {
 impl Message {
     /// Maps one message object of an export. Fails only when the object has no integer
     /// `id`; everything odd beyond that becomes a [`Warning`].
-    pub fn from_json_object(
-        object: Map<String, Value>,
-        chat_id: i64,
-        options: &ParseOptions,
-    ) -> Result<Message, InvalidMessageError> {
+    pub fn from_json_object(object: Map<String, Value>, chat_id: i64, options: &ParseOptions) -> Result<Message, InvalidMessageError> {
         // Serialising a Value cannot fail: its keys are strings.
         let raw_json = serde_json::to_string(&object).unwrap_or_default();
         let mut fields = MessageFields::from_object(object);
@@ -321,12 +283,7 @@ impl Message {
         options: &ParseOptions,
     ) -> Result<Message, InvalidMessageError> {
         let id = match fields.get(MessageField::Id) {
-            None => {
-                return Err(InvalidMessageError {
-                    expected: "an integer \"id\" in the message".to_owned(),
-                    found: "no \"id\"".to_owned(),
-                })
-            }
+            None => return Err(InvalidMessageError { expected: "an integer \"id\" in the message".to_owned(), found: "no \"id\"".to_owned() }),
             Some(id_value) => match id_value.as_i64() {
                 Some(id) => id,
                 None => {
@@ -338,26 +295,18 @@ impl Message {
             },
         };
         let mut warnings = Vec::new();
-        let mut fields = FieldReader {
-            fields,
-            warnings: &mut warnings,
-        };
+        let mut fields = FieldReader { fields, warnings: &mut warnings };
 
         let type_value = fields.take_string(MessageField::Type);
         let kind = message_kind_from_type(type_value, fields.fields, fields.warnings);
         let date_local = fields.take_string(MessageField::Date);
-        let date_unix =
-            fields.read_unix_time(MessageField::DateUnixtime, date_local.as_deref(), options);
-        let edited_local = fields
-            .take_string(MessageField::Edited)
-            .filter(|edited| !is_epoch_placeholder(edited));
+        let date_unix = fields.read_unix_time(MessageField::DateUnixtime, date_local.as_deref(), options);
+        let edited_local = fields.take_string(MessageField::Edited).filter(|edited| !is_epoch_placeholder(edited));
         let edited_unix = match edited_local {
-            Some(edited_local) => {
-                fields.read_unix_time(MessageField::EditedUnixtime, Some(&edited_local), options)
+            Some(edited_local) => fields.read_unix_time(MessageField::EditedUnixtime, Some(&edited_local), options),
+            None if fields.contains(MessageField::EditedUnixtime) => {
+                fields.get_i64(MessageField::EditedUnixtime).filter(|unix_seconds| *unix_seconds != 0)
             }
-            None if fields.contains(MessageField::EditedUnixtime) => fields
-                .get_i64(MessageField::EditedUnixtime)
-                .filter(|unix_seconds| *unix_seconds != 0),
             None => None,
         };
         let is_forwarded = fields.contains(MessageField::ForwardedFrom);
@@ -388,10 +337,7 @@ impl Message {
             raw_json,
             warnings: Vec::new(),
         };
-        Ok(Message {
-            warnings,
-            ..message
-        })
+        Ok(Message { warnings, ..message })
     }
 }
 

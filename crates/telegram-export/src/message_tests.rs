@@ -11,9 +11,7 @@ fn map_message(value: Value) -> Message {
 }
 
 fn map_message_with(value: Value, options: &ParseOptions) -> Message {
-    let Value::Object(object) = value else {
-        panic!("test input must be an object")
-    };
+    let Value::Object(object) = value else { panic!("test input must be an object") };
     Message::from_json_object(object, 777, options).expect("a valid message")
 }
 
@@ -47,13 +45,7 @@ fn maps_a_modern_regular_message() {
     assert_eq!(message.text, "Deploy today");
     assert_eq!(message.entities.len(), 1);
     assert_eq!(message.entities[0].kind, TextEntityKind::Bold);
-    assert_eq!(
-        (
-            message.entities[0].char_offset,
-            message.entities[0].char_length
-        ),
-        (7, 5)
-    );
+    assert_eq!((message.entities[0].char_offset, message.entities[0].char_length), (7, 5));
     assert!(message.media.is_none());
     assert!(message.warnings.is_empty(), "{:?}", message.warnings);
 }
@@ -64,13 +56,7 @@ fn raw_json_keeps_the_whole_object_in_order() {
     let message = map_message(original.clone());
     let reparsed: Value = serde_json::from_str(&message.raw_json).expect("raw_json is valid json");
     assert_eq!(reparsed, original);
-    assert!(
-        message
-            .raw_json
-            .starts_with(r#"{"id":1,"type":"message","date":"#),
-        "{}",
-        message.raw_json
-    );
+    assert!(message.raw_json.starts_with(r#"{"id":1,"type":"message","date":"#), "{}", message.raw_json);
     assert!(message.raw_json.contains(r"a\u000bb"));
 }
 
@@ -113,14 +99,7 @@ fn unknown_actions_are_normal_and_group_photos_are_media() {
 fn unsupported_messages_have_only_an_id() {
     let message = map_message(json!({"id": 5, "type": "unsupported"}));
     assert_eq!(message.kind, MessageKind::Unsupported);
-    assert_eq!(
-        (
-            message.date_unix,
-            message.date_local.as_deref(),
-            message.text.as_str()
-        ),
-        (None, None, "")
-    );
+    assert_eq!((message.date_unix, message.date_local.as_deref(), message.text.as_str()), (None, None, ""));
     assert!(message.warnings.is_empty());
 }
 
@@ -141,17 +120,13 @@ fn unknown_and_missing_types_are_kept_with_a_warning() {
 
 #[test]
 fn negative_migrated_ids_are_kept() {
-    let message = map_message(
-        json!({"id": -999_999_950, "type": "message", "date_unixtime": "5", "text": "old"}),
-    );
+    let message = map_message(json!({"id": -999_999_950, "type": "message", "date_unixtime": "5", "text": "old"}));
     assert_eq!(message.id, -999_999_950);
 }
 
 #[test]
 fn deleted_accounts_have_no_name_but_an_id() {
-    let message = map_message(
-        json!({"id": 1, "type": "message", "from": null, "from_id": "user9", "forwarded_from": null, "text": ""}),
-    );
+    let message = map_message(json!({"id": 1, "type": "message", "from": null, "from_id": "user9", "forwarded_from": null, "text": ""}));
     assert_eq!(message.from_name, None);
     assert_eq!(message.from_id.as_deref(), Some("user9"));
     assert!(message.is_forwarded);
@@ -161,9 +136,7 @@ fn deleted_accounts_have_no_name_but_an_id() {
 
 #[test]
 fn old_exports_use_local_dates_numeric_ids_and_an_epoch_edited_placeholder() {
-    let options = ParseOptions {
-        local_utc_offset_seconds: 3 * 3600,
-    };
+    let options = ParseOptions { local_utc_offset_seconds: 3 * 3600 };
     let message = map_message_with(
         json!({
             "id": 3, "type": "message", "date": "2019-02-10T15:00:00", "edited": "1970-01-01T03:00:00",
@@ -178,28 +151,21 @@ fn old_exports_use_local_dates_numeric_ids_and_an_epoch_edited_placeholder() {
     assert_eq!(message.entities[0].kind, TextEntityKind::Link);
     assert!(message.warnings.is_empty(), "{:?}", message.warnings);
 
-    let west = ParseOptions {
-        local_utc_offset_seconds: -5 * 3600,
-    };
-    let message = map_message_with(
-        json!({"id": 4, "type": "message", "date": "2019-02-10T15:00:00", "edited": "1969-12-31T19:00:00", "text": ""}),
-        &west,
-    );
+    let west = ParseOptions { local_utc_offset_seconds: -5 * 3600 };
+    let message =
+        map_message_with(json!({"id": 4, "type": "message", "date": "2019-02-10T15:00:00", "edited": "1969-12-31T19:00:00", "text": ""}), &west);
     assert_eq!(message.edited_unix, None);
     assert_eq!(message.date_unix, Some(1_549_810_800 + 5 * 3600));
 
-    let message = map_message_with(
-        json!({"id": 5, "type": "message", "date": "2019-02-10T15:00:00", "edited": "2019-02-10T15:30:00", "text": ""}),
-        &options,
-    );
+    let message =
+        map_message_with(json!({"id": 5, "type": "message", "date": "2019-02-10T15:00:00", "edited": "2019-02-10T15:30:00", "text": ""}), &options);
     assert_eq!(message.edited_unix, Some(1_549_812_600 - 3 * 3600));
 }
 
 #[test]
 fn legacy_64_bit_peer_ids_are_decoded() {
-    let message = map_message(
-        json!({"id": 1, "type": "message", "from_id": 4_294_967_296_u64 + 42, "reply_to_peer_id": 8_589_934_592_u64 + 7, "text": ""}),
-    );
+    let message =
+        map_message(json!({"id": 1, "type": "message", "from_id": 4_294_967_296_u64 + 42, "reply_to_peer_id": 8_589_934_592_u64 + 7, "text": ""}));
     assert_eq!(message.from_id.as_deref(), Some("user42"));
     assert_eq!(message.reply_to_peer_id.as_deref(), Some("channel7"));
     let message = map_message(json!({"id": 1, "type": "service", "actor_id": 17, "text": ""}));
@@ -211,20 +177,10 @@ fn odd_field_values_become_warnings_not_errors() {
     let message = map_message(json!({
         "id": 1, "type": "message", "date": "yesterday", "from": 5, "from_id": [1], "reply_to_message_id": "x", "text": {"a": 1}
     }));
-    let kinds: Vec<WarningKind> = message
-        .warnings
-        .iter()
-        .map(|warning| warning.kind)
-        .collect();
+    let kinds: Vec<WarningKind> = message.warnings.iter().map(|warning| warning.kind).collect();
     assert!(kinds.contains(&WarningKind::InvalidDate), "{kinds:?}");
-    assert!(
-        kinds.contains(&WarningKind::UnexpectedFieldType),
-        "{kinds:?}"
-    );
-    assert!(
-        kinds.contains(&WarningKind::UnrecognizedPeerId),
-        "{kinds:?}"
-    );
+    assert!(kinds.contains(&WarningKind::UnexpectedFieldType), "{kinds:?}");
+    assert!(kinds.contains(&WarningKind::UnrecognizedPeerId), "{kinds:?}");
     assert_eq!(message.from_name, None);
     assert_eq!(message.reply_to_message_id, None);
     assert_eq!(message.date_unix, None);
@@ -254,39 +210,25 @@ fn media_placeholders_map_to_reasons() {
     }));
     let media = message.media.expect("a video");
     assert_eq!(media.kind, MediaKind::VideoFile);
-    assert_eq!(
-        media.not_included_reason,
-        Some(NotIncludedReason::ExceedsSizeLimit)
-    );
+    assert_eq!(media.not_included_reason, Some(NotIncludedReason::ExceedsSizeLimit));
     assert_eq!(media.file_size, Some(99_000_000));
     assert_eq!(message.text, "caption");
 }
 
 #[test]
 fn missing_or_non_integer_ids_are_errors() {
-    let Value::Object(object) = json!({"type": "message"}) else {
-        panic!("object")
-    };
+    let Value::Object(object) = json!({"type": "message"}) else { panic!("object") };
     let error = Message::from_json_object(object, 1, &ParseOptions::default()).expect_err("no id");
-    assert_eq!(
-        error.to_string(),
-        "expected an integer \"id\" in the message, found no \"id\""
-    );
-    let Value::Object(object) = json!({"id": "5"}) else {
-        panic!("object")
-    };
-    let error =
-        Message::from_json_object(object, 1, &ParseOptions::default()).expect_err("string id");
+    assert_eq!(error.to_string(), "expected an integer \"id\" in the message, found no \"id\"");
+    let Value::Object(object) = json!({"id": "5"}) else { panic!("object") };
+    let error = Message::from_json_object(object, 1, &ParseOptions::default()).expect_err("string id");
     assert_eq!(error.found, "a string");
 }
 
 #[test]
 fn local_dates_parse_with_the_configured_offset() {
     assert_eq!(parse_local_date_to_unix("1970-01-01T00:00:00", 0), Some(0));
-    assert_eq!(
-        parse_local_date_to_unix("1970-01-01T03:00:00", 3 * 3600),
-        Some(0)
-    );
+    assert_eq!(parse_local_date_to_unix("1970-01-01T03:00:00", 3 * 3600), Some(0));
     assert_eq!(parse_local_date_to_unix("2026-13-01T00:00:00", 0), None);
     assert_eq!(parse_local_date_to_unix("", 0), None);
 }

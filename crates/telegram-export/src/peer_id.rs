@@ -51,12 +51,10 @@ pub(crate) fn normalize_peer_id_value(value: Option<Value>) -> NormalizedPeerId 
             Err(_) if text.is_empty() => NormalizedPeerId::Absent,
             Err(_) => NormalizedPeerId::Normalized(text),
         },
-        Some(Value::Number(number)) => {
-            match number.as_u64().and_then(normalize_legacy_numeric_peer_id) {
-                Some(normalized) => NormalizedPeerId::Normalized(normalized),
-                None => NormalizedPeerId::Unrecognized(number.to_string()),
-            }
-        }
+        Some(Value::Number(number)) => match number.as_u64().and_then(normalize_legacy_numeric_peer_id) {
+            Some(normalized) => NormalizedPeerId::Normalized(normalized),
+            None => NormalizedPeerId::Unrecognized(number.to_string()),
+        },
         Some(other) => NormalizedPeerId::Unrecognized(other.to_string()),
     }
 }
@@ -73,55 +71,28 @@ mod tests {
     #[test]
     fn modern_ids_are_kept() {
         for id in ["user123", "channel456", "chat789"] {
-            assert_eq!(
-                normalize(json!(id)),
-                NormalizedPeerId::Normalized(id.to_owned())
-            );
+            assert_eq!(normalize(json!(id)), NormalizedPeerId::Normalized(id.to_owned()));
         }
     }
 
     #[test]
     fn bare_user_ids_of_old_exports_get_the_user_prefix() {
-        assert_eq!(
-            normalize(json!(123_456_789)),
-            NormalizedPeerId::Normalized("user123456789".to_owned())
-        );
-        assert_eq!(
-            normalize(json!(4_294_967_295_u64)),
-            NormalizedPeerId::Normalized("user4294967295".to_owned())
-        );
+        assert_eq!(normalize(json!(123_456_789)), NormalizedPeerId::Normalized("user123456789".to_owned()));
+        assert_eq!(normalize(json!(4_294_967_295_u64)), NormalizedPeerId::Normalized("user4294967295".to_owned()));
     }
 
     #[test]
     fn internal_64_bit_peer_ids_are_decoded_from_the_high_bits() {
-        assert_eq!(
-            normalize(json!(4_294_967_296_u64 + 77)),
-            NormalizedPeerId::Normalized("user77".to_owned())
-        );
-        assert_eq!(
-            normalize(json!(8_589_934_592_u64 + 1_234_567)),
-            NormalizedPeerId::Normalized("channel1234567".to_owned())
-        );
-        assert_eq!(
-            normalize(json!("8589934593")),
-            NormalizedPeerId::Normalized("channel1".to_owned())
-        );
+        assert_eq!(normalize(json!(4_294_967_296_u64 + 77)), NormalizedPeerId::Normalized("user77".to_owned()));
+        assert_eq!(normalize(json!(8_589_934_592_u64 + 1_234_567)), NormalizedPeerId::Normalized("channel1234567".to_owned()));
+        assert_eq!(normalize(json!("8589934593")), NormalizedPeerId::Normalized("channel1".to_owned()));
     }
 
     #[test]
     fn values_that_are_not_peer_ids_are_reported() {
-        assert_eq!(
-            normalize(json!(-5)),
-            NormalizedPeerId::Unrecognized("-5".to_owned())
-        );
-        assert_eq!(
-            normalize(json!(3_u64 << 32)),
-            NormalizedPeerId::Unrecognized("12884901888".to_owned())
-        );
-        assert_eq!(
-            normalize(json!(true)),
-            NormalizedPeerId::Unrecognized("true".to_owned())
-        );
+        assert_eq!(normalize(json!(-5)), NormalizedPeerId::Unrecognized("-5".to_owned()));
+        assert_eq!(normalize(json!(3_u64 << 32)), NormalizedPeerId::Unrecognized("12884901888".to_owned()));
+        assert_eq!(normalize(json!(true)), NormalizedPeerId::Unrecognized("true".to_owned()));
         assert_eq!(normalize_peer_id_value(None), NormalizedPeerId::Absent);
         assert_eq!(normalize(Value::Null), NormalizedPeerId::Absent);
     }

@@ -11,9 +11,8 @@
 use std::io::{self, BufWriter, Write};
 
 use crate::synthetic_model::{
-    civil_time_from_unix, SyntheticAction, SyntheticBody, SyntheticChat, SyntheticMedia,
-    SyntheticMessage, SyntheticText, EDITED_GROUP_TITLE, FORMATTED_PARTS, FORWARDED_FROM,
-    NOT_INCLUDED,
+    civil_time_from_unix, SyntheticAction, SyntheticBody, SyntheticChat, SyntheticMedia, SyntheticMessage, SyntheticText, EDITED_GROUP_TITLE,
+    FORMATTED_PARTS, FORWARDED_FROM, NOT_INCLUDED,
 };
 
 /// Escapes a string the way tdesktop's JSON writer does, including its `\xHH` bug for
@@ -54,38 +53,22 @@ impl<W: Write> JsonExportWriter<W> {
 
     fn write_name_field(&mut self, key: &str, name: Option<&str>) -> io::Result<()> {
         match name {
-            Some(name) => writeln!(
-                self.out,
-                "   \"{key}\": \"{}\",",
-                escape_json_like_tdesktop(name)
-            ),
+            Some(name) => writeln!(self.out, "   \"{key}\": \"{}\",", escape_json_like_tdesktop(name)),
             None => writeln!(self.out, "   \"{key}\": null,"),
         }
     }
 
-    fn write_service_fields(
-        &mut self,
-        actor: (Option<&str>, u64),
-        action: &SyntheticAction,
-    ) -> io::Result<()> {
+    fn write_service_fields(&mut self, actor: (Option<&str>, u64), action: &SyntheticAction) -> io::Result<()> {
         let (actor_name, actor_user_id) = actor;
         self.write_name_field("actor", actor_name)?;
         writeln!(self.out, "   \"actor_id\": \"user{actor_user_id}\",")?;
         match action {
-            SyntheticAction::PinMessage { pinned_id } => writeln!(
-                self.out,
-                "   \"action\": \"pin_message\",\n   \"message_id\": {pinned_id},"
-            ),
-            SyntheticAction::InviteMembers => self.out.write_all(
-                "   \"action\": \"invite_members\",\n   \"members\": [\n    \"Dmitri\",\n    null\n   ],\n".as_bytes(),
-            ),
-            SyntheticAction::EditGroupTitle => writeln!(
-                self.out,
-                "   \"action\": \"edit_group_title\",\n   \"title\": \"{EDITED_GROUP_TITLE}\","
-            ),
-            SyntheticAction::JoinGroupByLink => self
-                .out
-                .write_all(b"   \"action\": \"join_group_by_link\",\n   \"inviter\": \"Ann Lee\",\n"),
+            SyntheticAction::PinMessage { pinned_id } => writeln!(self.out, "   \"action\": \"pin_message\",\n   \"message_id\": {pinned_id},"),
+            SyntheticAction::InviteMembers => {
+                self.out.write_all("   \"action\": \"invite_members\",\n   \"members\": [\n    \"Dmitri\",\n    null\n   ],\n".as_bytes())
+            }
+            SyntheticAction::EditGroupTitle => writeln!(self.out, "   \"action\": \"edit_group_title\",\n   \"title\": \"{EDITED_GROUP_TITLE}\","),
+            SyntheticAction::JoinGroupByLink => self.out.write_all(b"   \"action\": \"join_group_by_link\",\n   \"inviter\": \"Ann Lee\",\n"),
         }
     }
 
@@ -117,9 +100,7 @@ impl<W: Write> JsonExportWriter<W> {
 
     fn write_plain_text(&mut self, raw_text: &str) -> io::Result<()> {
         if raw_text.is_empty() {
-            return self
-                .out
-                .write_all(b"   \"text\": \"\",\n   \"text_entities\": []\n");
+            return self.out.write_all(b"   \"text\": \"\",\n   \"text_entities\": []\n");
         }
         let text = escape_json_like_tdesktop(raw_text);
         writeln!(
@@ -131,21 +112,12 @@ impl<W: Write> JsonExportWriter<W> {
     fn write_formatted_text(&mut self, raw_prefix: &str, part_index: usize) -> io::Result<()> {
         let prefix = escape_json_like_tdesktop(raw_prefix);
         let (entity_type, entity_text, extra_key, extra_value) = FORMATTED_PARTS[part_index];
-        let extra_line = if extra_key.is_empty() {
-            String::new()
-        } else {
-            format!(",\n     \"{extra_key}\": \"{extra_value}\"")
-        };
+        let extra_line = if extra_key.is_empty() { String::new() } else { format!(",\n     \"{extra_key}\": \"{extra_value}\"") };
         // tdesktop appends an empty part when the text has non-ASCII characters and the
         // last entity runs to the end (format reference, section 2.6).
         let has_trailing_empty_part = !raw_prefix.is_ascii() || !entity_text.is_ascii();
-        let entity_object = format!(
-            "    {{\n     \"type\": \"{entity_type}\",\n     \"text\": \"{entity_text}\"{extra_line}\n    }}"
-        );
-        write!(
-            self.out,
-            "   \"text\": [\n    \"{prefix} \",\n{entity_object}"
-        )?;
+        let entity_object = format!("    {{\n     \"type\": \"{entity_type}\",\n     \"text\": \"{entity_text}\"{extra_line}\n    }}");
+        write!(self.out, "   \"text\": [\n    \"{prefix} \",\n{entity_object}")?;
         if has_trailing_empty_part {
             self.out.write_all(b",\n    \"\"")?;
         }
@@ -154,8 +126,7 @@ impl<W: Write> JsonExportWriter<W> {
             "\n   ],\n   \"text_entities\": [\n    {{\n     \"type\": \"plain\",\n     \"text\": \"{prefix} \"\n    }},\n{entity_object}"
         )?;
         if has_trailing_empty_part {
-            self.out
-                .write_all(b",\n    {\n     \"type\": \"plain\",\n     \"text\": \"\"\n    }")?;
+            self.out.write_all(b",\n    {\n     \"type\": \"plain\",\n     \"text\": \"\"\n    }")?;
         }
         self.out.write_all(b"\n   ]\n")
     }
@@ -166,26 +137,13 @@ impl<W: Write> JsonExportWriter<W> {
             SyntheticBody::Service { .. } => "service",
             SyntheticBody::Regular { .. } => "message",
         };
-        write!(
-            self.out,
-            "  {{\n   \"id\": {message_id},\n   \"type\": \"{message_type}\",\n"
-        )?;
+        write!(self.out, "  {{\n   \"id\": {message_id},\n   \"type\": \"{message_type}\",\n")?;
         self.write_iso_date("date", message.unix_seconds)?;
-        let SyntheticBody::Regular {
-            edited_unix,
-            author,
-            is_forwarded,
-            reply_to_id,
-            media,
-            text,
-        } = &message.body
-        else {
+        let SyntheticBody::Regular { edited_unix, author, is_forwarded, reply_to_id, media, text } = &message.body else {
             if let SyntheticBody::Service { actor, action } = &message.body {
                 self.write_service_fields(*actor, action)?;
             }
-            return self
-                .out
-                .write_all(b"   \"text\": \"\",\n   \"text_entities\": []\n  }");
+            return self.out.write_all(b"   \"text\": \"\",\n   \"text_entities\": []\n  }");
         };
         if let Some(edited_unix) = edited_unix {
             self.write_iso_date("edited", *edited_unix)?;
@@ -205,9 +163,7 @@ impl<W: Write> JsonExportWriter<W> {
         match text {
             SyntheticText::Empty => self.write_plain_text("")?,
             SyntheticText::Plain(raw_text) => self.write_plain_text(raw_text)?,
-            SyntheticText::Formatted { prefix, part_index } => {
-                self.write_formatted_text(prefix, *part_index)?
-            }
+            SyntheticText::Formatted { prefix, part_index } => self.write_formatted_text(prefix, *part_index)?,
         }
         self.out.write_all(b"  }")
     }
@@ -216,24 +172,15 @@ impl<W: Write> JsonExportWriter<W> {
 /// Writes a single-chat `result.json` with `message_count` messages for chat `chat_id`,
 /// deterministic for a given `seed`, in tdesktop's exact layout (see the module docs).
 /// [`crate::write_synthetic_html_export`] writes the same chat as HTML pages.
-pub fn write_synthetic_export(
-    writer: impl Write,
-    chat_id: i64,
-    message_count: u64,
-    seed: u64,
-) -> io::Result<()> {
-    let mut generator = JsonExportWriter {
-        out: BufWriter::with_capacity(256 * 1024, writer),
-    };
+pub fn write_synthetic_export(writer: impl Write, chat_id: i64, message_count: u64, seed: u64) -> io::Result<()> {
+    let mut generator = JsonExportWriter { out: BufWriter::with_capacity(256 * 1024, writer) };
     write!(
         generator.out,
         "{{\n \"name\": \"{}\",\n \"type\": \"private_supergroup\",\n \"id\": {chat_id},\n \"messages\": [",
         synthetic_chat_name(chat_id)
     )?;
     for (message_index, message) in SyntheticChat::new(message_count, seed).enumerate() {
-        generator
-            .out
-            .write_all(if message_index == 0 { b"\n" } else { b",\n" })?;
+        generator.out.write_all(if message_index == 0 { b"\n" } else { b",\n" })?;
         generator.write_message(&message)?;
     }
     if message_count > 0 {
@@ -255,16 +202,14 @@ mod tests {
 
     fn generate(message_count: u64, seed: u64) -> Vec<u8> {
         let mut output = Vec::new();
-        write_synthetic_export(&mut output, 99, message_count, seed)
-            .expect("writing to memory cannot fail");
+        write_synthetic_export(&mut output, 99, message_count, seed).expect("writing to memory cannot fail");
         output
     }
 
     #[test]
     fn generated_export_parses_back_to_the_requested_message_count() {
         let output = generate(3000, 7);
-        let mut events =
-            JsonExportReader::new(&output[..], "synthetic.json", ParseOptions::default());
+        let mut events = JsonExportReader::new(&output[..], "synthetic.json", ParseOptions::default());
         let mut message_count = 0;
         let mut last_date = i64::MIN;
         let mut last_id = 0;
@@ -283,20 +228,14 @@ mod tests {
                     with_media += usize::from(message.media.is_some());
                     with_entities += usize::from(!message.entities.is_empty());
                 }
-                ExportEvent::ChatFinished {
-                    chat_id,
-                    message_count: finished_count,
-                } => {
+                ExportEvent::ChatFinished { chat_id, message_count: finished_count } => {
                     assert_eq!((chat_id, finished_count), (99, 3000));
                 }
                 ExportEvent::ChatStarted(header) => assert_eq!(header.chat_id, 99),
             }
         }
         assert_eq!(message_count, 3000);
-        assert!(
-            service_count > 30 && with_media > 100 && with_entities > 100,
-            "{service_count} {with_media} {with_entities}"
-        );
+        assert!(service_count > 30 && with_media > 100 && with_entities > 100, "{service_count} {with_media} {with_entities}");
     }
 
     #[test]
@@ -313,10 +252,7 @@ mod tests {
     fn empty_export_has_an_empty_messages_array() {
         let text = String::from_utf8(generate(0, 3)).expect("utf-8");
         assert!(text.ends_with("\"messages\": []\n}\n"), "{text}");
-        let events: Vec<_> =
-            JsonExportReader::new(text.as_bytes(), "empty.json", ParseOptions::default())
-                .collect::<Result<_, _>>()
-                .expect("parses");
+        let events: Vec<_> = JsonExportReader::new(text.as_bytes(), "empty.json", ParseOptions::default()).collect::<Result<_, _>>().expect("parses");
         assert_eq!(events.len(), 2);
     }
 }

@@ -16,26 +16,14 @@ use std::path::Path;
 
 use crate::synthetic::synthetic_chat_name;
 use crate::synthetic_model::{
-    civil_time_from_unix, CivilTime, SyntheticAction, SyntheticBody, SyntheticChat, SyntheticMedia,
-    SyntheticMessage, SyntheticText, EDITED_GROUP_TITLE, FORMATTED_PARTS, FORWARDED_FROM,
+    civil_time_from_unix, CivilTime, SyntheticAction, SyntheticBody, SyntheticChat, SyntheticMedia, SyntheticMessage, SyntheticText,
+    EDITED_GROUP_TITLE, FORMATTED_PARTS, FORWARDED_FROM,
 };
 
 const MESSAGES_PER_PAGE: u64 = 1000;
 const JOIN_WITHIN_SECONDS: i64 = 900;
-const MONTH_NAMES: [&str; 12] = [
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-];
+const MONTH_NAMES: [&str; 12] =
+    ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"];
 const NOT_INCLUDED_DESCRIPTION: &str = "Not included, change data exporting settings to download.";
 
 /// Escapes text the way tdesktop's HTML writer does (`SerializeString`).
@@ -67,10 +55,7 @@ fn page_file_name(page_index: usize) -> String {
 }
 
 fn date_title(time: &CivilTime) -> String {
-    format!(
-        "{:02}.{:02}.{:04} {:02}:{:02}:{:02} UTC+00:00",
-        time.day, time.month, time.year, time.hour, time.minute, time.second
-    )
+    format!("{:02}.{:02}.{:04} {:02}:{:02}:{:02} UTC+00:00", time.day, time.month, time.year, time.hour, time.minute, time.second)
 }
 
 /// The HTML `from_name` of a user: first and last name joined by one space, so a trailing
@@ -132,10 +117,7 @@ impl HtmlPageWriter {
         self.open("head", "")?;
         self.empty("meta", " charset=\"utf-8\"")?;
         self.out.write_all(b"<title>Exported Data</title>")?;
-        self.empty(
-            "meta",
-            " content=\"width=device-width, initial-scale=1.0\" name=\"viewport\"",
-        )?;
+        self.empty("meta", " content=\"width=device-width, initial-scale=1.0\" name=\"viewport\"")?;
         self.empty("link", " href=\"css/style.css\" rel=\"stylesheet\"")?;
         self.open("script", " src=\"js/script.js\" type=\"text/javascript\"")?;
         self.close()?;
@@ -144,20 +126,14 @@ impl HtmlPageWriter {
         self.open("div", " class=\"page_wrap\"")?;
         self.open("div", " class=\"page_header\"")?;
         self.open("div", " class=\"content\"")?;
-        self.div_with_text(
-            "text bold",
-            &escape_html_like_tdesktop(&format!("{chat_name} ")),
-        )?;
+        self.div_with_text("text bold", &escape_html_like_tdesktop(&format!("{chat_name} ")))?;
         self.close()?;
         self.close()?;
         self.open("div", " class=\"page_body chat_page\"")?;
         self.open("div", " class=\"history\"")?;
         if page_index > 0 {
             let previous = page_file_name(page_index - 1);
-            self.open(
-                "a",
-                &format!(" class=\"pagination block_link\" href=\"{previous}\""),
-            )?;
+            self.open("a", &format!(" class=\"pagination block_link\" href=\"{previous}\""))?;
             self.out.write_all(b"Previous messages")?;
             self.close()?;
         }
@@ -166,10 +142,7 @@ impl HtmlPageWriter {
 
     fn write_end(mut self, next_page: Option<&str>) -> io::Result<()> {
         if let Some(next_page) = next_page {
-            self.open(
-                "a",
-                &format!(" class=\"pagination block_link\" href=\"{next_page}\""),
-            )?;
+            self.open("a", &format!(" class=\"pagination block_link\" href=\"{next_page}\""))?;
             self.out.write_all(b"Next messages")?;
             self.close()?;
         }
@@ -180,39 +153,25 @@ impl HtmlPageWriter {
     }
 
     fn write_userpic(&mut self, class: &str, name: &str) -> io::Result<()> {
-        let initials: String = name
-            .split(' ')
-            .filter_map(|word| word.chars().next())
-            .take(2)
-            .collect();
+        let initials: String = name.split(' ').filter_map(|word| word.chars().next()).take(2).collect();
         self.open("div", &format!(" class=\"{class}\""))?;
-        self.open(
-            "div",
-            " class=\"userpic userpic3\" style=\"width: 42px; height: 42px\"",
-        )?;
+        self.open("div", " class=\"userpic userpic3\" style=\"width: 42px; height: 42px\"")?;
         self.open("div", " class=\"initials\" style=\"line-height: 42px\"")?;
-        self.out
-            .write_all(escape_html_like_tdesktop(&initials).as_bytes())?;
+        self.out.write_all(escape_html_like_tdesktop(&initials).as_bytes())?;
         self.close()?;
         self.close()?;
         self.close()
     }
 
     fn write_service_block(&mut self, html_id: i64, serialized_text: &str) -> io::Result<()> {
-        self.open(
-            "div",
-            &format!(" class=\"message service\" id=\"message{html_id}\""),
-        )?;
+        self.open("div", &format!(" class=\"message service\" id=\"message{html_id}\""))?;
         self.div_with_text("body details", serialized_text)?;
         self.close()
     }
 
     fn write_generic_media(&mut self, class: &str, title: &str, status: &str) -> io::Result<()> {
         self.open("div", " class=\"media_wrap clearfix\"")?;
-        self.open(
-            "div",
-            &format!(" class=\"media clearfix pull_left {class}\""),
-        )?;
+        self.open("div", &format!(" class=\"media clearfix pull_left {class}\""))?;
         self.open("div", " class=\"fill pull_left\"")?;
         self.close()?;
         self.open("div", " class=\"body\"")?;
@@ -228,10 +187,7 @@ impl HtmlPageWriter {
         match media {
             SyntheticMedia::Photo { number, stamp, .. } => {
                 self.open("div", " class=\"media_wrap clearfix\"")?;
-                self.open(
-                    "a",
-                    &format!(" class=\"photo_wrap clearfix pull_left\" href=\"photos/photo_{number}@{stamp}.jpg\""),
-                )?;
+                self.open("a", &format!(" class=\"photo_wrap clearfix pull_left\" href=\"photos/photo_{number}@{stamp}.jpg\""))?;
                 self.empty(
                     "img",
                     &format!(" class=\"photo\" src=\"photos/photo_{number}@{stamp}_thumb.jpg\" style=\"width: 260px; height: 195px\""),
@@ -239,24 +195,13 @@ impl HtmlPageWriter {
                 self.close()?;
                 self.close()
             }
-            SyntheticMedia::Sticker { file_size } => self.write_generic_media(
-                "media_photo",
-                "Sticker",
-                &format!("😆, {}", file_size_text(*file_size)),
-            ),
-            SyntheticMedia::Voice {
-                file_size,
-                duration_seconds,
-                ..
-            } => self.write_generic_media(
+            SyntheticMedia::Sticker { file_size } => {
+                self.write_generic_media("media_photo", "Sticker", &format!("😆, {}", file_size_text(*file_size)))
+            }
+            SyntheticMedia::Voice { file_size, duration_seconds, .. } => self.write_generic_media(
                 "media_voice_message",
                 "Voice message",
-                &format!(
-                    "{:02}:{:02}, {}",
-                    duration_seconds / 60,
-                    duration_seconds % 60,
-                    file_size_text(*file_size)
-                ),
+                &format!("{:02}:{:02}, {}", duration_seconds / 60, duration_seconds % 60, file_size_text(*file_size)),
             ),
         }
     }
@@ -270,38 +215,21 @@ fn formatted_text_markup(prefix: &str, part_index: usize) -> String {
         "italic" => format!("<em>{text}</em>"),
         "code" => format!("<code>{text}</code>"),
         "pre" => format!("<pre>{text}</pre>"),
-        "mention" => format!(
-            "<a href=\"https://t.me/{}\">{text}</a>",
-            text.trim_start_matches('@')
-        ),
-        _ => format!(
-            "<a href=\"{}\">{text}</a>",
-            escape_html_like_tdesktop(extra_value)
-        ),
+        "mention" => format!("<a href=\"https://t.me/{}\">{text}</a>", text.trim_start_matches('@')),
+        _ => format!("<a href=\"{}\">{text}</a>", escape_html_like_tdesktop(extra_value)),
     };
-    format!(
-        "{}{entity_markup}",
-        escape_html_like_tdesktop(&format!("{prefix} "))
-    )
+    format!("{}{entity_markup}", escape_html_like_tdesktop(&format!("{prefix} ")))
 }
 
 /// Writes the synthetic chat `chat_id` with `message_count` messages for `seed` as HTML
 /// pages into `folder` (created if missing): the same messages as
 /// [`crate::write_synthetic_export`] writes as JSON for the same arguments.
-pub fn write_synthetic_html_export(
-    folder: &Path,
-    chat_id: i64,
-    message_count: u64,
-    seed: u64,
-) -> io::Result<()> {
+pub fn write_synthetic_html_export(folder: &Path, chat_id: i64, message_count: u64, seed: u64) -> io::Result<()> {
     std::fs::create_dir_all(folder)?;
     let chat_name = synthetic_chat_name(chat_id);
     let new_page = |page_index: usize| -> io::Result<HtmlPageWriter> {
         let file = File::create(folder.join(page_file_name(page_index)))?;
-        let mut page = HtmlPageWriter {
-            out: BufWriter::with_capacity(256 * 1024, file),
-            open_tags: Vec::new(),
-        };
+        let mut page = HtmlPageWriter { out: BufWriter::with_capacity(256 * 1024, file), open_tags: Vec::new() };
         page.write_start(&chat_name, page_index)?;
         Ok(page)
     };
@@ -324,8 +252,7 @@ pub fn write_synthetic_html_export(
         let time = civil_time_from_unix(message.unix_seconds);
         let day_changed = previous.as_ref().is_none_or(|previous| {
             let previous_time = civil_time_from_unix(previous.unix_seconds);
-            (previous_time.year, previous_time.month, previous_time.day)
-                != (time.year, time.month, time.day)
+            (previous_time.year, previous_time.month, previous_time.day) != (time.year, time.month, time.day)
         });
         if day_changed {
             let month = MONTH_NAMES[(time.month as usize).saturating_sub(1) % 12];
@@ -333,27 +260,11 @@ pub fn write_synthetic_html_export(
             page.write_service_block(next_separator_id, &day_text)?;
             next_separator_id -= 1;
         }
-        let message_link = |message_id: u64, text: &str| {
-            match last_id_per_finished_page
-            .iter()
-            .position(|last_id| message_id <= *last_id)
-        {
-            Some(index) => format!(
-                "<a href=\"{}#go_to_message{message_id}\">{text}</a>",
-                page_file_name(index)
-            ),
-            None => format!(
-                "<a href=\"#go_to_message{message_id}\" onclick=\"return GoToMessage({message_id})\">{text}</a>"
-            ),
-        }
+        let message_link = |message_id: u64, text: &str| match last_id_per_finished_page.iter().position(|last_id| message_id <= *last_id) {
+            Some(index) => format!("<a href=\"{}#go_to_message{message_id}\">{text}</a>", page_file_name(index)),
+            None => format!("<a href=\"#go_to_message{message_id}\" onclick=\"return GoToMessage({message_id})\">{text}</a>"),
         };
-        previous = Some(write_block(
-            &mut page,
-            &message,
-            previous.as_ref(),
-            &time,
-            message_link,
-        )?);
+        previous = Some(write_block(&mut page, &message, previous.as_ref(), &time, message_link)?);
         previous_id = message.id;
         page_message_count += 1;
     }
@@ -370,79 +281,45 @@ fn write_block(
     time: &CivilTime,
     message_link: impl Fn(u64, &str) -> String,
 ) -> io::Result<PreviousBlock> {
-    let SyntheticBody::Regular {
-        author,
-        is_forwarded,
-        reply_to_id,
-        media,
-        text,
-        ..
-    } = &message.body
-    else {
+    let SyntheticBody::Regular { author, is_forwarded, reply_to_id, media, text, .. } = &message.body else {
         if let SyntheticBody::Service { actor, action } = &message.body {
             let actor = escape_html_like_tdesktop(actor.0.unwrap_or("Deleted"));
             let service_text = match action {
                 SyntheticAction::PinMessage { pinned_id } => {
-                    format!(
-                        "{actor} pinned {}",
-                        message_link(*pinned_id, "this message")
-                    )
+                    format!("{actor} pinned {}", message_link(*pinned_id, "this message"))
                 }
                 SyntheticAction::InviteMembers => {
                     format!("{actor} invited Dmitri and Deleted Account")
                 }
-                SyntheticAction::EditGroupTitle => format!(
-                    "{actor} changed group title to &laquo;{}&raquo;",
-                    escape_html_like_tdesktop(EDITED_GROUP_TITLE)
-                ),
+                SyntheticAction::EditGroupTitle => {
+                    format!("{actor} changed group title to &laquo;{}&raquo;", escape_html_like_tdesktop(EDITED_GROUP_TITLE))
+                }
                 SyntheticAction::JoinGroupByLink => {
                     format!("{actor} joined group by link from Ann Lee")
                 }
             };
             page.write_service_block(message.id as i64, &service_text)?;
         }
-        return Ok(PreviousBlock {
-            is_regular: false,
-            author_user_id: 0,
-            unix_seconds: message.unix_seconds,
-            is_forwarded: false,
-        });
+        return Ok(PreviousBlock { is_regular: false, author_user_id: 0, unix_seconds: message.unix_seconds, is_forwarded: false });
     };
     let (author_name, author_user_id) = *author;
-    let join_window = if *is_forwarded {
-        1
-    } else {
-        JOIN_WITHIN_SECONDS
-    };
+    let join_window = if *is_forwarded { 1 } else { JOIN_WITHIN_SECONDS };
     let is_joined = previous.is_some_and(|previous| {
         let previous_time = civil_time_from_unix(previous.unix_seconds);
         previous.is_regular
             && previous.author_user_id == author_user_id
             && previous.is_forwarded == *is_forwarded
-            && (previous_time.year, previous_time.month, previous_time.day)
-                == (time.year, time.month, time.day)
+            && (previous_time.year, previous_time.month, previous_time.day) == (time.year, time.month, time.day)
             && (message.unix_seconds - previous.unix_seconds).abs() <= join_window
     });
     let joined_class = if is_joined { " joined" } else { "" };
-    page.open(
-        "div",
-        &format!(
-            " class=\"message default clearfix{joined_class}\" id=\"message{}\"",
-            message.id
-        ),
-    )?;
+    page.open("div", &format!(" class=\"message default clearfix{joined_class}\" id=\"message{}\"", message.id))?;
     let composed_name = composed_user_name(author_name);
     if !is_joined {
         page.write_userpic("pull_left userpic_wrap", &composed_name)?;
     }
     page.open("div", " class=\"body\"")?;
-    page.open(
-        "div",
-        &format!(
-            " class=\"pull_right date details\" title=\"{}\"",
-            date_title(time)
-        ),
-    )?;
+    page.open("div", &format!(" class=\"pull_right date details\" title=\"{}\"", date_title(time)))?;
     write!(page.out, "{:02}:{:02}", time.hour, time.minute)?;
     page.close()?;
     if !is_joined {
@@ -455,18 +332,11 @@ fn write_block(
         page.open("div", " class=\"from_name\"")?;
         let title = date_title(&original_time);
         let shown = title.trim_end_matches(" UTC+00:00");
-        write!(
-            page.out,
-            "{}<span class=\"date details\" title=\"{title}\"> {shown}</span>",
-            escape_html_like_tdesktop(FORWARDED_FROM)
-        )?;
+        write!(page.out, "{}<span class=\"date details\" title=\"{title}\"> {shown}</span>", escape_html_like_tdesktop(FORWARDED_FROM))?;
         page.close()?;
     }
     if let Some(replied_id) = reply_to_id {
-        page.div_with_text(
-            "reply_to details",
-            &format!("In reply to {}", message_link(*replied_id, "this message")),
-        )?;
+        page.div_with_text("reply_to details", &format!("In reply to {}", message_link(*replied_id, "this message")))?;
     }
     if let Some(media) = media {
         page.write_media(media)?;
@@ -474,9 +344,7 @@ fn write_block(
     let markup = match text {
         SyntheticText::Empty => String::new(),
         SyntheticText::Plain(raw_text) => escape_html_like_tdesktop(raw_text),
-        SyntheticText::Formatted { prefix, part_index } => {
-            formatted_text_markup(prefix, *part_index)
-        }
+        SyntheticText::Formatted { prefix, part_index } => formatted_text_markup(prefix, *part_index),
     };
     if !markup.is_empty() {
         page.div_with_text("text", &markup)?;
@@ -486,10 +354,5 @@ fn write_block(
     }
     page.close()?;
     page.close()?;
-    Ok(PreviousBlock {
-        is_regular: true,
-        author_user_id,
-        unix_seconds: message.unix_seconds,
-        is_forwarded: *is_forwarded,
-    })
+    Ok(PreviousBlock { is_regular: true, author_user_id, unix_seconds: message.unix_seconds, is_forwarded: *is_forwarded })
 }

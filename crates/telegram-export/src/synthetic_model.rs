@@ -38,20 +38,14 @@ pub(crate) const PLAIN_TEXTS: [&str; 12] = [
 pub(crate) const FORMATTED_PARTS: [(&str, &str, &str, &str); 6] = [
     ("bold", "важно", "", ""),
     ("italic", "maybe", "", ""),
-    (
-        "text_link",
-        "the plan",
-        "href",
-        "https://example.com/plan?q=1&x=%20",
-    ),
+    ("text_link", "the plan", "href", "https://example.com/plan?q=1&x=%20"),
     ("mention", "@ann_lee", "", ""),
     ("code", "cargo test", "", ""),
     ("pre", "fn main() {}", "language", "rust"),
 ];
 
 /// The placeholder written instead of a path for files that were not exported.
-pub(crate) const NOT_INCLUDED: &str =
-    "(File not included. Change data exporting settings to download.)";
+pub(crate) const NOT_INCLUDED: &str = "(File not included. Change data exporting settings to download.)";
 
 /// The group title set by the synthetic `edit_group_title` service messages.
 pub(crate) const EDITED_GROUP_TITLE: &str = "Команда 🚀 Alpha";
@@ -98,10 +92,7 @@ pub(crate) struct CivilTime {
 impl CivilTime {
     /// Returns the `DD-MM-YYYY_HH-MM-SS` stamp tdesktop puts in generated file names.
     pub(crate) fn file_name_stamp(&self) -> String {
-        format!(
-            "{:02}-{:02}-{:04}_{:02}-{:02}-{:02}",
-            self.day, self.month, self.year, self.hour, self.minute, self.second
-        )
+        format!("{:02}-{:02}-{:04}_{:02}-{:02}-{:02}", self.day, self.month, self.year, self.hour, self.minute, self.second)
     }
 }
 
@@ -112,16 +103,11 @@ pub(crate) fn civil_time_from_unix(unix_seconds: i64) -> CivilTime {
     let shifted_days = days + 719_468;
     let era = shifted_days.div_euclid(146_097);
     let day_of_era = shifted_days.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let month_index = (5 * day_of_year + 2) / 153;
     let day = (day_of_year - (153 * month_index + 2) / 5 + 1) as u32;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    } as u32;
+    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 } as u32;
     let year = year_of_era + era * 400 + i64::from(month <= 2);
     CivilTime {
         year,
@@ -151,20 +137,11 @@ pub(crate) enum SyntheticAction {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum SyntheticMedia {
     /// An exported photo.
-    Photo {
-        number: u64,
-        stamp: String,
-        file_size: u64,
-    },
+    Photo { number: u64, stamp: String, file_size: u64 },
     /// A sticker that was not exported.
     Sticker { file_size: u64 },
     /// A voice message that was not exported.
-    Voice {
-        number: u64,
-        stamp: String,
-        file_size: u64,
-        duration_seconds: u64,
-    },
+    Voice { number: u64, stamp: String, file_size: u64, duration_seconds: u64 },
 }
 
 /// The text of a synthetic regular message.
@@ -233,9 +210,7 @@ impl SyntheticChat {
     fn service_body(&mut self, message_id: u64) -> SyntheticBody {
         let actor = self.pick(&AUTHORS);
         let action = match self.random.below(4) {
-            0 => SyntheticAction::PinMessage {
-                pinned_id: message_id.saturating_sub(1 + self.random.below(20)).max(1),
-            },
+            0 => SyntheticAction::PinMessage { pinned_id: message_id.saturating_sub(1 + self.random.below(20)).max(1) },
             1 => SyntheticAction::InviteMembers,
             2 => SyntheticAction::EditGroupTitle,
             _ => SyntheticAction::JoinGroupByLink,
@@ -248,36 +223,18 @@ impl SyntheticChat {
         self.next_photo_number += 1;
         let number = self.next_photo_number;
         match self.random.below(3) {
-            0 => SyntheticMedia::Photo {
-                number,
-                stamp,
-                file_size: 50_000 + self.random.below(200_000),
-            },
-            1 => SyntheticMedia::Sticker {
-                file_size: 10_000 + self.random.below(30_000),
-            },
-            _ => SyntheticMedia::Voice {
-                number,
-                stamp,
-                file_size: 5_000 + self.random.below(100_000),
-                duration_seconds: 1 + self.random.below(120),
-            },
+            0 => SyntheticMedia::Photo { number, stamp, file_size: 50_000 + self.random.below(200_000) },
+            1 => SyntheticMedia::Sticker { file_size: 10_000 + self.random.below(30_000) },
+            _ => SyntheticMedia::Voice { number, stamp, file_size: 5_000 + self.random.below(100_000), duration_seconds: 1 + self.random.below(120) },
         }
     }
 
     fn regular_body(&mut self, message_id: u64, unix_seconds: i64) -> SyntheticBody {
-        let edited_unix = if self.random.percent_chance(5) {
-            Some(unix_seconds + 30 + self.random.below(3000) as i64)
-        } else {
-            None
-        };
+        let edited_unix = if self.random.percent_chance(5) { Some(unix_seconds + 30 + self.random.below(3000) as i64) } else { None };
         let author = self.pick(&AUTHORS);
         let is_forwarded = self.random.percent_chance(3);
-        let reply_to_id = if message_id > 1 && self.random.percent_chance(15) {
-            Some(message_id - 1 - self.random.below(message_id.min(50) - 1))
-        } else {
-            None
-        };
+        let reply_to_id =
+            if message_id > 1 && self.random.percent_chance(15) { Some(message_id - 1 - self.random.below(message_id.min(50) - 1)) } else { None };
         let has_media = self.random.percent_chance(8);
         let media = has_media.then(|| self.media(unix_seconds));
         let text = if has_media && self.random.percent_chance(50) {
@@ -289,14 +246,7 @@ impl SyntheticChat {
         } else {
             SyntheticText::Plain(self.pick(&PLAIN_TEXTS))
         };
-        SyntheticBody::Regular {
-            edited_unix,
-            author,
-            is_forwarded,
-            reply_to_id,
-            media,
-            text,
-        }
+        SyntheticBody::Regular { edited_unix, author, is_forwarded, reply_to_id, media, text }
     }
 }
 
@@ -310,23 +260,11 @@ impl Iterator for SyntheticChat {
         self.remaining -= 1;
         let id = self.next_message_id;
         let unix_seconds = self.next_unix_seconds;
-        let body = if self.random.percent_chance(4) {
-            self.service_body(id)
-        } else {
-            self.regular_body(id, unix_seconds)
-        };
+        let body = if self.random.percent_chance(4) { self.service_body(id) } else { self.regular_body(id, unix_seconds) };
         // Deleted messages leave gaps in the ids.
-        self.next_message_id += if self.random.percent_chance(3) {
-            2 + self.random.below(3)
-        } else {
-            1
-        };
+        self.next_message_id += if self.random.percent_chance(3) { 2 + self.random.below(3) } else { 1 };
         self.next_unix_seconds += 1 + self.random.below(600) as i64;
-        Some(SyntheticMessage {
-            id,
-            unix_seconds,
-            body,
-        })
+        Some(SyntheticMessage { id, unix_seconds, body })
     }
 }
 
@@ -337,17 +275,7 @@ mod tests {
     #[test]
     fn civil_time_matches_known_dates() {
         let time = civil_time_from_unix(1_795_331_730);
-        assert_eq!(
-            time,
-            CivilTime {
-                year: 2026,
-                month: 11,
-                day: 22,
-                hour: 7,
-                minute: 15,
-                second: 30
-            }
-        );
+        assert_eq!(time, CivilTime { year: 2026, month: 11, day: 22, hour: 7, minute: 15, second: 30 });
         assert_eq!(time.file_name_stamp(), "22-11-2026_07-15-30");
         let time = civil_time_from_unix(951_782_400);
         assert_eq!((time.year, time.month, time.day), (2000, 2, 29));
@@ -358,8 +286,6 @@ mod tests {
         let first: Vec<_> = SyntheticChat::new(500, 3).collect();
         assert_eq!(first, SyntheticChat::new(500, 3).collect::<Vec<_>>());
         assert_eq!(first.len(), 500);
-        assert!(first
-            .windows(2)
-            .all(|pair| pair[0].id < pair[1].id && pair[0].unix_seconds < pair[1].unix_seconds));
+        assert!(first.windows(2).all(|pair| pair[0].id < pair[1].id && pair[0].unix_seconds < pair[1].unix_seconds));
     }
 }

@@ -159,9 +159,7 @@ struct CharOffsetCounter {
 
 impl CharOffsetCounter {
     fn char_offset_of_end(&mut self, text: &str) -> usize {
-        self.counted_chars += text
-            .get(self.counted_bytes..)
-            .map_or(0, |tail| tail.chars().count());
+        self.counted_chars += text.get(self.counted_bytes..).map_or(0, |tail| tail.chars().count());
         self.counted_bytes = text.len();
         self.counted_chars
     }
@@ -175,11 +173,7 @@ pub(crate) enum TextPart {
     Run(String),
     /// A `{"type", "text", ...}` object: `kind` is `None` for `plain`, `text` is `None`
     /// when missing or not a string, `extra` holds the other keys.
-    Object {
-        kind: Option<TextEntityKind>,
-        text: Option<String>,
-        extra: Map<String, Value>,
-    },
+    Object { kind: Option<TextEntityKind>, text: Option<String>, extra: Map<String, Value> },
     /// Anything else; reported as a warning.
     Invalid(Value),
 }
@@ -213,15 +207,11 @@ fn entity_from_part(
     field_name: &str,
     warnings: &mut Vec<Warning>,
 ) -> TextEntity {
-    let mut take_string = |key: &str, extra: &mut Map<String, Value>| match extra.shift_remove(key)
-    {
+    let mut take_string = |key: &str, extra: &mut Map<String, Value>| match extra.shift_remove(key) {
         None | Some(Value::Null) => None,
         Some(Value::String(text)) => Some(text),
         Some(other) => {
-            warnings.push(Warning::new(
-                WarningKind::UnexpectedFieldType,
-                format!("entity key {key:?} in {field_name:?} is not a string: {other}"),
-            ));
+            warnings.push(Warning::new(WarningKind::UnexpectedFieldType, format!("entity key {key:?} in {field_name:?} is not a string: {other}")));
             None
         }
     };
@@ -240,58 +230,30 @@ fn entity_from_part(
     if collapsed.is_some() {
         extra.shift_remove("collapsed");
     }
-    TextEntity {
-        kind,
-        char_length: part_text.chars().count(),
-        text: part_text,
-        char_offset,
-        href,
-        language,
-        user_id,
-        document_id,
-        collapsed,
-        extra,
-    }
+    TextEntity { kind, char_length: part_text.chars().count(), text: part_text, char_offset, href, language, user_id, document_id, collapsed, extra }
 }
 
 /// Turns a `text` or `text_entities` value into plain text and entities. Odd parts (a
 /// number, an object without text, an unknown type) become warnings, never errors.
-pub(crate) fn parse_text_value(
-    value: Value,
-    field_name: &str,
-    warnings: &mut Vec<Warning>,
-) -> ParsedText {
+pub(crate) fn parse_text_value(value: Value, field_name: &str, warnings: &mut Vec<Warning>) -> ParsedText {
     match value {
-        Value::String(text) => ParsedText {
-            text,
-            entities: Vec::new(),
-        },
+        Value::String(text) => ParsedText { text, entities: Vec::new() },
         Value::Null => ParsedText::default(),
         Value::Array(parts) => {
             let parts = parts.into_iter().map(TextPart::from_value).collect();
             parse_text_parts(parts, field_name, warnings)
         }
         other => {
-            warnings.push(Warning::new(
-                WarningKind::UnexpectedFieldType,
-                format!("{field_name:?} is neither a string nor an array: {other}"),
-            ));
+            warnings.push(Warning::new(WarningKind::UnexpectedFieldType, format!("{field_name:?} is neither a string nor an array: {other}")));
             ParsedText::default()
         }
     }
 }
 
 /// Concatenates text parts into plain text and entities.
-pub(crate) fn parse_text_parts(
-    parts: Vec<TextPart>,
-    field_name: &str,
-    warnings: &mut Vec<Warning>,
-) -> ParsedText {
+pub(crate) fn parse_text_parts(parts: Vec<TextPart>, field_name: &str, warnings: &mut Vec<Warning>) -> ParsedText {
     let mut parsed = ParsedText::default();
-    let mut counter = CharOffsetCounter {
-        counted_bytes: 0,
-        counted_chars: 0,
-    };
+    let mut counter = CharOffsetCounter { counted_bytes: 0, counted_chars: 0 };
     for part in parts {
         let (kind, text, extra) = match part {
             TextPart::Run(text) => {
@@ -308,10 +270,7 @@ pub(crate) fn parse_text_parts(
             }
         };
         let part_text = text.unwrap_or_else(|| {
-            warnings.push(Warning::new(
-                WarningKind::UnexpectedFieldType,
-                format!("a part of {field_name:?} has no string \"text\""),
-            ));
+            warnings.push(Warning::new(WarningKind::UnexpectedFieldType, format!("a part of {field_name:?} has no string \"text\"")));
             String::new()
         });
         let Some(kind) = kind else {
@@ -319,32 +278,18 @@ pub(crate) fn parse_text_parts(
             continue;
         };
         if let TextEntityKind::Other(unknown_type) = &kind {
-            warnings.push(Warning::new(
-                WarningKind::UnknownEntityType,
-                format!("unknown entity type {unknown_type:?} in {field_name:?}"),
-            ));
+            warnings.push(Warning::new(WarningKind::UnknownEntityType, format!("unknown entity type {unknown_type:?} in {field_name:?}")));
         }
         let char_offset = counter.char_offset_of_end(&parsed.text);
         parsed.text.push_str(&part_text);
-        parsed.entities.push(entity_from_part(
-            kind,
-            extra,
-            part_text,
-            char_offset,
-            field_name,
-            warnings,
-        ));
+        parsed.entities.push(entity_from_part(kind, extra, part_text, char_offset, field_name, warnings));
     }
     parsed
 }
 
 /// Returns the plain text of a `text`-like value (string or parts array), dropping
 /// formatting; used for poll questions and answers.
-pub(crate) fn plain_text_of_value(
-    value: Value,
-    field_name: &str,
-    warnings: &mut Vec<Warning>,
-) -> String {
+pub(crate) fn plain_text_of_value(value: Value, field_name: &str, warnings: &mut Vec<Warning>) -> String {
     parse_text_value(value, field_name, warnings).text
 }
 
@@ -403,18 +348,13 @@ mod tests {
         assert_eq!(parsed.text, "Deploy today — see the plan");
         assert_eq!(parsed.entities.len(), 2);
         let bold = &parsed.entities[0];
-        assert_eq!(
-            (bold.kind.clone(), bold.char_offset, bold.char_length),
-            (TextEntityKind::Bold, 7, 5)
-        );
+        assert_eq!((bold.kind.clone(), bold.char_offset, bold.char_length), (TextEntityKind::Bold, 7, 5));
         let link = &parsed.entities[1];
         assert_eq!(link.kind, TextEntityKind::TextLink);
         assert_eq!((link.char_offset, link.char_length), (19, 8));
         assert_eq!(link.href.as_deref(), Some("https://example.com/plan"));
         let chars: Vec<char> = parsed.text.chars().collect();
-        let linked: String = chars[link.char_offset..link.char_offset + link.char_length]
-            .iter()
-            .collect();
+        let linked: String = chars[link.char_offset..link.char_offset + link.char_length].iter().collect();
         assert_eq!(linked, "the plan");
     }
 
@@ -432,18 +372,11 @@ mod tests {
         ]));
         assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(parsed.text, "👩\u{200d}💻 Анна x😆q?");
-        let offsets: Vec<(usize, usize)> = parsed
-            .entities
-            .iter()
-            .map(|e| (e.char_offset, e.char_length))
-            .collect();
+        let offsets: Vec<(usize, usize)> = parsed.entities.iter().map(|e| (e.char_offset, e.char_length)).collect();
         assert_eq!(offsets, [(4, 4), (9, 1), (10, 1), (11, 1), (12, 1)]);
         assert_eq!(parsed.entities[0].user_id, Some(42));
         assert_eq!(parsed.entities[1].language.as_deref(), Some(""));
-        assert_eq!(
-            parsed.entities[2].document_id.as_deref(),
-            Some("chats/chat_004/stickers/sticker (62).webp")
-        );
+        assert_eq!(parsed.entities[2].document_id.as_deref(), Some("chats/chat_004/stickers/sticker (62).webp"));
         assert_eq!(parsed.entities[3].collapsed, Some(true));
         assert_eq!(parsed.entities[4].kind, TextEntityKind::Unknown);
     }
@@ -451,10 +384,7 @@ mod tests {
     #[test]
     fn unknown_entity_types_are_kept_with_a_warning() {
         let (parsed, warnings) = parse(json!([{"type": "date_time", "text": "noon", "unix": 5}]));
-        assert_eq!(
-            parsed.entities[0].kind,
-            TextEntityKind::Other("date_time".to_owned())
-        );
+        assert_eq!(parsed.entities[0].kind, TextEntityKind::Other("date_time".to_owned()));
         assert_eq!(parsed.entities[0].kind.as_str(), "date_time");
         assert_eq!(parsed.entities[0].extra.get("unix"), Some(&json!(5)));
         assert_eq!(warnings.len(), 1);
@@ -505,14 +435,8 @@ mod tests {
     #[test]
     fn compares_text_values_without_allocating() {
         assert!(text_value_equals(&json!("ab"), "ab"));
-        assert!(text_value_equals(
-            &json!(["a", {"type": "bold", "text": "b"}, ""]),
-            "ab"
-        ));
-        assert!(!text_value_equals(
-            &json!(["a", {"type": "bold", "text": "c"}]),
-            "ab"
-        ));
+        assert!(text_value_equals(&json!(["a", {"type": "bold", "text": "b"}, ""]), "ab"));
+        assert!(!text_value_equals(&json!(["a", {"type": "bold", "text": "c"}]), "ab"));
         assert!(!text_value_equals(&json!(["a"]), "ab"));
     }
 }

@@ -83,14 +83,7 @@ impl TokenKind {
 
     /// Returns whether the token can start a value.
     pub fn starts_value(self) -> bool {
-        !matches!(
-            self,
-            TokenKind::ObjectEnd
-                | TokenKind::ArrayEnd
-                | TokenKind::Colon
-                | TokenKind::Comma
-                | TokenKind::EndOfInput
-        )
+        !matches!(self, TokenKind::ObjectEnd | TokenKind::ArrayEnd | TokenKind::Colon | TokenKind::Comma | TokenKind::EndOfInput)
     }
 }
 
@@ -110,12 +103,7 @@ fn validate_number_grammar(text: &[u8]) -> Option<bool> {
     if text.first() == Some(&b'-') {
         index += 1;
     }
-    let count_digits = |from: usize| {
-        text[from..]
-            .iter()
-            .take_while(|b| b.is_ascii_digit())
-            .count()
-    };
+    let count_digits = |from: usize| text[from..].iter().take_while(|b| b.is_ascii_digit()).count();
     let integer_digits = count_digits(index);
     if integer_digits == 0 || (integer_digits > 1 && text[index] == b'0') {
         return None;

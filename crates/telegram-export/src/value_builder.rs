@@ -32,20 +32,13 @@ impl<R: BufRead> JsonLexer<R> {
     /// Reads the next key of an object (the key text is then in [`Self::string_value`]) and
     /// the colon after it; returns `None` at the closing `}`. `is_first_key` says whether
     /// the object's `{` was the last token, otherwise a `,` must come first.
-    pub fn next_object_key(
-        &mut self,
-        is_first_key: bool,
-    ) -> Result<Option<TextPosition>, ExportError> {
+    pub fn next_object_key(&mut self, is_first_key: bool) -> Result<Option<TextPosition>, ExportError> {
         let mut token = self.next_token()?;
         if !is_first_key {
             match token.kind {
                 TokenKind::ObjectEnd => return Ok(None),
                 TokenKind::Comma => token = self.next_token()?,
-                _ => {
-                    return Err(
-                        self.unexpected_token_error(token, "',' or '}' after an object member")
-                    )
-                }
+                _ => return Err(self.unexpected_token_error(token, "',' or '}' after an object member")),
             }
         } else if token.kind == TokenKind::ObjectEnd {
             return Ok(None);
@@ -63,20 +56,13 @@ impl<R: BufRead> JsonLexer<R> {
     /// Reads the first token of the next array element; returns `None` at the closing `]`.
     /// `is_first_element` says whether the array's `[` was the last token, otherwise a `,`
     /// must come first.
-    pub fn next_array_element(
-        &mut self,
-        is_first_element: bool,
-    ) -> Result<Option<Token>, ExportError> {
+    pub fn next_array_element(&mut self, is_first_element: bool) -> Result<Option<Token>, ExportError> {
         let mut token = self.next_token()?;
         if !is_first_element {
             match token.kind {
                 TokenKind::ArrayEnd => return Ok(None),
                 TokenKind::Comma => token = self.next_token()?,
-                _ => {
-                    return Err(
-                        self.unexpected_token_error(token, "',' or ']' after an array element")
-                    )
-                }
+                _ => return Err(self.unexpected_token_error(token, "',' or ']' after an array element")),
             }
         } else if token.kind == TokenKind::ArrayEnd {
             return Ok(None);
@@ -104,19 +90,12 @@ impl<R: BufRead> JsonLexer<R> {
 
     fn check_depth(&self, first_token: Token, depth: usize) -> Result<(), ExportError> {
         if depth >= MAXIMUM_NESTING_DEPTH {
-            return Err(self.malformed_error(
-                first_token.position,
-                format!("values are nested more than {MAXIMUM_NESTING_DEPTH} levels deep"),
-            ));
+            return Err(self.malformed_error(first_token.position, format!("values are nested more than {MAXIMUM_NESTING_DEPTH} levels deep")));
         }
         Ok(())
     }
 
-    fn read_value_at_depth(
-        &mut self,
-        first_token: Token,
-        depth: usize,
-    ) -> Result<Value, ExportError> {
+    fn read_value_at_depth(&mut self, first_token: Token, depth: usize) -> Result<Value, ExportError> {
         match first_token.kind {
             TokenKind::String => Ok(Value::String(self.take_string_value())),
             TokenKind::Number(number) => Ok(number_to_value(number)),
@@ -146,11 +125,9 @@ impl<R: BufRead> JsonLexer<R> {
                 }
                 Ok(Value::Array(elements))
             }
-            TokenKind::ObjectEnd
-            | TokenKind::ArrayEnd
-            | TokenKind::Colon
-            | TokenKind::Comma
-            | TokenKind::EndOfInput => Err(self.unexpected_token_error(first_token, "a value")),
+            TokenKind::ObjectEnd | TokenKind::ArrayEnd | TokenKind::Colon | TokenKind::Comma | TokenKind::EndOfInput => {
+                Err(self.unexpected_token_error(first_token, "a value"))
+            }
         }
     }
 
@@ -162,11 +139,7 @@ impl<R: BufRead> JsonLexer<R> {
 
     fn skip_value_at_depth(&mut self, first_token: Token, depth: usize) -> Result<(), ExportError> {
         match first_token.kind {
-            TokenKind::String
-            | TokenKind::Number(_)
-            | TokenKind::True
-            | TokenKind::False
-            | TokenKind::Null => Ok(()),
+            TokenKind::String | TokenKind::Number(_) | TokenKind::True | TokenKind::False | TokenKind::Null => Ok(()),
             TokenKind::ObjectStart => {
                 self.check_depth(first_token, depth)?;
                 let mut is_first_key = true;
@@ -186,11 +159,9 @@ impl<R: BufRead> JsonLexer<R> {
                 }
                 Ok(())
             }
-            TokenKind::ObjectEnd
-            | TokenKind::ArrayEnd
-            | TokenKind::Colon
-            | TokenKind::Comma
-            | TokenKind::EndOfInput => Err(self.unexpected_token_error(first_token, "a value")),
+            TokenKind::ObjectEnd | TokenKind::ArrayEnd | TokenKind::Colon | TokenKind::Comma | TokenKind::EndOfInput => {
+                Err(self.unexpected_token_error(first_token, "a value"))
+            }
         }
     }
 }
@@ -211,21 +182,15 @@ mod tests {
 
     #[test]
     fn builds_nested_values_keeping_key_order() {
-        let value =
-            read_whole_value(br#"{"z": 1, "a": [true, false, null, -5, 2.5, "s"], "m": {}}"#)
-                .expect("valid json");
-        assert_eq!(
-            value,
-            json!({"z": 1, "a": [true, false, null, -5, 2.5, "s"], "m": {}})
-        );
+        let value = read_whole_value(br#"{"z": 1, "a": [true, false, null, -5, 2.5, "s"], "m": {}}"#).expect("valid json");
+        assert_eq!(value, json!({"z": 1, "a": [true, false, null, -5, 2.5, "s"], "m": {}}));
         let keys: Vec<&String> = value.as_object().expect("object").keys().collect();
         assert_eq!(keys, ["z", "a", "m"]);
     }
 
     #[test]
     fn keeps_integers_as_integers() {
-        let value = read_whole_value(b"[18446744073709551615, -9223372036854775808, 1e2]")
-            .expect("valid json");
+        let value = read_whole_value(b"[18446744073709551615, -9223372036854775808, 1e2]").expect("valid json");
         assert_eq!(value[0].as_u64(), Some(u64::MAX));
         assert_eq!(value[1].as_i64(), Some(i64::MIN));
         assert_eq!(value[2].as_f64(), Some(100.0));
@@ -236,45 +201,21 @@ mod tests {
     fn agrees_with_serde_json_on_standard_json() {
         let text = r#"{"id": 5, "text": ["a\nb", {"type": "bold", "text": "\u00e9\ud83d\ude00"}], "x": [[], {}, 0.125]}"#;
         let expected: Value = serde_json::from_str(text).expect("serde_json parses it");
-        assert_eq!(
-            read_whole_value(text.as_bytes()).expect("valid json"),
-            expected
-        );
+        assert_eq!(read_whole_value(text.as_bytes()).expect("valid json"), expected);
     }
 
     #[test]
     fn rejects_grammar_errors() {
-        for input in [
-            &b"[1,]"[..],
-            b"[1 2]",
-            b"{\"a\" 1}",
-            b"{\"a\": 1,}",
-            b"{1: 2}",
-            b"{\"a\":}",
-            b"[,]",
-            b"]",
-        ] {
+        for input in [&b"[1,]"[..], b"[1 2]", b"{\"a\" 1}", b"{\"a\": 1,}", b"{1: 2}", b"{\"a\":}", b"[,]", b"]"] {
             let error = read_whole_value(input).expect_err("invalid json");
-            assert!(
-                matches!(error, ExportError::MalformedJson { .. }),
-                "{input:?}: {error}"
-            );
+            assert!(matches!(error, ExportError::MalformedJson { .. }), "{input:?}: {error}");
         }
     }
 
     #[test]
     fn reports_truncation_inside_containers() {
         let error = read_whole_value(b"{\"a\": [1, 2").expect_err("truncated");
-        assert!(
-            matches!(
-                error,
-                ExportError::Truncated {
-                    byte_offset: 11,
-                    ..
-                }
-            ),
-            "{error}"
-        );
+        assert!(matches!(error, ExportError::Truncated { byte_offset: 11, .. }), "{error}");
     }
 
     #[test]
@@ -289,10 +230,7 @@ mod tests {
 
     #[test]
     fn skips_values_and_continues_after_them() {
-        let mut lexer = JsonLexer::new(
-            &br#"{"skip": {"a": [1, {"b": "c"}]}, "keep": 7}"#[..],
-            "test.json",
-        );
+        let mut lexer = JsonLexer::new(&br#"{"skip": {"a": [1, {"b": "c"}]}, "keep": 7}"#[..], "test.json");
         let start = lexer.next_token().expect("token");
         assert_eq!(start.kind, TokenKind::ObjectStart);
         assert!(lexer.next_object_key(true).expect("key").is_some());

@@ -4,8 +4,8 @@
 //! already. Rows land in daily partitions created on demand in the same transaction.
 
 use chatvault_common::envelope::{self, header_text};
-use chatvault_common::text::PgText;
 use chatvault_common::projection::{Applied, Projection};
+use chatvault_common::text::PgText;
 use chatvault_common::topics;
 use chrono::{DateTime, Utc};
 use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
@@ -61,9 +61,7 @@ impl AuditProjection {
         };
         let message = DynamicMessage::decode(descriptor, payload).map_err(|error| format!("protobuf decode: {error}"))?;
         let options = SerializeOptions::new().use_proto_field_name(true).skip_default_fields(true);
-        message
-            .serialize_with_options(serde_json::value::Serializer, &options)
-            .map_err(|error| format!("to JSON: {error}"))
+        message.serialize_with_options(serde_json::value::Serializer, &options).map_err(|error| format!("to JSON: {error}"))
     }
 }
 

@@ -108,7 +108,12 @@ async fn publish_event(context: &Context, backup_id: &str, actor: &str, event: b
 }
 
 /// Takes one backup and records it; shared by the API and the schedule.
-async fn take_backup(context: &Context, order: BackupOrder, actor: &str, progress: Option<mpsc::Sender<Progress>>) -> Result<chatvault_proto::backup::v1::Backup, Error> {
+async fn take_backup(
+    context: &Context,
+    order: BackupOrder,
+    actor: &str,
+    progress: Option<mpsc::Sender<Progress>>,
+) -> Result<chatvault_proto::backup::v1::Backup, Error> {
     let started = std::time::Instant::now();
     let upload_progress = progress.clone();
     let (manifest, folder) = create_backup(context, order, progress).await?;
@@ -132,7 +137,13 @@ async fn take_backup(context: &Context, order: BackupOrder, actor: &str, progres
 
 /// Copies a backup that is complete on disk to the bucket and records where it went. A
 /// failure leaves the local backup as it is (complete and catalogued) and is UNAVAILABLE.
-async fn copy_to_bucket(context: &Context, remote: &RemoteStore, manifest: &Manifest, folder: &Path, progress: Option<&mpsc::Sender<Progress>>) -> Result<(), Error> {
+async fn copy_to_bucket(
+    context: &Context,
+    remote: &RemoteStore,
+    manifest: &Manifest,
+    folder: &Path,
+    progress: Option<&mpsc::Sender<Progress>>,
+) -> Result<(), Error> {
     let remote_url = remote.url_of(&manifest.backup_id);
     let total = manifest.total_bytes();
     if let Some(progress) = progress {
@@ -165,7 +176,12 @@ impl BackupService for BackupApi {
         chatvault_common::auth::require_admin(request.metadata(), "taking a backup")?;
         let actor = caller_of_metadata(request.metadata());
         let request = request.into_inner();
-        let order = BackupOrder { formats: formats_of_request(request.format)?, chat_ids: request.chat_ids, with_files: request.with_files, origin: "manual".into() };
+        let order = BackupOrder {
+            formats: formats_of_request(request.format)?,
+            chat_ids: request.chat_ids,
+            with_files: request.with_files,
+            origin: "manual".into(),
+        };
         let context = self.context.clone();
         let stream = progress_stream(
             |progress| CreateBackupResponse { message: Some(create_backup_response::Message::Progress(progress)) },
@@ -281,9 +297,12 @@ async fn receive_upload(staging: &Path, mut stream: Streaming<UploadBackupReques
                 if let Some(parent) = path.parent() {
                     tokio::fs::create_dir_all(parent).await?;
                 }
-                let handle = tokio::fs::OpenOptions::new().write(true).create_new(true).open(&path).await.map_err(|error| {
-                    Error::InvalidArgument(format!("{}: {error}", file.path))
-                })?;
+                let handle = tokio::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&path)
+                    .await
+                    .map_err(|error| Error::InvalidArgument(format!("{}: {error}", file.path)))?;
                 current = Some((file.path, file.size, 0, handle));
             }
             Some(upload_backup_request::Message::Chunk(chunk)) => {
@@ -358,7 +377,13 @@ pub async fn run_schedule(context: Context, interval: Duration, shutdown: Cancel
                     }
                     if catalog::forget(&context.pool, &backup_id).await.is_ok() {
                         tracing::info!(backup_id, "old scheduled backup removed");
-                        publish_event(&context, &backup_id, crate::peers::SERVICE_IDENTITY, backup_event::Event::BackupDeleted(BackupDeleted { backup_id: backup_id.clone() })).await;
+                        publish_event(
+                            &context,
+                            &backup_id,
+                            crate::peers::SERVICE_IDENTITY,
+                            backup_event::Event::BackupDeleted(BackupDeleted { backup_id: backup_id.clone() }),
+                        )
+                        .await;
                     }
                 }
             }

@@ -46,7 +46,9 @@ pub async fn discover(pool: &Pool, root: &Path) -> Result<usize, Error> {
                     added += 1;
                 }
             }
-            Ok(manifest) => tracing::warn!(folder = %folder.display(), backup_id = %manifest.backup_id, "backup folder is not named after its id; skipped"),
+            Ok(manifest) => {
+                tracing::warn!(folder = %folder.display(), backup_id = %manifest.backup_id, "backup folder is not named after its id; skipped")
+            }
             Err(error) => tracing::warn!(folder = %folder.display(), %error, "backup folder skipped"),
         }
     }
@@ -143,7 +145,12 @@ pub fn view(manifest: &Manifest, folder: &Path) -> Backup {
         positions: manifest
             .positions
             .iter()
-            .map(|position| TablePosition { service: position.service.clone(), topic: position.topic.clone(), partition: position.partition, next_offset: position.next_offset })
+            .map(|position| TablePosition {
+                service: position.service.clone(),
+                topic: position.topic.clone(),
+                partition: position.partition,
+                next_offset: position.next_offset,
+            })
             .collect(),
         origin: manifest.origin.clone(),
         schema_version: manifest.schema_version.clone(),

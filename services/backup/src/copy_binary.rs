@@ -4,7 +4,9 @@
 use chatvault_common::text;
 use std::sync::Arc;
 
-use arrow_array::builder::{ArrayBuilder, BooleanBuilder, Date32Builder, Int16Builder, Int32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder};
+use arrow_array::builder::{
+    ArrayBuilder, BooleanBuilder, Date32Builder, Int16Builder, Int32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
+};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use serde::{Deserialize, Serialize};
@@ -428,8 +430,11 @@ mod tests {
 
     #[test]
     fn tuples_split_across_any_chunk_size_decode_the_same() {
-        let rows: Vec<(i64, Option<&str>, Option<i64>)> =
-            (0..50).map(|index| (index, if index % 3 == 0 { None } else { Some("привет, мир") }, if index % 4 == 0 { None } else { Some(index * 1_000_000) })).collect();
+        let rows: Vec<(i64, Option<&str>, Option<i64>)> = (0..50)
+            .map(|index| {
+                (index, if index % 3 == 0 { None } else { Some("привет, мир") }, if index % 4 == 0 { None } else { Some(index * 1_000_000) })
+            })
+            .collect();
         let bytes = stream(&rows);
         for chunk in [1, 2, 7, 64, bytes.len()] {
             let batches = decode_in_chunks(&bytes, chunk, 16);

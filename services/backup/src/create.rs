@@ -145,7 +145,12 @@ async fn export_service(
 
 /// Copies the bytes of every file in the backup's `files` table into `files/<sha256>`,
 /// once per distinct content.
-async fn copy_file_bytes(context: &Context, manifest: &Manifest, folder: &Path, progress: Option<&mpsc::Sender<Progress>>) -> Result<Vec<FileEntry>, Error> {
+async fn copy_file_bytes(
+    context: &Context,
+    manifest: &Manifest,
+    folder: &Path,
+    progress: Option<&mpsc::Sender<Progress>>,
+) -> Result<Vec<FileEntry>, Error> {
     let files = stored_files(manifest, folder)?;
     let total: u64 = files.iter().map(|file| file.size).sum();
     let blobs = folder.join(BLOBS_FOLDER);
@@ -172,7 +177,13 @@ async fn copy_file_bytes(context: &Context, manifest: &Manifest, folder: &Path, 
                 size += chunk.len() as u64;
                 output.write_all(&chunk).await?;
                 if let Some(progress) = progress {
-                    let _ = progress.try_send(Progress { phase: "files".into(), item: file.file_id.clone(), done: done + size, total, unit: "bytes".into() });
+                    let _ = progress.try_send(Progress {
+                        phase: "files".into(),
+                        item: file.file_id.clone(),
+                        done: done + size,
+                        total,
+                        unit: "bytes".into(),
+                    });
                 }
             }
         }
@@ -180,7 +191,10 @@ async fn copy_file_bytes(context: &Context, manifest: &Manifest, folder: &Path, 
         drop(output);
         let sha256 = hex::encode(hasher.finalize());
         if sha256 != file.sha256 || size != file.size {
-            return Err(Error::Internal(format!("file {} downloaded as {size} bytes with SHA-256 {sha256}; the catalog says {} bytes, {}", file.file_id, file.size, file.sha256)));
+            return Err(Error::Internal(format!(
+                "file {} downloaded as {size} bytes with SHA-256 {sha256}; the catalog says {} bytes, {}",
+                file.file_id, file.size, file.sha256
+            )));
         }
         tokio::fs::rename(&partial, &path).await?;
         done += size;

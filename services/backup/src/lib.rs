@@ -64,7 +64,8 @@ impl BackupSettings {
     pub fn from_config(config: &ServiceConfig) -> Result<Self, Error> {
         let interval: u64 = config.setting("SCHEDULE_SECONDS", 0u64)?;
         let format: String = config.setting("SCHEDULE_FORMAT", "parquet".to_owned())?;
-        api::formats_of_name(&format).map_err(|_| Error::InvalidArgument(format!("CHATVAULT_BACKUP_SCHEDULE_FORMAT={format:?}: use csv, parquet or both")))?;
+        api::formats_of_name(&format)
+            .map_err(|_| Error::InvalidArgument(format!("CHATVAULT_BACKUP_SCHEDULE_FORMAT={format:?}: use csv, parquet or both")))?;
         Ok(Self {
             folder: PathBuf::from(config.setting("DIR", ".state/backups".to_owned())?),
             row_group_rows: config.setting("ROW_GROUP_ROWS", 131_072usize)?.max(1),
@@ -91,7 +92,12 @@ pub struct Context {
 
 impl std::fmt::Debug for Context {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.debug_struct("Context").field("settings", &self.settings).field("peers", &self.peers).field("remote", &self.remote).finish_non_exhaustive()
+        formatter
+            .debug_struct("Context")
+            .field("settings", &self.settings)
+            .field("peers", &self.peers)
+            .field("remote", &self.remote)
+            .finish_non_exhaustive()
     }
 }
 

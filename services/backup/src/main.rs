@@ -1,8 +1,8 @@
 //! The backup service: backups to CSV and Parquet, and their restore.
 
 use anyhow::Context;
-use chatvault_common::config::ServiceConfig;
 use chatvault_backup::{App, DEFAULT_PORTS, SERVICE_NAME};
+use chatvault_common::config::ServiceConfig;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -91,8 +91,7 @@ impl Manifest {
 
     /// Reads and checks the manifest of the backup in `folder`.
     pub fn read(folder: &Path) -> Result<Self, Error> {
-        let text = std::fs::read(folder.join(MANIFEST_FILE))
-            .map_err(|error| Error::Damaged(format!("{MANIFEST_FILE} cannot be read: {error}")))?;
+        let text = std::fs::read(folder.join(MANIFEST_FILE)).map_err(|error| Error::Damaged(format!("{MANIFEST_FILE} cannot be read: {error}")))?;
         let recorded = std::fs::read_to_string(folder.join(MANIFEST_CHECKSUM_FILE))
             .map_err(|error| Error::Damaged(format!("{MANIFEST_CHECKSUM_FILE} cannot be read: {error}")))?;
         let recorded = recorded.split_whitespace().next().unwrap_or_default();
@@ -100,7 +99,8 @@ impl Manifest {
         if recorded != actual {
             return Err(Error::Damaged(format!("{MANIFEST_FILE} does not match {MANIFEST_CHECKSUM_FILE} (SHA-256 {actual}, recorded {recorded})")));
         }
-        let manifest: Self = serde_json::from_slice(&text).map_err(|error| Error::Damaged(format!("{MANIFEST_FILE} is not a chatvault manifest: {error}")))?;
+        let manifest: Self =
+            serde_json::from_slice(&text).map_err(|error| Error::Damaged(format!("{MANIFEST_FILE} is not a chatvault manifest: {error}")))?;
         if manifest.schema_version != SCHEMA_VERSION {
             return Err(Error::Damaged(format!(
                 "the backup has schema version {}; this chatvault reads version {SCHEMA_VERSION}",
@@ -117,9 +117,7 @@ impl Manifest {
 /// Checks that `path` stays inside the backup folder; returns it as a relative path.
 pub fn relative_path(path: &str) -> Result<PathBuf, Error> {
     let candidate = Path::new(path);
-    let safe = !path.is_empty()
-        && !path.contains('\\')
-        && candidate.components().all(|component| matches!(component, Component::Normal(_)));
+    let safe = !path.is_empty() && !path.contains('\\') && candidate.components().all(|component| matches!(component, Component::Normal(_)));
     if safe {
         Ok(candidate.to_path_buf())
     } else {
@@ -172,7 +170,14 @@ mod tests {
             with_files: false,
             positions: vec![],
             tables: vec![],
-            files: vec![FileEntry { path: "parquet/chats.parquet".into(), kind: "parquet".into(), table: Some("chats".into()), rows: Some(2), bytes: 10, sha256: "00".into() }],
+            files: vec![FileEntry {
+                path: "parquet/chats.parquet".into(),
+                kind: "parquet".into(),
+                table: Some("chats".into()),
+                rows: Some(2),
+                bytes: 10,
+                sha256: "00".into(),
+            }],
         }
     }
 

@@ -62,9 +62,7 @@ pub fn text_column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a StringA
 
 /// The column `name` of `batch` as Arrow primitive type `T` (the tables' schema fixes it).
 fn primitive_column<'a, T: arrow_array::ArrowPrimitiveType>(batch: &'a RecordBatch, name: &str) -> Result<&'a arrow_array::PrimitiveArray<T>, Error> {
-    column(batch, name)?
-        .as_primitive_opt::<T>()
-        .ok_or_else(|| Error::Damaged(format!("column {name} is not of type {}", T::DATA_TYPE)))
+    column(batch, name)?.as_primitive_opt::<T>().ok_or_else(|| Error::Damaged(format!("column {name} is not of type {}", T::DATA_TYPE)))
 }
 
 fn int64_column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a arrow_array::Int64Array, Error> {
@@ -183,11 +181,22 @@ fn report(progress: Option<&mpsc::Sender<Progress>>, item: &str, done: u64, tota
 
 /// Restores the backup in `folder` as `actor` (who the restored events name). Nothing is
 /// written unless the whole backup checks out.
-pub async fn restore_folder(context: &Context, folder: &Path, kind: Option<&str>, actor: &str, progress: Option<mpsc::Sender<Progress>>) -> Result<RestoreSummary, Error> {
+pub async fn restore_folder(
+    context: &Context,
+    folder: &Path,
+    kind: Option<&str>,
+    actor: &str,
+    progress: Option<mpsc::Sender<Progress>>,
+) -> Result<RestoreSummary, Error> {
     chatvault_common::caller::act_as(actor.to_owned(), restore_as_caller(context, folder, kind, progress)).await
 }
 
-async fn restore_as_caller(context: &Context, folder: &Path, kind: Option<&str>, progress: Option<mpsc::Sender<Progress>>) -> Result<RestoreSummary, Error> {
+async fn restore_as_caller(
+    context: &Context,
+    folder: &Path,
+    kind: Option<&str>,
+    progress: Option<mpsc::Sender<Progress>>,
+) -> Result<RestoreSummary, Error> {
     let progress = progress.as_ref();
     let checking = folder.to_path_buf();
     let manifest = tokio::task::spawn_blocking(move || crate::verify::checked_manifest(&checking))
@@ -195,7 +204,11 @@ async fn restore_as_caller(context: &Context, folder: &Path, kind: Option<&str>,
         .map_err(|error| Error::Internal(format!("verify task: {error}")))??;
     if let Some(kind) = kind {
         if !manifest.formats.iter().any(|format| format == kind) {
-            return Err(Error::InvalidArgument(format!("backup {} holds no {kind} copy (it has {})", manifest.backup_id, manifest.formats.join(", "))));
+            return Err(Error::InvalidArgument(format!(
+                "backup {} holds no {kind} copy (it has {})",
+                manifest.backup_id,
+                manifest.formats.join(", ")
+            )));
         }
     }
     let present = present_keys(context, &manifest.chat_ids).await?;
@@ -240,11 +253,8 @@ async fn restore_accounts(context: &Context, manifest: &Manifest, folder: &Path,
         }
     }
     let mut client = AccountsServiceClient::new(context.peers.users.clone());
-    let response = client
-        .restore_accounts(context.peers.request(futures::stream::iter(accounts)))
-        .await
-        .map_err(Error::remote("users"))?
-        .into_inner();
+    let response =
+        client.restore_accounts(context.peers.request(futures::stream::iter(accounts))).await.map_err(Error::remote("users"))?.into_inner();
     for conflict in &response.conflicts {
         tracing::warn!(conflict = %conflict, "account not restored");
     }
@@ -278,7 +288,11 @@ async fn restore_files(
         }
         let path = folder.join(relative_path(&blob)?);
         let metadata = UploadFileRequest {
-            message: Some(upload_file_request::Message::Metadata(UploadMetadata { name: file.name, content_type: file.content_type, restore: Some(file.identity) })),
+            message: Some(upload_file_request::Message::Metadata(UploadMetadata {
+                name: file.name,
+                content_type: file.content_type,
+                restore: Some(file.identity),
+            })),
         };
         let chunks = read_chunks(path).await?;
         let requests = futures::stream::once(async move { metadata }).chain(chunks);
@@ -333,7 +347,9 @@ async fn read_chunks(path: std::path::PathBuf) -> Result<impl futures::Stream<It
     let file = tokio::fs::File::open(&path).await?;
     let reader = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20);
     // A read error ends the stream early; ingest then refuses the upload on its SHA-256.
-    Ok(reader.filter_map(|chunk| futures::future::ready(chunk.ok())).map(|chunk| UploadFileRequest { message: Some(upload_file_request::Message::Chunk(chunk)) }))
+    Ok(reader
+        .filter_map(|chunk| futures::future::ready(chunk.ok()))
+        .map(|chunk| UploadFileRequest { message: Some(upload_file_request::Message::Chunk(chunk)) }))
 }
 
 /// Publishes the backup's chats, messages and grants the platform lacks, in one
@@ -402,9 +418,7 @@ fn chat_events(batch: &RecordBatch, present: &PresentKeys, counts: &mut Restored
     let ids = int64_column(batch, "chat_id")?;
     let names = text_column(batch, "name")?;
     let types = text_column(batch, "chat_type")?;
-    let left = column(batch, "left_chat")?
-        .as_boolean_opt()
-        .ok_or_else(|| Error::Damaged("column left_chat is not boolean".into()))?;
+    let left = column(batch, "left_chat")?.as_boolean_opt().ok_or_else(|| Error::Damaged("column left_chat is not boolean".into()))?;
     let import_ids = text_column(batch, "last_import_id")?;
     let sources = text_column(batch, "source")?;
     let imported_at = timestamp_column(batch, "imported_at")?;
@@ -441,9 +455,11 @@ fn message_events(batch: &RecordBatch, present: &PresentKeys, counts: &mut Resto
     let sent = timestamp_column(batch, "sent_at")?;
     let edited = timestamp_column(batch, "edited_at")?;
     let text = |name: &str| text_column(batch, name);
-    let (from_name, from_id, signature, forwarded, saved) = (text("from_name")?, text("from_id")?, text("author_signature")?, text("forwarded_from")?, text("saved_from")?);
+    let (from_name, from_id, signature, forwarded, saved) =
+        (text("from_name")?, text("from_id")?, text("author_signature")?, text("forwarded_from")?, text("saved_from")?);
     let reply_ids = int64_column(batch, "reply_to_message_id")?;
-    let (reply_peer, via_bot, action, actor_name, actor_id) = (text("reply_to_peer_id")?, text("via_bot")?, text("action")?, text("actor_name")?, text("actor_id")?);
+    let (reply_peer, via_bot, action, actor_name, actor_id) =
+        (text("reply_to_peer_id")?, text("via_bot")?, text("action")?, text("actor_name")?, text("actor_id")?);
     let (texts, entities, media, raw, import_ids) = (text("text")?, text("entities")?, text("media")?, text("raw_json")?, text("import_id")?);
     let mut events = Vec::with_capacity(batch.num_rows());
     for row in 0..batch.num_rows() {
@@ -568,7 +584,10 @@ mod tests {
 
     #[test]
     fn entities_and_media_come_back_from_storage_json() {
-        let entities = entities_of_json(r#"[{"kind":"text_link","offset":3,"length":4,"extra":{"href":"https://example.com"}},{"kind":"bold","offset":0,"length":1}]"#).expect("parses");
+        let entities = entities_of_json(
+            r#"[{"kind":"text_link","offset":3,"length":4,"extra":{"href":"https://example.com"}},{"kind":"bold","offset":0,"length":1}]"#,
+        )
+        .expect("parses");
         assert_eq!(entities.len(), 2);
         assert_eq!(entities[0].extra_json, r#"{"href":"https://example.com"}"#);
         assert_eq!((entities[1].kind.as_str(), entities[1].offset, entities[1].length, entities[1].extra_json.as_str()), ("bold", 0, 1, ""));

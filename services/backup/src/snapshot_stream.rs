@@ -43,7 +43,12 @@ struct TableTask {
 
 /// Consumes `stream` from `service`. `make_sink` is called once per table, after the
 /// header, with the table's name, columns and the snapshot's positions.
-pub async fn consume_snapshot<S, F>(service: &'static str, mut stream: S, mut make_sink: F, progress: Option<&mpsc::Sender<Progress>>) -> Result<ConsumedSnapshot, Error>
+pub async fn consume_snapshot<S, F>(
+    service: &'static str,
+    mut stream: S,
+    mut make_sink: F,
+    progress: Option<&mpsc::Sender<Progress>>,
+) -> Result<ConsumedSnapshot, Error>
 where
     S: futures::Stream<Item = Result<ExportSnapshotResponse, tonic::Status>> + Unpin,
     F: FnMut(&str, &[ColumnSpec], &[Position]) -> Result<Box<dyn TableSink>, Error>,
@@ -62,13 +67,20 @@ where
                     consumed.positions = header
                         .positions
                         .iter()
-                        .map(|position| Position { service: service.to_owned(), topic: position.topic.clone(), partition: position.partition, next_offset: position.next_offset })
+                        .map(|position| Position {
+                            service: service.to_owned(),
+                            topic: position.topic.clone(),
+                            partition: position.partition,
+                            next_offset: position.next_offset,
+                        })
                         .collect();
                     for table in header.tables {
                         let columns = table
                             .columns
                             .iter()
-                            .map(|column| Ok(ColumnSpec { name: column.name.clone(), pg_type: PgType::parse(&column.pg_type)?, nullable: column.nullable }))
+                            .map(|column| {
+                                Ok(ColumnSpec { name: column.name.clone(), pg_type: PgType::parse(&column.pg_type)?, nullable: column.nullable })
+                            })
                             .collect::<Result<Vec<_>, Error>>()?;
                         let sink = make_sink(&table.name, &columns, &consumed.positions)?;
                         let rows = Arc::new(AtomicU64::new(0));
@@ -79,15 +91,19 @@ where
                     }
                 }
                 Some(export_snapshot_response::Message::Data(data)) => {
-                    let task = tasks.get_mut(&data.table).ok_or_else(|| Error::Internal(format!("{service} sent rows of unannounced table {:?}", data.table)))?;
-                    let sender = task.chunks.as_ref().ok_or_else(|| Error::Internal(format!("{service} sent rows of {} after its end", data.table)))?;
+                    let task = tasks
+                        .get_mut(&data.table)
+                        .ok_or_else(|| Error::Internal(format!("{service} sent rows of unannounced table {:?}", data.table)))?;
+                    let sender =
+                        task.chunks.as_ref().ok_or_else(|| Error::Internal(format!("{service} sent rows of {} after its end", data.table)))?;
                     if sender.send(data.copy_data).await.is_err() {
                         // The worker stopped on an error; its result says which.
                         task.chunks = None;
                     }
                 }
                 Some(export_snapshot_response::Message::End(end)) => {
-                    let task = tasks.get_mut(&end.table).ok_or_else(|| Error::Internal(format!("{service} ended unannounced table {:?}", end.table)))?;
+                    let task =
+                        tasks.get_mut(&end.table).ok_or_else(|| Error::Internal(format!("{service} ended unannounced table {:?}", end.table)))?;
                     task.chunks = None;
                     task.entry.rows = end.rows;
                 }
@@ -97,7 +113,13 @@ where
                 if last_report.elapsed() > Duration::from_millis(250) {
                     last_report = Instant::now();
                     for (name, task) in &tasks {
-                        let _ = progress.try_send(Progress { phase: "export".into(), item: format!("{service}/{name}"), done: task.rows.load(Ordering::Relaxed), total: 0, unit: "rows".into() });
+                        let _ = progress.try_send(Progress {
+                            phase: "export".into(),
+                            item: format!("{service}/{name}"),
+                            done: task.rows.load(Ordering::Relaxed),
+                            total: 0,
+                            unit: "rows".into(),
+                        });
                     }
                 }
             }

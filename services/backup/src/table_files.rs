@@ -103,7 +103,14 @@ impl std::fmt::Debug for TableWriter {
 
 impl TableWriter {
     /// Creates the table's files under `folder`. `metadata` goes into the Parquet footer.
-    pub fn create(folder: &Path, table: &str, schema: SchemaRef, formats: Formats, row_group_rows: usize, metadata: Vec<(String, String)>) -> Result<Self, Error> {
+    pub fn create(
+        folder: &Path,
+        table: &str,
+        schema: SchemaRef,
+        formats: Formats,
+        row_group_rows: usize,
+        metadata: Vec<(String, String)>,
+    ) -> Result<Self, Error> {
         let parquet = if formats.parquet {
             let path = table_path(table, "parquet");
             let properties = WriterProperties::builder()
@@ -220,8 +227,9 @@ impl TableReader {
             let column = if column.data_type() == field.data_type() {
                 column.clone()
             } else {
-                arrow_cast::cast(column, field.data_type())
-                    .map_err(|error| Error::Damaged(format!("{}: column {} cannot be read as {}: {error}", self.path.display(), field.name(), field.data_type())))?
+                arrow_cast::cast(column, field.data_type()).map_err(|error| {
+                    Error::Damaged(format!("{}: column {} cannot be read as {}: {error}", self.path.display(), field.name(), field.data_type()))
+                })?
             };
             let column = if !field.is_nullable() && column.null_count() > 0 && field.data_type() == &arrow_schema::DataType::Utf8 {
                 let text = column.as_any().downcast_ref::<arrow_array::StringArray>().ok_or_else(|| Error::Internal("text column".into()))?;
@@ -270,7 +278,9 @@ mod tests {
     fn both_formats_read_back_equal_rows_with_many_row_groups() {
         let folder = tempfile::tempdir().expect("temp dir");
         let schema = arrow_schema(&columns());
-        let mut writer = TableWriter::create(folder.path(), "t", schema.clone(), Formats { csv: true, parquet: true }, 100, vec![("k".into(), "v".into())]).expect("create");
+        let mut writer =
+            TableWriter::create(folder.path(), "t", schema.clone(), Formats { csv: true, parquet: true }, 100, vec![("k".into(), "v".into())])
+                .expect("create");
         let ids: Vec<i64> = (0..1000).collect();
         let texts: Vec<Option<String>> = ids.iter().map(|id| (id % 5 != 0).then(|| format!("line \"{id}\",\nsecond line"))).collect();
         let batch = RecordBatch::try_new(
@@ -278,7 +288,10 @@ mod tests {
             vec![
                 Arc::new(Int64Array::from(ids.clone())),
                 Arc::new(StringArray::from(texts.clone())),
-                Arc::new(TimestampMicrosecondArray::from(ids.iter().map(|id| Some(id * 1_000_001)).collect::<Vec<_>>()).with_timezone(crate::copy_binary::UTC_OFFSET)),
+                Arc::new(
+                    TimestampMicrosecondArray::from(ids.iter().map(|id| Some(id * 1_000_001)).collect::<Vec<_>>())
+                        .with_timezone(crate::copy_binary::UTC_OFFSET),
+                ),
             ],
         )
         .expect("batch");
@@ -294,10 +307,16 @@ mod tests {
             let batches: Vec<RecordBatch> = reader.collect::<Result<_, _>>().expect("reads");
             let read_ids: Vec<i64> = batches.iter().flat_map(|batch| batch.column(0).as_primitive::<Int64Type>().values().to_vec()).collect();
             assert_eq!(read_ids, ids, "{}", entry.kind);
-            let read_texts: Vec<Option<String>> = batches.iter().flat_map(|batch| batch.column(1).as_string::<i32>().iter().map(|text| text.map(str::to_owned)).collect::<Vec<_>>()).collect();
+            let read_texts: Vec<Option<String>> = batches
+                .iter()
+                .flat_map(|batch| batch.column(1).as_string::<i32>().iter().map(|text| text.map(str::to_owned)).collect::<Vec<_>>())
+                .collect();
             let expected: Vec<Option<String>> = texts.clone();
             assert_eq!(read_texts, expected, "{}", entry.kind);
-            let read_at: Vec<i64> = batches.iter().flat_map(|batch| batch.column(2).as_primitive::<arrow_array::types::TimestampMicrosecondType>().values().to_vec()).collect();
+            let read_at: Vec<i64> = batches
+                .iter()
+                .flat_map(|batch| batch.column(2).as_primitive::<arrow_array::types::TimestampMicrosecondType>().values().to_vec())
+                .collect();
             assert_eq!(read_at, ids.iter().map(|id| id * 1_000_001).collect::<Vec<_>>(), "{}", entry.kind);
         }
     }

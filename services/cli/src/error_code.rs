@@ -20,10 +20,7 @@ pub(crate) struct CodedError {
 
 /// Returns an error with `code` and `message`.
 pub(crate) fn coded_error(code: Code, message: impl Into<String>) -> anyhow::Error {
-    anyhow::Error::new(CodedError {
-        code,
-        message: message.into(),
-    })
+    anyhow::Error::new(CodedError { code, message: message.into() })
 }
 
 /// Returns an INVALID_ARGUMENT error: the command line asks for something impossible.
@@ -38,10 +35,7 @@ pub(crate) fn not_found(message: impl Into<String>) -> anyhow::Error {
 
 /// Returns the code of `error`: that of the outermost cause that has one, else UNKNOWN.
 pub(crate) fn code_of(error: &anyhow::Error) -> Code {
-    error
-        .chain()
-        .find_map(code_of_cause)
-        .unwrap_or(Code::Unknown)
+    error.chain().find_map(code_of_cause).unwrap_or(Code::Unknown)
 }
 
 fn code_of_cause(cause: &(dyn std::error::Error + 'static)) -> Option<Code> {
@@ -56,9 +50,7 @@ fn code_of_cause(cause: &(dyn std::error::Error + 'static)) -> Option<Code> {
         return Some(Code::Unavailable);
     }
     // A setting of the platform's shared configuration (like a malformed broker list).
-    if let Some(chatvault_common::Error::Config(_)) =
-        cause.downcast_ref::<chatvault_common::Error>()
-    {
+    if let Some(chatvault_common::Error::Config(_)) = cause.downcast_ref::<chatvault_common::Error>() {
         return Some(Code::InvalidArgument);
     }
     if let Some(kafka) = cause.downcast_ref::<KafkaError>() {
@@ -75,11 +67,7 @@ fn code_of_kafka_error(error: &KafkaError) -> Code {
         return Code::InvalidArgument;
     }
     match error.rdkafka_error_code() {
-        Some(
-            RDKafkaErrorCode::UnknownTopicOrPartition
-            | RDKafkaErrorCode::UnknownTopic
-            | RDKafkaErrorCode::UnknownPartition,
-        ) => Code::NotFound,
+        Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic | RDKafkaErrorCode::UnknownPartition) => Code::NotFound,
         Some(
             RDKafkaErrorCode::TopicAuthorizationFailed
             | RDKafkaErrorCode::GroupAuthorizationFailed
@@ -119,9 +107,7 @@ fn code_of_io_error(error: &std::io::Error) -> Option<Code> {
         | ErrorKind::TimedOut
         | ErrorKind::HostUnreachable
         | ErrorKind::NetworkUnreachable => Some(Code::Unavailable),
-        ErrorKind::StorageFull | ErrorKind::QuotaExceeded | ErrorKind::FileTooLarge => {
-            Some(Code::ResourceExhausted)
-        }
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded | ErrorKind::FileTooLarge => Some(Code::ResourceExhausted),
         _ => None,
     }
 }
@@ -158,56 +144,38 @@ mod tests {
 
     #[test]
     fn a_service_status_keeps_its_code_under_context() {
-        let error = anyhow::Error::new(tonic::Status::permission_denied("admins only"))
-            .context("registering a node");
+        let error = anyhow::Error::new(tonic::Status::permission_denied("admins only")).context("registering a node");
         assert_eq!(code_of(&error), Code::PermissionDenied);
     }
 
     #[test]
     fn codes_raised_in_the_cli_win_over_their_causes() {
-        let error =
-            invalid_argument("give either a file id or --date YYYY-MM-DD").context("files get");
+        let error = invalid_argument("give either a file id or --date YYYY-MM-DD").context("files get");
         assert_eq!(code_of(&error), Code::InvalidArgument);
-        assert_eq!(
-            code_of(&not_found("topic chat.events.dlq does not exist")),
-            Code::NotFound
-        );
+        assert_eq!(code_of(&not_found("topic chat.events.dlq does not exist")), Code::NotFound);
     }
 
     #[test]
     fn unreadable_local_files_are_not_found_or_permission_denied() {
-        let missing = std::fs::metadata("/nonexistent/chatvault/export")
-            .context("cannot read /nonexistent/chatvault/export")
-            .expect_err("missing");
+        let missing = std::fs::metadata("/nonexistent/chatvault/export").context("cannot read /nonexistent/chatvault/export").expect_err("missing");
         assert_eq!(code_of(&missing), Code::NotFound);
-        let denied = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::PermissionDenied))
-            .context("opening report.pdf");
+        let denied = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::PermissionDenied)).context("opening report.pdf");
         assert_eq!(code_of(&denied), Code::PermissionDenied);
     }
 
     #[test]
     fn unreachable_kafka_is_unavailable_and_a_missing_topic_not_found() {
-        let down = anyhow::Error::new(KafkaError::MetadataFetch(
-            RDKafkaErrorCode::OperationTimedOut,
-        ))
-        .context("cannot reach Kafka at 127.0.0.1:1");
+        let down = anyhow::Error::new(KafkaError::MetadataFetch(RDKafkaErrorCode::OperationTimedOut)).context("cannot reach Kafka at 127.0.0.1:1");
         assert_eq!(code_of(&down), Code::Unavailable);
-        let missing = anyhow::Error::new(KafkaError::MetadataFetch(
-            RDKafkaErrorCode::UnknownTopicOrPartition,
-        ));
+        let missing = anyhow::Error::new(KafkaError::MetadataFetch(RDKafkaErrorCode::UnknownTopicOrPartition));
         assert_eq!(code_of(&missing), Code::NotFound);
     }
 
     #[test]
     fn a_refused_connection_is_unavailable_and_a_bare_message_unknown() {
-        let refused =
-            anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
-                .context("cannot reach http://127.0.0.1:1");
+        let refused = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)).context("cannot reach http://127.0.0.1:1");
         assert_eq!(code_of(&refused), Code::Unavailable);
-        assert_eq!(
-            code_of(&anyhow::anyhow!("the import ended without a summary")),
-            Code::Unknown
-        );
+        assert_eq!(code_of(&anyhow::anyhow!("the import ended without a summary")), Code::Unknown);
     }
 
     #[test]

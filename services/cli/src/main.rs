@@ -12,11 +12,7 @@ use clap::{Parser, Subcommand};
 
 /// The chatvault command-line client.
 #[derive(Debug, Parser)]
-#[command(
-    name = "chatvault",
-    version,
-    about = "Archive Telegram chats and files in chatvault"
-)]
+#[command(name = "chatvault", version, about = "Archive Telegram chats and files in chatvault")]
 struct Cli {
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
@@ -114,19 +110,11 @@ async fn main() -> ExitCode {
 /// failure the same way; otherwise clap prints its own help, version or usage error.
 /// Returns the exit code on any of those (2 for usage errors, as clap does).
 fn parse_command_line(arguments: Vec<OsString>) -> Result<Cli, ExitCode> {
-    let asks_for_json = arguments
-        .iter()
-        .skip(1)
-        .take_while(|argument| *argument != "--")
-        .any(|argument| argument == "--json");
+    let asks_for_json = arguments.iter().skip(1).take_while(|argument| *argument != "--").any(|argument| argument == "--json");
     match Cli::try_parse_from(arguments) {
         Ok(cli) => Ok(cli),
         Err(error) if asks_for_json && error.use_stderr() => {
-            output::print_error_message(
-                &usage_error_message(&error),
-                error_code::grpc_code_name(tonic::Code::InvalidArgument),
-                true,
-            );
+            output::print_error_message(&usage_error_message(&error), error_code::grpc_code_name(tonic::Code::InvalidArgument), true);
             Err(ExitCode::from(2))
         }
         Err(error) => error.exit(),
@@ -138,10 +126,7 @@ fn parse_command_line(arguments: Vec<OsString>) -> Result<Cli, ExitCode> {
 fn usage_error_message(error: &clap::Error) -> String {
     let rendered = error.render().to_string();
     let first_line = rendered.lines().next().unwrap_or_default();
-    first_line
-        .strip_prefix("error: ")
-        .unwrap_or(first_line)
-        .to_owned()
+    first_line.strip_prefix("error: ").unwrap_or(first_line).to_owned()
 }
 
 #[cfg(test)]
@@ -151,67 +136,34 @@ mod tests {
     use super::*;
 
     fn parse(arguments: &[&str]) -> clap::ArgMatches {
-        Cli::command()
-            .try_get_matches_from(arguments)
-            .unwrap_or_else(|error| panic!("{arguments:?} parses: {error}"))
+        Cli::command().try_get_matches_from(arguments).unwrap_or_else(|error| panic!("{arguments:?} parses: {error}"))
     }
 
     #[test]
     fn negative_chat_ids_need_no_double_dash() {
         let matches = parse(&["chatvault", "messages", "-1001234567890", "--limit", "5"]);
         let messages = matches.subcommand_matches("messages").expect("messages");
-        assert_eq!(
-            messages.get_one::<i64>("chat_id"),
-            Some(&-1_001_234_567_890)
-        );
+        assert_eq!(messages.get_one::<i64>("chat_id"), Some(&-1_001_234_567_890));
         assert_eq!(messages.get_one::<u64>("limit"), Some(&5));
 
         let matches = parse(&["chatvault", "authors", "top", "-1001234567890", "-n", "3"]);
-        let top = matches
-            .subcommand_matches("authors")
-            .and_then(|authors| authors.subcommand_matches("top"))
-            .expect("authors top");
+        let top = matches.subcommand_matches("authors").and_then(|authors| authors.subcommand_matches("top")).expect("authors top");
         assert_eq!(top.get_one::<i64>("chat_id"), Some(&-1_001_234_567_890));
 
-        let matches = parse(&[
-            "chatvault",
-            "import",
-            "export/messages.html",
-            "--chat-id",
-            "-1001234567890",
-            "--utc-offset",
-            "-05:30",
-        ]);
+        let matches = parse(&["chatvault", "import", "export/messages.html", "--chat-id", "-1001234567890", "--utc-offset", "-05:30"]);
         let import = matches.subcommand_matches("import").expect("import");
         assert_eq!(import.get_one::<i64>("chat_id"), Some(&-1_001_234_567_890));
         assert_eq!(import.get_one::<i32>("utc_offset"), Some(&-19_800));
 
-        let matches = parse(&[
-            "chatvault",
-            "backup",
-            "create",
-            "--chat",
-            "-1001234567890",
-            "--chat",
-            "42",
-        ]);
-        let create = matches
-            .subcommand_matches("backup")
-            .and_then(|backup| backup.subcommand_matches("create"))
-            .expect("backup create");
-        let chats: Vec<i64> = create
-            .get_many::<i64>("chats")
-            .expect("chats")
-            .copied()
-            .collect();
+        let matches = parse(&["chatvault", "backup", "create", "--chat", "-1001234567890", "--chat", "42"]);
+        let create = matches.subcommand_matches("backup").and_then(|backup| backup.subcommand_matches("create")).expect("backup create");
+        let chats: Vec<i64> = create.get_many::<i64>("chats").expect("chats").copied().collect();
         assert_eq!(chats, vec![-1_001_234_567_890, 42]);
     }
 
     #[test]
     fn flags_that_are_not_numbers_are_still_flags() {
-        let error = Cli::command()
-            .try_get_matches_from(["chatvault", "messages", "-x"])
-            .expect_err("-x is no chat id");
+        let error = Cli::command().try_get_matches_from(["chatvault", "messages", "-x"]).expect_err("-x is no chat id");
         assert_eq!(error.kind(), clap::error::ErrorKind::UnknownArgument);
     }
 
@@ -220,37 +172,18 @@ mod tests {
         let mut command = Cli::command();
         let import = command.find_subcommand_mut("import").expect("import");
         let help = import.render_long_help().to_string();
-        for expected in [
-            "JSON",
-            "HTML",
-            "result.json",
-            "messages.html",
-            ".zip",
-            "folder",
-            "--server-path",
-            "media",
-        ] {
-            assert!(
-                help.contains(expected),
-                "import --help mentions {expected}:\n{help}"
-            );
+        for expected in ["JSON", "HTML", "result.json", "messages.html", ".zip", "folder", "--server-path", "media"] {
+            assert!(help.contains(expected), "import --help mentions {expected}:\n{help}");
         }
         let summary = Cli::command().render_help().to_string();
-        assert!(
-            summary.contains("JSON or HTML"),
-            "chatvault --help says JSON or HTML:\n{summary}"
-        );
+        assert!(summary.contains("JSON or HTML"), "chatvault --help says JSON or HTML:\n{summary}");
     }
 
     #[test]
     fn usage_errors_become_one_line() {
-        let error =
-            Cli::try_parse_from(["chatvault", "messages", "abc"]).expect_err("abc is no chat id");
+        let error = Cli::try_parse_from(["chatvault", "messages", "abc"]).expect_err("abc is no chat id");
         let message = usage_error_message(&error);
         assert!(message.contains("invalid value 'abc'"), "{message}");
-        assert!(
-            !message.contains('\n') && !message.starts_with("error"),
-            "{message}"
-        );
+        assert!(!message.contains('\n') && !message.starts_with("error"), "{message}");
     }
 }

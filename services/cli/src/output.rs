@@ -42,9 +42,7 @@ pub(crate) fn set_errors_as_json(json: bool) {
 pub(crate) fn write_stdout_line(line: std::fmt::Arguments<'_>) {
     let mut stdout = std::io::stdout().lock();
     // Stdout is line-buffered: the newline flushes, so a gone reader shows up on this line.
-    let written = stdout
-        .write_fmt(line)
-        .and_then(|()| stdout.write_all(b"\n"));
+    let written = stdout.write_fmt(line).and_then(|()| stdout.write_all(b"\n"));
     if let Err(error) = written {
         drop(stdout);
         end_after_failed_stdout_write(&error);
@@ -74,20 +72,14 @@ pub(crate) fn print_error(error: &anyhow::Error, json: bool) {
 
 /// Prints `message` with `code` (a gRPC code name) to stderr, as [`print_error`] does.
 pub(crate) fn print_error_message(message: &str, code: &str, json: bool) {
-    let text = if json {
-        json!({ "error": message, "code": code }).to_string()
-    } else {
-        format!("error ({code}): {message}")
-    };
+    let text = if json { json!({ "error": message, "code": code }).to_string() } else { format!("error ({code}): {message}") };
     // A closed stderr leaves nowhere to report anything; the exit status still tells.
     let _ = writeln!(std::io::stderr(), "{text}");
 }
 
 /// Formats Unix seconds as `YYYY-MM-DD HH:MM:SS` UTC.
 pub(crate) fn format_unix(seconds: i64) -> String {
-    chrono::DateTime::from_timestamp(seconds, 0)
-        .map(|date| date.format("%Y-%m-%d %H:%M:%S").to_string())
-        .unwrap_or_else(|| seconds.to_string())
+    chrono::DateTime::from_timestamp(seconds, 0).map(|date| date.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_else(|| seconds.to_string())
 }
 
 /// Prints one JSON value on its own line.

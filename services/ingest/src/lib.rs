@@ -82,9 +82,7 @@ fn unpack_limits_of(config: &ServiceConfig) -> Result<import::upload::UnpackLimi
         max_entries: config.setting("MAX_ZIP_ENTRIES", defaults.max_entries)?,
     };
     if limits.max_unpacked_bytes == 0 || limits.max_unpack_ratio == 0 || limits.max_entries == 0 {
-        return Err(Error::InvalidArgument(
-            "CHATVAULT_INGEST_MAX_UNPACKED_BYTES, _MAX_UNPACK_RATIO and _MAX_ZIP_ENTRIES must be above 0".to_owned(),
-        ));
+        return Err(Error::InvalidArgument("CHATVAULT_INGEST_MAX_UNPACKED_BYTES, _MAX_UNPACK_RATIO and _MAX_ZIP_ENTRIES must be above 0".to_owned()));
     }
     Ok(limits)
 }

@@ -54,10 +54,7 @@ impl AuthPlatform {
         environment.insert("CHATVAULT_AUTH".to_owned(), "on".to_owned());
         environment.insert("CHATVAULT_USERS_LOCKOUT_THRESHOLD".to_owned(), "3".to_owned());
         environment.insert("CHATVAULT_USERS_LOGIN_FAILURE_DELAY_MS".to_owned(), "10".to_owned());
-        environment.insert(
-            "CHATVAULT_USERS_BOOTSTRAP_ADMIN".to_owned(),
-            format!("{ADMIN_USERNAME}:{ADMIN_PASSWORD}:root@example.org"),
-        );
+        environment.insert("CHATVAULT_USERS_BOOTSTRAP_ADMIN".to_owned(), format!("{ADMIN_USERNAME}:{ADMIN_PASSWORD}:root@example.org"));
         let users_config = ServiceConfig::from_env_map("users", chatvault_users::DEFAULT_PORTS, &environment).expect("users config");
         let users_app = chatvault_users::App::build(users_config).await.expect("users starts");
         let users_addr = users_app.grpc_addr();
@@ -137,13 +134,8 @@ async fn register_login_refresh_logout_and_change_password() {
     assert_eq!(platform.accounts.clone().me(MeRequest {}).await.expect_err("no token").code(), Code::Unauthenticated);
 
     // Refresh rotates; the old token presented again revokes the whole log-in.
-    let rotated = platform
-        .accounts
-        .clone()
-        .refresh(RefreshRequest { refresh_token: first.refresh_token.clone() })
-        .await
-        .expect("refresh")
-        .into_inner();
+    let rotated =
+        platform.accounts.clone().refresh(RefreshRequest { refresh_token: first.refresh_token.clone() }).await.expect("refresh").into_inner();
     assert_ne!(rotated.refresh_token, first.refresh_token);
     platform.accounts.clone().me(authorized(MeRequest {}, &rotated.access_token)).await.expect("new access token works");
     let reuse = platform.accounts.clone().refresh(RefreshRequest { refresh_token: first.refresh_token.clone() }).await;
@@ -291,7 +283,9 @@ async fn tampered_expired_and_wrongly_signed_tokens_are_refused_by_every_service
     };
     let expired = sign_access_token(&Secret::new(TEST_JWT_SECRET), &claims);
     let wrongly_signed = sign_access_token(&Secret::new("someone else's secret"), &Claims { exp: now + 600, ..claims.clone() });
-    for (what, token) in [("tampered", tampered.as_str()), ("expired", expired.as_str()), ("wrongly signed", wrongly_signed.as_str()), ("garbage", "x.y.z")] {
+    for (what, token) in
+        [("tampered", tampered.as_str()), ("expired", expired.as_str()), ("wrongly signed", wrongly_signed.as_str()), ("garbage", "x.y.z")]
+    {
         let me = platform.accounts.clone().me(authorized(MeRequest {}, token)).await;
         assert_eq!(me.expect_err(what).code(), Code::Unauthenticated, "users refuses a {what} token");
         let chats = platform.storage.clone().list_chats(authorized(ListChatsRequest::default(), token)).await;
@@ -335,10 +329,7 @@ async fn only_admins_register_nodes_and_change_roles() {
     let as_admin = platform.login(&username, password).await.expect("logs in as admin");
     let outcome = platform.files.clone().register_node(authorized(node, &as_admin.access_token)).await;
     if let Err(status) = outcome {
-        assert!(
-            !matches!(status.code(), Code::PermissionDenied | Code::Unauthenticated),
-            "an admin passes the role check: {status:?}"
-        );
+        assert!(!matches!(status.code(), Code::PermissionDenied | Code::Unauthenticated), "an admin passes the role check: {status:?}");
     }
 }
 
@@ -407,17 +398,21 @@ async fn users_list_download_and_delete_only_their_own_files() {
         let mut uploads = platform.uploads.clone();
         async move {
             let messages = vec![
-                UploadFileRequest { message: Some(upload_file_request::Message::Metadata(UploadMetadata { name: "alice.bin".to_owned(), content_type: String::new(), restore: None })) },
+                UploadFileRequest {
+                    message: Some(upload_file_request::Message::Metadata(UploadMetadata {
+                        name: "alice.bin".to_owned(),
+                        content_type: String::new(),
+                        restore: None,
+                    })),
+                },
                 UploadFileRequest { message: Some(upload_file_request::Message::Chunk(bytes::Bytes::from(bytes))) },
             ];
             uploads.upload_file(authorized(futures::stream::iter(messages), &token)).await.map(tonic::Response::into_inner)
         }
     };
     // Ingest learns the nodes from storage.nodes on its own.
-    let uploaded = crate::helpers::wait_until(std::time::Duration::from_secs(30), || async {
-        upload_as(alice.clone(), b"probe".to_vec()).await.is_ok()
-    })
-    .await;
+    let uploaded =
+        crate::helpers::wait_until(std::time::Duration::from_secs(30), || async { upload_as(alice.clone(), b"probe".to_vec()).await.is_ok() }).await;
     assert!(uploaded, "ingest accepts uploads once it knows the nodes");
     let stored = upload_as(alice.clone(), bytes.clone()).await.expect("alice uploads");
     let unauthenticated = platform.uploads.clone().upload_file(futures::stream::iter(Vec::<UploadFileRequest>::new())).await;
@@ -452,7 +447,8 @@ async fn users_list_download_and_delete_only_their_own_files() {
         }
     };
     assert!(download(bob.clone()).await.is_err(), "bob cannot download alice's file");
-    let delete = platform.files.clone().delete_file(authorized(DeleteFileRequest { file_id: stored.file_id.clone(), consistency_token: None }, &bob)).await;
+    let delete =
+        platform.files.clone().delete_file(authorized(DeleteFileRequest { file_id: stored.file_id.clone(), consistency_token: None }, &bob)).await;
     assert!(delete.is_err(), "bob cannot delete alice's file");
     assert_eq!(download(alice.clone()).await.expect("alice downloads"), bytes.len(), "the file is intact");
 

@@ -37,7 +37,10 @@ async fn media_files_are_stored_linked_and_downloadable_and_escapes_are_refused(
         message(5, "   \"file\": \"files/link.txt\",\n   \"mime_type\": \"text/plain\""),
         message(6, "   \"file\": \"files/missing.bin\",\n   \"mime_type\": \"application/octet-stream\""),
     ];
-    let result = format!("{{\n \"name\": \"Attachments\",\n \"type\": \"personal_chat\",\n \"id\": {CHAT_ID},\n \"messages\": [\n{}\n ]\n}}\n", messages.join(",\n"));
+    let result = format!(
+        "{{\n \"name\": \"Attachments\",\n \"type\": \"personal_chat\",\n \"id\": {CHAT_ID},\n \"messages\": [\n{}\n ]\n}}\n",
+        messages.join(",\n")
+    );
     std::fs::write(export.path().join("result.json"), result).expect("result.json");
 
     let mut ingest = platform.ingest.clone();
@@ -56,7 +59,9 @@ async fn media_files_are_stored_linked_and_downloadable_and_escapes_are_refused(
         .expect("GetMessages")
         .into_inner()
         .messages;
-    let file_id_of = |id: i64| stored.iter().find(|message| message.message_id == id).and_then(|message| message.media.as_ref()).and_then(|media| media.file_id.clone());
+    let file_id_of = |id: i64| {
+        stored.iter().find(|message| message.message_id == id).and_then(|message| message.media.as_ref()).and_then(|media| media.file_id.clone())
+    };
     let photo_id = file_id_of(1).expect("the photo is linked");
     let document_id = file_id_of(2).expect("the document is linked");
     assert_eq!(file_id_of(3).as_deref(), Some(photo_id.as_str()), "one file, many messages");

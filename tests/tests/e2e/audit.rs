@@ -116,7 +116,8 @@ async fn imports_uploads_and_file_commands_name_the_logged_in_user_as_actor() {
     use chatvault_proto::ingest::v1::file_upload_service_client::FileUploadServiceClient;
     use chatvault_proto::ingest::v1::ingest_service_client::IngestServiceClient;
     use chatvault_proto::ingest::v1::{
-        import_update, upload_export_request, upload_file_request, ExportFileChunk, UploadExportHeader, UploadExportRequest, UploadFileRequest, UploadMetadata,
+        import_update, upload_export_request, upload_file_request, ExportFileChunk, UploadExportHeader, UploadExportRequest, UploadFileRequest,
+        UploadMetadata,
     };
     use chatvault_proto::storage::v1::{CreateShareLinkRequest, DeleteFileRequest, RegisterNodeRequest, RevokeShareLinkRequest};
 
@@ -141,7 +142,9 @@ async fn imports_uploads_and_file_commands_name_the_logged_in_user_as_actor() {
             let metadata = UploadMetadata { name: name.to_owned(), content_type: String::new(), restore: None };
             let messages = vec![
                 UploadFileRequest { message: Some(upload_file_request::Message::Metadata(metadata)) },
-                UploadFileRequest { message: Some(upload_file_request::Message::Chunk(bytes::Bytes::from(crate::files_support::random_bytes(20_000)))) },
+                UploadFileRequest {
+                    message: Some(upload_file_request::Message::Chunk(bytes::Bytes::from(crate::files_support::random_bytes(20_000)))),
+                },
             ];
             uploads.upload_file(authorized(futures::stream::iter(messages), &token)).await.map(tonic::Response::into_inner)
         }
@@ -154,7 +157,9 @@ async fn imports_uploads_and_file_commands_name_the_logged_in_user_as_actor() {
     let sample = std::fs::read(crate::helpers::fixture("sample-export/result.json")).expect("sample");
     let export_upload = vec![
         UploadExportRequest { item: Some(upload_export_request::Item::Header(UploadExportHeader::default())) },
-        UploadExportRequest { item: Some(upload_export_request::Item::Chunk(ExportFileChunk { relative_path: "result.json".to_owned(), data: sample })) },
+        UploadExportRequest {
+            item: Some(upload_export_request::Item::Chunk(ExportFileChunk { relative_path: "result.json".to_owned(), data: sample })),
+        },
     ];
     let mut updates = IngestServiceClient::new(ingest_channel.clone())
         .upload_export(authorized(futures::stream::iter(export_upload), &user.access_token))
@@ -170,10 +175,21 @@ async fn imports_uploads_and_file_commands_name_the_logged_in_user_as_actor() {
     let summary = summary.expect("the import ends with a summary");
     let stored = upload(user.access_token.clone(), "mine.bin").await.expect("the user uploads");
     let mut files = platform.files.clone();
-    let link = CreateShareLinkRequest { file_id: stored.file_id.clone(), expires_in_seconds: 600, password: String::new(), consistency_token: stored.consistency_token.clone() };
+    let link = CreateShareLinkRequest {
+        file_id: stored.file_id.clone(),
+        expires_in_seconds: 600,
+        password: String::new(),
+        consistency_token: stored.consistency_token.clone(),
+    };
     let link = files.create_share_link(authorized(link, &user.access_token)).await.expect("share link").into_inner();
-    files.revoke_share_link(authorized(RevokeShareLinkRequest { token: link.token, ..Default::default() }, &user.access_token)).await.expect("revoke");
-    files.delete_file(authorized(DeleteFileRequest { file_id: stored.file_id.clone(), consistency_token: None }, &user.access_token)).await.expect("delete");
+    files
+        .revoke_share_link(authorized(RevokeShareLinkRequest { token: link.token, ..Default::default() }, &user.access_token))
+        .await
+        .expect("revoke");
+    files
+        .delete_file(authorized(DeleteFileRequest { file_id: stored.file_id.clone(), consistency_token: None }, &user.access_token))
+        .await
+        .expect("delete");
 
     let chat_events = (summary.chats + summary.messages) as usize;
     let file_events = ["FileStored", "ShareLinkCreated", "ShareLinkRevoked", "FileDeleted"];
@@ -229,8 +245,7 @@ async fn audit_keeps_every_record_exactly_once_across_a_kill_9() {
     environment.insert("CHATVAULT_AUDIT_PROJECTION_BATCH_RECORDS".to_owned(), "50".to_owned());
     environment.insert("CHATVAULT_AUDIT_HTTP_ADDR".to_owned(), "127.0.0.1:0".to_owned());
     let log_folder = tempfile::tempdir().expect("temp dir");
-    let mut audit_process =
-        spawn_service_process("chatvault-audit", "AUDIT", environment.clone(), &log_folder.path().join("audit-1.log")).await;
+    let mut audit_process = spawn_service_process("chatvault-audit", "AUDIT", environment.clone(), &log_folder.path().join("audit-1.log")).await;
 
     // Records on audit.logs, produced while the audit service is killed and restarted.
     let total: usize = 3000;
@@ -314,10 +329,7 @@ async fn the_trace_id_of_an_import_finds_its_events_and_the_log_lines_of_ingest_
     let database_client = database.client().await;
     let trace_of_import = || async {
         database_client
-            .query_opt(
-                "SELECT trace_id FROM audit_rows WHERE topic = $1 AND trace_id <> '' LIMIT 1",
-                &[&format!("{topic_prefix}chat.events")],
-            )
+            .query_opt("SELECT trace_id FROM audit_rows WHERE topic = $1 AND trace_id <> '' LIMIT 1", &[&format!("{topic_prefix}chat.events")])
             .await
             .ok()
             .flatten()
@@ -388,10 +400,7 @@ async fn partitions_older_than_the_retention_are_dropped_and_newer_ones_kept() {
         envelope.occurred_at = chrono::Utc::now() - chrono::Duration::days(days_ago);
         let headers = envelope.to_headers().insert(Header { key: "actor", value: Some(marker.as_bytes()) });
         let payload = serde_json::json!({ "days_ago": days_ago }).to_string();
-        producer
-            .send(FutureRecord::to(&topic).key("test").payload(&payload).headers(headers), Duration::from_secs(30))
-            .await
-            .expect("produced");
+        producer.send(FutureRecord::to(&topic).key("test").payload(&payload).headers(headers), Duration::from_secs(30)).await.expect("produced");
     }
     let by_marker = AuditQueryRequest { actor: marker.clone(), ..Default::default() };
     let both = wait_until(Duration::from_secs(60), || async {

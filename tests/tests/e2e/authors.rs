@@ -19,7 +19,8 @@ async fn authors_are_counted_exactly_and_stay_exact_under_reimport() {
             .expect("TopAuthors")
             .into_inner()
             .authors;
-        let counts: Vec<(String, u64, Option<String>)> = top.iter().map(|author| (author.author_id.clone(), author.message_count, author.name.clone())).collect();
+        let counts: Vec<(String, u64, Option<String>)> =
+            top.iter().map(|author| (author.author_id.clone(), author.message_count, author.name.clone())).collect();
         // Regular messages only: Ann (1, 3), Борис (2, 7), a deleted account (5).
         assert_eq!(
             counts,
@@ -31,11 +32,8 @@ async fn authors_are_counted_exactly_and_stay_exact_under_reimport() {
             "round {round}"
         );
     }
-    let stats = users
-        .author_stats(AuthorStatsRequest { author_id: "user43".into(), consistency_token: None })
-        .await
-        .expect("AuthorStats")
-        .into_inner();
+    let stats =
+        users.author_stats(AuthorStatsRequest { author_id: "user43".into(), consistency_token: None }).await.expect("AuthorStats").into_inner();
     assert_eq!(stats.names, vec!["Борис Петров".to_owned()]);
     assert_eq!(stats.total_messages, 2);
     assert_eq!(stats.first_message_unix, Some(1_795_331_762));
@@ -52,7 +50,8 @@ async fn authors_are_counted_exactly_and_stay_exact_under_reimport() {
 async fn a_newer_export_that_renames_an_author_keeps_both_names_and_the_count() {
     let platform = TestPlatform::start().await;
     platform.import(&fixture("sample-export")).await.expect("imports");
-    let renamed = std::fs::read_to_string(fixture("sample-export/result.json")).expect("fixture").replace("\"from\": \"Ann Lee\"", "\"from\": \"Ann Smith\"");
+    let renamed =
+        std::fs::read_to_string(fixture("sample-export/result.json")).expect("fixture").replace("\"from\": \"Ann Lee\"", "\"from\": \"Ann Smith\"");
     let folder = tempfile::tempdir().expect("temp");
     let path = folder.path().join("result.json");
     std::fs::write(&path, renamed).expect("write");

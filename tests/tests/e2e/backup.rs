@@ -23,7 +23,9 @@ use chatvault_proto::ingest::v1::ingest_service_client::IngestServiceClient;
 use chatvault_proto::ingest::v1::{upload_file_request, UploadFileRequest, UploadMetadata};
 use chatvault_proto::storage::v1::files_service_client::FilesServiceClient;
 use chatvault_proto::storage::v1::storage_service_client::StorageServiceClient;
-use chatvault_proto::storage::v1::{download_file_response, DownloadFileRequest, GetMessagesRequest, ListChatsRequest, ListFilesRequest, RegisterNodeRequest, ShareChatRequest};
+use chatvault_proto::storage::v1::{
+    download_file_response, DownloadFileRequest, GetMessagesRequest, ListChatsRequest, ListFilesRequest, RegisterNodeRequest, ShareChatRequest,
+};
 use chatvault_proto::users::v1::accounts_service_client::AccountsServiceClient;
 use chatvault_proto::users::v1::users_service_client::UsersServiceClient;
 use chatvault_proto::users::v1::{LoginRequest, RegisterRequest, TopAuthorsRequest};
@@ -81,14 +83,16 @@ impl BackupPlatform {
         let (database, topic_prefix) = (TestDb::fresh().await, unique_topic_prefix());
         let mut environment = service_environment(database.url.expose(), &topic_prefix);
         let shutdown = CancellationToken::new();
-        let storage = chatvault_storage::App::build(ServiceConfig::from_env_map("storage", chatvault_storage::DEFAULT_PORTS, &environment).expect("config"))
-            .await
-            .expect("storage starts");
+        let storage =
+            chatvault_storage::App::build(ServiceConfig::from_env_map("storage", chatvault_storage::DEFAULT_PORTS, &environment).expect("config"))
+                .await
+                .expect("storage starts");
         let storage_addr = storage.grpc_addr();
         tokio::spawn(storage.run_until_stopped(shutdown.clone()));
-        let ingest = chatvault_ingest::App::build(ServiceConfig::from_env_map("ingest", chatvault_ingest::DEFAULT_PORTS, &environment).expect("config"))
-            .await
-            .expect("ingest starts");
+        let ingest =
+            chatvault_ingest::App::build(ServiceConfig::from_env_map("ingest", chatvault_ingest::DEFAULT_PORTS, &environment).expect("config"))
+                .await
+                .expect("ingest starts");
         let ingest_addr = ingest.grpc_addr();
         tokio::spawn(ingest.run_until_stopped(shutdown.clone()));
         let users = chatvault_users::App::build(ServiceConfig::from_env_map("users", chatvault_users::DEFAULT_PORTS, &environment).expect("config"))
@@ -102,9 +106,10 @@ impl BackupPlatform {
         environment.insert("CHATVAULT_BACKUP_USERS_URL".into(), format!("http://{users_addr}"));
         environment.insert("CHATVAULT_BACKUP_INGEST_URL".into(), format!("http://{ingest_addr}"));
         environment.extend(extra.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())));
-        let backup = chatvault_backup::App::build(ServiceConfig::from_env_map("backup", chatvault_backup::DEFAULT_PORTS, &environment).expect("config"))
-            .await
-            .expect("backup starts");
+        let backup =
+            chatvault_backup::App::build(ServiceConfig::from_env_map("backup", chatvault_backup::DEFAULT_PORTS, &environment).expect("config"))
+                .await
+                .expect("backup starts");
         let backup_addr: SocketAddr = backup.grpc_addr();
         tokio::spawn(backup.run_until_stopped(shutdown.clone()));
         let mut platform = Self {
@@ -122,30 +127,53 @@ impl BackupPlatform {
         };
         for _ in 0..nodes {
             let node = TestNode::start().await;
-            platform.files.clone().register_node(admin(RegisterNodeRequest { address: format!("http://{}", node.address) })).await.expect("node registers");
+            platform
+                .files
+                .clone()
+                .register_node(admin(RegisterNodeRequest { address: format!("http://{}", node.address) }))
+                .await
+                .expect("node registers");
             platform._nodes.push(node);
         }
         platform
     }
 
     async fn upload(&self, name: &str, bytes: &[u8]) -> String {
-        let metadata = UploadFileRequest { message: Some(upload_file_request::Message::Metadata(UploadMetadata { name: name.into(), content_type: "application/octet-stream".into(), restore: None })) };
+        let metadata = UploadFileRequest {
+            message: Some(upload_file_request::Message::Metadata(UploadMetadata {
+                name: name.into(),
+                content_type: "application/octet-stream".into(),
+                restore: None,
+            })),
+        };
         let mut messages = vec![metadata];
-        messages.extend(bytes.chunks(100_000).map(|chunk| UploadFileRequest { message: Some(upload_file_request::Message::Chunk(bytes::Bytes::copy_from_slice(chunk))) }));
+        messages.extend(
+            bytes
+                .chunks(100_000)
+                .map(|chunk| UploadFileRequest { message: Some(upload_file_request::Message::Chunk(bytes::Bytes::copy_from_slice(chunk))) }),
+        );
         let mut uploads = self.uploads.clone();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             // Ingest learns of the nodes from storage.nodes; retry until it knows enough.
             match uploads.upload_file(as_user(futures::stream::iter(messages.clone()), OWNER, false)).await {
                 Ok(response) => return response.into_inner().file_id,
-                Err(status) if tokio::time::Instant::now() < deadline && status.code() == tonic::Code::Unavailable => tokio::time::sleep(Duration::from_millis(200)).await,
+                Err(status) if tokio::time::Instant::now() < deadline && status.code() == tonic::Code::Unavailable => {
+                    tokio::time::sleep(Duration::from_millis(200)).await
+                }
                 Err(status) => panic!("upload failed: {status}"),
             }
         }
     }
 
     async fn download(&self, file_id: &str) -> Vec<u8> {
-        let mut stream = self.files.clone().download_file(as_user(DownloadFileRequest { file_id: file_id.into(), consistency_token: None }, OWNER, false)).await.expect("download").into_inner();
+        let mut stream = self
+            .files
+            .clone()
+            .download_file(as_user(DownloadFileRequest { file_id: file_id.into(), consistency_token: None }, OWNER, false))
+            .await
+            .expect("download")
+            .into_inner();
         let mut bytes = Vec::new();
         while let Some(message) = stream.message().await.expect("download stream") {
             if let Some(download_file_response::Message::Chunk(chunk)) = message.message {
@@ -168,7 +196,8 @@ impl BackupPlatform {
     }
 
     pub(crate) async fn restore(&self, backup_id: &str) -> Result<RestoreSummary, tonic::Status> {
-        let mut stream = self.backup.clone().restore_backup(admin(RestoreBackupRequest { backup_id: backup_id.into(), format: 0 })).await?.into_inner();
+        let mut stream =
+            self.backup.clone().restore_backup(admin(RestoreBackupRequest { backup_id: backup_id.into(), format: 0 })).await?.into_inner();
         let mut summary = None;
         while let Some(message) = stream.message().await? {
             if let Some(restore_backup_response::Message::Summary(done)) = message.message {
@@ -188,7 +217,14 @@ impl BackupPlatform {
             let mut page_token = String::new();
             let mut messages = Vec::new();
             loop {
-                let request = GetMessagesRequest { chat_id: chat.chat_id, owner: Some(chat.owner.clone()), limit: 1000, page_token: page_token.clone(), consistency_token: token.clone(), ..Default::default() };
+                let request = GetMessagesRequest {
+                    chat_id: chat.chat_id,
+                    owner: Some(chat.owner.clone()),
+                    limit: 1000,
+                    page_token: page_token.clone(),
+                    consistency_token: token.clone(),
+                    ..Default::default()
+                };
                 let page = storage.get_messages(request).await.expect("messages").into_inner();
                 messages.extend(page.messages);
                 if page.next_page_token.is_empty() {
@@ -197,20 +233,48 @@ impl BackupPlatform {
                 page_token = page.next_page_token;
             }
             // Full-text search for a word of the chat's first text message.
-            let word = messages.iter().flat_map(|message| message.text.split_whitespace()).find(|word| word.chars().count() >= 4 && word.chars().all(char::is_alphabetic));
+            let word = messages
+                .iter()
+                .flat_map(|message| message.text.split_whitespace())
+                .find(|word| word.chars().count() >= 4 && word.chars().all(char::is_alphabetic));
             if let Some(word) = word {
-                let request = GetMessagesRequest { chat_id: chat.chat_id, owner: Some(chat.owner.clone()), limit: 1000, text_query: Some(word.to_owned()), consistency_token: token.clone(), ..Default::default() };
+                let request = GetMessagesRequest {
+                    chat_id: chat.chat_id,
+                    owner: Some(chat.owner.clone()),
+                    limit: 1000,
+                    text_query: Some(word.to_owned()),
+                    consistency_token: token.clone(),
+                    ..Default::default()
+                };
                 let found = storage.get_messages(request).await.expect("search").into_inner().messages;
                 assert!(!found.is_empty(), "searching {word:?} finds the message it came from");
                 answers.searches.insert(format!("{}:{word}", archive_key(chat)), format!("{found:?}"));
             }
             answers.message_count += messages.len();
             answers.messages.insert(archive_key(chat), format!("{messages:?}"));
-            let authors = self.users.clone().top_authors(TopAuthorsRequest { chat_id: chat.chat_id, limit: 1000, consistency_token: token.clone(), owner: Some(chat.owner.clone()) }).await.expect("top authors").into_inner();
+            let authors = self
+                .users
+                .clone()
+                .top_authors(TopAuthorsRequest {
+                    chat_id: chat.chat_id,
+                    limit: 1000,
+                    consistency_token: token.clone(),
+                    owner: Some(chat.owner.clone()),
+                })
+                .await
+                .expect("top authors")
+                .into_inner();
             answers.authors.insert(archive_key(chat), format!("{authors:?}"));
         }
         let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
-        let files = self.files.clone().list_files(as_user(ListFilesRequest { date: today, consistency_token: None }, OWNER, false)).await.expect("list files").into_inner().files;
+        let files = self
+            .files
+            .clone()
+            .list_files(as_user(ListFilesRequest { date: today, consistency_token: None }, OWNER, false))
+            .await
+            .expect("list files")
+            .into_inner()
+            .files;
         answers.files = format!("{files:?}");
         for file in &files {
             answers.file_bytes.insert(file.file_id.clone(), self.download(&file.file_id).await);
@@ -286,8 +350,14 @@ async fn upload_backup(client: &mut BackupServiceClient<Channel>, folder: &Path)
             }
             let relative = entry.path().strip_prefix(folder).expect("inside").to_string_lossy().into_owned();
             let bytes = std::fs::read(entry.path()).expect("read");
-            messages.push(UploadBackupRequest { message: Some(upload_backup_request::Message::File(UploadBackupFile { path: relative, size: bytes.len() as u64 })) });
-            messages.extend(bytes.chunks(1 << 20).map(|chunk| UploadBackupRequest { message: Some(upload_backup_request::Message::Chunk(bytes::Bytes::copy_from_slice(chunk))) }));
+            messages.push(UploadBackupRequest {
+                message: Some(upload_backup_request::Message::File(UploadBackupFile { path: relative, size: bytes.len() as u64 })),
+            });
+            messages.extend(
+                bytes
+                    .chunks(1 << 20)
+                    .map(|chunk| UploadBackupRequest { message: Some(upload_backup_request::Message::Chunk(bytes::Bytes::copy_from_slice(chunk))) }),
+            );
         }
     }
     Ok(client.upload_backup(admin(futures::stream::iter(messages))).await?.into_inner().backup.expect("backup"))
@@ -297,9 +367,19 @@ async fn upload_backup(client: &mut BackupServiceClient<Channel>, folder: &Path)
 async fn a_wiped_platform_restored_from_a_backup_answers_as_before() {
     let backups = tempfile::tempdir().expect("temp dir");
     let source = BackupPlatform::start(6, backups.path(), &[]).await;
-    source.accounts.clone().register(RegisterRequest { username: OWNER.into(), email: "alice@example.com".into(), password: OWNER_PASSWORD.into() }).await.expect("register");
+    source
+        .accounts
+        .clone()
+        .register(RegisterRequest { username: OWNER.into(), email: "alice@example.com".into(), password: OWNER_PASSWORD.into() })
+        .await
+        .expect("register");
     // A chat is shared with an existing account only.
-    source.accounts.clone().register(RegisterRequest { username: "bob".into(), email: "bob@example.com".into(), password: OWNER_PASSWORD.into() }).await.expect("register");
+    source
+        .accounts
+        .clone()
+        .register(RegisterRequest { username: "bob".into(), email: "bob@example.com".into(), password: OWNER_PASSWORD.into() })
+        .await
+        .expect("register");
     import_with(&mut source.ingest.clone(), &fixture("sample-export")).await.expect("import");
     // A second archive of the same chat, alice's, shared with bob: owners and grants must
     // come back from the backup too.
@@ -312,7 +392,11 @@ async fn a_wiped_platform_restored_from_a_backup_answers_as_before() {
     let small = source.upload("note.txt", b"a small note").await;
     let before = source.answers(Some(&shared.consistency_token.as_ref().map(|token| token.value.clone()).unwrap_or_default())).await;
     assert!(before.message_count > 0 && before.file_bytes.len() == 3, "the source holds messages and files");
-    assert_eq!(before.messages.keys().collect::<Vec<_>>(), vec![&format!("{OWNER}/{SAMPLE_CHAT_ID}"), &format!("local/{SAMPLE_CHAT_ID}")], "two archives of the chat");
+    assert_eq!(
+        before.messages.keys().collect::<Vec<_>>(),
+        vec![&format!("{OWNER}/{SAMPLE_CHAT_ID}"), &format!("local/{SAMPLE_CHAT_ID}")],
+        "two archives of the chat"
+    );
     assert!(before.chats.contains("shared_with: [\"bob\"]"), "{}", before.chats);
     assert_eq!(before.file_bytes[&first], payload);
     assert_eq!(before.file_bytes[&second], payload);
@@ -332,7 +416,8 @@ async fn a_wiped_platform_restored_from_a_backup_answers_as_before() {
     assert!(folder.join("parquet/messages.parquet").is_file() && folder.join("csv/messages.csv").is_file());
     let listed = source.backup.clone().list_backups(admin(ListBackupsRequest {})).await.expect("list").into_inner().backups;
     assert_eq!(listed.iter().map(|listed| listed.id.as_str()).collect::<Vec<_>>(), vec![backup.id.as_str()]);
-    let mut verify = source.backup.clone().verify_backup(admin(VerifyBackupRequest { backup_id: backup.id.clone() })).await.expect("verify").into_inner();
+    let mut verify =
+        source.backup.clone().verify_backup(admin(VerifyBackupRequest { backup_id: backup.id.clone() })).await.expect("verify").into_inner();
     let mut verified = None;
     while let Some(message) = verify.message().await.expect("verify stream") {
         if let Some(chatvault_proto::backup::v1::verify_backup_response::Message::Result(result)) = message.message {
@@ -344,7 +429,12 @@ async fn a_wiped_platform_restored_from_a_backup_answers_as_before() {
     assert!(verified.row_groups_read > 2, "several row groups were read");
 
     // Only admins restore.
-    let refused = source.backup.clone().restore_backup(as_user(RestoreBackupRequest { backup_id: backup.id.clone(), format: 0 }, OWNER, false)).await.expect_err("refused");
+    let refused = source
+        .backup
+        .clone()
+        .restore_backup(as_user(RestoreBackupRequest { backup_id: backup.id.clone(), format: 0 }, OWNER, false))
+        .await
+        .expect_err("refused");
     assert_eq!(refused.code(), tonic::Code::PermissionDenied);
 
     // pyarrow and DuckDB read our Parquet with the right types; pyarrow rewrites the
@@ -392,7 +482,8 @@ async fn a_wiped_platform_restored_from_a_backup_answers_as_before() {
     let uploaded = upload_backup(&mut target.backup.clone(), &rewritten).await.expect("upload");
     assert_ne!(uploaded.id, backup.id);
     let restored = target.restore(&uploaded.id).await.expect("restore");
-    let by_table: HashMap<&str, (u64, u64)> = restored.tables.iter().map(|table| (table.name.as_str(), (table.restored, table.already_present))).collect();
+    let by_table: HashMap<&str, (u64, u64)> =
+        restored.tables.iter().map(|table| (table.name.as_str(), (table.restored, table.already_present))).collect();
     assert_eq!(by_table["messages"], (rows["messages"], 0));
     assert_eq!(by_table["chats"], (rows["chats"], 0));
     assert_eq!((rows["chats"], by_table["chat_grants"]), (2, (1, 0)), "both archives and alice's grant come back");
@@ -483,11 +574,17 @@ async fn a_backup_taken_during_an_import_matches_its_positions() {
         // The messages in the backup are exactly the distinct messages of the committed
         // events before the positions storage reported for its snapshot.
         let positions: Vec<_> = backup.positions.iter().filter(|position| position.service == "storage" && position.topic == "chat.events").collect();
-        let expected = distinct_messages_before(&topic, &positions.iter().map(|position| (position.partition, position.next_offset)).collect::<Vec<_>>());
+        let expected =
+            distinct_messages_before(&topic, &positions.iter().map(|position| (position.partition, position.next_offset)).collect::<Vec<_>>());
         let rows = backup.tables.iter().find(|table| table.name == "messages").expect("messages").rows;
         assert_eq!(rows, expected, "backup {}: rows match the positions {:?}", backup.id, positions);
         let authors = backup.tables.iter().find(|table| table.name == "author_messages").expect("author_messages").rows;
-        let user_positions: Vec<(i32, i64)> = backup.positions.iter().filter(|position| position.service == "users" && position.topic == "chat.events").map(|position| (position.partition, position.next_offset)).collect();
+        let user_positions: Vec<(i32, i64)> = backup
+            .positions
+            .iter()
+            .filter(|position| position.service == "users" && position.topic == "chat.events")
+            .map(|position| (position.partition, position.next_offset))
+            .collect();
         let authored = distinct_messages_before(&topic, &user_positions);
         assert!(authors <= authored, "users' rows never run ahead of its positions");
     }

@@ -192,7 +192,8 @@ async fn a_backup_in_the_bucket_restores_into_an_empty_platform_by_id() {
     let listed = target.backup.clone().list_backups(admin(ListBackupsRequest {})).await.expect("list").into_inner().backups;
     assert_eq!(listed.iter().map(|listed| listed.id.as_str()).collect::<Vec<_>>(), vec![backup.id.as_str()]);
     assert_eq!(remote_url_in_catalog(&target, &backup.id).await, Some(format!("s3://{bucket}/chatvault/backups/{}/", backup.id)));
-    let mut verify = target.backup.clone().verify_backup(admin(VerifyBackupRequest { backup_id: backup.id.clone() })).await.expect("verify").into_inner();
+    let mut verify =
+        target.backup.clone().verify_backup(admin(VerifyBackupRequest { backup_id: backup.id.clone() })).await.expect("verify").into_inner();
     let mut verified = None;
     while let Some(message) = verify.message().await.expect("verify stream") {
         if let Some(chatvault_proto::backup::v1::verify_backup_response::Message::Result(result)) = message.message {
@@ -264,7 +265,9 @@ async fn an_unreachable_bucket_fails_create_backup_with_unavailable_and_keeps_th
     let mut stream = platform.backup.clone().create_backup(admin(request)).await.expect("create backup").into_inner();
     let status = loop {
         match stream.message().await {
-            Ok(Some(message)) => assert!(!matches!(message.message, Some(create_backup_response::Message::Backup(_))), "the backup is not reported done"),
+            Ok(Some(message)) => {
+                assert!(!matches!(message.message, Some(create_backup_response::Message::Backup(_))), "the backup is not reported done")
+            }
             Ok(None) => panic!("the stream ended without an error"),
             Err(status) => break status,
         }

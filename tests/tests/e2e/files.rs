@@ -4,9 +4,7 @@
 
 use std::time::Duration;
 
-use chatvault_proto::storage::v1::{
-    CreateShareLinkRequest, DeleteFileRequest, DownloadFileRequest, ListFilesRequest, RevokeShareLinkRequest,
-};
+use chatvault_proto::storage::v1::{CreateShareLinkRequest, DeleteFileRequest, DownloadFileRequest, ListFilesRequest, RevokeShareLinkRequest};
 use chatvault_proto::storagenode::v1::storage_node_service_client::StorageNodeServiceClient;
 use chatvault_proto::storagenode::v1::GetPartRequest;
 use tonic::Code;
@@ -74,8 +72,15 @@ async fn downloads_succeed_with_two_nodes_stopped() {
     let (platform, nodes) = FilesPlatform::start_with_nodes(8, &[]).await;
     let bytes = random_bytes((7 << 20) + 11);
     let stored = platform.upload_visible("survivor.bin", bytes.clone()).await.expect("upload");
-    let holding_data: Vec<&super::files_support::TestNode> =
-        nodes.iter().filter(|node| node.part_files().iter().any(|path| path.to_string_lossy().ends_with(&format!("{}.0", stored.file_id)) || path.to_string_lossy().ends_with(&format!("{}.3", stored.file_id)))).collect();
+    let holding_data: Vec<&super::files_support::TestNode> = nodes
+        .iter()
+        .filter(|node| {
+            node.part_files().iter().any(|path| {
+                path.to_string_lossy().ends_with(&format!("{}.0", stored.file_id))
+                    || path.to_string_lossy().ends_with(&format!("{}.3", stored.file_id))
+            })
+        })
+        .collect();
     assert_eq!(holding_data.len(), 2, "parts 0 and 3 are on two distinct nodes");
     for node in &holding_data {
         node.stop();
@@ -135,7 +140,8 @@ async fn date_folders_list_the_day_and_delete_frees_the_space() {
         .files;
     let names: Vec<&str> = listed.iter().map(|file| file.name.as_str()).collect();
     assert_eq!(names, vec!["a.txt", "b.txt"]);
-    let other_day = platform.files.clone().list_files(ListFilesRequest { date: "2001-01-01".to_owned(), ..Default::default() }).await.expect("ListFiles");
+    let other_day =
+        platform.files.clone().list_files(ListFilesRequest { date: "2001-01-01".to_owned(), ..Default::default() }).await.expect("ListFiles");
     assert!(other_day.into_inner().files.is_empty());
 
     let used_with_files: u64 = futures::future::join_all(nodes.iter().map(|node| node.used_bytes())).await.iter().sum();
@@ -143,7 +149,8 @@ async fn date_folders_list_the_day_and_delete_frees_the_space() {
     platform.files.clone().delete_file(DeleteFileRequest { file_id: second.file_id.clone(), ..Default::default() }).await.expect("delete");
     let gone = platform.download(&second.file_id).await.expect_err("deleted files are gone at once");
     assert_eq!(gone.code(), Code::NotFound);
-    let listed_after = platform.files.clone().list_files(ListFilesRequest { date: today, ..Default::default() }).await.expect("ListFiles").into_inner().files;
+    let listed_after =
+        platform.files.clone().list_files(ListFilesRequest { date: today, ..Default::default() }).await.expect("ListFiles").into_inner().files;
     assert_eq!(listed_after.len(), 1);
     let freed = wait_until(Duration::from_secs(30), || async {
         let used: u64 = futures::future::join_all(nodes.iter().map(|node| node.used_bytes())).await.iter().sum();
@@ -151,7 +158,8 @@ async fn date_folders_list_the_day_and_delete_frees_the_space() {
     })
     .await;
     assert!(freed, "the deleted file's parts are removed from the nodes");
-    let part_files: usize = nodes.iter().map(|node| node.part_files().iter().filter(|path| path.to_string_lossy().contains(&second.file_id)).count()).sum();
+    let part_files: usize =
+        nodes.iter().map(|node| node.part_files().iter().filter(|path| path.to_string_lossy().contains(&second.file_id)).count()).sum();
     assert_eq!(part_files, 0);
 }
 

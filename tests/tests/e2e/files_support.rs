@@ -144,7 +144,10 @@ impl FilesPlatform {
         let listed = super::helpers::wait_until(Duration::from_secs(30), || {
             let mut files = files.clone();
             async move {
-                files.list_nodes(chatvault_proto::storage::v1::ListNodesRequest::default()).await.is_ok_and(|nodes| nodes.into_inner().nodes.len() >= count)
+                files
+                    .list_nodes(chatvault_proto::storage::v1::ListNodesRequest::default())
+                    .await
+                    .is_ok_and(|nodes| nodes.into_inner().nodes.len() >= count)
             }
         })
         .await;
@@ -153,9 +156,9 @@ impl FilesPlatform {
         let seen = super::helpers::wait_until(Duration::from_secs(30), || {
             let mut uploads = self.uploads.clone();
             async move {
-                upload_with(&mut uploads, "probe.bin", b"probe".to_vec(), "probe").await.is_ok_and(|stored| {
-                    stored.fault_tolerance == expected_fault_tolerance(count)
-                })
+                upload_with(&mut uploads, "probe.bin", b"probe".to_vec(), "probe")
+                    .await
+                    .is_ok_and(|stored| stored.fault_tolerance == expected_fault_tolerance(count))
             }
         })
         .await;
@@ -177,7 +180,8 @@ impl FilesPlatform {
 
     /// Downloads a file over gRPC; returns its info and bytes, or the status.
     pub(crate) async fn download(&self, file_id: &str) -> Result<(FileInfo, Vec<u8>), tonic::Status> {
-        let mut stream = self.files.clone().download_file(DownloadFileRequest { file_id: file_id.to_owned(), ..Default::default() }).await?.into_inner();
+        let mut stream =
+            self.files.clone().download_file(DownloadFileRequest { file_id: file_id.to_owned(), ..Default::default() }).await?.into_inner();
         let mut info = None;
         let mut bytes = Vec::new();
         while let Some(message) = stream.message().await? {
@@ -253,9 +257,8 @@ pub(crate) async fn http_request(address: SocketAddr, method: &str, path: &str, 
     let head = String::from_utf8_lossy(&raw[..split]).to_string();
     let mut lines = head.lines();
     let status = lines.next().and_then(|line| line.split(' ').nth(1)).and_then(|code| code.parse().ok()).expect("status line");
-    let headers: HashMap<String, String> = lines
-        .filter_map(|line| line.split_once(':').map(|(name, value)| (name.trim().to_lowercase(), value.trim().to_owned())))
-        .collect();
+    let headers: HashMap<String, String> =
+        lines.filter_map(|line| line.split_once(':').map(|(name, value)| (name.trim().to_lowercase(), value.trim().to_owned()))).collect();
     let mut body = raw[split + 4..].to_vec();
     if headers.get("transfer-encoding").is_some_and(|value| value == "chunked") {
         body = dechunk(&body);

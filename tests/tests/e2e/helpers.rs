@@ -119,11 +119,7 @@ pub(crate) async fn start_ingest(database_url: &str, topic_prefix: &str, shutdow
 }
 
 pub(crate) async fn connect(address: SocketAddr) -> Channel {
-    Channel::from_shared(format!("http://{address}"))
-        .expect("valid url")
-        .connect()
-        .await
-        .expect("connects to the service")
+    Channel::from_shared(format!("http://{address}")).expect("valid url").connect().await.expect("connects to the service")
 }
 
 /// Runs ImportExport to its end; returns the summary or the status it ended with.

@@ -37,13 +37,10 @@ async fn storage_killed_mid_projection_ends_with_the_exact_count() {
     assert_eq!(summary.messages, MESSAGES);
 
     let client = database.client().await;
-    let stored_count = || async {
-        client.query_one("SELECT count(*) FROM messages", &[]).await.map(|row| row.get::<_, i64>(0)).unwrap_or(0)
-    };
+    let stored_count = || async { client.query_one("SELECT count(*) FROM messages", &[]).await.map(|row| row.get::<_, i64>(0)).unwrap_or(0) };
     // Both services share the test database; users keeps one row per authored message.
-    let authored_count = || async {
-        client.query_one("SELECT count(*) FROM author_messages", &[]).await.map(|row| row.get::<_, i64>(0)).unwrap_or(0)
-    };
+    let authored_count =
+        || async { client.query_one("SELECT count(*) FROM author_messages", &[]).await.map(|row| row.get::<_, i64>(0)).unwrap_or(0) };
     assert!(wait_until(Duration::from_secs(120), || async { stored_count().await > 0 }).await, "projection never started");
     let (mut storage, mut users) = (storage, users);
     storage.child.kill().expect("kill -9 storage");
@@ -58,15 +55,12 @@ async fn storage_killed_mid_projection_ends_with_the_exact_count() {
     assert!(authored_at_kill < expected_authored, "users killed mid-projection, at {authored_at_kill} of {expected_authored}");
     drop((storage, users));
 
-    let _storage_again = spawn_service_process("chatvault-storage", "STORAGE", storage_environment.clone(), &folder.path().join("storage-2.log")).await;
+    let _storage_again =
+        spawn_service_process("chatvault-storage", "STORAGE", storage_environment.clone(), &folder.path().join("storage-2.log")).await;
     let _users_again = spawn_service_process("chatvault-users", "USERS", storage_environment, &folder.path().join("users-2.log")).await;
     let all_applied = wait_until(Duration::from_secs(300), || async { stored_count().await == MESSAGES as i64 }).await;
     assert!(all_applied, "after restart the projection reached {} of {MESSAGES}", stored_count().await);
-    let chat_count: i64 = client
-        .query_one("SELECT message_count FROM chats WHERE chat_id = $1", &[&CHAT_ID])
-        .await
-        .expect("chat row")
-        .get(0);
+    let chat_count: i64 = client.query_one("SELECT message_count FROM chats WHERE chat_id = $1", &[&CHAT_ID]).await.expect("chat row").get(0);
     assert_eq!(chat_count, MESSAGES as i64, "the chat's count is exact: nothing counted twice after redelivery");
 
     let users_caught_up = wait_until(Duration::from_secs(300), || async { authored_count().await == expected_authored }).await;

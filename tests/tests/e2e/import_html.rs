@@ -26,7 +26,8 @@ async fn html_and_json_exports_of_one_chat_import_the_same_messages() {
     let messages = 2_345; // three pages of HTML
     let json_path = folder.path().join("json").join("result.json");
     std::fs::create_dir_all(json_path.parent().expect("parent")).expect("mkdir");
-    telegram_export::write_synthetic_export(BufWriter::new(std::fs::File::create(&json_path).expect("create")), chat_id, messages, 11).expect("json export");
+    telegram_export::write_synthetic_export(BufWriter::new(std::fs::File::create(&json_path).expect("create")), chat_id, messages, 11)
+        .expect("json export");
     let html_folder = folder.path().join("html");
     telegram_export::write_synthetic_html_export(&html_folder, chat_id, messages, 11).expect("html export");
     assert!(html_folder.join("messages3.html").is_file(), "the HTML export spans three pages");
@@ -87,6 +88,7 @@ async fn a_page_that_is_not_a_telegram_export_is_refused_with_nothing_visible() 
     // The JSON export of the same chat (same key, same partition) commits after the aborted
     // transaction; once it is visible, the refused messages would be too, were they committed.
     let summary = platform.import(&crate::helpers::fixture("sample-export")).await.expect("imports");
-    let ids: Vec<i64> = platform.all_messages(sample_chat_id, summary.consistency_token.as_ref()).await.iter().map(|message| message.message_id).collect();
+    let ids: Vec<i64> =
+        platform.all_messages(sample_chat_id, summary.consistency_token.as_ref()).await.iter().map(|message| message.message_id).collect();
     assert_eq!(ids, vec![-999_999_950, 1, 2, 3, 5, 6, 7, 8], "only the sample's messages");
 }

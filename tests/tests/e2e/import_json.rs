@@ -12,11 +12,7 @@ const SAMPLE_CHAT_ID: i64 = 1_234_567_890;
 
 async fn stored_row_count(platform: &TestPlatform, chat_id: i64) -> i64 {
     let client = platform.database.client().await;
-    client
-        .query_one("SELECT count(*) FROM messages WHERE chat_id = $1", &[&chat_id])
-        .await
-        .expect("count query")
-        .get(0)
+    client.query_one("SELECT count(*) FROM messages WHERE chat_id = $1", &[&chat_id]).await.expect("count query").get(0)
 }
 
 #[tokio::test]
@@ -115,7 +111,10 @@ async fn a_newer_overlapping_export_updates_edits_and_adds_new_messages() {
     let platform = TestPlatform::start().await;
     platform.import(&fixture("sample-export")).await.expect("first import");
     let original = std::fs::read_to_string(fixture("sample-export/result.json")).expect("fixture");
-    let edited = original.replace("\"text\": \"Hello, team! 👋\"", "\"edited\": \"2026-11-23T08:00:00\",\n   \"edited_unixtime\": \"1795420800\",\n   \"text\": \"Hello again, team!\"");
+    let edited = original.replace(
+        "\"text\": \"Hello, team! 👋\"",
+        "\"edited\": \"2026-11-23T08:00:00\",\n   \"edited_unixtime\": \"1795420800\",\n   \"text\": \"Hello again, team!\"",
+    );
     assert_ne!(edited, original, "the fixture holds the text to edit");
     let newer = edited.replacen(
         "\n ]\n}",
@@ -170,7 +169,8 @@ async fn broken_exports_are_refused_and_publish_nothing() {
 
     // The right keys with the wrong types.
     let wrong_type_path = folder.path().join("wrong-type.json");
-    std::fs::write(&wrong_type_path, format!("{{\"name\": \"x\", \"type\": \"personal_chat\", \"id\": {chat_id}, \"messages\": \"oops\"}}")).expect("write");
+    std::fs::write(&wrong_type_path, format!("{{\"name\": \"x\", \"type\": \"personal_chat\", \"id\": {chat_id}, \"messages\": \"oops\"}}"))
+        .expect("write");
     let status = platform.import(&wrong_type_path).await.expect_err("a string for messages is refused");
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
     assert!(status.message().contains("wrong-type.json") && status.message().contains("byte"), "{}", status.message());
@@ -219,19 +219,27 @@ async fn bad_requests_get_clear_statuses_and_the_service_keeps_serving() {
 
     let summary = platform.import(&fixture("sample-export")).await.expect("the service still imports");
     let bad_page = storage
-        .get_messages(GetMessagesRequest { chat_id: SAMPLE_CHAT_ID, page_token: "garbage".into(), consistency_token: summary.consistency_token.clone(), ..Default::default() })
+        .get_messages(GetMessagesRequest {
+            chat_id: SAMPLE_CHAT_ID,
+            page_token: "garbage".into(),
+            consistency_token: summary.consistency_token.clone(),
+            ..Default::default()
+        })
         .await
         .expect_err("foreign page token");
     assert_eq!(bad_page.code(), tonic::Code::InvalidArgument);
-    let too_big = storage
-        .get_messages(GetMessagesRequest { chat_id: SAMPLE_CHAT_ID, limit: 100_000, ..Default::default() })
-        .await
-        .expect_err("page too large");
+    let too_big =
+        storage.get_messages(GetMessagesRequest { chat_id: SAMPLE_CHAT_ID, limit: 100_000, ..Default::default() }).await.expect_err("page too large");
     assert_eq!(too_big.code(), tonic::Code::InvalidArgument);
 
     // Paging and date ranges.
     let first_page = storage
-        .get_messages(GetMessagesRequest { chat_id: SAMPLE_CHAT_ID, limit: 3, consistency_token: summary.consistency_token.clone(), ..Default::default() })
+        .get_messages(GetMessagesRequest {
+            chat_id: SAMPLE_CHAT_ID,
+            limit: 3,
+            consistency_token: summary.consistency_token.clone(),
+            ..Default::default()
+        })
         .await
         .expect("first page")
         .into_inner();
@@ -243,7 +251,12 @@ async fn bad_requests_get_clear_statuses_and_the_service_keeps_serving() {
         .into_inner();
     assert_eq!(second_page.messages.iter().map(|message| message.message_id).collect::<Vec<_>>(), vec![3, 5, 6]);
     let in_range = storage
-        .get_messages(GetMessagesRequest { chat_id: SAMPLE_CHAT_ID, since_unix: Some(1_795_331_762), until_unix: Some(1_795_334_400), ..Default::default() })
+        .get_messages(GetMessagesRequest {
+            chat_id: SAMPLE_CHAT_ID,
+            since_unix: Some(1_795_331_762),
+            until_unix: Some(1_795_334_400),
+            ..Default::default()
+        })
         .await
         .expect("date range")
         .into_inner();
@@ -283,7 +296,12 @@ async fn search_author_and_thread_queries_find_the_right_messages() {
     assert_eq!(ids_of(both), vec![3]);
 
     let thread = storage
-        .get_thread(chatvault_proto::storage::v1::GetThreadRequest { chat_id: SAMPLE_CHAT_ID, message_id: 1, consistency_token: token.clone(), owner: None })
+        .get_thread(chatvault_proto::storage::v1::GetThreadRequest {
+            chat_id: SAMPLE_CHAT_ID,
+            message_id: 1,
+            consistency_token: token.clone(),
+            owner: None,
+        })
         .await
         .expect("thread")
         .into_inner()

@@ -3,8 +3,8 @@
 //! modules build as one binary to keep link time down.
 
 mod accounts;
-mod audit;
 mod attachments;
+mod audit;
 mod authors;
 mod backup;
 mod backup_s3;
@@ -21,9 +21,9 @@ mod import_html;
 mod import_json;
 mod kafka_outage;
 mod ownership;
-mod security_secrets;
-mod security_bounds;
 mod projection_faults;
+mod security_bounds;
+mod security_secrets;
 mod service_host;
 mod snapshot_export;
 mod upload_export;

@@ -120,10 +120,7 @@ async fn http_get_json(address: SocketAddr, path: &str) -> (u16, serde_json::Val
 pub(crate) async fn http_get(address: SocketAddr, path: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(address).await.expect("connects");
-    stream
-        .write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .expect("request written");
+    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes()).await.expect("request written");
     let mut response = Vec::new();
     stream.read_to_end(&mut response).await.expect("response read");
     let response = String::from_utf8(response).expect("utf-8 response");
@@ -212,7 +209,9 @@ async fn control_characters_come_back_exactly_from_every_query() {
         let mut audit = audit.clone();
         let audited_text = &audited_text;
         async move {
-            let Ok(response) = audit.query(AuditQueryRequest { event_type: "chatvault.chat.v1.MessagePosted".to_owned(), limit: 100, ..Default::default() }).await else {
+            let Ok(response) =
+                audit.query(AuditQueryRequest { event_type: "chatvault.chat.v1.MessagePosted".to_owned(), limit: 100, ..Default::default() }).await
+            else {
                 return false;
             };
             for row in response.into_inner().rows {
@@ -259,17 +258,19 @@ async fn publish(producer: &FutureProducer, kafka: &KafkaConfig, chat_id: i64, e
     for event in events {
         let headers = Envelope::new("chatvault.chat.v1.ChatEvent", "tests", None).to_headers();
         let payload = chat_record(event);
-        let delivered = producer
-            .send(FutureRecord::to(&topic).key(&key).payload(&payload).headers(headers), Duration::from_secs(30))
-            .await
-            .expect("published");
+        let delivered =
+            producer.send(FutureRecord::to(&topic).key(&key).payload(&payload).headers(headers), Duration::from_secs(30)).await.expect("published");
         positions.push((delivered.partition, delivered.offset));
     }
     positions
 }
 
 /// Reads every record of `topic` from the beginning until `condition` holds for the set read.
-async fn read_until(kafka: &KafkaConfig, topic: &str, condition: impl Fn(&[rdkafka::message::OwnedMessage]) -> bool) -> Vec<rdkafka::message::OwnedMessage> {
+async fn read_until(
+    kafka: &KafkaConfig,
+    topic: &str,
+    condition: impl Fn(&[rdkafka::message::OwnedMessage]) -> bool,
+) -> Vec<rdkafka::message::OwnedMessage> {
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", &kafka.brokers)
         .set("group.id", format!("test-{}", uuid::Uuid::new_v4().simple()))
@@ -343,7 +344,11 @@ async fn a_record_no_projection_can_apply_is_dead_lettered_and_the_rest_flows() 
     assert_eq!(from_storage.payload(), Some(chat_record(message(chat_id, 2, before_postgres_time)).as_slice()), "the value is the original record's");
     assert_eq!(from_storage.key(), Some(chat_id.to_string().as_bytes()));
     assert_eq!(header(from_storage, envelope::DLQ_SQLSTATE).as_deref(), Some("22008"));
-    assert!(header(from_storage, envelope::DLQ_ERROR).is_some_and(|error| error.contains("out of range")), "{:?}", header(from_storage, envelope::DLQ_ERROR));
+    assert!(
+        header(from_storage, envelope::DLQ_ERROR).is_some_and(|error| error.contains("out of range")),
+        "{:?}",
+        header(from_storage, envelope::DLQ_ERROR)
+    );
     assert_eq!(header(from_storage, envelope::DLQ_ORIGINAL_TOPIC), Some(platform.kafka.topic(CHAT_EVENTS)));
     assert_eq!(header(from_storage, envelope::DLQ_ORIGINAL_PARTITION), Some(poison_partition.to_string()));
     assert_eq!(header(from_storage, envelope::EVENT_TYPE).as_deref(), Some("chatvault.chat.v1.ChatEvent"), "the envelope is kept");

@@ -46,9 +46,14 @@ async fn each_port_serves_its_own_services_and_counts_every_call() {
             .sum()
     };
     assert!(counted("ListChats", "OK") >= 3, "{metrics}");
-    let unimplemented = metrics
-        .lines()
-        .any(|line| line.starts_with("chatvault_grpc_requests_total") && line.contains(r#"service="chatvault.ingest.v1.IngestService""#) && line.contains(r#"code="UNIMPLEMENTED""#));
+    let unimplemented = metrics.lines().any(|line| {
+        line.starts_with("chatvault_grpc_requests_total")
+            && line.contains(r#"service="chatvault.ingest.v1.IngestService""#)
+            && line.contains(r#"code="UNIMPLEMENTED""#)
+    });
     assert!(unimplemented, "the refused call is counted too: {metrics}");
-    assert!(metrics.contains(r#"chatvault_grpc_request_seconds_count{method="ListChats",service="chatvault.storage.v1.StorageService"}"#), "{metrics}");
+    assert!(
+        metrics.contains(r#"chatvault_grpc_request_seconds_count{method="ListChats",service="chatvault.storage.v1.StorageService"}"#),
+        "{metrics}"
+    );
 }

@@ -8,16 +8,16 @@ use std::time::Duration;
 
 use chatvault_common::config::{KafkaConfig, ServiceConfig};
 use chatvault_common::test_support::{service_environment, unique_topic_prefix, TestDb, TEST_JWT_SECRET};
+use chatvault_proto::ingest::v1::ingest_service_client::IngestServiceClient;
 use chatvault_proto::snapshot::v1::export_snapshot_response::Message;
 use chatvault_proto::snapshot::v1::snapshot_service_client::SnapshotServiceClient;
 use chatvault_proto::snapshot::v1::{ExportSnapshotRequest, SnapshotHeader};
 use chatvault_proto::storage::v1::storage_service_client::StorageServiceClient;
 use chatvault_proto::storage::v1::ListChatsRequest;
-use chatvault_proto::users::v1::users_service_client::UsersServiceClient;
-use chatvault_proto::users::v1::TopAuthorsRequest;
-use chatvault_proto::ingest::v1::ingest_service_client::IngestServiceClient;
 use chatvault_proto::users::v1::accounts_service_client::AccountsServiceClient;
 use chatvault_proto::users::v1::user_event::Event;
+use chatvault_proto::users::v1::users_service_client::UsersServiceClient;
+use chatvault_proto::users::v1::TopAuthorsRequest;
 use chatvault_proto::users::v1::{LoginRequest, RegisterRequest, RestoreAccountsResponse, RestoredAccount, UserEvent};
 use prost::Message as _;
 use rdkafka::consumer::Consumer;
@@ -610,7 +610,10 @@ async fn only_live_files_and_their_parts_are_exported() {
     assert!(!snapshot.table("files").columns.iter().any(|column| column == "deleted_at" || column == "parts_purged_at"));
     let date_index = snapshot.table("files").column("upload_date");
     let days_since_2000 = i32::from_be_bytes(snapshot.table("files").rows[0][date_index].as_deref().expect("a date").try_into().expect("4 bytes"));
-    assert_eq!(chrono::NaiveDate::from_ymd_opt(2000, 1, 1).expect("date") + chrono::Days::new(days_since_2000 as u64), chrono::NaiveDate::from_ymd_opt(2026, 11, 22).expect("date"));
+    assert_eq!(
+        chrono::NaiveDate::from_ymd_opt(2000, 1, 1).expect("date") + chrono::Days::new(days_since_2000 as u64),
+        chrono::NaiveDate::from_ymd_opt(2026, 11, 22).expect("date")
+    );
     let mut parts = snapshot.table("file_parts").text_values("sha256");
     parts.sort();
     assert_eq!(parts, vec!["p0", "p1"]);

@@ -14,7 +14,9 @@ fn header() -> UploadExportRequest {
 }
 
 fn chunk(relative_path: &str, data: &[u8]) -> UploadExportRequest {
-    UploadExportRequest { item: Some(upload_export_request::Item::Chunk(ExportFileChunk { relative_path: relative_path.to_owned(), data: data.to_vec() })) }
+    UploadExportRequest {
+        item: Some(upload_export_request::Item::Chunk(ExportFileChunk { relative_path: relative_path.to_owned(), data: data.to_vec() })),
+    }
 }
 
 async fn upload(platform: &TestPlatform, requests: Vec<UploadExportRequest>) -> Result<ImportSummary, tonic::Status> {
@@ -40,12 +42,7 @@ async fn an_uploaded_folder_imports_like_a_server_path() {
     // Several chunks per file, and another file beside result.json (media files need
     // storage nodes; attachments.rs covers them).
     let (first_half, second_half) = bytes.split_at(bytes.len() / 2);
-    let requests = vec![
-        header(),
-        chunk("css/style.css", b"body { margin: 0 }"),
-        chunk("result.json", first_half),
-        chunk("result.json", second_half),
-    ];
+    let requests = vec![header(), chunk("css/style.css", b"body { margin: 0 }"), chunk("result.json", first_half), chunk("result.json", second_half)];
     let summary = upload(&platform, requests).await.expect("the upload imports");
     assert_eq!((summary.chats, summary.messages), (1, 8));
     let messages = platform.all_messages(SAMPLE_CHAT_ID, summary.consistency_token.as_ref()).await;

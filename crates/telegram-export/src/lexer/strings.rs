@@ -10,10 +10,7 @@ use crate::token::TextPosition;
 
 impl<R: BufRead> JsonLexer<R> {
     /// Decodes a string whose opening quote was consumed into `self.string_value`.
-    pub(super) fn read_string_body(
-        &mut self,
-        string_start: TextPosition,
-    ) -> Result<(), ExportError> {
+    pub(super) fn read_string_body(&mut self, string_start: TextPosition) -> Result<(), ExportError> {
         let mut decoded = std::mem::take(&mut self.string_value).into_bytes();
         decoded.clear();
         self.raw_run_starts.clear();
@@ -44,8 +41,7 @@ impl<R: BufRead> JsonLexer<R> {
                 break;
             }
             self.decode_escape(&mut decoded)?;
-            self.raw_run_starts
-                .push((decoded.len(), self.consumed_bytes));
+            self.raw_run_starts.push((decoded.len(), self.consumed_bytes));
         }
         match String::from_utf8(decoded) {
             Ok(text) => {
@@ -72,18 +68,12 @@ impl<R: BufRead> JsonLexer<R> {
         }
     }
 
-    fn read_hex_digits(
-        &mut self,
-        digit_count: usize,
-        escape_start: TextPosition,
-    ) -> Result<u32, ExportError> {
+    fn read_hex_digits(&mut self, digit_count: usize, escape_start: TextPosition) -> Result<u32, ExportError> {
         let mut value = 0;
         for _ in 0..digit_count {
             let byte = self.read_byte_within("inside a string")?;
             let Some(digit) = hex_digit_value(byte) else {
-                return Err(
-                    self.malformed_error(escape_start, "invalid hex digit in an escape sequence")
-                );
+                return Err(self.malformed_error(escape_start, "invalid hex digit in an escape sequence"));
             };
             value = value * 16 + digit;
         }
@@ -92,10 +82,7 @@ impl<R: BufRead> JsonLexer<R> {
 
     /// Decodes one escape sequence whose backslash was consumed.
     fn decode_escape(&mut self, decoded: &mut Vec<u8>) -> Result<(), ExportError> {
-        let escape_start = TextPosition {
-            byte_offset: self.consumed_bytes - 1,
-            line: self.line,
-        };
+        let escape_start = TextPosition { byte_offset: self.consumed_bytes - 1, line: self.line };
         let escape_letter = self.read_byte_within("inside a string")?;
         let simple_replacement = match escape_letter {
             b'"' => Some(b'"'),
@@ -119,23 +106,14 @@ impl<R: BufRead> JsonLexer<R> {
                 let code_unit = self.read_hex_digits(4, escape_start)?;
                 if (0xD800..0xDC00).contains(&code_unit) {
                     let low_surrogate = self.read_low_surrogate(escape_start)?;
-                    char::from_u32(
-                        0x10000 + ((code_unit - 0xD800) << 10) + (low_surrogate - 0xDC00),
-                    )
+                    char::from_u32(0x10000 + ((code_unit - 0xD800) << 10) + (low_surrogate - 0xDC00))
                 } else {
                     char::from_u32(code_unit)
                 }
             }
             other => {
-                let shown = if other.is_ascii_graphic() {
-                    char::from(other)
-                } else {
-                    '?'
-                };
-                return Err(self.malformed_error(
-                    escape_start,
-                    format!("invalid escape sequence '\\{shown}' in a string"),
-                ));
+                let shown = if other.is_ascii_graphic() { char::from(other) } else { '?' };
+                return Err(self.malformed_error(escape_start, format!("invalid escape sequence '\\{shown}' in a string")));
             }
         };
         let Some(character) = character else {

@@ -33,8 +33,7 @@ fn decodes_standard_escapes() {
 
 #[test]
 fn decodes_unicode_escapes_and_surrogate_pairs() {
-    let text = lex_single_string(br#""\u00e9\u2028\u2029\ud83d\ude00\uD83D\uDC4D""#)
-        .expect("valid string");
+    let text = lex_single_string(br#""\u00e9\u2028\u2029\ud83d\ude00\uD83D\uDC4D""#).expect("valid string");
     assert_eq!(text, "é\u{2028}\u{2029}😀👍");
 }
 
@@ -54,77 +53,38 @@ fn keeps_escaped_backslash_before_x_as_text() {
 fn keeps_raw_utf8_emoji_and_rtl_text_exactly() {
     let original = "👩\u{200d}💻 שלום مرحبا 🇺🇦 e\u{301}";
     let input = format!("\"{original}\"");
-    assert_eq!(
-        lex_single_string(input.as_bytes()).expect("valid string"),
-        original
-    );
+    assert_eq!(lex_single_string(input.as_bytes()).expect("valid string"), original);
 }
 
 #[test]
 fn rejects_invalid_escapes_and_lone_surrogates() {
-    for input in [
-        &br#""\q""#[..],
-        br#""\x4""#,
-        br#""\xZZ""#,
-        br#""\ud83d""#,
-        br#""\ud83dx""#,
-        br#""\ude00""#,
-        br#""\ud83d\u0041""#,
-    ] {
+    for input in [&br#""\q""#[..], br#""\x4""#, br#""\xZZ""#, br#""\ud83d""#, br#""\ud83dx""#, br#""\ude00""#, br#""\ud83d\u0041""#] {
         let error = lex_single_string(input).expect_err("invalid escape");
-        assert!(
-            matches!(error, ExportError::MalformedJson { byte_offset: 1, .. }),
-            "{input:?}: {error}"
-        );
+        assert!(matches!(error, ExportError::MalformedJson { byte_offset: 1, .. }), "{input:?}: {error}");
     }
 }
 
 #[test]
 fn reports_invalid_utf8_with_its_byte_offset() {
     let error = lex_single_string(b"\"ab\\ncd\xff\"").expect_err("invalid utf-8");
-    assert!(
-        matches!(
-            error,
-            ExportError::InvalidUtf8 {
-                byte_offset: 7,
-                line: 1,
-                ..
-            }
-        ),
-        "{error}"
-    );
+    assert!(matches!(error, ExportError::InvalidUtf8 { byte_offset: 7, line: 1, .. }), "{error}");
     let error = lex_single_string(b"\"\xc3\\n\"").expect_err("split sequence");
-    assert!(
-        matches!(error, ExportError::InvalidUtf8 { byte_offset: 1, .. }),
-        "{error}"
-    );
+    assert!(matches!(error, ExportError::InvalidUtf8 { byte_offset: 1, .. }), "{error}");
     assert!(error.to_string().contains("invalid utf-8"));
 }
 
 #[test]
 fn reports_truncated_strings_with_the_end_offset() {
     let error = lex_single_string(b"\"abc").expect_err("truncated");
-    assert!(
-        matches!(error, ExportError::Truncated { byte_offset: 4, .. }),
-        "{error}"
-    );
-    assert_eq!(
-        error.to_string(),
-        "test.json: unexpected end of file at byte 4 (line 1) inside a string"
-    );
+    assert!(matches!(error, ExportError::Truncated { byte_offset: 4, .. }), "{error}");
+    assert_eq!(error.to_string(), "test.json: unexpected end of file at byte 4 (line 1) inside a string");
     let error = lex_single_string(b"\"abc\\").expect_err("truncated escape");
-    assert!(
-        matches!(error, ExportError::Truncated { byte_offset: 5, .. }),
-        "{error}"
-    );
+    assert!(matches!(error, ExportError::Truncated { byte_offset: 5, .. }), "{error}");
 }
 
 #[test]
 fn parses_numbers_as_integers_or_floats() {
-    let tokens = lex_all(
-        b"[0, -0, 42, -999999950, 18446744073709551615, 18446744073709551616, 1.5, -2e3, 3E+2]",
-    )
-    .expect("valid numbers");
+    let tokens = lex_all(b"[0, -0, 42, -999999950, 18446744073709551615, 18446744073709551616, 1.5, -2e3, 3E+2]").expect("valid numbers");
     let numbers: Vec<JsonNumber> = tokens
         .into_iter()
         .filter_map(|(kind, _)| match kind {
@@ -150,21 +110,9 @@ fn parses_numbers_as_integers_or_floats() {
 
 #[test]
 fn rejects_malformed_numbers() {
-    for input in [
-        &b"01"[..],
-        b"-",
-        b"1.",
-        b".5",
-        b"1e",
-        b"1-2",
-        b"--1",
-        b"1e999",
-    ] {
+    for input in [&b"01"[..], b"-", b"1.", b".5", b"1e", b"1-2", b"--1", b"1e999"] {
         let error = lex_all(input).expect_err("invalid number");
-        assert!(
-            matches!(error, ExportError::MalformedJson { .. }),
-            "{input:?}: {error}"
-        );
+        assert!(matches!(error, ExportError::MalformedJson { .. }), "{input:?}: {error}");
     }
 }
 
@@ -174,24 +122,10 @@ fn reads_literals_and_rejects_misspelled_ones() {
     let kinds: Vec<TokenKind> = tokens.into_iter().map(|(kind, _)| kind).collect();
     assert_eq!(
         kinds,
-        [
-            TokenKind::ArrayStart,
-            TokenKind::True,
-            TokenKind::Comma,
-            TokenKind::False,
-            TokenKind::Comma,
-            TokenKind::Null,
-            TokenKind::ArrayEnd
-        ]
+        [TokenKind::ArrayStart, TokenKind::True, TokenKind::Comma, TokenKind::False, TokenKind::Comma, TokenKind::Null, TokenKind::ArrayEnd]
     );
-    assert!(matches!(
-        lex_all(b"nul"),
-        Err(ExportError::Truncated { .. })
-    ));
-    assert!(matches!(
-        lex_all(b"trux"),
-        Err(ExportError::MalformedJson { .. })
-    ));
+    assert!(matches!(lex_all(b"nul"), Err(ExportError::Truncated { .. })));
+    assert!(matches!(lex_all(b"trux"), Err(ExportError::MalformedJson { .. })));
 }
 
 #[test]
@@ -208,10 +142,7 @@ fn tracks_byte_offsets_and_lines_of_tokens() {
     }
     assert_eq!(positions[0], (TokenKind::ObjectStart, 0, 1));
     assert_eq!(positions[1], (TokenKind::String, 3, 2));
-    assert_eq!(
-        positions[3],
-        (TokenKind::Number(JsonNumber::Unsigned(1)), 8, 2)
-    );
+    assert_eq!(positions[3], (TokenKind::Number(JsonNumber::Unsigned(1)), 8, 2));
     assert_eq!(positions[5], (TokenKind::String, 12, 3));
     assert_eq!(positions[7], (TokenKind::String, 17, 3));
     assert_eq!(positions[8], (TokenKind::ObjectEnd, 24, 4));
@@ -224,10 +155,7 @@ fn reads_tokens_across_tiny_buffer_boundaries() {
     let input = "{\"k\\u00e9y\": [\"Привет \\x0B 👩\u{200d}💻\", -12.5e1, true, null, 123456789]}";
     let expected = lex_all(input.as_bytes()).expect("valid json");
     for capacity in 1..8 {
-        let mut lexer = JsonLexer::new(
-            BufReader::with_capacity(capacity, input.as_bytes()),
-            "test.json",
-        );
+        let mut lexer = JsonLexer::new(BufReader::with_capacity(capacity, input.as_bytes()), "test.json");
         let mut tokens = Vec::new();
         loop {
             let token = lexer.next_token().expect("valid json");
@@ -246,21 +174,9 @@ fn reports_invalid_utf8_offsets_across_buffer_boundaries() {
     let input = b"[\"abcdef\\tgh\xe2\x82\"]";
     for capacity in 1..6 {
         let mut lexer = JsonLexer::new(BufReader::with_capacity(capacity, &input[..]), "test.json");
-        assert_eq!(
-            lexer.next_token().expect("array").kind,
-            TokenKind::ArrayStart
-        );
+        assert_eq!(lexer.next_token().expect("array").kind, TokenKind::ArrayStart);
         let error = lexer.next_token().expect_err("invalid utf-8");
-        assert!(
-            matches!(
-                error,
-                ExportError::InvalidUtf8 {
-                    byte_offset: 12,
-                    ..
-                }
-            ),
-            "capacity {capacity}: {error}"
-        );
+        assert!(matches!(error, ExportError::InvalidUtf8 { byte_offset: 12, .. }), "capacity {capacity}: {error}");
     }
 }
 
@@ -273,16 +189,10 @@ fn skips_a_leading_byte_order_mark() {
 #[test]
 fn rejects_unexpected_characters() {
     let error = lex_all(b"[1] x").expect_err("garbage");
-    assert!(
-        error.to_string().contains("unexpected character 'x'"),
-        "{error}"
-    );
+    assert!(error.to_string().contains("unexpected character 'x'"), "{error}");
     assert_eq!(error.byte_offset(), 4);
     let error = lex_all(b"\xd0\x9f").expect_err("non-ascii outside strings");
-    assert!(
-        error.to_string().contains("unexpected byte 0xd0"),
-        "{error}"
-    );
+    assert!(error.to_string().contains("unexpected byte 0xd0"), "{error}");
 }
 
 #[test]

@@ -6,17 +6,14 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use telegram_export::{
-    write_synthetic_export, write_synthetic_html_export, ExportError, ExportEvent,
-    HtmlExportReader, HtmlPageReader, HtmlParseOptions, JsonExportReader, MediaKind, Message,
-    MessageKind, NotIncludedReason, ParseOptions, TextEntityKind,
+    write_synthetic_export, write_synthetic_html_export, ExportError, ExportEvent, HtmlExportReader, HtmlPageReader, HtmlParseOptions,
+    JsonExportReader, MediaKind, Message, MessageKind, NotIncludedReason, ParseOptions, TextEntityKind,
 };
 
 use crate::messages_of;
 
 fn html_fixture_folder() -> PathBuf {
-    [env!("CARGO_MANIFEST_DIR"), "tests", "fixtures", "html_chat"]
-        .iter()
-        .collect()
+    [env!("CARGO_MANIFEST_DIR"), "tests", "fixtures", "html_chat"].iter().collect()
 }
 
 /// A fresh folder under the system temp folder, removed when dropped.
@@ -24,13 +21,8 @@ struct ScratchFolder(PathBuf);
 
 impl ScratchFolder {
     fn new(purpose: &str) -> ScratchFolder {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |elapsed| elapsed.as_nanos());
-        let path = std::env::temp_dir().join(format!(
-            "telegram-export-{purpose}-{}-{nanos}",
-            std::process::id()
-        ));
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_nanos());
+        let path = std::env::temp_dir().join(format!("telegram-export-{purpose}-{}-{nanos}", std::process::id()));
         fs::create_dir_all(&path).expect("create scratch folder");
         ScratchFolder(path)
     }
@@ -48,17 +40,12 @@ fn read_html(folder: &Path, chat_id: Option<i64>) -> Result<Vec<ExportEvent>, Ex
 
 fn read_json_file(path: &Path) -> Vec<ExportEvent> {
     let bytes = fs::read(path).expect("read json");
-    JsonExportReader::new(&bytes[..], "result.json", ParseOptions::default())
-        .collect::<Result<_, _>>()
-        .expect("json parses")
+    JsonExportReader::new(&bytes[..], "result.json", ParseOptions::default()).collect::<Result<_, _>>().expect("json parses")
 }
 
 /// The author as both formats can give it: `from` of regular messages, `actor` otherwise.
 fn author(message: &Message) -> Option<&str> {
-    message
-        .from_name
-        .as_deref()
-        .or(message.actor_name.as_deref())
+    message.from_name.as_deref().or(message.actor_name.as_deref())
 }
 
 /// Compares what section 5 of the format reference says both formats share.
@@ -80,33 +67,15 @@ fn assert_same_messages(json_messages: &[&Message], html_messages: &[&Message]) 
         assert_eq!(json.date_unix, html.date_unix, "date of {id}");
         assert_eq!(json.date_local, html.date_local, "local date of {id}");
         assert_eq!(json.text, html.text, "text of {id}");
-        assert_eq!(
-            json.reply_to_message_id, html.reply_to_message_id,
-            "reply of {id}"
-        );
-        assert_eq!(
-            (json.is_forwarded, &json.forwarded_from),
-            (html.is_forwarded, &html.forwarded_from),
-            "forward of {id}"
-        );
+        assert_eq!(json.reply_to_message_id, html.reply_to_message_id, "reply of {id}");
+        assert_eq!((json.is_forwarded, &json.forwarded_from), (html.is_forwarded, &html.forwarded_from), "forward of {id}");
         assert_eq!(json.via_bot, html.via_bot, "via_bot of {id}");
         let entity_spans = |message: &Message| -> Vec<(TextEntityKind, usize, usize, String)> {
-            message
-                .entities
-                .iter()
-                .map(|e| (e.kind.clone(), e.char_offset, e.char_length, e.text.clone()))
-                .collect()
+            message.entities.iter().map(|e| (e.kind.clone(), e.char_offset, e.char_length, e.text.clone())).collect()
         };
         assert_eq!(entity_spans(json), entity_spans(html), "entities of {id}");
-        let media_summary = |message: &Message| {
-            message.media.as_ref().map(|media| {
-                (
-                    media.kind.clone(),
-                    media.path.clone(),
-                    media.not_included_reason.clone(),
-                )
-            })
-        };
+        let media_summary =
+            |message: &Message| message.media.as_ref().map(|media| (media.kind.clone(), media.path.clone(), media.not_included_reason.clone()));
         assert_eq!(media_summary(json), media_summary(html), "media of {id}");
     }
 }
@@ -126,10 +95,7 @@ fn html_fixture_matches_its_json_export_message_for_message() {
             .first()
             .map(|event| match event {
                 ExportEvent::ChatStarted(header) =>
-                    ExportEvent::ChatStarted(telegram_export::ChatHeader {
-                        chat_type: String::new(),
-                        ..header.clone()
-                    }),
+                    ExportEvent::ChatStarted(telegram_export::ChatHeader { chat_type: String::new(), ..header.clone() }),
                 other => other.clone(),
             })
             .as_ref()
@@ -140,19 +106,12 @@ fn html_fixture_matches_its_json_export_message_for_message() {
 #[test]
 fn synthetic_html_and_json_exports_agree_across_pages() {
     let scratch = ScratchFolder::new("synthetic-html");
-    write_synthetic_export(
-        fs::File::create(scratch.0.join("result.json")).expect("create"),
-        99,
-        2345,
-        11,
-    )
-    .expect("write json");
+    write_synthetic_export(fs::File::create(scratch.0.join("result.json")).expect("create"), 99, 2345, 11).expect("write json");
     write_synthetic_html_export(&scratch.0, 99, 2345, 11).expect("write html");
     assert!(scratch.0.join("messages3.html").exists());
     assert!(!scratch.0.join("messages4.html").exists());
     let json_events = read_json_file(&scratch.0.join("result.json"));
-    let mut reader =
-        HtmlExportReader::open(&scratch.0, Some(99), HtmlParseOptions::default()).expect("open");
+    let mut reader = HtmlExportReader::open(&scratch.0, Some(99), HtmlParseOptions::default()).expect("open");
     let mut html_events = Vec::new();
     while let Some(event) = reader.next_event().expect("html parses") {
         html_events.push(event);
@@ -162,18 +121,9 @@ fn synthetic_html_and_json_exports_agree_across_pages() {
     let html_messages = messages_of(&html_events);
     assert_eq!(html_messages.len(), 2345);
     assert_same_messages(&json_messages, &html_messages);
-    let joined_count = html_messages
-        .iter()
-        .filter(|message| message.raw_json.contains("\"joined\":true"))
-        .count();
-    let cross_page_replies = html_messages
-        .iter()
-        .filter(|message| message.raw_json.contains("\"reply_href\":\"messages"))
-        .count();
-    assert!(
-        joined_count > 100 && cross_page_replies > 0,
-        "{joined_count} {cross_page_replies}"
-    );
+    let joined_count = html_messages.iter().filter(|message| message.raw_json.contains("\"joined\":true")).count();
+    let cross_page_replies = html_messages.iter().filter(|message| message.raw_json.contains("\"reply_href\":\"messages")).count();
+    assert!(joined_count > 100 && cross_page_replies > 0, "{joined_count} {cross_page_replies}");
 }
 
 #[test]
@@ -183,10 +133,7 @@ fn html_details_joined_forwarded_deleted_via_bot_and_escapes() {
         panic!("first event is the chat header");
     };
     assert_eq!(header.name.as_deref(), Some("Project Alpha"));
-    assert_eq!(
-        header.chat_id,
-        telegram_export::chat_id_from_name("Project Alpha")
-    );
+    assert_eq!(header.chat_id, telegram_export::chat_id_from_name("Project Alpha"));
     let messages = messages_of(&events);
     let by_id = |id: i64| crate::message_with_id(&messages, id);
 
@@ -206,11 +153,7 @@ fn html_details_joined_forwarded_deleted_via_bot_and_escapes() {
     let forwarded = by_id(8);
     assert_eq!(forwarded.from_name.as_deref(), Some("Carla 🌸"));
     assert_eq!(forwarded.forwarded_from.as_deref(), Some("Tech News 📰"));
-    assert_eq!(
-        by_id(20).reply_to_message_id,
-        Some(4),
-        "reply into the previous page"
-    );
+    assert_eq!(by_id(20).reply_to_message_id, Some(4), "reply into the previous page");
     assert!(by_id(20).raw_json.contains("messages.html#go_to_message4"));
     let pin = by_id(9);
     assert_eq!(pin.kind, MessageKind::Service);
@@ -221,26 +164,17 @@ fn html_details_joined_forwarded_deleted_via_bot_and_escapes() {
     let voice = by_id(11).media.as_ref().expect("voice");
     assert_eq!(voice.kind, MediaKind::VoiceMessage);
     assert_eq!(voice.duration_seconds, Some(7));
-    assert_eq!(
-        voice.not_included_reason,
-        Some(NotIncludedReason::NotSelected)
-    );
+    assert_eq!(voice.not_included_reason, Some(NotIncludedReason::NotSelected));
     let file = by_id(12).media.as_ref().expect("file");
     assert_eq!(file.path.as_deref(), Some("files/Q3 plan (1).pdf"));
     assert_eq!(file.file_name.as_deref(), Some("Q3 plan.pdf"));
     let location = by_id(25).media.as_ref().expect("location");
     assert_eq!(location.location.map(|point| point.latitude), Some(55.75));
     let link = &by_id(10).entities[0];
-    assert_eq!(
-        link.href.as_deref(),
-        Some("https://example.com/plan?q=1&x=%20")
-    );
+    assert_eq!(link.href.as_deref(), Some("https://example.com/plan?q=1&x=%20"));
     let raw: serde_json::Value = serde_json::from_str(&by_id(10).raw_json).expect("raw json");
     assert_eq!(raw["html_id"], "message10");
-    assert!(raw["text_html"]
-        .as_str()
-        .unwrap_or("")
-        .contains("<code>cargo test</code>"));
+    assert!(raw["text_html"].as_str().unwrap_or("").contains("<code>cargo test</code>"));
 }
 
 #[test]
@@ -263,14 +197,8 @@ fn account_export_chat_folders_use_paths_from_the_export_root() {
     };
     assert_eq!(header.index_in_export, 2);
     let messages = messages_of(&events);
-    let photo = crate::message_with_id(&messages, 5)
-        .media
-        .as_ref()
-        .expect("photo");
-    assert_eq!(
-        photo.path.as_deref(),
-        Some("chats/chat_003/photos/photo_1@22-11-2026_10-06-00.jpg")
-    );
+    let photo = crate::message_with_id(&messages, 5).media.as_ref().expect("photo");
+    assert_eq!(photo.path.as_deref(), Some("chats/chat_003/photos/photo_1@22-11-2026_10-06-00.jpg"));
 }
 
 fn read_page(bytes: &[u8]) -> Result<Vec<Message>, ExportError> {
@@ -286,32 +214,18 @@ fn read_page(bytes: &[u8]) -> Result<Vec<Message>, ExportError> {
 fn pages_that_are_not_exports_or_are_cut_fail_with_file_and_line() {
     let json = crate::fixture_bytes("single_chat_2025.json");
     let error = read_page(&json).expect_err("json is not an html page");
-    assert!(
-        matches!(error, ExportError::UnexpectedStructure { .. }),
-        "{error}"
-    );
-    assert_eq!(
-        (error.source_label(), error.line()),
-        ("messages.html", Some(1))
-    );
+    assert!(matches!(error, ExportError::UnexpectedStructure { .. }), "{error}");
+    assert_eq!((error.source_label(), error.line()), ("messages.html", Some(1)));
     let plain_html = b"<!DOCTYPE html>\n<html><body><p>hello</p></body></html>\n";
     let error = read_page(plain_html).expect_err("no div.history");
     assert!(error.to_string().contains("div.history"), "{error}");
     let invalid_utf8 = b"<!DOCTYPE html>\n<html>\n\xff</html>";
     let error = read_page(invalid_utf8).expect_err("invalid utf-8");
-    assert!(
-        matches!(error, ExportError::InvalidUtf8 { line: 3, .. }),
-        "{error}"
-    );
+    assert!(matches!(error, ExportError::InvalidUtf8 { line: 3, .. }), "{error}");
 
     let page = fs::read(html_fixture_folder().join("messages2.html")).expect("read page");
     let whole = read_page(&page).expect("complete page");
-    let end_of_history = page.len()
-        - page
-            .windows(6)
-            .rev()
-            .position(|w| w == b"</div>")
-            .unwrap_or(0);
+    let end_of_history = page.len() - page.windows(6).rev().position(|w| w == b"</div>").unwrap_or(0);
     for cut in (0..end_of_history.saturating_sub(6)).step_by(97) {
         let error = read_page(&page[..cut]).expect_err("a cut page is an error");
         assert!(error.line().is_some(), "{error}");
@@ -322,11 +236,7 @@ fn pages_that_are_not_exports_or_are_cut_fail_with_file_and_line() {
 #[test]
 fn a_missing_next_page_is_an_error() {
     let scratch = ScratchFolder::new("missing-page");
-    fs::copy(
-        html_fixture_folder().join("messages.html"),
-        scratch.0.join("messages.html"),
-    )
-    .expect("copy page");
+    fs::copy(html_fixture_folder().join("messages.html"), scratch.0.join("messages.html")).expect("copy page");
     let error = read_html(&scratch.0, Some(1)).expect_err("messages2.html is missing");
     assert!(error.to_string().contains("messages2.html"), "{error}");
 }
@@ -346,9 +256,5 @@ fn phone_calls_become_service_messages_like_in_json() {
     assert_eq!(call.kind, MessageKind::Service);
     assert_eq!(call.action.as_deref(), Some("phone_call"));
     assert_eq!(call.actor_name.as_deref(), Some("Ann"));
-    assert_eq!(
-        call.date_unix,
-        Some(1_622_548_800),
-        "old titles use the configured offset"
-    );
+    assert_eq!(call.date_unix, Some(1_622_548_800), "old titles use the configured offset");
 }

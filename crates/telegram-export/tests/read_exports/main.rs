@@ -11,28 +11,19 @@ use std::fs;
 use std::io::BufReader;
 use std::path::PathBuf;
 
-use telegram_export::{
-    ChatHeader, ExportError, ExportEvent, JsonExportReader, Message, ParseOptions,
-};
+use telegram_export::{ChatHeader, ExportError, ExportEvent, JsonExportReader, Message, ParseOptions};
 
 pub(crate) fn fixture_bytes(name: &str) -> Vec<u8> {
-    let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests", "fixtures", name]
-        .iter()
-        .collect();
-    fs::read(&path)
-        .unwrap_or_else(|error| panic!("cannot read fixture {}: {error}", path.display()))
+    let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests", "fixtures", name].iter().collect();
+    fs::read(&path).unwrap_or_else(|error| panic!("cannot read fixture {}: {error}", path.display()))
 }
 
-pub(crate) fn read_events(
-    bytes: &[u8],
-    options: ParseOptions,
-) -> Result<Vec<ExportEvent>, ExportError> {
+pub(crate) fn read_events(bytes: &[u8], options: ParseOptions) -> Result<Vec<ExportEvent>, ExportError> {
     JsonExportReader::new(BufReader::with_capacity(64, bytes), "result.json", options).collect()
 }
 
 pub(crate) fn read_fixture(name: &str, options: ParseOptions) -> Vec<ExportEvent> {
-    read_events(&fixture_bytes(name), options)
-        .unwrap_or_else(|error| panic!("fixture {name} must parse: {error}"))
+    read_events(&fixture_bytes(name), options).unwrap_or_else(|error| panic!("fixture {name} must parse: {error}"))
 }
 
 pub(crate) fn messages_of(events: &[ExportEvent]) -> Vec<&Message> {
@@ -56,11 +47,7 @@ pub(crate) fn headers_of(events: &[ExportEvent]) -> Vec<&ChatHeader> {
 }
 
 pub(crate) fn message_with_id<'a>(messages: &[&'a Message], id: i64) -> &'a Message {
-    messages
-        .iter()
-        .copied()
-        .find(|message| message.id == id)
-        .unwrap_or_else(|| panic!("no message {id}"))
+    messages.iter().copied().find(|message| message.id == id).unwrap_or_else(|| panic!("no message {id}"))
 }
 
 pub(crate) fn read_error(bytes: &[u8]) -> ExportError {

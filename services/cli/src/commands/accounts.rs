@@ -1,8 +1,7 @@
 //! `chatvault users …`, `login`, `logout`, `whoami`, `passwd`: accounts and the session.
 
 use chatvault_proto::users::v1::{
-    Account, ChangePasswordRequest, LoginRequest, LogoutRequest, MeRequest, RegisterRequest,
-    SetRoleRequest, TokenPair,
+    Account, ChangePasswordRequest, LoginRequest, LogoutRequest, MeRequest, RegisterRequest, SetRoleRequest, TokenPair,
 };
 use serde_json::json;
 
@@ -67,13 +66,7 @@ fn print_account(account: &Account, json: bool, verb: &str) {
     if json {
         crate::output::print_json(&account_json(account));
     } else {
-        outln!(
-            "{verb} {} <{}> role={} id={}",
-            account.username,
-            account.email,
-            account.role,
-            account.account_id
-        );
+        outln!("{verb} {} <{}> role={} id={}", account.username, account.email, account.role, account.account_id);
     }
 }
 
@@ -87,48 +80,27 @@ fn store_pair(pair: &TokenPair, username: &str) -> anyhow::Result<std::path::Pat
     })
 }
 
-pub(crate) async fn run_users(
-    endpoints: &Endpoints,
-    args: UsersArgs,
-    json: bool,
-) -> anyhow::Result<()> {
+pub(crate) async fn run_users(endpoints: &Endpoints, args: UsersArgs, json: bool) -> anyhow::Result<()> {
     let mut accounts = endpoints.accounts().await?;
     match args.command {
         UsersCommand::Register(new) => {
             let password = session::password_or_prompt(new.password, "password")?;
-            let request = RegisterRequest {
-                username: new.username,
-                email: new.email,
-                password,
-            };
+            let request = RegisterRequest { username: new.username, email: new.email, password };
             let account = accounts.register(request).await?.into_inner();
             print_account(&account, json, "registered");
         }
         UsersCommand::Role { username, role } => {
-            let account = accounts
-                .set_role(SetRoleRequest { username, role })
-                .await?
-                .into_inner();
+            let account = accounts.set_role(SetRoleRequest { username, role }).await?.into_inner();
             print_account(&account, json, "role set:");
         }
     }
     Ok(())
 }
 
-pub(crate) async fn run_login(
-    endpoints: &Endpoints,
-    args: LoginArgs,
-    json: bool,
-) -> anyhow::Result<()> {
+pub(crate) async fn run_login(endpoints: &Endpoints, args: LoginArgs, json: bool) -> anyhow::Result<()> {
     let password = session::password_or_prompt(args.password, "password")?;
     let mut accounts = endpoints.accounts().await?;
-    let pair = accounts
-        .login(LoginRequest {
-            username: args.username.clone(),
-            password,
-        })
-        .await?
-        .into_inner();
+    let pair = accounts.login(LoginRequest { username: args.username.clone(), password }).await?.into_inner();
     let path = store_pair(&pair, &args.username)?;
     let account = pair.account.unwrap_or_default();
     if json {
@@ -136,12 +108,7 @@ pub(crate) async fn run_login(
             &json!({ "account": account_json(&account), "tokens_file": path.display().to_string(), "access_expires_unix": pair.access_expires_unix }),
         );
     } else {
-        outln!(
-            "logged in as {} (role {}); tokens in {}",
-            account.username,
-            account.role,
-            path.display()
-        );
+        outln!("logged in as {} (role {}); tokens in {}", account.username, account.role, path.display());
     }
     Ok(())
 }
@@ -150,11 +117,7 @@ pub(crate) async fn run_logout(endpoints: &Endpoints, json: bool) -> anyhow::Res
     let revoked = match session::load_tokens() {
         Some(tokens) => {
             let mut accounts = endpoints.accounts().await?;
-            let outcome = accounts
-                .logout(LogoutRequest {
-                    refresh_token: tokens.refresh_token,
-                })
-                .await;
+            let outcome = accounts.logout(LogoutRequest { refresh_token: tokens.refresh_token }).await;
             // An expired session is gone anyway; forget the tokens whatever the answer.
             outcome.is_ok()
         }
@@ -164,14 +127,7 @@ pub(crate) async fn run_logout(endpoints: &Endpoints, json: bool) -> anyhow::Res
     if json {
         crate::output::print_json(&json!({ "revoked": revoked, "tokens_removed": forgotten }));
     } else if forgotten {
-        outln!(
-            "logged out{}",
-            if revoked {
-                ""
-            } else {
-                " (the session had already ended)"
-            }
-        );
+        outln!("logged out{}", if revoked { "" } else { " (the session had already ended)" });
     } else {
         outln!("not logged in");
     }
@@ -179,31 +135,16 @@ pub(crate) async fn run_logout(endpoints: &Endpoints, json: bool) -> anyhow::Res
 }
 
 pub(crate) async fn run_whoami(endpoints: &Endpoints, json: bool) -> anyhow::Result<()> {
-    let account = endpoints
-        .accounts()
-        .await?
-        .me(MeRequest {})
-        .await?
-        .into_inner();
+    let account = endpoints.accounts().await?.me(MeRequest {}).await?.into_inner();
     if json {
         crate::output::print_json(&account_json(&account));
     } else {
-        outln!(
-            "{} <{}> role={} id={}",
-            account.username,
-            account.email,
-            account.role,
-            account.account_id
-        );
+        outln!("{} <{}> role={} id={}", account.username, account.email, account.role, account.account_id);
     }
     Ok(())
 }
 
-pub(crate) async fn run_passwd(
-    endpoints: &Endpoints,
-    args: PasswdArgs,
-    json: bool,
-) -> anyhow::Result<()> {
+pub(crate) async fn run_passwd(endpoints: &Endpoints, args: PasswdArgs, json: bool) -> anyhow::Result<()> {
     let current_password = session::password_or_prompt(args.current_password, "current password")?;
     let new_password = match args.new_password {
         Some(password) => password,
@@ -215,18 +156,8 @@ pub(crate) async fn run_passwd(
         }
     };
     let mut accounts = endpoints.accounts().await?;
-    let pair = accounts
-        .change_password(ChangePasswordRequest {
-            current_password,
-            new_password,
-        })
-        .await?
-        .into_inner();
-    let username = pair
-        .account
-        .as_ref()
-        .map(|account| account.username.clone())
-        .unwrap_or_default();
+    let pair = accounts.change_password(ChangePasswordRequest { current_password, new_password }).await?.into_inner();
+    let username = pair.account.as_ref().map(|account| account.username.clone()).unwrap_or_default();
     if std::env::var("CHATVAULT_TOKEN").is_err() {
         store_pair(&pair, &username)?;
     }

@@ -37,14 +37,9 @@ fn parse_time(text: &str) -> anyhow::Result<i64> {
         return Ok(time.timestamp());
     }
     if let Ok(date) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        return Ok(date
-            .and_hms_opt(0, 0, 0)
-            .map(|time| time.and_utc().timestamp())
-            .unwrap_or_default());
+        return Ok(date.and_hms_opt(0, 0, 0).map(|time| time.and_utc().timestamp()).unwrap_or_default());
     }
-    Err(invalid_argument(format!(
-        "{text:?} is not a time: use 2026-11-23T10:00:00Z, 2026-11-23 or Unix seconds"
-    )))
+    Err(invalid_argument(format!("{text:?} is not a time: use 2026-11-23T10:00:00Z, 2026-11-23 or Unix seconds")))
 }
 
 pub(crate) async fn run(endpoints: &Endpoints, args: AuditArgs, json: bool) -> anyhow::Result<()> {
@@ -82,27 +77,12 @@ pub(crate) async fn run(endpoints: &Endpoints, args: AuditArgs, json: bool) -> a
         crate::output::print_json(&serde_json::Value::Array(values));
         return Ok(());
     }
-    outln!(
-        "{:<26}  {:<8}  {:<12}  {:<40}  {:<32}  KEY",
-        "TIME (UTC)",
-        "SERVICE",
-        "ACTOR",
-        "TYPE",
-        "TRACE"
-    );
+    outln!("{:<26}  {:<8}  {:<12}  {:<40}  {:<32}  KEY", "TIME (UTC)", "SERVICE", "ACTOR", "TYPE", "TRACE");
     for row in rows {
         let time = chrono::DateTime::from_timestamp_micros(row.occurred_unix_micros)
             .map(|time| time.format("%Y-%m-%d %H:%M:%S%.6f").to_string())
             .unwrap_or_default();
-        outln!(
-            "{:<26}  {:<8}  {:<12}  {:<40}  {:<32}  {}",
-            time,
-            row.service,
-            row.actor,
-            row.event_type,
-            row.trace_id,
-            row.key
-        );
+        outln!("{:<26}  {:<8}  {:<12}  {:<40}  {:<32}  {}", time, row.service, row.actor, row.event_type, row.trace_id, row.key);
     }
     Ok(())
 }

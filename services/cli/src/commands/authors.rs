@@ -40,21 +40,12 @@ enum AuthorsCommand {
     },
 }
 
-pub(crate) async fn run(
-    endpoints: &Endpoints,
-    args: AuthorsArgs,
-    json: bool,
-) -> anyhow::Result<()> {
+pub(crate) async fn run(endpoints: &Endpoints, args: AuthorsArgs, json: bool) -> anyhow::Result<()> {
     let mut client = endpoints.users().await?;
     match args.command {
         AuthorsCommand::Top { chat_id, limit, after, owner } => {
             let authors = client
-                .top_authors(TopAuthorsRequest {
-                    chat_id,
-                    limit,
-                    consistency_token: after.map(|value| ConsistencyToken { value }),
-                    owner,
-                })
+                .top_authors(TopAuthorsRequest { chat_id, limit, consistency_token: after.map(|value| ConsistencyToken { value }), owner })
                 .await?
                 .into_inner()
                 .authors;
@@ -66,69 +57,37 @@ pub(crate) async fn run(
                 crate::output::print_json(&serde_json::Value::Array(rows));
                 return Ok(());
             }
-            outln!(
-                "{:>9}  {:<20}  {:<19}  NAME",
-                "MESSAGES",
-                "AUTHOR",
-                "LAST MESSAGE (UTC)"
-            );
+            outln!("{:>9}  {:<20}  {:<19}  NAME", "MESSAGES", "AUTHOR", "LAST MESSAGE (UTC)");
             for author in authors {
                 outln!(
                     "{:>9}  {:<20}  {:<19}  {}",
                     author.message_count,
                     author.author_id,
-                    author
-                        .last_message_unix
-                        .map(format_unix)
-                        .unwrap_or_default(),
-                    author
-                        .name
-                        .unwrap_or_else(|| "(no name: deleted account)".to_owned())
+                    author.last_message_unix.map(format_unix).unwrap_or_default(),
+                    author.name.unwrap_or_else(|| "(no name: deleted account)".to_owned())
                 );
             }
         }
         AuthorsCommand::Show { author_id, after } => {
             let stats = client
-                .author_stats(AuthorStatsRequest {
-                    author_id,
-                    consistency_token: after.map(|value| ConsistencyToken { value }),
-                })
+                .author_stats(AuthorStatsRequest { author_id, consistency_token: after.map(|value| ConsistencyToken { value }) })
                 .await?
                 .into_inner();
             if json {
-                let chats: Vec<_> = stats
-                    .chats
-                    .iter()
-                    .map(|chat| json!({ "chat_id": chat.chat_id, "messages": chat.message_count }))
-                    .collect();
+                let chats: Vec<_> = stats.chats.iter().map(|chat| json!({ "chat_id": chat.chat_id, "messages": chat.message_count })).collect();
                 crate::output::print_json(&json!({
                     "author_id": stats.author_id, "names": stats.names, "messages": stats.total_messages,
                     "first_message_unix": stats.first_message_unix, "last_message_unix": stats.last_message_unix, "chats": chats,
                 }));
                 return Ok(());
             }
-            outln!(
-                "author {}: {} messages",
-                stats.author_id,
-                stats.total_messages
-            );
-            outln!(
-                "names: {}",
-                if stats.names.is_empty() {
-                    "(none)".to_owned()
-                } else {
-                    stats.names.join(", ")
-                }
-            );
+            outln!("author {}: {} messages", stats.author_id, stats.total_messages);
+            outln!("names: {}", if stats.names.is_empty() { "(none)".to_owned() } else { stats.names.join(", ") });
             if let (Some(first), Some(last)) = (stats.first_message_unix, stats.last_message_unix) {
                 outln!("from {} to {} (UTC)", format_unix(first), format_unix(last));
             }
             for chat in stats.chats {
-                outln!(
-                    "  chat {:>14}: {} messages",
-                    chat.chat_id,
-                    chat.message_count
-                );
+                outln!("  chat {:>14}: {} messages", chat.chat_id, chat.message_count);
             }
         }
     }

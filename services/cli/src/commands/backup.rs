@@ -5,9 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use chatvault_proto::backup::v1::{
-    create_backup_response, restore_backup_response, upload_backup_request, verify_backup_response,
-    Backup, BackupFormat, CreateBackupRequest, ListBackupsRequest, Progress, RestoreBackupRequest,
-    UploadBackupFile, UploadBackupRequest, VerifyBackupRequest,
+    create_backup_response, restore_backup_response, upload_backup_request, verify_backup_response, Backup, BackupFormat, CreateBackupRequest,
+    ListBackupsRequest, Progress, RestoreBackupRequest, UploadBackupFile, UploadBackupRequest, VerifyBackupRequest,
 };
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -53,11 +52,7 @@ enum BackupCommand {
 
 pub(crate) async fn run(endpoints: &Endpoints, args: BackupArgs, json: bool) -> anyhow::Result<()> {
     match args.command {
-        BackupCommand::Create {
-            format,
-            chats,
-            with_files,
-        } => create(endpoints, &format, chats, with_files, json).await,
+        BackupCommand::Create { format, chats, with_files } => create(endpoints, &format, chats, with_files, json).await,
         BackupCommand::Ls => list(endpoints, json).await,
         BackupCommand::Verify { id } => verify(endpoints, id, json).await,
         BackupCommand::Restore { source, format } => restore(endpoints, source, format, json).await,
@@ -69,9 +64,7 @@ fn format_of(name: &str) -> anyhow::Result<BackupFormat> {
         "csv" => Ok(BackupFormat::Csv),
         "parquet" => Ok(BackupFormat::Parquet),
         "both" => Ok(BackupFormat::Both),
-        other => Err(invalid_argument(format!(
-            "unknown format {other:?}: use csv, parquet or both"
-        ))),
+        other => Err(invalid_argument(format!("unknown format {other:?}: use csv, parquet or both"))),
     }
 }
 
@@ -85,9 +78,7 @@ impl ProgressView {
         let bar = (!json && std::io::stderr().is_terminal()).then(|| {
             let bar = ProgressBar::new(0);
             bar.set_style(
-                ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {per_sec} {eta}")
-                    .expect("valid template")
-                    .progress_chars("=> "),
+                ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {per_sec} {eta}").expect("valid template").progress_chars("=> "),
             );
             bar
         });
@@ -96,10 +87,7 @@ impl ProgressView {
 
     fn show(&self, progress: &Progress) {
         let Some(bar) = &self.bar else { return };
-        bar.set_message(format!(
-            "{} {} ({})",
-            progress.phase, progress.item, progress.unit
-        ));
+        bar.set_message(format!("{} {} ({})", progress.phase, progress.item, progress.unit));
         if progress.total > 0 {
             bar.set_length(progress.total);
         } else if progress.done > bar.length().unwrap_or(0) {
@@ -133,43 +121,18 @@ fn backup_json(backup: &Backup) -> serde_json::Value {
 }
 
 fn print_backup(backup: &Backup) {
-    outln!(
-        "backup {} ({}, {} bytes) in {}",
-        backup.id,
-        backup.formats.join("+"),
-        backup.total_bytes,
-        backup.path
-    );
+    outln!("backup {} ({}, {} bytes) in {}", backup.id, backup.formats.join("+"), backup.total_bytes, backup.path);
     for table in &backup.tables {
         outln!("  {:<20} {:>12} rows", table.name, table.rows);
     }
     if backup.with_files {
-        outln!(
-            "  {:<20} {:>12} distinct files",
-            "file bytes",
-            backup.files_stored
-        );
+        outln!("  {:<20} {:>12} distinct files", "file bytes", backup.files_stored);
     }
 }
 
-async fn create(
-    endpoints: &Endpoints,
-    format: &str,
-    chat_ids: Vec<i64>,
-    with_files: bool,
-    json: bool,
-) -> anyhow::Result<()> {
-    let request = CreateBackupRequest {
-        format: format_of(format)? as i32,
-        chat_ids,
-        with_files,
-    };
-    let mut stream = endpoints
-        .backup()
-        .await?
-        .create_backup(request)
-        .await?
-        .into_inner();
+async fn create(endpoints: &Endpoints, format: &str, chat_ids: Vec<i64>, with_files: bool, json: bool) -> anyhow::Result<()> {
+    let request = CreateBackupRequest { format: format_of(format)? as i32, chat_ids, with_files };
+    let mut stream = endpoints.backup().await?.create_backup(request).await?.into_inner();
     let view = ProgressView::new(json);
     let mut backup = None;
     while let Some(message) = stream.next().await {
@@ -190,34 +153,15 @@ async fn create(
 }
 
 async fn list(endpoints: &Endpoints, json: bool) -> anyhow::Result<()> {
-    let backups = endpoints
-        .backup()
-        .await?
-        .list_backups(ListBackupsRequest {})
-        .await?
-        .into_inner()
-        .backups;
+    let backups = endpoints.backup().await?.list_backups(ListBackupsRequest {}).await?.into_inner().backups;
     if json {
-        crate::output::print_json(&serde_json::Value::Array(
-            backups.iter().map(backup_json).collect(),
-        ));
+        crate::output::print_json(&serde_json::Value::Array(backups.iter().map(backup_json).collect()));
         return Ok(());
     }
-    outln!(
-        "{:<26}  {:<20}  {:<10}  {:>12}  {:>10}  ORIGIN",
-        "ID",
-        "CREATED (UTC)",
-        "FORMATS",
-        "MESSAGES",
-        "BYTES"
-    );
+    outln!("{:<26}  {:<20}  {:<10}  {:>12}  {:>10}  ORIGIN", "ID", "CREATED (UTC)", "FORMATS", "MESSAGES", "BYTES");
     for backup in backups {
         let created = crate::output::format_unix(backup.created_at_unix_ms / 1000);
-        let messages = backup
-            .tables
-            .iter()
-            .find(|table| table.name == "messages")
-            .map_or(0, |table| table.rows);
+        let messages = backup.tables.iter().find(|table| table.name == "messages").map_or(0, |table| table.rows);
         outln!(
             "{:<26}  {:<20}  {:<10}  {:>12}  {:>10}  {}",
             backup.id,
@@ -232,12 +176,7 @@ async fn list(endpoints: &Endpoints, json: bool) -> anyhow::Result<()> {
 }
 
 async fn verify(endpoints: &Endpoints, backup_id: String, json: bool) -> anyhow::Result<()> {
-    let mut stream = endpoints
-        .backup()
-        .await?
-        .verify_backup(VerifyBackupRequest { backup_id })
-        .await?
-        .into_inner();
+    let mut stream = endpoints.backup().await?.verify_backup(VerifyBackupRequest { backup_id }).await?.into_inner();
     let view = ProgressView::new(json);
     let mut result = None;
     while let Some(message) = stream.next().await {
@@ -268,51 +207,27 @@ async fn verify(endpoints: &Endpoints, backup_id: String, json: bool) -> anyhow:
         }
     }
     if !result.ok {
-        return Err(coded_error(
-            tonic::Code::DataLoss,
-            format!("backup {} failed verification", result.backup_id),
-        ));
+        return Err(coded_error(tonic::Code::DataLoss, format!("backup {} failed verification", result.backup_id)));
     }
     Ok(())
 }
 
-async fn restore(
-    endpoints: &Endpoints,
-    source: String,
-    format: Option<String>,
-    json: bool,
-) -> anyhow::Result<()> {
+async fn restore(endpoints: &Endpoints, source: String, format: Option<String>, json: bool) -> anyhow::Result<()> {
     let format = match format.as_deref() {
         None => BackupFormat::Unspecified,
         Some("csv") => BackupFormat::Csv,
         Some("parquet") => BackupFormat::Parquet,
-        Some(other) => {
-            return Err(invalid_argument(format!(
-                "unknown format {other:?}: use csv or parquet"
-            )))
-        }
+        Some(other) => return Err(invalid_argument(format!("unknown format {other:?}: use csv or parquet"))),
     };
     let mut client = endpoints.backup().await?;
     let folder = Path::new(&source);
     let backup_id = if folder.join("manifest.json").is_file() {
-        let uploaded = client
-            .upload_backup(upload_stream(folder.to_path_buf(), json).await?)
-            .await?
-            .into_inner();
-        uploaded
-            .backup
-            .context("the backup service did not name the uploaded backup")?
-            .id
+        let uploaded = client.upload_backup(upload_stream(folder.to_path_buf(), json).await?).await?.into_inner();
+        uploaded.backup.context("the backup service did not name the uploaded backup")?.id
     } else {
         source
     };
-    let mut stream = client
-        .restore_backup(RestoreBackupRequest {
-            backup_id,
-            format: format as i32,
-        })
-        .await?
-        .into_inner();
+    let mut stream = client.restore_backup(RestoreBackupRequest { backup_id, format: format as i32 }).await?.into_inner();
     let view = ProgressView::new(json);
     let mut summary = None;
     while let Some(message) = stream.next().await {
@@ -333,12 +248,7 @@ async fn restore(
     } else {
         outln!("restored backup {}", summary.backup_id);
         for table in &summary.tables {
-            outln!(
-                "  {:<12} {:>12} restored {:>12} already present",
-                table.name,
-                table.restored,
-                table.already_present
-            );
+            outln!("  {:<12} {:>12} restored {:>12} already present", table.name, table.restored, table.already_present);
         }
     }
     Ok(())
@@ -349,9 +259,7 @@ fn backup_files(folder: &Path) -> anyhow::Result<Vec<(String, PathBuf, u64)>> {
     let mut files = Vec::new();
     let mut pending = vec![folder.to_path_buf()];
     while let Some(current) = pending.pop() {
-        for entry in
-            std::fs::read_dir(&current).with_context(|| format!("reading {}", current.display()))?
-        {
+        for entry in std::fs::read_dir(&current).with_context(|| format!("reading {}", current.display()))? {
             let entry = entry?;
             let kind = entry.file_type()?;
             if kind.is_dir() {
@@ -373,10 +281,7 @@ fn backup_files(folder: &Path) -> anyhow::Result<Vec<(String, PathBuf, u64)>> {
 }
 
 /// Streams the backup folder: each file named, then its bytes.
-async fn upload_stream(
-    folder: PathBuf,
-    json: bool,
-) -> anyhow::Result<impl futures::Stream<Item = UploadBackupRequest>> {
+async fn upload_stream(folder: PathBuf, json: bool) -> anyhow::Result<impl futures::Stream<Item = UploadBackupRequest>> {
     let files = backup_files(&folder)?;
     let total: u64 = files.iter().map(|(_, _, size)| size).sum();
     let view = ProgressView::new(json);
@@ -384,12 +289,8 @@ async fn upload_stream(
     tokio::spawn(async move {
         let mut sent = 0u64;
         for (relative, path, size) in files {
-            let header = UploadBackupRequest {
-                message: Some(upload_backup_request::Message::File(UploadBackupFile {
-                    path: relative.clone(),
-                    size,
-                })),
-            };
+            let header =
+                UploadBackupRequest { message: Some(upload_backup_request::Message::File(UploadBackupFile { path: relative.clone(), size })) };
             if sender.send(header).await.is_err() {
                 return;
             }
@@ -399,20 +300,8 @@ async fn upload_stream(
             let mut chunks = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20);
             while let Some(Ok(chunk)) = chunks.next().await {
                 sent += chunk.len() as u64;
-                view.show(&Progress {
-                    phase: "upload".into(),
-                    item: relative.clone(),
-                    done: sent,
-                    total,
-                    unit: "bytes".into(),
-                });
-                if sender
-                    .send(UploadBackupRequest {
-                        message: Some(upload_backup_request::Message::Chunk(chunk)),
-                    })
-                    .await
-                    .is_err()
-                {
+                view.show(&Progress { phase: "upload".into(), item: relative.clone(), done: sent, total, unit: "bytes".into() });
+                if sender.send(UploadBackupRequest { message: Some(upload_backup_request::Message::Chunk(chunk)) }).await.is_err() {
                     return;
                 }
             }

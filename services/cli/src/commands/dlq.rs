@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chatvault_common::envelope::{
-    DLQ_DETAIL, DLQ_ERROR, DLQ_FAILED_AT, DLQ_ORIGINAL_OFFSET, DLQ_ORIGINAL_PARTITION,
-    DLQ_ORIGINAL_TOPIC, DLQ_PROJECTION, DLQ_REPLAYED_FROM, DLQ_SQLSTATE, EVENT_ID, EVENT_TYPE,
+    DLQ_DETAIL, DLQ_ERROR, DLQ_FAILED_AT, DLQ_ORIGINAL_OFFSET, DLQ_ORIGINAL_PARTITION, DLQ_ORIGINAL_TOPIC, DLQ_PROJECTION, DLQ_REPLAYED_FROM,
+    DLQ_SQLSTATE, EVENT_ID, EVENT_TYPE,
 };
 use chatvault_common::topics::dead_letter_topic;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -74,19 +74,7 @@ enum DlqCommand {
 pub(crate) async fn run(endpoints: &Endpoints, args: DlqArgs, json: bool) -> anyhow::Result<()> {
     match args.command {
         DlqCommand::Ls { topic } => list(endpoints, topic.as_deref(), json).await,
-        DlqCommand::Replay {
-            topic,
-            offset,
-            partition,
-        } => {
-            replay(
-                endpoints,
-                &topic,
-                offset.map(|offset| (partition, offset)),
-                json,
-            )
-            .await
-        }
+        DlqCommand::Replay { topic, offset, partition } => replay(endpoints, &topic, offset.map(|offset| (partition, offset)), json).await,
     }
 }
 
@@ -108,12 +96,7 @@ impl DeadLetter {
     fn from_message<M: Message>(message: &M) -> Self {
         let headers = message
             .headers()
-            .map(|headers| {
-                headers
-                    .iter()
-                    .map(|header| (header.key.to_owned(), header.value.map(<[u8]>::to_vec)))
-                    .collect()
-            })
+            .map(|headers| headers.iter().map(|header| (header.key.to_owned(), header.value.map(<[u8]>::to_vec))).collect())
             .unwrap_or_default();
         Self {
             dead_letter_topic: message.topic().to_owned(),
@@ -140,35 +123,21 @@ impl DeadLetter {
     fn original_topic(&self) -> String {
         match self.header_text(DLQ_ORIGINAL_TOPIC) {
             Some(topic) if !topic.is_empty() => topic.to_owned(),
-            _ => self
-                .dead_letter_topic
-                .strip_suffix(DEAD_LETTER_SUFFIX)
-                .unwrap_or(&self.dead_letter_topic)
-                .to_owned(),
+            _ => self.dead_letter_topic.strip_suffix(DEAD_LETTER_SUFFIX).unwrap_or(&self.dead_letter_topic).to_owned(),
         }
     }
 
     /// Returns where this dead letter sits, as `topic@partition:offset`.
     fn position(&self) -> String {
-        format!(
-            "{}@{}:{}",
-            self.dead_letter_topic, self.partition, self.offset
-        )
+        format!("{}@{}:{}", self.dead_letter_topic, self.partition, self.offset)
     }
 
     /// Returns the headers of the replayed record: the original ones in their order, less
     /// every `dlq-*` header, plus `dlq-replayed-from` naming this dead letter.
     fn replay_headers(&self) -> Vec<(String, Option<Vec<u8>>)> {
-        let mut headers: Vec<(String, Option<Vec<u8>>)> = self
-            .headers
-            .iter()
-            .filter(|(name, _)| !name.starts_with(DEAD_LETTER_HEADER_PREFIX))
-            .cloned()
-            .collect();
-        headers.push((
-            DLQ_REPLAYED_FROM.to_owned(),
-            Some(self.position().into_bytes()),
-        ));
+        let mut headers: Vec<(String, Option<Vec<u8>>)> =
+            self.headers.iter().filter(|(name, _)| !name.starts_with(DEAD_LETTER_HEADER_PREFIX)).cloned().collect();
+        headers.push((DLQ_REPLAYED_FROM.to_owned(), Some(self.position().into_bytes())));
         headers
     }
 
@@ -199,9 +168,7 @@ impl DeadLetter {
 fn dead_letter_topic_base(topic: &str) -> anyhow::Result<String> {
     let original = topic.strip_suffix(DEAD_LETTER_SUFFIX).unwrap_or(topic);
     if original.trim().is_empty() {
-        return Err(invalid_argument(format!(
-            "{topic:?} names no topic: give one like chat.events"
-        )));
+        return Err(invalid_argument(format!("{topic:?} names no topic: give one like chat.events")));
     }
     Ok(dead_letter_topic(original))
 }
@@ -223,21 +190,13 @@ async fn list(endpoints: &Endpoints, topic: Option<&str>, json: bool) -> anyhow:
         None => {
             let reader_config = endpoints.kafka_reader_config();
             let prefix = endpoints.topic_prefix.clone();
-            tokio::task::spawn_blocking(move || {
-                dead_letter_topics_with_prefix(&reader_config, &prefix)
-            })
-            .await??
+            tokio::task::spawn_blocking(move || dead_letter_topics_with_prefix(&reader_config, &prefix)).await??
         }
     };
     let reader_config = endpoints.kafka_reader_config();
-    let dead_letters = tokio::task::spawn_blocking(move || {
-        read_dead_letters(&reader_config, &dead_letter_topics, Selection::All)
-    })
-    .await??;
+    let dead_letters = tokio::task::spawn_blocking(move || read_dead_letters(&reader_config, &dead_letter_topics, Selection::All)).await??;
     if json {
-        crate::output::print_json(&serde_json::Value::Array(
-            dead_letters.iter().map(DeadLetter::to_json_row).collect(),
-        ));
+        crate::output::print_json(&serde_json::Value::Array(dead_letters.iter().map(DeadLetter::to_json_row).collect()));
         return Ok(());
     }
     if dead_letters.is_empty() {
@@ -253,17 +212,8 @@ async fn list(endpoints: &Endpoints, topic: Option<&str>, json: bool) -> anyhow:
 /// Returns the lines of `dlq ls`'s table: a header, then one row per dead letter, each
 /// column as wide as its widest cell, missing values as `-`, the reason last and unpadded.
 fn dead_letter_table(dead_letters: &[DeadLetter]) -> Vec<String> {
-    const HEADER: [&str; 9] = [
-        "DLQ TOPIC",
-        "PART",
-        "OFFSET",
-        "ORIGINAL (TOPIC/PARTITION@OFFSET)",
-        "PROJECTION",
-        "EVENT TYPE",
-        "FAILED AT",
-        "SQLSTATE",
-        "REASON",
-    ];
+    const HEADER: [&str; 9] =
+        ["DLQ TOPIC", "PART", "OFFSET", "ORIGINAL (TOPIC/PARTITION@OFFSET)", "PROJECTION", "EVENT TYPE", "FAILED AT", "SQLSTATE", "REASON"];
     const RIGHT_ALIGNED: [bool; 9] = [false, true, true, false, false, false, false, false, false];
     let mut rows: Vec<[String; 9]> = vec![HEADER.map(str::to_owned)];
     for dead_letter in dead_letters {
@@ -277,12 +227,7 @@ fn dead_letter_table(dead_letters: &[DeadLetter]) -> Vec<String> {
             dead_letter.dead_letter_topic.clone(),
             dead_letter.partition.to_string(),
             dead_letter.offset.to_string(),
-            format!(
-                "{}/{}@{}",
-                text("original_topic"),
-                text("original_partition"),
-                text("original_offset")
-            ),
+            format!("{}/{}@{}", text("original_topic"), text("original_partition"), text("original_offset")),
             text("projection"),
             text("event_type"),
             text("failed_at"),
@@ -313,27 +258,15 @@ fn dead_letter_table(dead_letters: &[DeadLetter]) -> Vec<String> {
 }
 
 /// Returns the full names of every dead-letter topic under `prefix`, sorted.
-fn dead_letter_topics_with_prefix(
-    reader_config: &rdkafka::ClientConfig,
-    prefix: &str,
-) -> anyhow::Result<Vec<String>> {
+fn dead_letter_topics_with_prefix(reader_config: &rdkafka::ClientConfig, prefix: &str) -> anyhow::Result<Vec<String>> {
     let consumer: BaseConsumer = reader_config.create()?;
-    let brokers = reader_config
-        .get("bootstrap.servers")
-        .unwrap_or_default()
-        .to_owned();
-    let metadata = consumer
-        .fetch_metadata(None, KAFKA_REQUEST_TIMEOUT)
-        .with_context(|| format!("cannot reach Kafka at {brokers}"))?;
+    let brokers = reader_config.get("bootstrap.servers").unwrap_or_default().to_owned();
+    let metadata = consumer.fetch_metadata(None, KAFKA_REQUEST_TIMEOUT).with_context(|| format!("cannot reach Kafka at {brokers}"))?;
     let mut names: Vec<String> = metadata
         .topics()
         .iter()
         .map(|topic| topic.name())
-        .filter(|name| {
-            name.starts_with(prefix)
-                && name.ends_with(DEAD_LETTER_SUFFIX)
-                && !name.starts_with("__")
-        })
+        .filter(|name| name.starts_with(prefix) && name.ends_with(DEAD_LETTER_SUFFIX) && !name.starts_with("__"))
         .map(str::to_owned)
         .collect();
     names.sort();
@@ -345,31 +278,19 @@ fn dead_letter_topics_with_prefix(
 /// high watermark it had when the read began, then stops: records arriving meanwhile are
 /// left for the next run. Returns them by topic, partition and offset. Blocking; run it off
 /// the async threads.
-fn read_dead_letters(
-    reader_config: &rdkafka::ClientConfig,
-    dead_letter_topics: &[String],
-    selection: Selection,
-) -> anyhow::Result<Vec<DeadLetter>> {
-    let brokers = reader_config
-        .get("bootstrap.servers")
-        .unwrap_or_default()
-        .to_owned();
+fn read_dead_letters(reader_config: &rdkafka::ClientConfig, dead_letter_topics: &[String], selection: Selection) -> anyhow::Result<Vec<DeadLetter>> {
+    let brokers = reader_config.get("bootstrap.servers").unwrap_or_default().to_owned();
     let unreachable = || format!("cannot reach Kafka at {brokers}");
     // A partition's end is reported when the read reaches it, so control records (markers
     // of transactions, never delivered) cannot keep the read waiting for an offset.
-    let consumer: BaseConsumer = reader_config
-        .clone()
-        .set("enable.partition.eof", "true")
-        .create()?;
+    let consumer: BaseConsumer = reader_config.clone().set("enable.partition.eof", "true").create()?;
 
     // The first offset past what to read, by topic and partition; a partition leaves the
     // map when its read is done.
     let mut end_offsets: BTreeMap<(String, i32), i64> = BTreeMap::new();
     let mut assignment = TopicPartitionList::new();
     for dead_letter_topic in dead_letter_topics {
-        let metadata = consumer
-            .fetch_metadata(Some(dead_letter_topic), KAFKA_REQUEST_TIMEOUT)
-            .with_context(unreachable)?;
+        let metadata = consumer.fetch_metadata(Some(dead_letter_topic), KAFKA_REQUEST_TIMEOUT).with_context(unreachable)?;
         let partitions: Vec<i32> = metadata
             .topics()
             .iter()
@@ -377,21 +298,14 @@ fn read_dead_letters(
             .flat_map(|topic| topic.partitions().iter().map(|partition| partition.id()))
             .collect();
         if partitions.is_empty() {
-            return Err(not_found(format!(
-                "topic {dead_letter_topic} does not exist (see `chatvault topics ls`)"
-            )));
+            return Err(not_found(format!("topic {dead_letter_topic} does not exist (see `chatvault topics ls`)")));
         }
         for partition in partitions_to_read(dead_letter_topic, &partitions, selection)? {
-            let (low_watermark, high_watermark) = consumer
-                .fetch_watermarks(dead_letter_topic, partition, KAFKA_REQUEST_TIMEOUT)
-                .with_context(unreachable)?;
+            let (low_watermark, high_watermark) =
+                consumer.fetch_watermarks(dead_letter_topic, partition, KAFKA_REQUEST_TIMEOUT).with_context(unreachable)?;
             let (start_offset, end_offset) = match selection {
                 Selection::All => (low_watermark, high_watermark),
-                Selection::One { offset, .. }
-                    if (low_watermark..high_watermark).contains(&offset) =>
-                {
-                    (offset, offset + 1)
-                }
+                Selection::One { offset, .. } if (low_watermark..high_watermark).contains(&offset) => (offset, offset + 1),
                 Selection::One { offset, .. } => {
                     return Err(not_found(format!(
                         "no dead letter at {dead_letter_topic}@{partition}:{offset} (the partition holds offsets {low_watermark} to {})",
@@ -400,11 +314,7 @@ fn read_dead_letters(
                 }
             };
             if start_offset < end_offset {
-                assignment.add_partition_offset(
-                    dead_letter_topic,
-                    partition,
-                    Offset::Offset(start_offset),
-                )?;
+                assignment.add_partition_offset(dead_letter_topic, partition, Offset::Offset(start_offset))?;
                 end_offsets.insert((dead_letter_topic.clone(), partition), end_offset);
             }
         }
@@ -419,17 +329,10 @@ fn read_dead_letters(
     while !end_offsets.is_empty() {
         let Some(polled) = consumer.poll(Duration::from_millis(500)) else {
             if last_answer.elapsed() > KAFKA_SILENCE_LIMIT {
-                let waiting: Vec<String> = end_offsets
-                    .keys()
-                    .map(|(topic, partition)| format!("{topic}@{partition}"))
-                    .collect();
+                let waiting: Vec<String> = end_offsets.keys().map(|(topic, partition)| format!("{topic}@{partition}")).collect();
                 return Err(coded_error(
                     tonic::Code::Unavailable,
-                    format!(
-                        "no answer from Kafka at {brokers} for {}s while reading {}",
-                        KAFKA_SILENCE_LIMIT.as_secs(),
-                        waiting.join(", ")
-                    ),
+                    format!("no answer from Kafka at {brokers} for {}s while reading {}", KAFKA_SILENCE_LIMIT.as_secs(), waiting.join(", ")),
                 ));
             }
             continue;
@@ -467,50 +370,27 @@ fn read_dead_letters(
         // The offset may hold a transaction marker rather than a record.
         dead_letters.retain(|dead_letter| dead_letter.offset == offset);
         if dead_letters.is_empty() {
-            return Err(not_found(format!(
-                "no dead letter at offset {offset} of {}",
-                dead_letter_topics.join(", ")
-            )));
+            return Err(not_found(format!("no dead letter at offset {offset} of {}", dead_letter_topics.join(", "))));
         }
     }
     dead_letters.sort_by(|left, right| {
-        (&left.dead_letter_topic, left.partition, left.offset).cmp(&(
-            &right.dead_letter_topic,
-            right.partition,
-            right.offset,
-        ))
+        (&left.dead_letter_topic, left.partition, left.offset).cmp(&(&right.dead_letter_topic, right.partition, right.offset))
     });
     Ok(dead_letters)
 }
 
 /// Returns which of `partitions` (of `dead_letter_topic`) `selection` reads.
-fn partitions_to_read(
-    dead_letter_topic: &str,
-    partitions: &[i32],
-    selection: Selection,
-) -> anyhow::Result<Vec<i32>> {
+fn partitions_to_read(dead_letter_topic: &str, partitions: &[i32], selection: Selection) -> anyhow::Result<Vec<i32>> {
     match selection {
         Selection::All => Ok(partitions.to_vec()),
-        Selection::One {
-            partition: Some(partition),
-            ..
-        } if partitions.contains(&partition) => Ok(vec![partition]),
-        Selection::One {
-            partition: Some(partition),
-            ..
-        } => Err(not_found(format!(
-            "{dead_letter_topic} has no partition {partition} (it has {})",
-            partitions.len()
-        ))),
-        Selection::One {
-            partition: None, ..
-        } if partitions.len() == 1 => Ok(partitions.to_vec()),
-        Selection::One {
-            partition: None, ..
-        } => Err(invalid_argument(format!(
-            "{dead_letter_topic} has {} partitions: say which with --partition",
-            partitions.len()
-        ))),
+        Selection::One { partition: Some(partition), .. } if partitions.contains(&partition) => Ok(vec![partition]),
+        Selection::One { partition: Some(partition), .. } => {
+            Err(not_found(format!("{dead_letter_topic} has no partition {partition} (it has {})", partitions.len())))
+        }
+        Selection::One { partition: None, .. } if partitions.len() == 1 => Ok(partitions.to_vec()),
+        Selection::One { partition: None, .. } => {
+            Err(invalid_argument(format!("{dead_letter_topic} has {} partitions: say which with --partition", partitions.len())))
+        }
     }
 }
 
@@ -523,12 +403,7 @@ struct ReplayedRecord {
     offset: i64,
 }
 
-async fn replay(
-    endpoints: &Endpoints,
-    topic: &str,
-    position: Option<(Option<i32>, i64)>,
-    json: bool,
-) -> anyhow::Result<()> {
+async fn replay(endpoints: &Endpoints, topic: &str, position: Option<(Option<i32>, i64)>, json: bool) -> anyhow::Result<()> {
     let dead_letter_topic = endpoints.topic(&dead_letter_topic_base(topic)?);
     let selection = match position {
         Some((partition, offset)) => Selection::One { partition, offset },
@@ -536,19 +411,10 @@ async fn replay(
     };
     let reader_config = endpoints.kafka_reader_config();
     let topics_to_read = vec![dead_letter_topic.clone()];
-    let dead_letters = tokio::task::spawn_blocking(move || {
-        read_dead_letters(&reader_config, &topics_to_read, selection)
-    })
-    .await??;
+    let dead_letters = tokio::task::spawn_blocking(move || read_dead_letters(&reader_config, &topics_to_read, selection)).await??;
 
-    let producer = chatvault_common::kafka::idempotent_producer(
-        &endpoints.kafka_config()?,
-        "chatvault-cli-dlq-replay",
-    )?;
-    let original_topics: Vec<String> = dead_letters
-        .iter()
-        .map(DeadLetter::original_topic)
-        .collect();
+    let producer = chatvault_common::kafka::idempotent_producer(&endpoints.kafka_config()?, "chatvault-cli-dlq-replay")?;
+    let original_topics: Vec<String> = dead_letters.iter().map(DeadLetter::original_topic).collect();
     // Every record is queued, in dead-letter order, before any delivery is awaited; the
     // idempotent producer keeps that order within each partition through retries.
     let mut deliveries = Vec::with_capacity(dead_letters.len());
@@ -556,10 +422,7 @@ async fn replay(
     for (dead_letter, original_topic) in dead_letters.iter().zip(&original_topics) {
         let mut headers = OwnedHeaders::new_with_capacity(dead_letter.headers.len() + 1);
         for (key, value) in dead_letter.replay_headers() {
-            headers = headers.insert(Header {
-                key: &key,
-                value: value.as_deref(),
-            });
+            headers = headers.insert(Header { key: &key, value: value.as_deref() });
         }
         let mut record = FutureRecord::<[u8], [u8]>::to(original_topic).headers(headers);
         if let Some(key) = &dead_letter.key {
@@ -595,11 +458,7 @@ async fn replay(
         }
     }
     if let Some((position, error)) = failure {
-        let message = format!(
-            "replayed {} of {} dead letters of {dead_letter_topic}; {position} failed",
-            replayed.len(),
-            dead_letters.len()
-        );
+        let message = format!("replayed {} of {} dead letters of {dead_letter_topic}; {position} failed", replayed.len(), dead_letters.len());
         return Err(anyhow::Error::new(error).context(message));
     }
 
@@ -608,32 +467,19 @@ async fn replay(
             .iter()
             .map(|record| json!({ "replayed_from": record.replayed_from, "topic": record.topic, "partition": record.partition, "offset": record.offset }))
             .collect();
-        crate::output::print_json(
-            &json!({ "dlq_topic": dead_letter_topic, "replayed": replayed.len(), "records": records }),
-        );
+        crate::output::print_json(&json!({ "dlq_topic": dead_letter_topic, "replayed": replayed.len(), "records": records }));
         return Ok(());
     }
     for record in &replayed {
-        outln!(
-            "{} -> {}@{}:{}",
-            record.replayed_from,
-            record.topic,
-            record.partition,
-            record.offset
-        );
+        outln!("{} -> {}@{}:{}", record.replayed_from, record.topic, record.partition, record.offset);
     }
-    outln!(
-        "replayed {} dead letter(s) of {dead_letter_topic}",
-        replayed.len()
-    );
+    outln!("replayed {} dead letter(s) of {dead_letter_topic}", replayed.len());
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use chatvault_common::envelope::{
-        CONTENT_TYPE, OCCURRED_AT, PRODUCER, PROTOBUF_CONTENT_TYPE, TRACEPARENT,
-    };
+    use chatvault_common::envelope::{CONTENT_TYPE, OCCURRED_AT, PRODUCER, PROTOBUF_CONTENT_TYPE, TRACEPARENT};
 
     use super::*;
 
@@ -654,14 +500,8 @@ mod tests {
                 header(OCCURRED_AT, "2026-11-22T10:00:00.000000Z"),
                 header(PRODUCER, "ingest"),
                 header(CONTENT_TYPE, PROTOBUF_CONTENT_TYPE),
-                header(
-                    TRACEPARENT,
-                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-                ),
-                header(
-                    DLQ_ERROR,
-                    "invalid byte sequence for encoding \"UTF8\": 0x00",
-                ),
+                header(TRACEPARENT, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+                header(DLQ_ERROR, "invalid byte sequence for encoding \"UTF8\": 0x00"),
                 header(DLQ_SQLSTATE, "22021"),
                 header(DLQ_DETAIL, "the text holds a NUL"),
                 header(DLQ_PROJECTION, "storage-chat-events"),
@@ -675,30 +515,17 @@ mod tests {
 
     #[test]
     fn a_topic_and_its_dead_letter_topic_name_the_same_dead_letter_topic() {
-        assert_eq!(
-            dead_letter_topic_base("chat.events").expect("topic"),
-            "chat.events.dlq"
-        );
-        assert_eq!(
-            dead_letter_topic_base("chat.events.dlq").expect("dlq topic"),
-            "chat.events.dlq"
-        );
+        assert_eq!(dead_letter_topic_base("chat.events").expect("topic"), "chat.events.dlq");
+        assert_eq!(dead_letter_topic_base("chat.events.dlq").expect("dlq topic"), "chat.events.dlq");
         assert!(dead_letter_topic_base(".dlq").is_err());
         assert!(dead_letter_topic_base("").is_err());
     }
 
     #[test]
     fn every_dead_letter_header_starts_with_the_dropped_prefix() {
-        for key in [
-            DLQ_ERROR,
-            DLQ_SQLSTATE,
-            DLQ_DETAIL,
-            DLQ_PROJECTION,
-            DLQ_ORIGINAL_TOPIC,
-            DLQ_ORIGINAL_PARTITION,
-            DLQ_ORIGINAL_OFFSET,
-            DLQ_FAILED_AT,
-        ] {
+        for key in
+            [DLQ_ERROR, DLQ_SQLSTATE, DLQ_DETAIL, DLQ_PROJECTION, DLQ_ORIGINAL_TOPIC, DLQ_ORIGINAL_PARTITION, DLQ_ORIGINAL_OFFSET, DLQ_FAILED_AT]
+        {
             assert!(key.starts_with(DEAD_LETTER_HEADER_PREFIX), "{key}");
         }
     }
@@ -716,10 +543,7 @@ mod tests {
         assert_eq!(row["event_type"], "chatvault.chat.v1.MessagePosted");
         assert_eq!(row["failed_at"], "2026-11-22T10:00:01.000000Z");
         assert_eq!(row["sqlstate"], "22021");
-        assert_eq!(
-            row["reason"],
-            "invalid byte sequence for encoding \"UTF8\": 0x00"
-        );
+        assert_eq!(row["reason"], "invalid byte sequence for encoding \"UTF8\": 0x00");
         assert_eq!(row["detail"], "the text holds a NUL");
         assert_eq!(row["key"], "-1001234567890");
     }
@@ -727,17 +551,12 @@ mod tests {
     #[test]
     fn a_dead_letter_without_origin_headers_goes_back_to_the_topic_it_is_named_after() {
         let mut dead_letter = dead_letter_of_a_message();
-        dead_letter
-            .headers
-            .retain(|(key, _)| !key.starts_with(DEAD_LETTER_HEADER_PREFIX) || key == DLQ_ERROR);
+        dead_letter.headers.retain(|(key, _)| !key.starts_with(DEAD_LETTER_HEADER_PREFIX) || key == DLQ_ERROR);
         assert_eq!(dead_letter.original_topic(), "test.a1.chat.events");
         let row = dead_letter.to_json_row();
         assert_eq!(row["original_partition"], serde_json::Value::Null);
         assert_eq!(row["sqlstate"], serde_json::Value::Null);
-        assert_eq!(
-            row["reason"],
-            "invalid byte sequence for encoding \"UTF8\": 0x00"
-        );
+        assert_eq!(row["reason"], "invalid byte sequence for encoding \"UTF8\": 0x00");
     }
 
     #[test]
@@ -749,16 +568,14 @@ mod tests {
         let lines = dead_letter_table(&[first, second]);
         assert_eq!(lines.len(), 3);
         assert!(lines[0].starts_with("DLQ TOPIC                PART  OFFSET  ORIGINAL (TOPIC/PARTITION@OFFSET)  PROJECTION "), "{}", lines[0]);
-        assert!(lines[1].starts_with("test.a1.chat.events.dlq     0       7  test.a1.chat.events/2@1234         storage-chat-events"), "{}", lines[1]);
         assert!(
-            lines[1].ends_with("  22021     invalid byte sequence for encoding \"UTF8\": 0x00"),
+            lines[1].starts_with("test.a1.chat.events.dlq     0       7  test.a1.chat.events/2@1234         storage-chat-events"),
             "{}",
             lines[1]
         );
+        assert!(lines[1].ends_with("  22021     invalid byte sequence for encoding \"UTF8\": 0x00"), "{}", lines[1]);
         assert!(
-            lines[2].contains("   12345  ")
-                && lines[2]
-                    .ends_with("  -         invalid byte sequence for encoding \"UTF8\": 0x00"),
+            lines[2].contains("   12345  ") && lines[2].ends_with("  -         invalid byte sequence for encoding \"UTF8\": 0x00"),
             "{}",
             lines[2]
         );
@@ -769,22 +586,8 @@ mod tests {
         let dead_letter = dead_letter_of_a_message();
         let headers = dead_letter.replay_headers();
         let keys: Vec<&str> = headers.iter().map(|(key, _)| key.as_str()).collect();
-        assert_eq!(
-            keys,
-            vec![
-                EVENT_TYPE,
-                EVENT_ID,
-                OCCURRED_AT,
-                PRODUCER,
-                CONTENT_TYPE,
-                TRACEPARENT,
-                DLQ_REPLAYED_FROM
-            ]
-        );
+        assert_eq!(keys, vec![EVENT_TYPE, EVENT_ID, OCCURRED_AT, PRODUCER, CONTENT_TYPE, TRACEPARENT, DLQ_REPLAYED_FROM]);
         assert_eq!(headers[..6], dead_letter.headers[..6]);
-        assert_eq!(
-            headers[6].1.as_deref(),
-            Some("test.a1.chat.events.dlq@0:7".as_bytes())
-        );
+        assert_eq!(headers[6].1.as_deref(), Some("test.a1.chat.events.dlq@0:7".as_bytes()));
     }
 }

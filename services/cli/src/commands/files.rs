@@ -6,8 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use chatvault_proto::ingest::v1::{upload_file_request, UploadFileRequest, UploadMetadata};
 use chatvault_proto::storage::v1::{
-    download_file_response, CreateShareLinkRequest, DeleteFileRequest, DownloadFileRequest,
-    FileInfo, ListFilesRequest, RevokeShareLinkRequest,
+    download_file_response, CreateShareLinkRequest, DeleteFileRequest, DownloadFileRequest, FileInfo, ListFilesRequest, RevokeShareLinkRequest,
 };
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -59,11 +58,7 @@ enum FilesCommand {
         #[arg(long)]
         password: Option<String>,
         /// Base URL of the storage HTTP server, to print the full link.
-        #[arg(
-            long,
-            env = "CHATVAULT_STORAGE_HTTP_URL",
-            default_value = "http://127.0.0.1:8082"
-        )]
+        #[arg(long, env = "CHATVAULT_STORAGE_HTTP_URL", default_value = "http://127.0.0.1:8082")]
         http_url: String,
     },
     /// Revoke a share link by its token.
@@ -75,29 +70,12 @@ pub(crate) async fn run(endpoints: &Endpoints, args: FilesArgs, json: bool) -> a
         FilesCommand::Put { paths } => put(endpoints, paths, json).await,
         FilesCommand::Get { id, date, output } => match (id, date) {
             (Some(id), None) => get_one(endpoints, &id, output, json).await.map(|_| ()),
-            (None, Some(date)) => {
-                get_date(
-                    endpoints,
-                    &date,
-                    output.unwrap_or_else(|| PathBuf::from(".")),
-                    json,
-                )
-                .await
-            }
-            _ => Err(invalid_argument(
-                "give either a file id or --date YYYY-MM-DD",
-            )),
+            (None, Some(date)) => get_date(endpoints, &date, output.unwrap_or_else(|| PathBuf::from(".")), json).await,
+            _ => Err(invalid_argument("give either a file id or --date YYYY-MM-DD")),
         },
         FilesCommand::Ls { date } => list(endpoints, date, json).await,
         FilesCommand::Rm { id } => {
-            endpoints
-                .files()
-                .await?
-                .delete_file(DeleteFileRequest {
-                    file_id: id.clone(),
-                    consistency_token: None,
-                })
-                .await?;
+            endpoints.files().await?.delete_file(DeleteFileRequest { file_id: id.clone(), consistency_token: None }).await?;
             if json {
                 crate::output::print_json(&json!({ "deleted": id }));
             } else {
@@ -105,30 +83,13 @@ pub(crate) async fn run(endpoints: &Endpoints, args: FilesArgs, json: bool) -> a
             }
             Ok(())
         }
-        FilesCommand::Share {
-            id,
-            expires,
-            password,
-            http_url,
-        } => {
+        FilesCommand::Share { id, expires, password, http_url } => {
             let expires_in_seconds = parse_duration_seconds(&expires)?;
-            let request = CreateShareLinkRequest {
-                file_id: id,
-                expires_in_seconds,
-                password: password.unwrap_or_default(),
-                consistency_token: None,
-            };
-            let link = endpoints
-                .files()
-                .await?
-                .create_share_link(request)
-                .await?
-                .into_inner();
+            let request = CreateShareLinkRequest { file_id: id, expires_in_seconds, password: password.unwrap_or_default(), consistency_token: None };
+            let link = endpoints.files().await?.create_share_link(request).await?.into_inner();
             let url = format!("{}{}", http_url.trim_end_matches('/'), link.path);
             if json {
-                crate::output::print_json(
-                    &json!({ "url": url, "token": link.token, "expires_at_unix_ms": link.expires_at_unix_ms }),
-                );
+                crate::output::print_json(&json!({ "url": url, "token": link.token, "expires_at_unix_ms": link.expires_at_unix_ms }));
             } else {
                 outln!(
                     "{url}\n(expires {} UTC; revoke with `chatvault files unshare {}`)",
@@ -139,14 +100,7 @@ pub(crate) async fn run(endpoints: &Endpoints, args: FilesArgs, json: bool) -> a
             Ok(())
         }
         FilesCommand::Unshare { token } => {
-            endpoints
-                .files()
-                .await?
-                .revoke_share_link(RevokeShareLinkRequest {
-                    token,
-                    consistency_token: None,
-                })
-                .await?;
+            endpoints.files().await?.revoke_share_link(RevokeShareLinkRequest { token, consistency_token: None }).await?;
             if json {
                 crate::output::print_json(&json!({ "revoked": true }));
             } else {
@@ -160,23 +114,14 @@ pub(crate) async fn run(endpoints: &Endpoints, args: FilesArgs, json: bool) -> a
 /// Parses `90s`, `30m`, `24h`, `7d` (a bare number is seconds).
 fn parse_duration_seconds(text: &str) -> anyhow::Result<u64> {
     let text = text.trim();
-    let (number, unit) = text.split_at(
-        text.find(|character: char| !character.is_ascii_digit())
-            .unwrap_or(text.len()),
-    );
-    let number: u64 = number
-        .parse()
-        .map_err(|_| invalid_argument(format!("{text:?} is not a duration like 24h")))?;
+    let (number, unit) = text.split_at(text.find(|character: char| !character.is_ascii_digit()).unwrap_or(text.len()));
+    let number: u64 = number.parse().map_err(|_| invalid_argument(format!("{text:?} is not a duration like 24h")))?;
     let factor = match unit {
         "" | "s" => 1,
         "m" => 60,
         "h" => 3600,
         "d" => 86_400,
-        other => {
-            return Err(invalid_argument(format!(
-                "unknown duration unit {other:?} (use s, m, h or d)"
-            )))
-        }
+        other => return Err(invalid_argument(format!("unknown duration unit {other:?} (use s, m, h or d)"))),
     };
     Ok(number * factor)
 }
@@ -185,11 +130,9 @@ fn progress_bar(total: u64, json: bool, label: String) -> Option<ProgressBar> {
     (!json && std::io::stderr().is_terminal()).then(|| {
         let bar = ProgressBar::new(total);
         bar.set_style(
-            ProgressStyle::with_template(
-                "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
+            ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}")
+                .expect("valid template")
+                .progress_chars("=> "),
         );
         bar.set_message(label);
         bar
@@ -200,35 +143,20 @@ async fn put(endpoints: &Endpoints, paths: Vec<PathBuf>, json: bool) -> anyhow::
     // Every file is checked before the first is sent: a typo in the last name should not
     // leave the others half uploaded.
     for path in &paths {
-        let metadata = tokio::fs::metadata(path)
-            .await
-            .with_context(|| format!("cannot read {}", path.display()))?;
+        let metadata = tokio::fs::metadata(path).await.with_context(|| format!("cannot read {}", path.display()))?;
         if !metadata.is_file() {
-            return Err(invalid_argument(format!(
-                "{} is not a file",
-                path.display()
-            )));
+            return Err(invalid_argument(format!("{} is not a file", path.display())));
         }
     }
     let mut client = endpoints.uploads().await?;
     for path in paths {
-        let file = tokio::fs::File::open(&path)
-            .await
-            .with_context(|| format!("opening {}", path.display()))?;
+        let file = tokio::fs::File::open(&path).await.with_context(|| format!("opening {}", path.display()))?;
         let size = file.metadata().await?.len();
-        let name = path
-            .file_name()
-            .map(|name| name.to_string_lossy().to_string())
-            .unwrap_or_default();
+        let name = path.file_name().map(|name| name.to_string_lossy().to_string()).unwrap_or_default();
         let bar = progress_bar(size, json, name.clone());
         let content_type = content_type_of_file_name(&name);
-        let metadata = UploadFileRequest {
-            message: Some(upload_file_request::Message::Metadata(UploadMetadata {
-                name,
-                content_type,
-                restore: None,
-            })),
-        };
+        let metadata =
+            UploadFileRequest { message: Some(upload_file_request::Message::Metadata(UploadMetadata { name, content_type, restore: None })) };
         let chunk_bar = bar.clone();
         let chunks = futures::stream::unfold(file, move |mut file| {
             let bar = chunk_bar.clone();
@@ -241,31 +169,19 @@ async fn put(endpoints: &Endpoints, paths: Vec<PathBuf>, json: bool) -> anyhow::
                         if let Some(bar) = &bar {
                             bar.inc(read as u64);
                         }
-                        Some((
-                            UploadFileRequest {
-                                message: Some(upload_file_request::Message::Chunk(buffer.into())),
-                            },
-                            file,
-                        ))
+                        Some((UploadFileRequest { message: Some(upload_file_request::Message::Chunk(buffer.into())) }, file))
                     }
                 }
             }
         });
         let requests = futures::stream::once(async { metadata }).chain(chunks);
-        let stored = client
-            .upload_file(requests)
-            .await
-            .with_context(|| format!("uploading {}", path.display()));
+        let stored = client.upload_file(requests).await.with_context(|| format!("uploading {}", path.display()));
         if let Some(bar) = &bar {
             bar.finish_and_clear();
         }
         let stored = stored?.into_inner();
         if stored.size != size {
-            let message = format!(
-                "{} changed while it was uploaded ({} bytes sent, {size} expected)",
-                path.display(),
-                stored.size
-            );
+            let message = format!("{} changed while it was uploaded ({} bytes sent, {size} expected)", path.display(), stored.size);
             return Err(coded_error(tonic::Code::Aborted, message));
         }
         if json {
@@ -273,13 +189,7 @@ async fn put(endpoints: &Endpoints, paths: Vec<PathBuf>, json: bool) -> anyhow::
                 &json!({ "id": stored.file_id, "path": path.display().to_string(), "size": stored.size, "sha256": stored.sha256 }),
             );
         } else {
-            outln!(
-                "{}  {}  ({} bytes, survives {} node failures)",
-                stored.file_id,
-                path.display(),
-                stored.size,
-                stored.fault_tolerance
-            );
+            outln!("{}  {}  ({} bytes, survives {} node failures)", stored.file_id, path.display(), stored.size, stored.fault_tolerance);
         }
     }
     Ok(())
@@ -289,28 +199,13 @@ async fn put(endpoints: &Endpoints, paths: Vec<PathBuf>, json: bool) -> anyhow::
 /// (`report.pdf` is `application/pdf`), or `application/octet-stream` when the extension is
 /// missing or unknown. Downloads send it back as `Content-Type`.
 fn content_type_of_file_name(file_name: &str) -> String {
-    mime_guess::from_path(file_name)
-        .first_or_octet_stream()
-        .essence_str()
-        .to_owned()
+    mime_guess::from_path(file_name).first_or_octet_stream().essence_str().to_owned()
 }
 
 /// Downloads one file; returns where it was written.
-async fn get_one(
-    endpoints: &Endpoints,
-    id: &str,
-    output: Option<PathBuf>,
-    json: bool,
-) -> anyhow::Result<PathBuf> {
-    let mut stream = endpoints
-        .files()
-        .await?
-        .download_file(DownloadFileRequest {
-            file_id: id.to_owned(),
-            consistency_token: None,
-        })
-        .await?
-        .into_inner();
+async fn get_one(endpoints: &Endpoints, id: &str, output: Option<PathBuf>, json: bool) -> anyhow::Result<PathBuf> {
+    let mut stream =
+        endpoints.files().await?.download_file(DownloadFileRequest { file_id: id.to_owned(), consistency_token: None }).await?.into_inner();
     let info = match stream.message().await?.and_then(|message| message.message) {
         Some(download_file_response::Message::Info(info)) => info,
         _ => anyhow::bail!("the download did not start with the file's metadata"),
@@ -321,9 +216,7 @@ async fn get_one(
         None => PathBuf::from(&info.name),
     };
     let partial = partial_path(&target);
-    let mut file = tokio::fs::File::create(&partial)
-        .await
-        .with_context(|| format!("creating {}", partial.display()))?;
+    let mut file = tokio::fs::File::create(&partial).await.with_context(|| format!("creating {}", partial.display()))?;
     let bar = progress_bar(info.size, json, info.name.clone());
     let outcome = async {
         while let Some(message) = stream.message().await? {
@@ -347,50 +240,25 @@ async fn get_one(
     }
     tokio::fs::rename(&partial, &target).await?;
     if json {
-        crate::output::print_json(
-            &json!({ "id": id, "path": target.display().to_string(), "size": info.size, "sha256": info.sha256 }),
-        );
+        crate::output::print_json(&json!({ "id": id, "path": target.display().to_string(), "size": info.size, "sha256": info.sha256 }));
     } else {
-        outln!(
-            "{}  {} bytes  (SHA-256 verified)",
-            target.display(),
-            info.size
-        );
+        outln!("{}  {} bytes  (SHA-256 verified)", target.display(), info.size);
     }
     Ok(target)
 }
 
 fn partial_path(target: &Path) -> PathBuf {
-    let mut name = target
-        .file_name()
-        .map(|name| name.to_os_string())
-        .unwrap_or_default();
+    let mut name = target.file_name().map(|name| name.to_os_string()).unwrap_or_default();
     name.push(".partial");
     target.with_file_name(name)
 }
 
 async fn list_of_date(endpoints: &Endpoints, date: &str) -> anyhow::Result<Vec<FileInfo>> {
-    Ok(endpoints
-        .files()
-        .await?
-        .list_files(ListFilesRequest {
-            date: date.to_owned(),
-            consistency_token: None,
-        })
-        .await?
-        .into_inner()
-        .files)
+    Ok(endpoints.files().await?.list_files(ListFilesRequest { date: date.to_owned(), consistency_token: None }).await?.into_inner().files)
 }
 
-async fn get_date(
-    endpoints: &Endpoints,
-    date: &str,
-    folder: PathBuf,
-    json: bool,
-) -> anyhow::Result<()> {
-    tokio::fs::create_dir_all(&folder)
-        .await
-        .with_context(|| format!("creating {}", folder.display()))?;
+async fn get_date(endpoints: &Endpoints, date: &str, folder: PathBuf, json: bool) -> anyhow::Result<()> {
+    tokio::fs::create_dir_all(&folder).await.with_context(|| format!("creating {}", folder.display()))?;
     let files = list_of_date(endpoints, date).await?;
     for info in &files {
         // Two files of one day may share a name; the id keeps them apart.
@@ -402,11 +270,7 @@ async fn get_date(
         get_one(endpoints, &info.file_id, Some(target), json).await?;
     }
     if !json {
-        outln!(
-            "{} files of {date} downloaded into {}",
-            files.len(),
-            folder.display()
-        );
+        outln!("{} files of {date} downloaded into {}", files.len(), folder.display());
     }
     Ok(())
 }
@@ -426,20 +290,9 @@ async fn list(endpoints: &Endpoints, date: Option<String>, json: bool) -> anyhow
         outln!("no files uploaded on {date}");
         return Ok(());
     }
-    outln!(
-        "{:<36}  {:>12}  {:<19}  NAME",
-        "ID",
-        "SIZE",
-        "UPLOADED (UTC)"
-    );
+    outln!("{:<36}  {:>12}  {:<19}  NAME", "ID", "SIZE", "UPLOADED (UTC)");
     for file in files {
-        outln!(
-            "{:<36}  {:>12}  {:<19}  {}",
-            file.file_id,
-            file.size,
-            crate::output::format_unix(file.uploaded_at_unix_ms / 1000),
-            file.name
-        );
+        outln!("{:<36}  {:>12}  {:<19}  {}", file.file_id, file.size, crate::output::format_unix(file.uploaded_at_unix_ms / 1000), file.name);
     }
     Ok(())
 }
@@ -463,22 +316,13 @@ mod tests {
         assert_eq!(content_type_of_file_name("PHOTO.JPEG"), "image/jpeg");
         assert_eq!(content_type_of_file_name("clip.mp4"), "video/mp4");
         assert_eq!(content_type_of_file_name("notes.txt"), "text/plain");
-        assert_eq!(
-            content_type_of_file_name("archive.tar.gz"),
-            "application/gzip"
-        );
+        assert_eq!(content_type_of_file_name("archive.tar.gz"), "application/gzip");
     }
 
     #[test]
     fn unknown_or_missing_extensions_fall_back_to_octet_stream() {
-        assert_eq!(
-            content_type_of_file_name("Makefile"),
-            "application/octet-stream"
-        );
-        assert_eq!(
-            content_type_of_file_name("data.chatvault-unknown-extension"),
-            "application/octet-stream"
-        );
+        assert_eq!(content_type_of_file_name("Makefile"), "application/octet-stream");
+        assert_eq!(content_type_of_file_name("data.chatvault-unknown-extension"), "application/octet-stream");
         assert_eq!(content_type_of_file_name(""), "application/octet-stream");
     }
 }

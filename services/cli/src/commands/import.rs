@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use chatvault_proto::ingest::v1::{
-    import_update, upload_export_request, ExportFileChunk, ImportExportRequest, ImportSummary,
-    UploadExportHeader, UploadExportRequest,
+    import_update, upload_export_request, ExportFileChunk, ImportExportRequest, ImportSummary, UploadExportHeader, UploadExportRequest,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -34,23 +33,15 @@ pub(crate) struct ImportArgs {
 }
 
 pub(crate) async fn run(endpoints: &Endpoints, args: ImportArgs, json: bool) -> anyhow::Result<()> {
-    let absolute_path = std::path::absolute(&args.path)
-        .with_context(|| format!("resolving {}", args.path.display()))?;
+    let absolute_path = std::path::absolute(&args.path).with_context(|| format!("resolving {}", args.path.display()))?;
     // The local export is listed before connecting: a wrong path is the caller's to fix
     // (NOT_FOUND), whether or not the platform is up.
-    let files = if args.server_path {
-        Vec::new()
-    } else {
-        files_to_upload(&absolute_path)?
-    };
+    let files = if args.server_path { Vec::new() } else { files_to_upload(&absolute_path)? };
     let mut client = endpoints.ingest().await?;
     let progress_bar = (!json && std::io::stderr().is_terminal()).then(new_progress_bar);
     let mut updates = if args.server_path {
-        let request = ImportExportRequest {
-            path: absolute_path.display().to_string(),
-            local_utc_offset_seconds: args.utc_offset,
-            html_chat_id: args.chat_id,
-        };
+        let request =
+            ImportExportRequest { path: absolute_path.display().to_string(), local_utc_offset_seconds: args.utc_offset, html_chat_id: args.chat_id };
         client.import_export(request).await?.into_inner()
     } else {
         let total_bytes = files.iter().map(|file| file.size).sum();
@@ -58,27 +49,18 @@ pub(crate) async fn run(endpoints: &Endpoints, args: ImportArgs, json: bool) -> 
             bar.set_length(total_bytes);
             bar.set_message("uploading");
         }
-        let header = UploadExportHeader {
-            local_utc_offset_seconds: args.utc_offset,
-            total_bytes,
-            html_chat_id: args.chat_id,
-        };
+        let header = UploadExportHeader { local_utc_offset_seconds: args.utc_offset, total_bytes, html_chat_id: args.chat_id };
         let requests = upload_requests(files, header, progress_bar.clone());
         client.upload_export(requests).await?.into_inner()
     };
     let mut summary: Option<ImportSummary> = None;
     while let Some(update) = updates.message().await? {
         match update.update {
-            Some(import_update::Update::Progress(progress))
-                if progress.messages_published > 0 || args.server_path =>
-            {
+            Some(import_update::Update::Progress(progress)) if progress.messages_published > 0 || args.server_path => {
                 if let Some(bar) = &progress_bar {
                     bar.set_length(progress.bytes_total.max(progress.bytes_read));
                     bar.set_position(progress.bytes_read);
-                    bar.set_message(format!(
-                        "{} messages, {:.0}/s",
-                        progress.messages_published, progress.messages_per_second
-                    ));
+                    bar.set_message(format!("{} messages, {:.0}/s", progress.messages_published, progress.messages_per_second));
                 }
             }
             Some(import_update::Update::Summary(done)) => summary = Some(done),
@@ -105,12 +87,8 @@ struct FileToUpload {
 
 /// Lists what to send: every file of a folder (media included), or the one file given.
 fn files_to_upload(path: &Path) -> anyhow::Result<Vec<FileToUpload>> {
-    let metadata =
-        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let is_html_page = path
-        .file_name()
-        .and_then(|name| name.to_str())
-        .is_some_and(|name| name.starts_with("messages") && name.ends_with(".html"));
+    let metadata = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let is_html_page = path.file_name().and_then(|name| name.to_str()).is_some_and(|name| name.starts_with("messages") && name.ends_with(".html"));
     if metadata.is_file() && is_html_page {
         // An HTML export is its folder: every page, and the media the pages link to.
         if let Some(folder) = path.parent() {
@@ -118,15 +96,8 @@ fn files_to_upload(path: &Path) -> anyhow::Result<Vec<FileToUpload>> {
         }
     }
     if metadata.is_file() {
-        let name = path
-            .file_name()
-            .map(|name| name.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "result.json".to_owned());
-        return Ok(vec![FileToUpload {
-            local_path: path.to_path_buf(),
-            relative_path: name,
-            size: metadata.len(),
-        }]);
+        let name = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_else(|| "result.json".to_owned());
+        return Ok(vec![FileToUpload { local_path: path.to_path_buf(), relative_path: name, size: metadata.len() }]);
     }
     let mut files = Vec::new();
     for entry in walkdir::WalkDir::new(path).sort_by_file_name() {
@@ -134,26 +105,12 @@ fn files_to_upload(path: &Path) -> anyhow::Result<Vec<FileToUpload>> {
         if !entry.file_type().is_file() {
             continue;
         }
-        let relative = entry
-            .path()
-            .strip_prefix(path)
-            .context("file outside the export folder")?;
-        let relative_path = relative
-            .components()
-            .map(|part| part.as_os_str().to_string_lossy().into_owned())
-            .collect::<Vec<_>>()
-            .join("/");
-        files.push(FileToUpload {
-            local_path: entry.path().to_path_buf(),
-            relative_path,
-            size: entry.metadata()?.len(),
-        });
+        let relative = entry.path().strip_prefix(path).context("file outside the export folder")?;
+        let relative_path = relative.components().map(|part| part.as_os_str().to_string_lossy().into_owned()).collect::<Vec<_>>().join("/");
+        files.push(FileToUpload { local_path: entry.path().to_path_buf(), relative_path, size: entry.metadata()?.len() });
     }
     if files.is_empty() {
-        return Err(invalid_argument(format!(
-            "{} holds no files",
-            path.display()
-        )));
+        return Err(invalid_argument(format!("{} holds no files", path.display())));
     }
     Ok(files)
 }
@@ -167,9 +124,7 @@ fn upload_requests(
     const CHUNK_BYTES: usize = 1 << 20;
     let (sender, receiver) = tokio::sync::mpsc::channel(4);
     tokio::spawn(async move {
-        let header = UploadExportRequest {
-            item: Some(upload_export_request::Item::Header(header)),
-        };
+        let header = UploadExportRequest { item: Some(upload_export_request::Item::Header(header)) };
         if sender.send(header).await.is_err() {
             return;
         }
@@ -188,17 +143,8 @@ fn upload_requests(
                 if let Some(bar) = &progress_bar {
                     bar.inc(read as u64);
                 }
-                let chunk = ExportFileChunk {
-                    relative_path: file.relative_path.clone(),
-                    data: buffer,
-                };
-                if sender
-                    .send(UploadExportRequest {
-                        item: Some(upload_export_request::Item::Chunk(chunk)),
-                    })
-                    .await
-                    .is_err()
-                {
+                let chunk = ExportFileChunk { relative_path: file.relative_path.clone(), data: buffer };
+                if sender.send(UploadExportRequest { item: Some(upload_export_request::Item::Chunk(chunk)) }).await.is_err() {
                     return;
                 }
             }
@@ -218,17 +164,10 @@ fn new_progress_bar() -> ProgressBar {
 }
 
 fn print_summary(summary: &ImportSummary, json: bool) {
-    let token = summary
-        .consistency_token
-        .as_ref()
-        .map(|token| token.value.clone())
-        .unwrap_or_default();
+    let token = summary.consistency_token.as_ref().map(|token| token.value.clone()).unwrap_or_default();
     if json {
-        let warnings: serde_json::Map<String, serde_json::Value> = summary
-            .warnings
-            .iter()
-            .map(|warning| (warning.kind.clone(), warning.count.into()))
-            .collect();
+        let warnings: serde_json::Map<String, serde_json::Value> =
+            summary.warnings.iter().map(|warning| (warning.kind.clone(), warning.count.into())).collect();
         crate::output::print_json(&json!({
             "import_id": summary.import_id,
             "chats": summary.chats,

@@ -40,37 +40,16 @@ pub(crate) struct MessagesArgs {
     owner: Option<String>,
 }
 
-pub(crate) async fn run(
-    endpoints: &Endpoints,
-    args: MessagesArgs,
-    json: bool,
-) -> anyhow::Result<()> {
-    let since_unix = args
-        .since
-        .as_deref()
-        .map(parse_date)
-        .transpose()
-        .context("--since")?;
-    let until_unix = args
-        .until
-        .as_deref()
-        .map(parse_date)
-        .transpose()
-        .context("--until")?;
+pub(crate) async fn run(endpoints: &Endpoints, args: MessagesArgs, json: bool) -> anyhow::Result<()> {
+    let since_unix = args.since.as_deref().map(parse_date).transpose().context("--since")?;
+    let until_unix = args.until.as_deref().map(parse_date).transpose().context("--until")?;
     let mut client = endpoints.storage().await?;
     let mut page_token = String::new();
     let mut shown = 0u64;
-    let consistency_token = args
-        .after
-        .map(|value| chatvault_proto::common::v1::ConsistencyToken { value });
+    let consistency_token = args.after.map(|value| chatvault_proto::common::v1::ConsistencyToken { value });
     if let Some(message_id) = args.thread {
         let thread = client
-            .get_thread(GetThreadRequest {
-                chat_id: args.chat_id,
-                message_id,
-                consistency_token,
-                owner: args.owner.clone(),
-            })
+            .get_thread(GetThreadRequest { chat_id: args.chat_id, message_id, consistency_token, owner: args.owner.clone() })
             .await?
             .into_inner();
         for message in thread.messages.iter().take(args.limit as usize) {
@@ -126,32 +105,22 @@ fn print_message(message: &StoredMessage, json: bool) {
         }));
         return;
     }
-    let date = message
-        .date_unix
-        .map(format_unix)
-        .unwrap_or_else(|| "(no date)".to_owned());
-    let who = message
-        .from_name
-        .clone()
-        .or_else(|| message.actor_name.clone())
-        .unwrap_or_else(|| {
-            // Telegram writes a null name for deleted accounts; their id survives.
-            if message.from_id.is_some() {
-                "Deleted Account".to_owned()
-            } else {
-                "(unknown)".to_owned()
-            }
-        });
+    let date = message.date_unix.map(format_unix).unwrap_or_else(|| "(no date)".to_owned());
+    let who = message.from_name.clone().or_else(|| message.actor_name.clone()).unwrap_or_else(|| {
+        // Telegram writes a null name for deleted accounts; their id survives.
+        if message.from_id.is_some() {
+            "Deleted Account".to_owned()
+        } else {
+            "(unknown)".to_owned()
+        }
+    });
     let body = match (&message.action, &message.media) {
         (Some(action), _) => format!("[{action}] {}", message.text),
         (None, Some(media)) if message.text.is_empty() => format!("[{}]", media.kind),
         (None, Some(media)) => format!("[{}] {}", media.kind, message.text),
         (None, None) => message.text.clone(),
     };
-    let reply = message
-        .reply_to_message_id
-        .map(|id| format!(" (reply to #{id})"))
-        .unwrap_or_default();
+    let reply = message.reply_to_message_id.map(|id| format!(" (reply to #{id})")).unwrap_or_default();
     outln!("#{} {date} {who}{reply}: {body}", message.message_id);
 }
 
@@ -169,15 +138,9 @@ fn parse_date(text: &str) -> anyhow::Result<i64> {
     if let Ok(date_time) = chrono::DateTime::parse_from_rfc3339(text) {
         return Ok(date_time.timestamp());
     }
-    let date = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
-        invalid_argument(format!(
-            "{text:?} is neither YYYY-MM-DD nor an RFC 3339 date-time"
-        ))
-    })?;
-    Ok(date
-        .and_hms_opt(0, 0, 0)
-        .map(|midnight| midnight.and_utc().timestamp())
-        .unwrap_or_default())
+    let date = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map_err(|_| invalid_argument(format!("{text:?} is neither YYYY-MM-DD nor an RFC 3339 date-time")))?;
+    Ok(date.and_hms_opt(0, 0, 0).map(|midnight| midnight.and_utc().timestamp()).unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -187,10 +150,7 @@ mod tests {
     #[test]
     fn dates_parse_as_utc() {
         assert_eq!(parse_date("2026-11-22").expect("date"), 1_795_305_600);
-        assert_eq!(
-            parse_date("2026-11-22T03:00:00+03:00").expect("rfc3339"),
-            1_795_305_600
-        );
+        assert_eq!(parse_date("2026-11-22T03:00:00+03:00").expect("rfc3339"), 1_795_305_600);
         assert!(parse_date("22.11.2026").is_err());
     }
 }

@@ -24,34 +24,19 @@ pub(crate) async fn run(endpoints: &Endpoints, args: NodesArgs, json: bool) -> a
     let mut client = endpoints.files().await?;
     match args.command {
         NodesCommand::Add { address } => {
-            let registered = client
-                .register_node(RegisterNodeRequest { address })
-                .await?
-                .into_inner();
+            let registered = client.register_node(RegisterNodeRequest { address }).await?.into_inner();
             if json {
                 crate::output::print_json(
                     &json!({ "node_id": registered.node_id, "address": registered.address, "newly_registered": registered.newly_registered }),
                 );
             } else if registered.newly_registered {
-                outln!(
-                    "node {} registered at {}",
-                    registered.node_id,
-                    registered.address
-                );
+                outln!("node {} registered at {}", registered.node_id, registered.address);
             } else {
-                outln!(
-                    "node {} was already registered at {}",
-                    registered.node_id,
-                    registered.address
-                );
+                outln!("node {} was already registered at {}", registered.node_id, registered.address);
             }
         }
         NodesCommand::Ls => {
-            let nodes = client
-                .list_nodes(ListNodesRequest::default())
-                .await?
-                .into_inner()
-                .nodes;
+            let nodes = client.list_nodes(ListNodesRequest::default()).await?.into_inner().nodes;
             if json {
                 let rows: Vec<_> = nodes
                     .iter()
@@ -64,21 +49,10 @@ pub(crate) async fn run(endpoints: &Endpoints, args: NodesArgs, json: bool) -> a
                 outln!("no storage nodes registered: `chatvault nodes add <host:port>`");
                 return Ok(());
             }
-            outln!(
-                "{:<38}  {:<21}  {:<5}  {:>14}  {:>14}  {:>8}  FILL",
-                "NODE",
-                "ADDRESS",
-                "STATE",
-                "USED",
-                "FREE",
-                "PARTS"
-            );
+            outln!("{:<38}  {:<21}  {:<5}  {:>14}  {:>14}  {:>8}  FILL", "NODE", "ADDRESS", "STATE", "USED", "FREE", "PARTS");
             for node in nodes {
                 let fill = if node.state == "up" && node.used_bytes + node.free_bytes > 0 {
-                    format!(
-                        "{:.2}%",
-                        node.used_bytes as f64 * 100.0 / (node.used_bytes + node.free_bytes) as f64
-                    )
+                    format!("{:.2}%", node.used_bytes as f64 * 100.0 / (node.used_bytes + node.free_bytes) as f64)
                 } else {
                     format!("{} in catalog", node.catalog_bytes)
                 };

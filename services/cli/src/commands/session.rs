@@ -23,10 +23,7 @@ pub(crate) struct StoredTokens {
 pub(crate) fn tokens_path() -> anyhow::Result<PathBuf> {
     let config_home = match std::env::var_os("XDG_CONFIG_HOME").filter(|value| !value.is_empty()) {
         Some(folder) => PathBuf::from(folder),
-        None => PathBuf::from(
-            std::env::var_os("HOME").context("neither XDG_CONFIG_HOME nor HOME is set")?,
-        )
-        .join(".config"),
+        None => PathBuf::from(std::env::var_os("HOME").context("neither XDG_CONFIG_HOME nor HOME is set")?).join(".config"),
     };
     Ok(config_home.join("chatvault").join("tokens.json"))
 }
@@ -77,21 +74,14 @@ pub(crate) struct BearerInterceptor {
 
 impl BearerInterceptor {
     pub(crate) fn new(access_token: Option<String>) -> Self {
-        Self {
-            header: access_token.and_then(|token| format!("Bearer {}", token.trim()).parse().ok()),
-        }
+        Self { header: access_token.and_then(|token| format!("Bearer {}", token.trim()).parse().ok()) }
     }
 }
 
 impl tonic::service::Interceptor for BearerInterceptor {
-    fn call(
-        &mut self,
-        mut request: tonic::Request<()>,
-    ) -> Result<tonic::Request<()>, tonic::Status> {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
         if let Some(header) = &self.header {
-            request
-                .metadata_mut()
-                .insert("authorization", header.clone());
+            request.metadata_mut().insert("authorization", header.clone());
         }
         Ok(request)
     }
@@ -107,18 +97,12 @@ pub(crate) fn password_or_prompt(given: Option<String>, prompt: &str) -> anyhow:
     eprint!("{prompt}: ");
     std::io::stderr().flush()?;
     if terminal {
-        let _ = std::process::Command::new("stty")
-            .arg("-echo")
-            .stdin(std::process::Stdio::inherit())
-            .status();
+        let _ = std::process::Command::new("stty").arg("-echo").stdin(std::process::Stdio::inherit()).status();
     }
     let mut line = String::new();
     let read = stdin.lock().read_line(&mut line);
     if terminal {
-        let _ = std::process::Command::new("stty")
-            .arg("echo")
-            .stdin(std::process::Stdio::inherit())
-            .status();
+        let _ = std::process::Command::new("stty").arg("echo").stdin(std::process::Stdio::inherit()).status();
         eprintln!();
     }
     read.context("reading the password")?;

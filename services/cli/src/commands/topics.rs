@@ -54,20 +54,8 @@ const TOPIC_MESSAGES: &[(&str, &str)] = &[
 pub(crate) async fn run(endpoints: &Endpoints, args: TopicsArgs, json: bool) -> anyhow::Result<()> {
     match args.command {
         TopicsCommand::Ls => list_topics(endpoints, json).await,
-        TopicsCommand::Tail {
-            topic,
-            from_beginning,
-            max,
-            idle_timeout,
-        } => {
-            tail_topic(
-                endpoints,
-                &topic,
-                from_beginning,
-                max,
-                idle_timeout.map(Duration::from_secs),
-            )
-            .await
+        TopicsCommand::Tail { topic, from_beginning, max, idle_timeout } => {
+            tail_topic(endpoints, &topic, from_beginning, max, idle_timeout.map(Duration::from_secs)).await
         }
     }
 }
@@ -76,12 +64,8 @@ async fn list_topics(endpoints: &Endpoints, json: bool) -> anyhow::Result<()> {
     let brokers = endpoints.kafka_brokers.clone();
     let prefix = endpoints.topic_prefix.clone();
     let rows = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<(String, usize, i64)>> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
-            .create()?;
-        let metadata = consumer
-            .fetch_metadata(None, Duration::from_secs(10))
-            .with_context(|| format!("cannot reach Kafka at {brokers}"))?;
+        let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &brokers).create()?;
+        let metadata = consumer.fetch_metadata(None, Duration::from_secs(10)).with_context(|| format!("cannot reach Kafka at {brokers}"))?;
         let mut rows = Vec::new();
         for topic in metadata.topics() {
             if topic.name().starts_with("__") || !topic.name().starts_with(&prefix) {
@@ -89,11 +73,7 @@ async fn list_topics(endpoints: &Endpoints, json: bool) -> anyhow::Result<()> {
             }
             let mut records = 0i64;
             for partition in topic.partitions() {
-                let (low, high) = consumer.fetch_watermarks(
-                    topic.name(),
-                    partition.id(),
-                    Duration::from_secs(10),
-                )?;
+                let (low, high) = consumer.fetch_watermarks(topic.name(), partition.id(), Duration::from_secs(10))?;
                 records += high - low;
             }
             rows.push((topic.name().to_owned(), topic.partitions().len(), records));
@@ -103,10 +83,8 @@ async fn list_topics(endpoints: &Endpoints, json: bool) -> anyhow::Result<()> {
     })
     .await??;
     if json {
-        let values: Vec<_> = rows
-            .iter()
-            .map(|(name, partitions, records)| json!({ "topic": name, "partitions": partitions, "offsets_span": records }))
-            .collect();
+        let values: Vec<_> =
+            rows.iter().map(|(name, partitions, records)| json!({ "topic": name, "partitions": partitions, "offsets_span": records })).collect();
         crate::output::print_json(&serde_json::Value::Array(values));
     } else {
         outln!("{:<40} {:>10} {:>12}", "TOPIC", "PARTITIONS", "OFFSETS");
@@ -125,13 +103,9 @@ async fn tail_topic(
     idle_timeout: Option<Duration>,
 ) -> anyhow::Result<()> {
     let topic = endpoints.topic(topic_base);
-    let pool = DescriptorPool::decode(chatvault_proto::FILE_DESCRIPTOR_SET)
-        .context("loading the event descriptors")?;
+    let pool = DescriptorPool::decode(chatvault_proto::FILE_DESCRIPTOR_SET).context("loading the event descriptors")?;
     let base_for_lookup = topic_base.strip_suffix(".dlq").unwrap_or(topic_base);
-    let descriptor = TOPIC_MESSAGES
-        .iter()
-        .find(|(name, _)| *name == base_for_lookup)
-        .and_then(|(_, message)| pool.get_message_by_name(message));
+    let descriptor = TOPIC_MESSAGES.iter().find(|(name, _)| *name == base_for_lookup).and_then(|(_, message)| pool.get_message_by_name(message));
 
     let consumer: StreamConsumer = endpoints.kafka_reader_config().create()?;
     let metadata_topic = topic.clone();
@@ -139,29 +113,14 @@ async fn tail_topic(
         let metadata = consumer
             .fetch_metadata(Some(&metadata_topic), Duration::from_secs(10))
             .with_context(|| format!("cannot reach Kafka at {}", endpoints.kafka_brokers))?;
-        metadata
-            .topics()
-            .iter()
-            .flat_map(|described| {
-                described
-                    .partitions()
-                    .iter()
-                    .map(|partition| partition.id())
-            })
-            .collect()
+        metadata.topics().iter().flat_map(|described| described.partitions().iter().map(|partition| partition.id())).collect()
     };
     if partitions.is_empty() {
-        return Err(not_found(format!(
-            "topic {topic} does not exist (see `chatvault topics ls`)"
-        )));
+        return Err(not_found(format!("topic {topic} does not exist (see `chatvault topics ls`)")));
     }
     let mut assignment = TopicPartitionList::new();
     for partition in partitions {
-        let offset = if from_beginning {
-            Offset::Beginning
-        } else {
-            Offset::End
-        };
+        let offset = if from_beginning { Offset::Beginning } else { Offset::End };
         assignment.add_partition_offset(&topic, partition, offset)?;
     }
     consumer.assign(&assignment)?;
@@ -181,23 +140,11 @@ async fn tail_topic(
             .map(|headers| {
                 headers
                     .iter()
-                    .map(|header| {
-                        (
-                            header.key.to_owned(),
-                            header
-                                .value
-                                .map(|value| String::from_utf8_lossy(value).into_owned())
-                                .unwrap_or_default(),
-                        )
-                    })
+                    .map(|header| (header.key.to_owned(), header.value.map(|value| String::from_utf8_lossy(value).into_owned()).unwrap_or_default()))
                     .collect()
             })
             .unwrap_or_default();
-        let value = value_as_json(
-            record.payload(),
-            headers.get(CONTENT_TYPE).map(String::as_str),
-            descriptor.as_ref(),
-        );
+        let value = value_as_json(record.payload(), headers.get(CONTENT_TYPE).map(String::as_str), descriptor.as_ref());
         crate::output::print_json(&json!({
             "topic": record.topic(),
             "partition": record.partition(),
@@ -216,32 +163,18 @@ async fn tail_topic(
 /// (`application/x-protobuf`, or no content type) with `descriptor`, the topic's event
 /// message; anything else as `{"bytes": <length>, "content_type": "<type>"}`. A value that
 /// is not what its content type says becomes `{"undecodable": "<why>", "bytes": <length>}`.
-fn value_as_json(
-    payload: Option<&[u8]>,
-    content_type: Option<&str>,
-    descriptor: Option<&MessageDescriptor>,
-) -> serde_json::Value {
+fn value_as_json(payload: Option<&[u8]>, content_type: Option<&str>, descriptor: Option<&MessageDescriptor>) -> serde_json::Value {
     let Some(payload) = payload else {
         return serde_json::Value::Null;
     };
     let undecodable = |why: String| json!({ "undecodable": why, "bytes": payload.len() });
     // `application/json; charset=utf-8` is JSON too.
-    let media_type = content_type.map(|content_type| {
-        content_type
-            .split(';')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_ascii_lowercase()
-    });
+    let media_type = content_type.map(|content_type| content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase());
     match media_type.as_deref() {
-        Some(JSON_CONTENT_TYPE) => {
-            serde_json::from_slice(payload).unwrap_or_else(|error| undecodable(error.to_string()))
-        }
+        Some(JSON_CONTENT_TYPE) => serde_json::from_slice(payload).unwrap_or_else(|error| undecodable(error.to_string())),
         None | Some(PROTOBUF_CONTENT_TYPE) => match descriptor {
             Some(descriptor) => match DynamicMessage::decode(descriptor.clone(), payload) {
-                Ok(message) => serde_json::to_value(&message)
-                    .unwrap_or_else(|error| undecodable(error.to_string())),
+                Ok(message) => serde_json::to_value(&message).unwrap_or_else(|error| undecodable(error.to_string())),
                 Err(error) => undecodable(error.to_string()),
             },
             // Log lines shipped before their producer tagged them application/json say
@@ -262,10 +195,8 @@ mod tests {
     use super::*;
 
     fn chat_event_descriptor() -> MessageDescriptor {
-        let pool =
-            DescriptorPool::decode(chatvault_proto::FILE_DESCRIPTOR_SET).expect("descriptors");
-        pool.get_message_by_name("chatvault.chat.v1.ChatEvent")
-            .expect("ChatEvent")
+        let pool = DescriptorPool::decode(chatvault_proto::FILE_DESCRIPTOR_SET).expect("descriptors");
+        pool.get_message_by_name("chatvault.chat.v1.ChatEvent").expect("ChatEvent")
     }
 
     #[test]
@@ -274,35 +205,24 @@ mod tests {
         let value = value_as_json(Some(line), Some(JSON_CONTENT_TYPE), None);
         assert_eq!(value["service"], "ingest");
         assert_eq!(value["fields"]["message"], "import done");
-        let with_charset = value_as_json(
-            Some(b"[1,2]"),
-            Some("Application/JSON; charset=utf-8"),
-            None,
-        );
+        let with_charset = value_as_json(Some(b"[1,2]"), Some("Application/JSON; charset=utf-8"), None);
         assert_eq!(with_charset, json!([1, 2]));
     }
 
     #[test]
     fn protobuf_values_are_decoded_with_the_topic_message() {
         let event = chatvault_proto::chat::v1::ChatEvent {
-            event: Some(chatvault_proto::chat::v1::chat_event::Event::ChatImported(
-                chatvault_proto::chat::v1::ChatImported {
-                    chat_id: -1_001_234_567_890,
-                    chat_type: "private_supergroup".to_owned(),
-                    ..Default::default()
-                },
-            )),
+            event: Some(chatvault_proto::chat::v1::chat_event::Event::ChatImported(chatvault_proto::chat::v1::ChatImported {
+                chat_id: -1_001_234_567_890,
+                chat_type: "private_supergroup".to_owned(),
+                ..Default::default()
+            })),
         };
         let descriptor = chat_event_descriptor();
-        let value = value_as_json(
-            Some(&event.encode_to_vec()),
-            Some(PROTOBUF_CONTENT_TYPE),
-            Some(&descriptor),
-        );
+        let value = value_as_json(Some(&event.encode_to_vec()), Some(PROTOBUF_CONTENT_TYPE), Some(&descriptor));
         assert_eq!(value["chatImported"]["chatType"], "private_supergroup");
         assert_eq!(value["chatImported"]["chatId"], "-1001234567890");
-        let without_content_type =
-            value_as_json(Some(&event.encode_to_vec()), None, Some(&descriptor));
+        let without_content_type = value_as_json(Some(&event.encode_to_vec()), None, Some(&descriptor));
         assert_eq!(without_content_type, value);
     }
 
@@ -312,37 +232,20 @@ mod tests {
         assert_eq!(value["bytes"], 8);
         assert!(value["undecodable"].is_string());
         let descriptor = chat_event_descriptor();
-        let garbage = value_as_json(
-            Some(&[0xff, 0xff, 0xff]),
-            Some(PROTOBUF_CONTENT_TYPE),
-            Some(&descriptor),
-        );
+        let garbage = value_as_json(Some(&[0xff, 0xff, 0xff]), Some(PROTOBUF_CONTENT_TYPE), Some(&descriptor));
         assert!(garbage["undecodable"].is_string(), "{garbage}");
     }
 
     #[test]
     fn json_log_lines_tagged_protobuf_before_the_fix_still_read_as_json() {
-        let value = value_as_json(
-            Some(br#"{"level":"WARN"}"#),
-            Some(PROTOBUF_CONTENT_TYPE),
-            None,
-        );
+        let value = value_as_json(Some(br#"{"level":"WARN"}"#), Some(PROTOBUF_CONTENT_TYPE), None);
         assert_eq!(value["level"], "WARN");
-        assert_eq!(
-            value_as_json(Some(b"\x08\x01"), Some(PROTOBUF_CONTENT_TYPE), None),
-            json!({ "bytes": 2 })
-        );
+        assert_eq!(value_as_json(Some(b"\x08\x01"), Some(PROTOBUF_CONTENT_TYPE), None), json!({ "bytes": 2 }));
     }
 
     #[test]
     fn other_content_types_and_missing_values() {
-        assert_eq!(
-            value_as_json(Some(b"hello"), Some("text/plain"), None),
-            json!({ "bytes": 5, "content_type": "text/plain" })
-        );
-        assert_eq!(
-            value_as_json(None, Some(JSON_CONTENT_TYPE), None),
-            serde_json::Value::Null
-        );
+        assert_eq!(value_as_json(Some(b"hello"), Some("text/plain"), None), json!({ "bytes": 5, "content_type": "text/plain" }));
+        assert_eq!(value_as_json(None, Some(JSON_CONTENT_TYPE), None), serde_json::Value::Null);
     }
 }

@@ -27,9 +27,7 @@ impl CliUnderTest {
     /// dead-letter topic created under it.
     pub(crate) async fn with_fresh_topics() -> Self {
         let kafka = chatvault_common::test_support::unique_kafka_config();
-        chatvault_common::topics::ensure_topics(&kafka)
-            .await
-            .expect("create the test topics (is Kafka up? bash scripts/stack.sh up)");
+        chatvault_common::topics::ensure_topics(&kafka).await.expect("create the test topics (is Kafka up? bash scripts/stack.sh up)");
         Self::with_kafka(kafka)
     }
 
@@ -39,10 +37,7 @@ impl CliUnderTest {
     }
 
     fn with_kafka(kafka: KafkaConfig) -> Self {
-        let config_home = std::env::temp_dir().join(format!(
-            "chatvault-cli-test-{}",
-            uuid::Uuid::new_v4().simple()
-        ));
+        let config_home = std::env::temp_dir().join(format!("chatvault-cli-test-{}", uuid::Uuid::new_v4().simple()));
         Self { kafka, config_home }
     }
 
@@ -77,35 +72,19 @@ impl CliUnderTest {
     /// Runs `chatvault <arguments>`, expects success and returns stdout parsed as one JSON value.
     pub(crate) async fn run_json(&self, arguments: &[&str]) -> serde_json::Value {
         let output = self.run(arguments).await;
-        assert!(
-            output.status.success(),
-            "chatvault {arguments:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
-            panic!(
-                "stdout of {arguments:?} is JSON ({error}): {}",
-                String::from_utf8_lossy(&output.stdout)
-            )
-        })
+        assert!(output.status.success(), "chatvault {arguments:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+        serde_json::from_slice(&output.stdout)
+            .unwrap_or_else(|error| panic!("stdout of {arguments:?} is JSON ({error}): {}", String::from_utf8_lossy(&output.stdout)))
     }
 
     /// Returns an idempotent producer to this test's Kafka.
     pub(crate) fn producer(&self) -> FutureProducer {
-        chatvault_common::kafka::idempotent_producer(&self.kafka, "chatvault-cli-test")
-            .expect("producer")
+        chatvault_common::kafka::idempotent_producer(&self.kafka, "chatvault-cli-test").expect("producer")
     }
 
     /// Produces `record` and waits for its delivery; returns its partition and offset.
-    pub(crate) async fn produce(
-        &self,
-        producer: &FutureProducer,
-        record: FutureRecord<'_, [u8], [u8]>,
-    ) -> (i32, i64) {
-        let delivery = producer
-            .send(record, Duration::from_secs(30))
-            .await
-            .unwrap_or_else(|(error, _)| panic!("produce: {error}"));
+    pub(crate) async fn produce(&self, producer: &FutureProducer, record: FutureRecord<'_, [u8], [u8]>) -> (i32, i64) {
+        let delivery = producer.send(record, Duration::from_secs(30)).await.unwrap_or_else(|(error, _)| panic!("produce: {error}"));
         (delivery.partition, delivery.offset)
     }
 
@@ -113,21 +92,11 @@ impl CliUnderTest {
     /// records, waiting at most 60 s; returns them in the order read.
     pub(crate) async fn consume(&self, topic: &str, count: usize) -> Vec<OwnedMessage> {
         let group = format!("chatvault-cli-test-{}", uuid::Uuid::new_v4().simple());
-        let consumer: StreamConsumer =
-            chatvault_common::kafka::read_committed_consumer(&self.kafka, &group)
-                .expect("consumer");
-        let metadata = consumer
-            .fetch_metadata(Some(topic), Duration::from_secs(10))
-            .expect("metadata");
+        let consumer: StreamConsumer = chatvault_common::kafka::read_committed_consumer(&self.kafka, &group).expect("consumer");
+        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
         let mut assignment = TopicPartitionList::new();
-        for partition in metadata
-            .topics()
-            .iter()
-            .flat_map(|described| described.partitions())
-        {
-            assignment
-                .add_partition_offset(topic, partition.id(), Offset::Beginning)
-                .expect("assignment");
+        for partition in metadata.topics().iter().flat_map(|described| described.partitions()) {
+            assignment.add_partition_offset(topic, partition.id(), Offset::Beginning).expect("assignment");
         }
         consumer.assign(&assignment).expect("assign");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -135,12 +104,7 @@ impl CliUnderTest {
         while records.len() < count {
             let received = tokio::time::timeout_at(deadline, consumer.recv())
                 .await
-                .unwrap_or_else(|_| {
-                    panic!(
-                        "{topic} returned {} of {count} records within 60 s",
-                        records.len()
-                    )
-                });
+                .unwrap_or_else(|_| panic!("{topic} returned {} of {count} records within 60 s", records.len()));
             records.push(received.expect("record").detach());
         }
         records
@@ -155,14 +119,11 @@ impl Drop for CliUnderTest {
 
 /// Returns the value of header `key` of `record` as text.
 pub(crate) fn header_text<'a>(record: &'a OwnedMessage, key: &str) -> Option<&'a str> {
-    record
-        .headers()
-        .and_then(|headers| chatvault_common::envelope::header_text(headers, key))
+    record.headers().and_then(|headers| chatvault_common::envelope::header_text(headers, key))
 }
 
 /// Parses `stderr` of a `--json` run as the one JSON error object it must be.
 pub(crate) fn json_error(output: &Output) -> serde_json::Value {
     let stderr = String::from_utf8_lossy(&output.stderr);
-    serde_json::from_str(stderr.trim())
-        .unwrap_or_else(|error| panic!("stderr is one JSON object ({error}): {stderr}"))
+    serde_json::from_str(stderr.trim()).unwrap_or_else(|error| panic!("stderr is one JSON object ({error}): {stderr}"))
 }

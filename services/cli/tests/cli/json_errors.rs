@@ -19,12 +19,7 @@ async fn usage_errors_are_invalid_argument_with_the_usage_exit_status() {
     assert!(output.stdout.is_empty());
     let error = json_error(&output);
     assert_eq!(error["code"], "INVALID_ARGUMENT");
-    assert!(
-        error["error"]
-            .as_str()
-            .is_some_and(|message| message.contains("not-a-chat-id")),
-        "{error}"
-    );
+    assert!(error["error"].as_str().is_some_and(|message| message.contains("not-a-chat-id")), "{error}");
 
     let unknown_flag = cli.run(&["--json", "chats", "--no-such-flag"]).await;
     assert_eq!(unknown_flag.status.code(), Some(2));
@@ -33,9 +28,7 @@ async fn usage_errors_are_invalid_argument_with_the_usage_exit_status() {
     // Without --json, clap's own text stays.
     let text = cli.run(&["messages", "not-a-chat-id"]).await;
     assert_eq!(text.status.code(), Some(2));
-    assert!(
-        String::from_utf8_lossy(&text.stderr).starts_with("error: invalid value 'not-a-chat-id'")
-    );
+    assert!(String::from_utf8_lossy(&text.stderr).starts_with("error: invalid value 'not-a-chat-id'"));
 }
 
 #[tokio::test]
@@ -47,15 +40,7 @@ async fn arguments_the_cli_refuses_itself_are_invalid_argument() {
     assert_eq!(error["code"], "INVALID_ARGUMENT");
     assert_eq!(error["error"], "give either a file id or --date YYYY-MM-DD");
 
-    let bad_date = cli
-        .run(&[
-            "messages",
-            "-1001234567890",
-            "--since",
-            "22.11.2026",
-            "--json",
-        ])
-        .await;
+    let bad_date = cli.run(&["messages", "-1001234567890", "--since", "22.11.2026", "--json"]).await;
     assert_eq!(bad_date.status.code(), Some(1));
     assert_eq!(json_error(&bad_date)["code"], "INVALID_ARGUMENT");
 }
@@ -63,43 +48,18 @@ async fn arguments_the_cli_refuses_itself_are_invalid_argument() {
 #[tokio::test]
 async fn unreadable_local_files_are_not_found_before_any_connection() {
     let cli = CliUnderTest::without_topics();
-    let missing = std::env::temp_dir().join(format!(
-        "chatvault-missing-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
+    let missing = std::env::temp_dir().join(format!("chatvault-missing-{}", uuid::Uuid::new_v4().simple()));
     let missing_path = missing.to_string_lossy().into_owned();
     // The services' addresses lead nowhere: the path is checked first.
     let unreachable = closed_local_url();
 
-    let import = cli
-        .run(&[
-            "import",
-            &missing_path,
-            "--json",
-            "--ingest-url",
-            &unreachable,
-        ])
-        .await;
+    let import = cli.run(&["import", &missing_path, "--json", "--ingest-url", &unreachable]).await;
     assert_eq!(import.status.code(), Some(1));
     let error = json_error(&import);
     assert_eq!(error["code"], "NOT_FOUND");
-    assert!(
-        error["error"]
-            .as_str()
-            .is_some_and(|message| message.contains(&missing_path)),
-        "{error}"
-    );
+    assert!(error["error"].as_str().is_some_and(|message| message.contains(&missing_path)), "{error}");
 
-    let put = cli
-        .run(&[
-            "files",
-            "put",
-            &missing_path,
-            "--json",
-            "--ingest-url",
-            &unreachable,
-        ])
-        .await;
+    let put = cli.run(&["files", "put", &missing_path, "--json", "--ingest-url", &unreachable]).await;
     assert_eq!(put.status.code(), Some(1));
     assert_eq!(json_error(&put)["code"], "NOT_FOUND");
 }
@@ -108,19 +68,12 @@ async fn unreadable_local_files_are_not_found_before_any_connection() {
 async fn a_service_that_cannot_be_reached_is_unavailable() {
     let cli = CliUnderTest::without_topics();
     let unreachable = closed_local_url();
-    let output = cli
-        .run(&["chats", "--json", "--storage-url", &unreachable])
-        .await;
+    let output = cli.run(&["chats", "--json", "--storage-url", &unreachable]).await;
     assert_eq!(output.status.code(), Some(1));
     assert!(output.stdout.is_empty());
     let error = json_error(&output);
     assert_eq!(error["code"], "UNAVAILABLE");
-    assert!(
-        error["error"]
-            .as_str()
-            .is_some_and(|message| message.contains(&unreachable)),
-        "{error}"
-    );
+    assert!(error["error"].as_str().is_some_and(|message| message.contains(&unreachable)), "{error}");
 
     // Text mode names the code too.
     let text = cli.run(&["chats", "--storage-url", &unreachable]).await;
@@ -130,16 +83,9 @@ async fn a_service_that_cannot_be_reached_is_unavailable() {
 #[tokio::test]
 async fn a_topic_that_does_not_exist_is_not_found() {
     let cli = CliUnderTest::without_topics();
-    let output = cli
-        .run(&["topics", "tail", "no.such.topic", "--max", "1", "--json"])
-        .await;
+    let output = cli.run(&["topics", "tail", "no.such.topic", "--max", "1", "--json"]).await;
     assert_eq!(output.status.code(), Some(1));
     let error = json_error(&output);
     assert_eq!(error["code"], "NOT_FOUND");
-    assert!(
-        error["error"]
-            .as_str()
-            .is_some_and(|message| message.contains(&cli.topic("no.such.topic"))),
-        "{error}"
-    );
+    assert!(error["error"].as_str().is_some_and(|message| message.contains(&cli.topic("no.such.topic"))), "{error}");
 }

@@ -24,23 +24,15 @@ pub fn upload_routes(uploader: FileUploader) -> Router {
         .with_state(uploader)
 }
 
-async fn put_file(
-    State(uploader): State<FileUploader>,
-    headers: HeaderMap,
-    multipart: Result<Multipart, MultipartRejection>,
-) -> Response {
+async fn put_file(State(uploader): State<FileUploader>, headers: HeaderMap, multipart: Result<Multipart, MultipartRejection>) -> Response {
     let owner = chatvault_common::caller::caller_of_headers(&headers);
     let Ok(mut multipart) = multipart else {
-        return error_response(&Error::InvalidArgument(format!(
-            "the body must be multipart/form-data with the file in the field `{FILE_FIELD}`"
-        )));
+        return error_response(&Error::InvalidArgument(format!("the body must be multipart/form-data with the file in the field `{FILE_FIELD}`")));
     };
     loop {
         let field = match multipart.next_field().await {
             Ok(Some(field)) => field,
-            Ok(None) => {
-                return error_response(&Error::InvalidArgument(format!("the form has no field `{FILE_FIELD}`; nothing was stored")))
-            }
+            Ok(None) => return error_response(&Error::InvalidArgument(format!("the form has no field `{FILE_FIELD}`; nothing was stored"))),
             Err(error) => return error_response(&Error::InvalidArgument(format!("the multipart body is malformed: {error}"))),
         };
         if field.name() != Some(FILE_FIELD) {

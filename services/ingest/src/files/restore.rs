@@ -31,14 +31,9 @@ impl RestoredIdentity {
                 "restore.owner must name the file's owner (1 to {MAX_OWNER_LEN} bytes, no control characters)"
             )));
         }
-        let uploaded_at = (identity.uploaded_at_unix_ms > 0)
-            .then(|| DateTime::from_timestamp_millis(identity.uploaded_at_unix_ms))
-            .flatten()
-            .ok_or_else(|| {
-                Error::InvalidArgument(format!(
-                    "restore.uploaded_at_unix_ms {} is not a valid upload time",
-                    identity.uploaded_at_unix_ms
-                ))
+        let uploaded_at =
+            (identity.uploaded_at_unix_ms > 0).then(|| DateTime::from_timestamp_millis(identity.uploaded_at_unix_ms)).flatten().ok_or_else(|| {
+                Error::InvalidArgument(format!("restore.uploaded_at_unix_ms {} is not a valid upload time", identity.uploaded_at_unix_ms))
             })?;
         let sha256 = identity.sha256.trim().to_ascii_lowercase();
         if sha256.len() != 64 || !sha256.bytes().all(|byte| byte.is_ascii_hexdigit()) {

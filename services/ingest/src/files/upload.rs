@@ -43,9 +43,7 @@ impl UploadSettings {
             block_size: config.setting("STRIPE_BLOCK_BYTES", defaults.block_size)?,
         };
         if settings.block_size < 2 || !settings.block_size.is_multiple_of(2) || settings.block_size > MAX_BLOCK_SIZE {
-            return Err(Error::InvalidArgument(format!(
-                "CHATVAULT_INGEST_STRIPE_BLOCK_BYTES must be even, between 2 and {MAX_BLOCK_SIZE}"
-            )));
+            return Err(Error::InvalidArgument(format!("CHATVAULT_INGEST_STRIPE_BLOCK_BYTES must be even, between 2 and {MAX_BLOCK_SIZE}")));
         }
         Ok(settings)
     }
@@ -205,11 +203,7 @@ impl FileUploader {
                 sha256: sha256.clone(),
                 uploaded_at_unix_ms: uploaded_at.timestamp_millis(),
                 upload_date: upload_date.clone(),
-                layout: Some(StripeLayout {
-                    data_parts: DATA_PARTS as u32,
-                    parity_parts: PARITY_PARTS as u32,
-                    block_size: self.settings.block_size,
-                }),
+                layout: Some(StripeLayout { data_parts: DATA_PARTS as u32, parity_parts: PARITY_PARTS as u32, block_size: self.settings.block_size }),
                 parts: parts
                     .placement
                     .nodes
@@ -243,14 +237,7 @@ impl FileUploader {
             }
         };
         tracing::info!(file_id = %parts.file_id, size, fault_tolerance = parts.placement.fault_tolerance, "file stored");
-        Ok(StoredFile {
-            file_id: parts.file_id,
-            size,
-            sha256,
-            upload_date,
-            fault_tolerance: parts.placement.fault_tolerance,
-            positions,
-        })
+        Ok(StoredFile { file_id: parts.file_id, size, sha256, upload_date, fault_tolerance: parts.placement.fault_tolerance, positions })
     }
 
     /// Reads `body` stripe by stripe and streams the blocks to the part writers; returns
@@ -414,14 +401,10 @@ mod tests {
     #[test]
     fn last_stripes_are_zero_padded_and_full_ones_are_sliced() {
         let blocks = split_into_data_blocks(Bytes::from_static(b"abcdefg"), 2);
-        assert_eq!(blocks.iter().map(|block| block.to_vec()).collect::<Vec<_>>(), vec![
-            b"ab".to_vec(),
-            b"cd".to_vec(),
-            b"ef".to_vec(),
-            b"g\0".to_vec(),
-            b"\0\0".to_vec(),
-            b"\0\0".to_vec()
-        ]);
+        assert_eq!(
+            blocks.iter().map(|block| block.to_vec()).collect::<Vec<_>>(),
+            vec![b"ab".to_vec(), b"cd".to_vec(), b"ef".to_vec(), b"g\0".to_vec(), b"\0\0".to_vec(), b"\0\0".to_vec()]
+        );
         let full = split_into_data_blocks(Bytes::from_static(b"abcdefghijkl"), 2);
         assert_eq!(full[5].as_ref(), b"kl");
     }

@@ -22,11 +22,11 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
-pub use event_mapping::{chat_imported_event, message_posted_event, EncodedEvent, CHAT_IMPORTED_TYPE, MESSAGE_POSTED_TYPE};
-use chatvault_common::transaction::TransactionalPublisher;
-pub use source::{locate_export, locate_server_export, ExportSource};
 use attachments::AttachmentStore;
+use chatvault_common::transaction::TransactionalPublisher;
+pub use event_mapping::{chat_imported_event, message_posted_event, EncodedEvent, CHAT_IMPORTED_TYPE, MESSAGE_POSTED_TYPE};
 use source::{export_bytes_total, ExportReader};
+pub use source::{locate_export, locate_server_export, ExportSource};
 
 /// Records handed from the parser thread to the publisher at a time.
 const RECORDS_PER_BATCH: usize = 1024;
@@ -173,12 +173,7 @@ pub async fn run_import(
 
 fn progress_of(bytes_read: u64, bytes_total: u64, published: u64, started: Instant) -> ImportProgress {
     let seconds = started.elapsed().as_secs_f64().max(1e-9);
-    ImportProgress {
-        bytes_read,
-        bytes_total,
-        messages_published: published,
-        messages_per_second: published as f64 / seconds,
-    }
+    ImportProgress { bytes_read, bytes_total, messages_published: published, messages_per_second: published as f64 / seconds }
 }
 
 /// The parser thread: reads the export, maps and encodes every event, and hands batches to

@@ -146,7 +146,14 @@ fn export_in_folder(folder: &Path) -> Result<Option<ExportSource>, Error> {
 /// Reads events from either format, one page or message at a time.
 pub(crate) enum ExportReader {
     Json(Box<JsonExportReader<BufReader<File>>>),
-    Html { folders: Vec<PathBuf>, next_folder: usize, current: Option<Box<HtmlExportReader>>, chat_id: Option<i64>, options: HtmlParseOptions, bytes_of_finished_chats: u64 },
+    Html {
+        folders: Vec<PathBuf>,
+        next_folder: usize,
+        current: Option<Box<HtmlExportReader>>,
+        chat_id: Option<i64>,
+        options: HtmlParseOptions,
+        bytes_of_finished_chats: u64,
+    },
 }
 
 impl ExportReader {
@@ -193,7 +200,9 @@ impl ExportReader {
     pub(crate) fn bytes_read(&self) -> u64 {
         match self {
             Self::Json(reader) => reader.bytes_read(),
-            Self::Html { current, bytes_of_finished_chats, .. } => *bytes_of_finished_chats + current.as_deref().map_or(0, HtmlExportReader::bytes_read),
+            Self::Html { current, bytes_of_finished_chats, .. } => {
+                *bytes_of_finished_chats + current.as_deref().map_or(0, HtmlExportReader::bytes_read)
+            }
         }
     }
 }
@@ -222,7 +231,11 @@ mod tests {
         std::fs::create_dir_all(&json_folder).expect("mkdir");
         std::fs::write(json_folder.join("result.json"), "{}").expect("write");
         std::fs::write(json_folder.join("messages.html"), "").expect("write");
-        assert_eq!(locate_export(&json_folder).expect("folder"), ExportSource::Json(json_folder.join("result.json")), "JSON wins in HTML-and-JSON exports");
+        assert_eq!(
+            locate_export(&json_folder).expect("folder"),
+            ExportSource::Json(json_folder.join("result.json")),
+            "JSON wins in HTML-and-JSON exports"
+        );
         assert_eq!(locate_export(root.path()).expect("one level down"), ExportSource::Json(json_folder.join("result.json")));
         assert_eq!(locate_export(&json_folder.join("messages.html")).expect("html file"), ExportSource::Html(vec![json_folder.clone()]));
 
@@ -233,12 +246,16 @@ mod tests {
         }
         std::fs::write(account.join("export_results.html"), "").expect("write");
         let ExportSource::Html(folders) = locate_export(&account).expect("account") else { panic!("html expected") };
-        let names: Vec<String> = folders.iter().map(|folder| folder.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default()).collect();
+        let names: Vec<String> =
+            folders.iter().map(|folder| folder.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default()).collect();
         assert_eq!(names, vec!["chat_1", "chat_2", "chat_10"], "numeric order");
 
         std::fs::write(root.path().join("passwd"), "root:x:0:0").expect("write");
         let refused = locate_server_export(&root.path().join("passwd")).expect_err("not an export by its name");
-        assert!(matches!(&refused, Error::InvalidArgument(message) if message.ends_with("is not a Telegram export (no result.json or messages.html)")), "{refused:?}");
+        assert!(
+            matches!(&refused, Error::InvalidArgument(message) if message.ends_with("is not a Telegram export (no result.json or messages.html)")),
+            "{refused:?}"
+        );
         assert_eq!(locate_server_export(&json_folder).expect("folder"), ExportSource::Json(json_folder.join("result.json")));
         std::fs::write(root.path().join("passwd.json"), "root:x:0:0").expect("write");
         let disguised = locate_server_export(&root.path().join("passwd.json")).expect_err("not an export by its first byte");

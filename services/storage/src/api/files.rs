@@ -8,10 +8,9 @@ use chatvault_common::consistency::Positions;
 use chatvault_proto::common::v1::ConsistencyToken;
 use chatvault_proto::storage::v1::files_service_server::FilesService;
 use chatvault_proto::storage::v1::{
-    download_file_response, CreateShareLinkRequest, CreateShareLinkResponse, DeleteFileRequest, DeleteFileResponse,
-    DownloadFileRequest, DownloadFileResponse, FileInfo, ListFilesRequest, ListFilesResponse, ListNodesRequest,
-    ListNodesResponse, RegisterNodeRequest, RegisterNodeResponse, RevokeShareLinkRequest, RevokeShareLinkResponse,
-    StatFileRequest,
+    download_file_response, CreateShareLinkRequest, CreateShareLinkResponse, DeleteFileRequest, DeleteFileResponse, DownloadFileRequest,
+    DownloadFileResponse, FileInfo, ListFilesRequest, ListFilesResponse, ListNodesRequest, ListNodesResponse, RegisterNodeRequest,
+    RegisterNodeResponse, RevokeShareLinkRequest, RevokeShareLinkResponse, StatFileRequest,
 };
 use futures::{Stream, StreamExt};
 use tokio_stream::wrappers::ReceiverStream;

@@ -4,6 +4,6 @@ mod files;
 mod snapshot;
 mod storage;
 
-pub use storage::StorageApi;
 pub use files::FilesApi;
 pub use snapshot::{exporter as snapshot_exporter, SNAPSHOT_PROJECTIONS, SNAPSHOT_TABLES};
+pub use storage::StorageApi;

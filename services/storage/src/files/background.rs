@@ -110,11 +110,8 @@ async fn rebalance_round(catalog: &FileCatalog) -> Result<usize, Error> {
     let all: Vec<NodeFill> =
         rows.iter().map(|row| NodeFill { node_id: row.get(0), address: row.get(1), bytes: row.get::<_, i64>(2) as u64 }).collect();
     let reachable = futures::future::join_all(all.iter().map(|node| catalog.clients().stats(&node.address))).await;
-    let mut nodes: Vec<NodeFill> = all
-        .into_iter()
-        .zip(reachable)
-        .filter_map(|(node, stats)| stats.ok().filter(|stats| stats.node_id == node.node_id).map(|_| node))
-        .collect();
+    let mut nodes: Vec<NodeFill> =
+        all.into_iter().zip(reachable).filter_map(|(node, stats)| stats.ok().filter(|stats| stats.node_id == node.node_id).map(|_| node)).collect();
     if nodes.len() < 2 {
         return Ok(0);
     }

@@ -324,11 +324,8 @@ pub async fn repair_parts(clients: NodeClients, manifest: Arc<FileManifest>, fai
         };
         let mut still_writing = Vec::with_capacity(writers.len());
         for (location, mut writer) in writers {
-            let block = if location.index < DATA_PARTS {
-                data[location.index].clone()
-            } else {
-                Bytes::copy_from_slice(&parity[location.index - DATA_PARTS])
-            };
+            let block =
+                if location.index < DATA_PARTS { data[location.index].clone() } else { Bytes::copy_from_slice(&parity[location.index - DATA_PARTS]) };
             match writer.send(block).await {
                 Ok(()) => still_writing.push((location, writer)),
                 Err(error) => tracing::warn!(%file_id, part = location.index, %error, "repair of the part failed"),

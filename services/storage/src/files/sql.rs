@@ -12,19 +12,16 @@ INSERT INTO file_parts (file_id, part_index, node_id, size, sha256)
 SELECT * FROM unnest($1::text[], $2::int4[], $3::text[], $4::int8[], $5::text[])
 ON CONFLICT (file_id, part_index) DO NOTHING";
 
-pub(crate) const MARK_FILE_DELETED: &str =
-    "UPDATE files SET deleted_at = $2 WHERE file_id = $1 AND deleted_at IS NULL";
+pub(crate) const MARK_FILE_DELETED: &str = "UPDATE files SET deleted_at = $2 WHERE file_id = $1 AND deleted_at IS NULL";
 
-pub(crate) const MOVE_FILE_PART: &str =
-    "UPDATE file_parts SET node_id = $4 WHERE file_id = $1 AND part_index = $2 AND node_id = $3";
+pub(crate) const MOVE_FILE_PART: &str = "UPDATE file_parts SET node_id = $4 WHERE file_id = $1 AND part_index = $2 AND node_id = $3";
 
 pub(crate) const INSERT_SHARE_LINK: &str = "
 INSERT INTO share_links (token_sha256, file_id, created_at, expires_at, password_hash, created_by)
 VALUES ($1, $2, $3, $4, $5, $6)
 ON CONFLICT (token_sha256) DO NOTHING";
 
-pub(crate) const REVOKE_SHARE_LINK: &str =
-    "UPDATE share_links SET revoked_at = $2 WHERE token_sha256 = $1 AND revoked_at IS NULL";
+pub(crate) const REVOKE_SHARE_LINK: &str = "UPDATE share_links SET revoked_at = $2 WHERE token_sha256 = $1 AND revoked_at IS NULL";
 
 pub(crate) const UPSERT_STORAGE_NODE: &str = "
 INSERT INTO storage_nodes (node_id, address, registered_at) VALUES ($1, $2, $3)

@@ -35,9 +35,7 @@ impl Projection for AccountsProjection {
         for applied in batch {
             if let Some(user_event::Event::AccountRegistered(account)) = &applied.event {
                 let registered_at = DateTime::from_timestamp(account.registered_unix, 0);
-                transaction
-                    .execute(UPSERT_KNOWN_ACCOUNT, &[&PgText::from(account.username.as_str()), &account.account_id, &registered_at])
-                    .await?;
+                transaction.execute(UPSERT_KNOWN_ACCOUNT, &[&PgText::from(account.username.as_str()), &account.account_id, &registered_at]).await?;
             }
         }
         Ok(())

@@ -6,8 +6,8 @@
 //! share links are rare and applied one by one after them, in record order (a file's
 //! events share its partition, so a delete never precedes its store).
 
-use chatvault_common::text::PgText;
 use chatvault_common::projection::{Applied, Projection};
+use chatvault_common::text::PgText;
 use chatvault_proto::files::v1::{file_event, FileEvent, FileStored};
 use chatvault_proto::storage::v1::{node_event, NodeEvent};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -113,8 +113,7 @@ async fn insert_stored_files(transaction: &Transaction<'_>, stored: &[&FileStore
         columns.hashes.push(file.sha256.as_str());
         columns.uploaded_at.push(timestamp_of_millis(file.uploaded_at_unix_ms));
         columns.upload_dates.push(
-            NaiveDate::parse_from_str(&file.upload_date, "%Y-%m-%d")
-                .unwrap_or_else(|_| timestamp_of_millis(file.uploaded_at_unix_ms).date_naive()),
+            NaiveDate::parse_from_str(&file.upload_date, "%Y-%m-%d").unwrap_or_else(|_| timestamp_of_millis(file.uploaded_at_unix_ms).date_naive()),
         );
         columns.block_sizes.push(layout.block_size as i64);
         columns.data_parts.push(layout.data_parts as i32);
