@@ -8,6 +8,8 @@
 #                                projection with its last error (exit 1 if any is stopped or unhealthy)
 #   scripts/services.sh wait     poll http://127.0.0.1:<http_port>/healthz until 200 (60 s)
 #   scripts/services.sh login    log the chatvault CLI in as the first admin
+#   scripts/services.sh secrets  generate the installation's secrets when missing (what start
+#                                does first); CHATVAULT_STATE_DIR names another state folder
 #
 # Logs: .state/logs/<name>.log, pids: .state/run/<name>.pid.
 #
@@ -49,7 +51,7 @@ SERVICES=(
 )
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-STATE="$ROOT/.state"
+STATE="${CHATVAULT_STATE_DIR:-$ROOT/.state}"
 LOG_DIR="$STATE/logs"
 RUN_DIR="$STATE/run"
 PROFILE="${CHATVAULT_PROFILE:-debug}"
@@ -378,7 +380,8 @@ case "${1:-}" in
     start) cmd_start ;;
     stop) cmd_stop ;;
     status) cmd_status ;;
+    secrets) ensure_secrets; log "secrets ready in $SECRETS_DIR" ;;
     wait) cmd_wait ;;
     login) admin_login ;;
-    *) echo "usage: $0 start|stop|status|wait|login" >&2; exit 2 ;;
+    *) echo "usage: $0 start|stop|status|wait|login|secrets" >&2; exit 2 ;;
 esac

@@ -291,3 +291,65 @@ async fn bootstrap_admin_makes_nobody_an_admin() {
     assert_eq!(again.account.expect("account").role, "user", "the caller is still a plain user");
     shutdown.cancel();
 }
+
+/// Runs `scripts/services.sh secrets` on the state folder `state`; returns what it printed.
+fn generate_installation_secrets(state: &std::path::Path) -> String {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/services.sh");
+    let output = Command::new("bash")
+        .arg(script)
+        .arg("secrets")
+        .env("CHATVAULT_STATE_DIR", state)
+        .env_remove("CHATVAULT_JWT_SECRET")
+        .env_remove("CHATVAULT_USERS_BOOTSTRAP_ADMIN")
+        .output()
+        .expect("services.sh runs");
+    assert!(output.status.success(), "services.sh secrets failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn a_fresh_install_has_a_random_secret_and_no_usable_default_admin_password() {
+    use std::os::unix::fs::PermissionsExt;
+    let (first, second) = (tempfile::tempdir().expect("state"), tempfile::tempdir().expect("state"));
+    let printed = generate_installation_secrets(first.path());
+    let secrets = first.path().join("secrets");
+    let secret = std::fs::read_to_string(secrets.join("jwt-secret")).expect("secret written").trim().to_owned();
+    let password = std::fs::read_to_string(secrets.join("admin-password")).expect("password written").trim().to_owned();
+    assert!(secret.len() >= 32, "a strong secret: {} bytes", secret.len());
+    assert!(secret != DEVELOPMENT_JWT_SECRET && secret != "chatvault-test-secret");
+    assert!(password.len() >= 16 && password != "chatvault-admin-1", "a random password");
+    assert!(printed.contains(&password), "the first start prints the password once");
+    assert_eq!(std::fs::metadata(&secrets).expect("folder").permissions().mode() & 0o777, 0o700);
+    for file in ["jwt-secret", "admin-password"] {
+        assert_eq!(std::fs::metadata(secrets.join(file)).expect("file").permissions().mode() & 0o777, 0o600, "{file}");
+    }
+    let again = generate_installation_secrets(first.path());
+    assert!(!again.contains(&password), "later starts never print it again");
+    assert_eq!(std::fs::read_to_string(secrets.join("jwt-secret")).expect("kept").trim(), secret, "later starts reuse the secret");
+    generate_installation_secrets(second.path());
+    let other = std::fs::read_to_string(second.path().join("secrets/jwt-secret")).expect("secret").trim().to_owned();
+    assert_ne!(other, secret, "every installation has its own secret");
+
+    // Users started with what was generated: the first admin logs in with the generated
+    // password only.
+    let database = TestDb::fresh().await;
+    let mut environment = service_environment(database.url.expose(), &unique_topic_prefix());
+    environment.insert("CHATVAULT_AUTH".to_owned(), "on".to_owned());
+    environment.remove("CHATVAULT_INSECURE_DEV");
+    environment.insert("CHATVAULT_JWT_SECRET".to_owned(), secret.clone());
+    environment.insert("CHATVAULT_USERS_BOOTSTRAP_ADMIN".to_owned(), format!("admin:{password}:admin@localhost"));
+    let shutdown = CancellationToken::new();
+    let config = ServiceConfig::from_env_map("users", chatvault_users::DEFAULT_PORTS, &environment).expect("users config");
+    let app = chatvault_users::App::build(config).await.expect("users starts with the generated secret");
+    let address = app.grpc_addr();
+    tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    let mut accounts = AccountsServiceClient::new(connect(address).await);
+    for guess in ["chatvault-admin-1", "admin", "password", ""] {
+        let login = chatvault_proto::users::v1::LoginRequest { username: "admin".to_owned(), password: guess.to_owned() };
+        assert!(accounts.login(login).await.is_err(), "the admin's password is not {guess:?}");
+    }
+    let login = chatvault_proto::users::v1::LoginRequest { username: "admin".to_owned(), password: password.clone() };
+    let session = accounts.login(login).await.expect("the generated password logs in").into_inner();
+    assert_eq!(session.account.expect("account").role, ADMIN_ROLE);
+    shutdown.cancel();
+}
