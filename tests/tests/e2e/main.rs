@@ -21,6 +21,7 @@ mod import_html;
 mod import_json;
 mod kafka_outage;
 mod ownership;
+mod postgres_restart;
 mod projection_faults;
 mod security_bounds;
 mod security_secrets;

@@ -231,11 +231,11 @@ async fn control_characters_come_back_exactly_from_every_query() {
     assert_eq!(audited_text.into_inner().as_deref(), Some(expected_text));
 }
 
-fn chat_record(event: chat_event::Event) -> Vec<u8> {
+pub(crate) fn chat_record(event: chat_event::Event) -> Vec<u8> {
     ChatEvent { event: Some(event) }.encode_to_vec()
 }
 
-fn message(chat_id: i64, message_id: i64, date_unix: i64) -> chat_event::Event {
+pub(crate) fn message(chat_id: i64, message_id: i64, date_unix: i64) -> chat_event::Event {
     chat_event::Event::MessagePosted(MessagePosted {
         chat_id,
         message_id,
