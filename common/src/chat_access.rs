@@ -13,6 +13,8 @@
 
 use tonic::metadata::MetadataMap;
 
+use crate::text::PgText;
+
 /// The longest username accepted as a grantee (the bound of a caller name).
 pub const MAX_USERNAME_BYTES: usize = 200;
 
@@ -130,4 +132,61 @@ mod tests {
         assert!(!viewer("bob", false).may_share("alice"));
         assert!(viewer("root", true).may_share("alice"));
     }
+}
+
+/// What a batch of `chat.events` does to grants, folded: the last `ChatShared` or
+/// `ChatShareRevoked` of each (owner, chat, grantee) decides. Storage and users each write
+/// the result into their own grants table ([`GrantChanges::into_columns`]).
+#[derive(Debug, Default)]
+pub struct GrantChanges<'a> {
+    last_event: std::collections::HashMap<(&'a str, i64, &'a str), Option<&'a chatvault_proto::chat::v1::ChatShared>>,
+}
+
+impl<'a> GrantChanges<'a> {
+    /// Records a share.
+    pub fn share(&mut self, shared: &'a chatvault_proto::chat::v1::ChatShared) {
+        self.last_event.insert((shared.owner.as_str(), shared.chat_id, shared.grantee.as_str()), Some(shared));
+    }
+
+    /// Records a revoke.
+    pub fn revoke(&mut self, revoked: &'a chatvault_proto::chat::v1::ChatShareRevoked) {
+        self.last_event.insert((revoked.owner.as_str(), revoked.chat_id, revoked.grantee.as_str()), None);
+    }
+
+    /// Returns the grants to write and to delete as column arrays (for `unnest`), text in
+    /// its stored form ([`crate::text`]).
+    pub fn into_columns(self) -> GrantColumns<'a> {
+        let mut columns = GrantColumns::default();
+        for ((owner, chat_id, grantee), last) in self.last_event {
+            match last {
+                Some(shared) => {
+                    columns.shared_owners.push(PgText::from(owner));
+                    columns.shared_chats.push(chat_id);
+                    columns.shared_grantees.push(PgText::from(grantee));
+                    columns.granted_by.push(PgText::from(shared.actor.as_str()));
+                    columns.granted_at.push(chrono::DateTime::from_timestamp(shared.shared_at_unix, 0).unwrap_or_default());
+                }
+                None => {
+                    columns.revoked_owners.push(PgText::from(owner));
+                    columns.revoked_chats.push(chat_id);
+                    columns.revoked_grantees.push(PgText::from(grantee));
+                }
+            }
+        }
+        columns
+    }
+}
+
+/// The grants of a batch as columns: shares (owner, chat, grantee, who granted, when) and
+/// revokes (owner, chat, grantee).
+#[derive(Debug, Default)]
+pub struct GrantColumns<'a> {
+    pub shared_owners: Vec<PgText<'a>>,
+    pub shared_chats: Vec<i64>,
+    pub shared_grantees: Vec<PgText<'a>>,
+    pub granted_by: Vec<PgText<'a>>,
+    pub granted_at: Vec<chrono::DateTime<chrono::Utc>>,
+    pub revoked_owners: Vec<PgText<'a>>,
+    pub revoked_chats: Vec<i64>,
+    pub revoked_grantees: Vec<PgText<'a>>,
 }

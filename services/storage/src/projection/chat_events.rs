@@ -13,9 +13,10 @@
 
 use std::collections::HashMap;
 
+use chatvault_common::chat_access::GrantChanges;
 use chatvault_common::projection::{Applied, Projection};
 use chatvault_common::text::{self, PgText};
-use chatvault_proto::chat::v1::{chat_event, ChatEvent, ChatImported, ChatShared, Media, MessagePosted, TextEntity};
+use chatvault_proto::chat::v1::{chat_event, ChatEvent, ChatImported, Media, MessagePosted, TextEntity};
 use chrono::{DateTime, Utc};
 use futures::pin_mut;
 use prost::Message as _;
@@ -65,7 +66,7 @@ impl Projection for ChatEventsProjection {
                     }
                 }
                 chat_event::Event::ChatShared(shared) => grants.share(shared),
-                chat_event::Event::ChatShareRevoked(revoked) => grants.revoke(&revoked.owner, revoked.chat_id, &revoked.grantee),
+                chat_event::Event::ChatShareRevoked(revoked) => grants.revoke(revoked),
             }
         }
         for chat in chats {
@@ -86,7 +87,7 @@ impl Projection for ChatEventsProjection {
                 )
                 .await?;
         }
-        grants.apply(transaction).await?;
+        apply_grants(transaction, grants).await?;
         if messages.is_empty() {
             return Ok(());
         }
@@ -104,54 +105,21 @@ impl Projection for ChatEventsProjection {
     }
 }
 
-/// What a batch does to grants: the last event of each (owner, chat, grantee) decides,
-/// `Some` for a share and `None` for a revoke.
-#[derive(Default)]
-struct GrantChanges<'a> {
-    last_event: HashMap<(&'a str, i64, &'a str), Option<&'a ChatShared>>,
-}
-
-impl<'a> GrantChanges<'a> {
-    fn share(&mut self, shared: &'a ChatShared) {
-        self.last_event.insert((shared.owner.as_str(), shared.chat_id, shared.grantee.as_str()), Some(shared));
+/// Writes the batch's grants: one statement for shares, one for revokes.
+async fn apply_grants(transaction: &Transaction<'_>, grants: GrantChanges<'_>) -> chatvault_common::Result<()> {
+    let columns = grants.into_columns();
+    if !columns.shared_owners.is_empty() {
+        transaction
+            .execute(
+                sql::UPSERT_GRANTS,
+                &[&columns.shared_owners, &columns.shared_chats, &columns.shared_grantees, &columns.granted_by, &columns.granted_at],
+            )
+            .await?;
     }
-
-    fn revoke(&mut self, owner: &'a str, chat_id: i64, grantee: &'a str) {
-        self.last_event.insert((owner, chat_id, grantee), None);
+    if !columns.revoked_owners.is_empty() {
+        transaction.execute(sql::DELETE_GRANTS, &[&columns.revoked_owners, &columns.revoked_chats, &columns.revoked_grantees]).await?;
     }
-
-    /// Writes the batch's grants with one statement for shares and one for revokes.
-    async fn apply(self, transaction: &Transaction<'_>) -> chatvault_common::Result<()> {
-        if self.last_event.is_empty() {
-            return Ok(());
-        }
-        let (mut shared_owners, mut shared_chats, mut shared_grantees, mut granted_by, mut granted_at) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let (mut revoked_owners, mut revoked_chats, mut revoked_grantees) = (Vec::new(), Vec::new(), Vec::new());
-        for ((owner, chat_id, grantee), last) in self.last_event {
-            match last {
-                Some(shared) => {
-                    shared_owners.push(PgText::from(owner));
-                    shared_chats.push(chat_id);
-                    shared_grantees.push(PgText::from(grantee));
-                    granted_by.push(PgText::from(shared.actor.as_str()));
-                    granted_at.push(DateTime::<Utc>::from_timestamp(shared.shared_at_unix, 0).unwrap_or_default());
-                }
-                None => {
-                    revoked_owners.push(PgText::from(owner));
-                    revoked_chats.push(chat_id);
-                    revoked_grantees.push(PgText::from(grantee));
-                }
-            }
-        }
-        if !shared_owners.is_empty() {
-            transaction.execute(sql::UPSERT_GRANTS, &[&shared_owners, &shared_chats, &shared_grantees, &granted_by, &granted_at]).await?;
-        }
-        if !revoked_owners.is_empty() {
-            transaction.execute(sql::DELETE_GRANTS, &[&revoked_owners, &revoked_chats, &revoked_grantees]).await?;
-        }
-        Ok(())
-    }
+    Ok(())
 }
 
 /// Column types of `staging_messages`, in COPY order.

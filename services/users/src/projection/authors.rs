@@ -8,9 +8,10 @@
 
 use std::collections::HashMap;
 
+use chatvault_common::chat_access::GrantChanges;
 use chatvault_common::projection::{Applied, Projection};
 use chatvault_common::text::PgText;
-use chatvault_proto::chat::v1::{chat_event, ChatEvent, ChatShared, MessageKind, MessagePosted};
+use chatvault_proto::chat::v1::{chat_event, ChatEvent, MessageKind, MessagePosted};
 use chrono::{DateTime, Utc};
 use futures::pin_mut;
 use prost::Message as _;
@@ -106,8 +107,6 @@ const DELETE_GRANTS: &str = "
 type NameInArchive<'a> = (&'a str, i64, String, String);
 /// When a name was first and last seen.
 type SeenBetween = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
-/// One archive shared with one account: (owner, chat id, grantee).
-type Grant<'a> = (&'a str, i64, &'a str);
 
 impl Projection for AuthorsProjection {
     type Event = chat_event::Event;
@@ -126,8 +125,7 @@ impl Projection for AuthorsProjection {
         // The last copy of a message in the batch wins; the merge touches each row once.
         let mut latest: HashMap<(&str, i64, i64), (&MessagePosted, String)> = HashMap::new();
         let mut names_seen: HashMap<NameInArchive<'_>, SeenBetween> = HashMap::new();
-        // The last event of each (owner, chat, grantee): `Some` shares, `None` revokes.
-        let mut grants: HashMap<Grant<'_>, Option<&ChatShared>> = HashMap::new();
+        let mut grants = GrantChanges::default();
         for applied in batch {
             match &applied.event {
                 chat_event::Event::MessagePosted(message) => {
@@ -142,12 +140,8 @@ impl Projection for AuthorsProjection {
                         latest.insert((message.owner.as_str(), message.chat_id, message.message_id), (message, author));
                     }
                 }
-                chat_event::Event::ChatShared(shared) => {
-                    grants.insert((shared.owner.as_str(), shared.chat_id, shared.grantee.as_str()), Some(shared));
-                }
-                chat_event::Event::ChatShareRevoked(revoked) => {
-                    grants.insert((revoked.owner.as_str(), revoked.chat_id, revoked.grantee.as_str()), None);
-                }
+                chat_event::Event::ChatShared(shared) => grants.share(shared),
+                chat_event::Event::ChatShareRevoked(revoked) => grants.revoke(revoked),
                 chat_event::Event::ChatImported(_) => {}
             }
         }
@@ -198,29 +192,13 @@ impl Projection for AuthorsProjection {
 }
 
 /// Writes the batch's grant changes: one statement for shares, one for revokes.
-async fn apply_grants(transaction: &Transaction<'_>, grants: HashMap<Grant<'_>, Option<&ChatShared>>) -> chatvault_common::Result<()> {
-    let (mut shared_owners, mut shared_chats, mut shared_grantees, mut granted_at) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut revoked_owners, mut revoked_chats, mut revoked_grantees) = (Vec::new(), Vec::new(), Vec::new());
-    for ((owner, chat_id, grantee), last) in grants {
-        match last {
-            Some(shared) => {
-                shared_owners.push(PgText::from(owner));
-                shared_chats.push(chat_id);
-                shared_grantees.push(PgText::from(grantee));
-                granted_at.push(DateTime::<Utc>::from_timestamp(shared.shared_at_unix, 0).unwrap_or_default());
-            }
-            None => {
-                revoked_owners.push(PgText::from(owner));
-                revoked_chats.push(chat_id);
-                revoked_grantees.push(PgText::from(grantee));
-            }
-        }
+async fn apply_grants(transaction: &Transaction<'_>, grants: GrantChanges<'_>) -> chatvault_common::Result<()> {
+    let columns = grants.into_columns();
+    if !columns.shared_owners.is_empty() {
+        transaction.execute(UPSERT_GRANTS, &[&columns.shared_owners, &columns.shared_chats, &columns.shared_grantees, &columns.granted_at]).await?;
     }
-    if !shared_owners.is_empty() {
-        transaction.execute(UPSERT_GRANTS, &[&shared_owners, &shared_chats, &shared_grantees, &granted_at]).await?;
-    }
-    if !revoked_owners.is_empty() {
-        transaction.execute(DELETE_GRANTS, &[&revoked_owners, &revoked_chats, &revoked_grantees]).await?;
+    if !columns.revoked_owners.is_empty() {
+        transaction.execute(DELETE_GRANTS, &[&columns.revoked_owners, &columns.revoked_chats, &columns.revoked_grantees]).await?;
     }
     Ok(())
 }
