@@ -83,7 +83,7 @@ pub fn checked_grantee(grantee: &str, owner: &str) -> Result<String, String> {
     if grantee.is_empty() || grantee.len() > MAX_USERNAME_BYTES || grantee.chars().any(char::is_control) {
         return Err(format!("grantee must name an account (1 to {MAX_USERNAME_BYTES} bytes, no control characters)"));
     }
-    if grantee == owner {
+    if grantee.to_lowercase() == owner.to_lowercase() {
         return Err(format!("{grantee} owns the chat and sees it already"));
     }
     Ok(grantee.to_owned())

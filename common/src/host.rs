@@ -17,6 +17,9 @@
 //!   gets a grace period (`CHATVAULT_SHUTDOWN_GRACE_SECONDS`, default 10) to finish its
 //!   batch, and what is still running then is aborted. Each step is logged.
 //!
+//! Building also sets the process umask to 077, so every file a service writes (backups
+//! holding password hashes, file parts, uploaded exports) is its own user's alone.
+//!
 //! The design follows tansu's broker (a `JoinSet` under a `CancellationToken` with a grace
 //! period) and zero-to-production's `Application::build` (bind first, expose the ports).
 
@@ -74,6 +77,9 @@ impl HostPlan {
     }
 }
 
+/// The process umask every service runs with: no access for group and others.
+pub const PRIVATE_FILES_UMASK: u32 = 0o077;
+
 /// What a background task ended with.
 type TaskOutcome = (String, Result<()>);
 
@@ -95,6 +101,9 @@ impl Host {
     /// Connects to the database and migrates it (when the plan has migrations), creates
     /// the topics, and binds both listeners.
     pub async fn build(config: ServiceConfig, plan: HostPlan) -> Result<Self> {
+        // What a service writes (backups with password hashes, file parts, uploaded exports)
+        // is readable by the service's own user only: files 0600, folders 0700.
+        rustix::process::umask(rustix::fs::Mode::from_raw_mode(PRIVATE_FILES_UMASK));
         let pool = match plan.migrations {
             Some(migrations) => {
                 let pool = crate::db::connect_pool(&config.database_url, config.database_pool_size)?;

@@ -133,7 +133,7 @@ fn ship_lines(receiver: Receiver<LogLine>, producer: ThreadedProducer<CountingCo
 }
 
 /// Returns the headers of one log line's record: the envelope (`event-type` `log.<LEVEL>`,
-/// `producer` and `actor` the service), with `content-type: application/json` in place of
+/// `producer` the service, `actor` `system:<service>`), with `content-type: application/json` in place of
 /// the envelope's protobuf one, since the value is the line as JSON.
 fn log_line_headers(level: Level, service: &str, traceparent: Option<String>) -> OwnedHeaders {
     let envelope = Envelope::new(format!("log.{level}"), service, traceparent);
@@ -144,7 +144,14 @@ fn log_line_headers(level: Level, service: &str, traceparent: Option<String>) ->
     }
     headers
         .insert(Header { key: CONTENT_TYPE, value: Some(JSON_CONTENT_TYPE.as_bytes()) })
-        .insert(Header { key: ACTOR, value: Some(service.as_bytes()) })
+        // `system:` names the service's own work; usernames hold no `:`, so no account can
+        // take a service's name and read its log lines as its own audit trail.
+        .insert(Header { key: ACTOR, value: Some(system_actor(service).as_bytes()) })
+}
+
+/// Returns the actor of a service's own work, as `system:storage`.
+pub fn system_actor(service: &str) -> String {
+    format!("system:{service}")
 }
 
 /// Counts deliveries and failures.
@@ -275,7 +282,7 @@ mod tests {
         assert_eq!(header_text(&headers, CONTENT_TYPE), Some(JSON_CONTENT_TYPE));
         assert_eq!(header_text(&headers, EVENT_TYPE), Some("log.WARN"));
         assert_eq!(header_text(&headers, PRODUCER), Some("ingest"));
-        assert_eq!(header_text(&headers, ACTOR), Some("ingest"));
+        assert_eq!(header_text(&headers, ACTOR), Some("system:ingest"));
         assert_eq!(header_text(&headers, TRACEPARENT), Some(traceparent));
         let content_types = headers.iter().filter(|header| header.key == CONTENT_TYPE).count();
         assert_eq!(content_types, 1, "one content type, not the envelope's {PROTOBUF_CONTENT_TYPE} beside it");

@@ -50,7 +50,17 @@ pub fn default_client_message<E: ServiceError + ?Sized>(error: &E) -> Option<Str
 }
 
 /// Returns the status for `error` raised in `service`, logging internal causes.
+///
+/// A PostgreSQL data exception (SQLSTATE class 22: U+0000 in a parameter, a number or time
+/// out of range) anywhere in the cause chain is the request's fault, not the service's: it
+/// is INVALID_ARGUMENT with a sentence that names no SQL, whatever the service's error says.
 pub fn into_status<E: ServiceError>(service: &str, error: E) -> tonic::Status {
+    if let Some(sqlstate) = request_data_exception(&error) {
+        tracing::debug!(service, sqlstate = %sqlstate, error = %error_chain_text(&error), "request refused by the database");
+        return tonic::Status::invalid_argument(
+            "a value in the request cannot be used here (for example U+0000 in an id or a name, or a number or time out of range)",
+        );
+    }
     let code = error.code();
     if let Some(message) = error.client_message() {
         if code == Code::DataLoss || code == Code::Unavailable {
@@ -68,6 +78,20 @@ pub fn into_status<E: ServiceError>(service: &str, error: E) -> tonic::Status {
         _ => format!("internal error in {service} (incident {incident}); the {service} log has the cause"),
     };
     tonic::Status::new(code, message)
+}
+
+/// Returns the SQLSTATE of a PostgreSQL data exception (class 22) in `error`'s cause chain.
+fn request_data_exception(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(cause) = current {
+        if let Some(postgres) = cause.downcast_ref::<tokio_postgres::Error>() {
+            if let Some(code) = postgres.code().filter(|code| code.code().starts_with("22")) {
+                return Some(code.code().to_owned());
+            }
+        }
+        current = cause.source();
+    }
+    None
 }
 
 impl ServiceError for crate::Error {

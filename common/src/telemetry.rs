@@ -46,11 +46,17 @@ pub fn init_telemetry(service_name: &str, config: &TelemetryConfig) -> Result<Te
     let tracer = tracer_provider.tracer(service_name.to_owned());
     let filter = EnvFilter::try_new(&config.log_filter).map_err(|error| Error::Config(format!("log filter {:?}: {error}", config.log_filter)))?;
     let format_layer = match config.log_format {
-        LogFormat::Text => tracing_subscriber::fmt::layer()
-            .with_target(true)
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .with_writer(std::io::stderr)
-            .boxed(),
+        LogFormat::Text => {
+            let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let layer = tracing_subscriber::fmt::layer().with_target(true).with_ansi(terminal);
+            if terminal {
+                layer.with_writer(std::io::stderr).boxed()
+            } else {
+                // Log files and pipes: field values come from callers (a username at log-in),
+                // so control characters are escaped and one event stays one line.
+                layer.with_writer(|| ControlEscapingWriter(std::io::stderr())).boxed()
+            }
+        }
         LogFormat::Json => tracing_subscriber::fmt::layer().json().with_current_span(true).with_span_list(false).with_writer(std::io::stderr).boxed(),
     };
     let log_shipping_layer = crate::log_shipping::layer(service_name, config.log_shipping.as_ref());
@@ -62,6 +68,46 @@ pub fn init_telemetry(service_name: &str, config: &TelemetryConfig) -> Result<Te
         .try_init()
         .map_err(|error| Error::Config(format!("installing the tracing subscriber: {error}")))?;
     Ok(TelemetryGuard { tracer_provider })
+}
+
+/// A writer that writes each formatted log event with its control characters escaped
+/// (`\n` as `\\n`, ESC as `\\x1b`, NUL as `\\x00`; tabs kept) except the newline that ends
+/// it, so a value a caller chose can neither start a forged line nor send terminal escape
+/// sequences to whoever reads the log.
+#[derive(Debug)]
+pub struct ControlEscapingWriter<W>(pub W);
+
+impl<W: std::io::Write> std::io::Write for ControlEscapingWriter<W> {
+    fn write(&mut self, buffer: &[u8]) -> std::io::Result<usize> {
+        let (body, ending) = match buffer.split_last() {
+            Some((b'\n', body)) => (body, &b"\n"[..]),
+            _ => (buffer, &b""[..]),
+        };
+        if !body.iter().any(|byte| is_escaped_control(*byte)) {
+            self.0.write_all(buffer)?;
+            return Ok(buffer.len());
+        }
+        let mut escaped = Vec::with_capacity(buffer.len() + 16);
+        for byte in body {
+            match *byte {
+                b'\n' => escaped.extend_from_slice(b"\\n"),
+                b'\r' => escaped.extend_from_slice(b"\\r"),
+                control if is_escaped_control(control) => escaped.extend_from_slice(format!("\\x{control:02x}").as_bytes()),
+                other => escaped.push(other),
+            }
+        }
+        escaped.extend_from_slice(ending);
+        self.0.write_all(&escaped)?;
+        Ok(buffer.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+fn is_escaped_control(byte: u8) -> bool {
+    (byte < 0x20 && byte != b'\t') || byte == 0x7f
 }
 
 /// Returns the W3C `traceparent` of `span`, when it has a valid OpenTelemetry context.
@@ -96,6 +142,17 @@ fn parse_traceparent(traceparent: &str) -> Option<SpanContext> {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write as _;
+
+    #[test]
+    fn a_forged_line_or_escape_sequence_in_a_field_stays_inside_one_escaped_line() {
+        let mut written = Vec::new();
+        let event = "INFO login refused username=zz\n2026-11-30T19:00:00Z INFO FORGED\u{1b}[2J\0 tab\there\n";
+        ControlEscapingWriter(&mut written).write_all(event.as_bytes()).expect("written");
+        let text = String::from_utf8(written).expect("utf-8");
+        assert_eq!(text, "INFO login refused username=zz\\n2026-11-30T19:00:00Z INFO FORGED\\x1b[2J\\x00 tab\there\n");
+        assert_eq!(text.lines().count(), 1);
+    }
     use super::*;
 
     #[test]

@@ -3,19 +3,21 @@
 //! PostgreSQL's `text` (and every string inside `jsonb`) cannot hold U+0000, while a
 //! Telegram export can (its JSON writer emits `\x00`-style escapes for control characters,
 //! see shared/telegram-export-format.md). Every other character, control characters
-//! included, is stored as it is. U+0000 is written as the two characters `U+FFFF '0'`, and
-//! U+FFFF itself as `U+FFFF U+FFFF`, so the mapping is reversible for every string:
+//! included, is stored as it is. U+0000 is written as the two characters `U+FFFF U+FFFE`,
+//! and U+FFFF itself as `U+FFFF U+FFFF`, so the mapping is reversible for every string:
 //!
-//! | text          | stored               |
-//! |---------------|----------------------|
-//! | `a\0b`        | `a\u{FFFF}0b`        |
-//! | `a\u{FFFF}b`  | `a\u{FFFF}\u{FFFF}b` |
-//! | anything else | unchanged            |
+//! | text          | stored                     |
+//! |---------------|----------------------------|
+//! | `a\0b`        | `a\u{FFFF}\u{FFFE}b`        |
+//! | `a\u{FFFF}b`  | `a\u{FFFF}\u{FFFF}b`        |
+//! | anything else | unchanged                  |
 //!
-//! U+FFFF is a Unicode noncharacter, "permanently reserved for internal use" (The Unicode
-//! Standard, section 23.7), so no real text is changed by the escape except the rare text
-//! that holds U+0000 or U+FFFF. Stored text stays searchable: full-text search and `ILIKE`
-//! see the same words as before.
+//! U+FFFF and U+FFFE are Unicode noncharacters, "permanently reserved for internal use" (The
+//! Unicode Standard, section 23.7), so no real text is changed by the escape except the rare
+//! text that holds U+0000 or U+FFFF. Stored text stays searchable: PostgreSQL's text search
+//! parser reads noncharacters as separators, so `zebra\0quokka` is indexed as the words
+//! `zebra` and `quokka`, as a reader would split it (a letter or digit as the escape's second
+//! character would glue itself to the next word).
 //!
 //! This is the one place that knows the representation. Projections write text through
 //! [`PgText`] (or [`encode`], [`encode_json`] for `jsonb`), queries read it back through
@@ -31,8 +33,8 @@ use tokio_postgres::types::{FromSql, IsNull, ToSql, Type};
 
 /// The escape character: a Unicode noncharacter (U+FFFF).
 pub const ESCAPE: char = '\u{FFFF}';
-/// The character after [`ESCAPE`] that stands for U+0000.
-const NUL_MARK: char = '0';
+/// The character after [`ESCAPE`] that stands for U+0000: another noncharacter (U+FFFE).
+const NUL_MARK: char = '\u{FFFE}';
 
 /// Returns `text` in its stored form: U+0000 and U+FFFF escaped, everything else as is.
 /// Borrows when there is nothing to escape (the common case).
@@ -58,7 +60,7 @@ pub fn encode(text: &str) -> Cow<'_, str> {
 }
 
 /// Returns the text whose stored form is `stored` (the inverse of [`encode`]). An escape
-/// character not followed by `0` or another escape (never written by [`encode`]) is kept.
+/// character not followed by U+FFFE or another escape (never written by [`encode`]) is kept.
 pub fn decode(stored: &str) -> Cow<'_, str> {
     if !stored.contains(ESCAPE) {
         return Cow::Borrowed(stored);
@@ -206,6 +208,8 @@ mod tests {
             "\0\0\0",
             "\u{FFFF}",
             "\u{FFFF}0",
+            "\u{FFFF}\u{FFFE}",
+            "\u{FFFE}\0",
             "\u{FFFF}\u{FFFF}",
             "\0\u{FFFF}0\u{FFFF}\0",
             "end with escape \u{FFFF}",
@@ -220,8 +224,8 @@ mod tests {
 
     #[test]
     fn every_short_string_over_a_small_alphabet_round_trips() {
-        // Exhaustive over {NUL, ESCAPE, '0', 'a'} up to length 5: 1,365 strings.
-        let alphabet = ['\0', ESCAPE, '0', 'a'];
+        // Exhaustive over {NUL, ESCAPE, NUL_MARK, 'a'} up to length 5: 1,365 strings.
+        let alphabet = ['\0', ESCAPE, NUL_MARK, 'a'];
         let mut strings = vec![String::new()];
         let mut previous_level = vec![String::new()];
         for _ in 0..5 {

@@ -38,6 +38,16 @@ fn non_empty(text: &str) -> Option<String> {
     (!trimmed.is_empty()).then(|| trimmed.to_owned())
 }
 
+/// Returns the time of `seconds` (Unix), refusing one outside what can be stored (a filter
+/// that cannot be applied must not silently select everything).
+fn time_of(field: &str, seconds: Option<i64>) -> Result<Option<DateTime<Utc>>, Error> {
+    let Some(seconds) = seconds else { return Ok(None) };
+    match DateTime::from_timestamp(seconds, 0) {
+        Some(time) if (-210_000_000_000..=9_000_000_000_000).contains(&seconds) => Ok(Some(time)),
+        _ => Err(Error::InvalidArgument(format!("{field} {seconds} is not a time chatvault can search (Unix seconds)"))),
+    }
+}
+
 fn parse_page_token(token: &str) -> Result<(Option<DateTime<Utc>>, Option<uuid::Uuid>), Error> {
     if token.is_empty() {
         return Ok((None, None));
@@ -67,8 +77,8 @@ impl AuditApi {
         if trace_id.as_ref().is_some_and(|trace| trace.len() != 32 || !trace.bytes().all(|byte| byte.is_ascii_hexdigit())) {
             return Err(Error::InvalidArgument("trace_id must be 32 hex digits".to_owned()));
         }
-        let since = request.since_unix.and_then(|seconds| DateTime::from_timestamp(seconds, 0));
-        let until = request.until_unix.and_then(|seconds| DateTime::from_timestamp(seconds, 0));
+        let since = time_of("since_unix", request.since_unix)?;
+        let until = time_of("until_unix", request.until_unix)?;
         let limit = if request.limit == 0 { DEFAULT_LIMIT } else { request.limit.min(MAX_LIMIT) };
         let (after_time, after_id) = parse_page_token(&request.page_token)?;
         let client = self.pool.get().await?;
@@ -118,5 +128,20 @@ impl AuditService for AuditApi {
         let caller = caller_of_metadata(request.metadata());
         let caller_is_admin = is_admin_metadata(request.metadata());
         Ok(Response::new(AuditApi::query(self, caller, caller_is_admin, request.into_inner()).await?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_out_of_range_are_refused_not_ignored() {
+        assert_eq!(time_of("since_unix", None).expect("absent"), None);
+        assert!(time_of("since_unix", Some(1_795_331_730)).expect("a time").is_some());
+        for seconds in [10_i64.pow(13), i64::MAX, i64::MIN, -300_000_000_000] {
+            let error = time_of("since_unix", Some(seconds)).expect_err("out of range");
+            assert!(matches!(error, Error::InvalidArgument(_)), "{seconds}: {error}");
+        }
     }
 }

@@ -112,7 +112,16 @@ impl Projection for AuditProjection {
             .and_then(|traceparent| envelope::trace_id_of(&traceparent).map(str::to_owned))
             .or_else(|| event.get("trace_id").and_then(|value| value.as_str()).map(str::to_owned))
             .unwrap_or_default();
-        let actor = header(ACTOR_HEADER).or_else(|| actor_of_event(&event)).unwrap_or_default();
+        let actor = if base_topic == topics::AUDIT_LOGS {
+            // A log line is the service's own: its fields (a username it mentions) never make
+            // it an account's row, and neither does an actor header without `system:`.
+            let service = header(envelope::PRODUCER).unwrap_or_default();
+            header(ACTOR_HEADER)
+                .filter(|actor| actor.starts_with("system:"))
+                .unwrap_or_else(|| chatvault_common::log_shipping::system_actor(&service))
+        } else {
+            header(ACTOR_HEADER).or_else(|| actor_of_event(&event)).unwrap_or_default()
+        };
         Ok(AuditRecord {
             occurred_at,
             event_id,
@@ -217,6 +226,23 @@ pub async fn drop_expired_partitions(pool: &deadpool_postgres::Pool, retention_d
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_lines_belong_to_their_service_never_to_an_account() {
+        use rdkafka::message::{Header, OwnedHeaders, OwnedMessage, Timestamp};
+        let projection = AuditProjection::new("p.".to_owned());
+        let line = serde_json::json!({ "message": "account registered", "username": "alice" }).to_string();
+        for actor_header in [None, Some("users"), Some("alice"), Some("system:users")] {
+            let mut headers = OwnedHeaders::new().insert(Header { key: envelope::PRODUCER, value: Some("users") });
+            if let Some(actor) = actor_header {
+                headers = headers.insert(Header { key: ACTOR_HEADER, value: Some(actor) });
+            }
+            let record =
+                OwnedMessage::new(Some(line.clone().into_bytes()), None, "p.audit.logs".to_owned(), Timestamp::NotAvailable, 0, 1, Some(headers));
+            let decoded = projection.decode(&record).expect("a log line decodes");
+            assert_eq!(decoded.actor, "system:users", "actor header {actor_header:?}");
+        }
+    }
 
     #[test]
     fn actors_are_found_inside_the_oneof() {

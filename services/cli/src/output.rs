@@ -38,11 +38,14 @@ pub(crate) fn set_errors_as_json(json: bool) {
     ERRORS_AS_JSON.store(json, Ordering::Relaxed);
 }
 
-/// Writes `line` and a newline to stdout; use it through [`outln!`].
+/// Writes `line` and a newline to stdout; use it through [`outln!`]. Control characters
+/// in it are shown escaped ([`terminal_safe`]): archived texts and names are other people's
+/// words, and an escape sequence in them must not drive the reader's terminal.
 pub(crate) fn write_stdout_line(line: std::fmt::Arguments<'_>) {
+    let line = line.to_string();
     let mut stdout = std::io::stdout().lock();
     // Stdout is line-buffered: the newline flushes, so a gone reader shows up on this line.
-    let written = stdout.write_fmt(line).and_then(|()| stdout.write_all(b"\n"));
+    let written = stdout.write_all(terminal_safe(&line).as_bytes()).and_then(|()| stdout.write_all(b"\n"));
     if let Err(error) = written {
         drop(stdout);
         end_after_failed_stdout_write(&error);
@@ -74,7 +77,21 @@ pub(crate) fn print_error(error: &anyhow::Error, json: bool) {
 pub(crate) fn print_error_message(message: &str, code: &str, json: bool) {
     let text = if json { json!({ "error": message, "code": code }).to_string() } else { format!("error ({code}): {message}") };
     // A closed stderr leaves nowhere to report anything; the exit status still tells.
-    let _ = writeln!(std::io::stderr(), "{text}");
+    let _ = writeln!(std::io::stderr(), "{}", terminal_safe(&text));
+}
+
+/// Returns `text` with every control character but newline and tab shown as `\u{…}`
+/// (ESC as `\u{1b}`, NUL as `\u{0}`): C0 controls, DEL and the C1 range U+0080–U+009F,
+/// which terminals read as commands. JSON output is unaffected: serde_json already escapes
+/// them.
+pub(crate) fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    let is_command = |character: char| character.is_control() && character != '\n' && character != '\t';
+    if !text.chars().any(is_command) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    std::borrow::Cow::Owned(
+        text.chars().map(|character| if is_command(character) { character.escape_unicode().to_string() } else { character.to_string() }).collect(),
+    )
 }
 
 /// Formats Unix seconds as `YYYY-MM-DD HH:MM:SS` UTC.
@@ -85,4 +102,17 @@ pub(crate) fn format_unix(seconds: i64) -> String {
 /// Prints one JSON value on its own line.
 pub(crate) fn print_json(value: &serde_json::Value) {
     outln!("{value}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminal_commands_in_archived_text_are_shown_escaped() {
+        assert!(matches!(terminal_safe("plain\ttext\nnext line, emoji 👋"), std::borrow::Cow::Borrowed(_)));
+        assert_eq!(terminal_safe("Esc\u{1b}[2JName\u{7}\u{0}\u{9b}31m\r"), "Esc\\u{1b}[2JName\\u{7}\\u{0}\\u{9b}31m\\u{d}");
+        let json = serde_json::json!({ "text": "a\u{1b}[31mred" }).to_string();
+        assert_eq!(terminal_safe(&json), json, "JSON already escapes control characters");
+    }
 }

@@ -22,10 +22,18 @@ async fn control_characters_survive_backup_and_restore_in_both_formats() {
 
     let backup = original.create_backup(BackupFormat::Both, false).await;
     let folder = std::path::Path::new(&backup.path);
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // Backups hold every account's password hash: the service's user alone reads them.
+        let mode = |path: &std::path::Path| std::fs::metadata(path).expect("exists").permissions().mode() & 0o777;
+        assert_eq!(mode(folder), 0o700, "the backup folder");
+        assert_eq!(mode(&folder.join("csv/accounts.csv")), 0o600, "accounts.csv");
+        assert_eq!(mode(&folder.join("parquet/accounts.parquet")), 0o600, "accounts.parquet");
+    }
     let csv = std::fs::read(folder.join("csv/messages.csv")).expect("messages.csv");
-    let exact = "before\u{0}after \u{1} unit\u{1f}sep zebra".as_bytes();
+    let exact = "before\u{0}quokka \u{1} unit\u{1f}sep zebra".as_bytes();
     assert!(csv.windows(exact.len()).any(|window| window == exact), "the CSV holds the text exactly, U+0000 included");
-    let stored_form = chatvault_common::text::encode("before\u{0}after").into_owned();
+    let stored_form = chatvault_common::text::encode("before\u{0}quokka").into_owned();
     assert!(!csv.windows(stored_form.len()).any(|window| window == stored_form.as_bytes()), "no stored form leaks into the CSV");
 
     for format in [BackupFormat::Parquet, BackupFormat::Csv] {

@@ -259,7 +259,8 @@ async fn a_chat_is_seen_by_its_owner_the_accounts_it_is_shared_with_and_admins_o
     let (code, message) = refusal(alice.share(SAMPLE_CHAT_ID, None, &unregistered).await);
     assert_eq!(code, Code::NotFound, "{message}");
     assert!(message.contains(&unregistered), "{message}");
-    let shared = alice.share(SAMPLE_CHAT_ID, None, &bob_name).await.expect("alice shares");
+    let shared = alice.share(SAMPLE_CHAT_ID, None, &bob_name.to_uppercase()).await.expect("alice shares, naming bob in capitals");
+    assert_eq!(shared.grantee, bob_name, "the grant names the account as it registered");
     assert!(shared.changed);
     assert_eq!((shared.owner.as_str(), shared.grantee.as_str()), (alice_name.as_str(), bob_name.as_str()));
     let token = shared.consistency_token.clone();

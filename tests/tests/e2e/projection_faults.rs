@@ -145,8 +145,8 @@ pub(crate) fn write_export_with_control_characters(folder: &Path, chat_id: i64) 
    "date_unixtime": "1795331730",
    "from": "Ann\x00Lee",
    "from_id": "user42",
-   "text": "before\x00after \x01 unit\x1fsep zebra",
-   "text_entities": [{{"type": "plain", "text": "before\x00after \x01 unit\x1fsep zebra"}}]
+   "text": "before\x00quokka \x01 unit\x1fsep zebra",
+   "text_entities": [{{"type": "plain", "text": "before\x00quokka \x01 unit\x1fsep zebra"}}]
   }},
   {{
    "id": 2,
@@ -174,7 +174,7 @@ async fn control_characters_come_back_exactly_from_every_query() {
     assert_eq!(summary.messages, 2);
     let token: Option<ConsistencyToken> = summary.consistency_token.clone();
 
-    let expected_text = "before\u{0}after \u{1} unit\u{1f}sep zebra";
+    let expected_text = "before\u{0}quokka \u{1} unit\u{1f}sep zebra";
     let messages = platform.messages(chat_id, GetMessagesRequest { consistency_token: token.clone(), ..Default::default() }).await;
     assert_eq!(messages.len(), 2);
     assert_eq!(messages[0].text, expected_text);
@@ -187,6 +187,8 @@ async fn control_characters_come_back_exactly_from_every_query() {
 
     let found = platform.messages(chat_id, GetMessagesRequest { text_query: Some("zebra".to_owned()), ..Default::default() }).await;
     assert_eq!(found.iter().map(|message| message.text.as_str()).collect::<Vec<_>>(), vec![expected_text], "search finds it, exact");
+    let after_nul = platform.messages(chat_id, GetMessagesRequest { text_query: Some("quokka".to_owned()), ..Default::default() }).await;
+    assert_eq!(after_nul.iter().map(|message| message.message_id).collect::<Vec<_>>(), vec![1], "a word right after U+0000 is a word of its own");
     let by_author = platform.messages(chat_id, GetMessagesRequest { author: Some("Ann\u{0}Lee".to_owned()), ..Default::default() }).await;
     assert_eq!(by_author.iter().map(|message| message.message_id).collect::<Vec<_>>(), vec![1], "the author filter matches the exact name");
 

@@ -24,6 +24,16 @@ async fn each_port_serves_its_own_services_and_counts_every_call() {
     assert!(status.message().contains("chatvault.ingest.v1.IngestService"), "{}", status.message());
     assert!(status.message().contains("chatvault.storage.v1.StorageService"), "{}", status.message());
 
+    // A value the database cannot take (U+0000 in an id) is the request's fault: a clear
+    // INVALID_ARGUMENT, never an internal error or SQL.
+    let mut files = chatvault_proto::storage::v1::files_service_client::FilesServiceClient::new(connect(platform.storage_addr).await);
+    let refused = files
+        .stat_file(chatvault_proto::storage::v1::StatFileRequest { file_id: "\u{0}".to_owned(), ..Default::default() })
+        .await
+        .expect_err("no such file");
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    assert!(!refused.message().contains("postgres") && !refused.message().contains("SQLSTATE"), "{}", refused.message());
+
     // Reflection lists the port's own services (and health), nothing else.
     let listed = crate::grpc_reflection::run_grpcurl(&["-plaintext", &platform.storage_addr.to_string(), "list"]);
     let services: Vec<&str> = listed.lines().collect();

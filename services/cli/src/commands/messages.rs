@@ -25,7 +25,7 @@ pub(crate) struct MessagesArgs {
     /// Only messages of this author: an id like user42, or a display name.
     #[arg(long)]
     author: Option<String>,
-    /// Full-text search (Russian and English): words, "a phrase", -excluded, or.
+    /// Full-text search (Russian and English): words, "a phrase", -excluded, or OR between alternatives.
     #[arg(long)]
     search: Option<String>,
     /// Show the reply thread of this message instead of a page of messages.

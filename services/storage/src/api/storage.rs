@@ -188,10 +188,15 @@ impl StorageApi {
             return Err(Error::PermissionDenied(format!("only the owner of chat {chat_id} ({owner}) or an admin may share it")));
         }
         let grantee = checked_grantee(grantee, &owner).map_err(Error::InvalidArgument)?;
-        if matches!(change, GrantChange::Share) && client.query_opt(sql::KNOWN_ACCOUNT, &[&PgText::from(grantee.as_str())]).await?.is_none() {
-            // A share to a name nobody holds would go to whoever registers it later.
-            return Err(Error::NotFound(format!("no account is named {grantee}; a chat is shared with an existing account only")));
-        }
+        // Grants name the account as it registered (MALLORY shares with mallory); a share to a
+        // name nobody holds would go to whoever registers it later.
+        let grantee = match client.query_opt(sql::KNOWN_ACCOUNT, &[&PgText::from(grantee.as_str())]).await? {
+            Some(row) => chatvault_common::text::text(&row, 0),
+            None if matches!(change, GrantChange::Share) => {
+                return Err(Error::NotFound(format!("no account is named {grantee}; a chat is shared with an existing account only")));
+            }
+            None => grantee,
+        };
         let granted =
             client.query_opt(sql::GRANT_EXISTS, &[&PgText::from(owner.as_str()), &chat_id, &PgText::from(grantee.as_str())]).await?.is_some();
         drop(client);

@@ -159,5 +159,6 @@ pub const DELETE_GRANTS: &str = "
     USING unnest($1::text[], $2::int8[], $3::text[]) AS revoked(owner, chat_id, grantee)
     WHERE grants.owner = revoked.owner AND grants.chat_id = revoked.chat_id AND grants.grantee = revoked.grantee";
 
-/// Whether an account with the username `$1` exists (projected from `users.events`).
-pub const KNOWN_ACCOUNT: &str = "SELECT 1 FROM known_accounts WHERE username = $1";
+/// The username of the account named `$1`, compared without case as the users service
+/// compares usernames (projected from `users.events`).
+pub const KNOWN_ACCOUNT: &str = "SELECT username FROM known_accounts WHERE lower(username) = lower($1) ORDER BY username LIMIT 1";

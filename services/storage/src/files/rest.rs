@@ -61,11 +61,11 @@ pub fn download_routes(catalog: FileCatalog, share_passwords: SharePasswordSetti
 async fn get_file(State(state): State<DownloadState>, Path(file_id): Path<String>, headers: HeaderMap) -> Response {
     let owner = chatvault_common::caller::caller_of_headers(&headers);
     if let Err(error) = state.catalog.file_of_owner(&file_id, &owner).await {
-        return error_response(&error);
+        return error_response(error);
     }
     match state.catalog.manifest(&file_id).await {
         Ok(manifest) => file_response(&state.catalog, manifest, &headers),
-        Err(error) => error_response(&error),
+        Err(error) => error_response(error),
     }
 }
 
@@ -131,7 +131,7 @@ async fn serve_shared_file(state: &DownloadState, token: &str, password: Option<
     let link = match state.catalog.live_share_link(token).await {
         Ok(Some(link)) => link,
         Ok(None) => return unknown_share_link_response(),
-        Err(error) => return error_response(&error),
+        Err(error) => return error_response(error),
     };
     if let Some(stored) = &link.password_hash {
         let Some(given) = password else {
@@ -162,7 +162,7 @@ async fn serve_shared_file(state: &DownloadState, token: &str, password: Option<
     match state.catalog.manifest_of_shared_file(&link.file_id).await {
         Ok(Some(manifest)) => file_response(&state.catalog, manifest, headers),
         Ok(None) => unknown_share_link_response(),
-        Err(error) => error_response(&error),
+        Err(error) => error_response(error),
     }
 }
 
@@ -254,27 +254,22 @@ fn content_disposition(name: &str) -> String {
     format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
 }
 
-fn error_response(error: &Error) -> Response {
-    let status = match error {
-        Error::InvalidArgument(_) => StatusCode::BAD_REQUEST,
-        Error::NotFound(_) => StatusCode::NOT_FOUND,
-        Error::Unavailable(_) | Error::Pool(_) => StatusCode::SERVICE_UNAVAILABLE,
-        Error::DeadlineExceeded(_) => StatusCode::GATEWAY_TIMEOUT,
+/// Answers a failed download with the status and message of the one error mapping
+/// (`chatvault_common::status`: the caller's input named, internal causes logged with an
+/// incident id), as JSON `{"error": "...", "code": "NOT_FOUND"}`.
+fn error_response(error: Error) -> Response {
+    let status = chatvault_common::status::into_status(crate::SERVICE_NAME, error);
+    let http_status = match status.code() {
+        tonic::Code::InvalidArgument | tonic::Code::OutOfRange => StatusCode::BAD_REQUEST,
+        tonic::Code::NotFound => StatusCode::NOT_FOUND,
+        tonic::Code::PermissionDenied => StatusCode::FORBIDDEN,
+        tonic::Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+        tonic::Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        tonic::Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        tonic::Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    let message = match error {
-        _ if status == StatusCode::INTERNAL_SERVER_ERROR => {
-            tracing::error!(error = ?error, "download failed");
-            "internal error; see the storage service log".to_owned()
-        }
-        // The pool's own text names hosts and timeouts: keep it in the log.
-        Error::Pool(cause) => {
-            tracing::error!(error = ?cause, "database unavailable");
-            "the database is not reachable; try again later".to_owned()
-        }
-        _ => error.to_string(),
-    };
-    (status, Json(json!({ "error": message }))).into_response()
+    (http_status, Json(json!({ "error": status.message(), "code": chatvault_common::grpc::canonical_code_name(status.code()) }))).into_response()
 }
 
 #[cfg(test)]
