@@ -252,6 +252,15 @@ async fn a_chat_is_seen_by_its_owner_the_accounts_it_is_shared_with_and_admins_o
         .map(|row| (row.get(0), row.get(1)))
         .collect();
     assert_eq!(stored, vec![(alice_name.clone(), 8), (bob_name.clone(), 3)]);
+    // An upload is named by its path inside the upload, never the server's temporary folder.
+    let sources: Vec<String> = database
+        .query("SELECT source FROM chats WHERE chat_id = $1", &[&SAMPLE_CHAT_ID])
+        .await
+        .expect("sources")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(sources, vec!["upload:result.json".to_owned(); 2], "{sources:?}");
 
     // Alice shares her chat with bob.
     // A name nobody holds cannot receive a share: it would go to whoever registers it later.

@@ -69,6 +69,19 @@ pub enum ExportOrigin {
 }
 
 impl ExportOrigin {
+    /// Returns how events name `source`: its path on the server, or for an upload its path
+    /// inside the upload (`upload:result.json`).
+    fn label_of(&self, source: &ExportSource) -> String {
+        let label = source.label();
+        match self {
+            ExportOrigin::ServerPath => label,
+            ExportOrigin::Upload { root } => {
+                let relative = std::path::Path::new(&label).strip_prefix(root).map(|path| path.display().to_string()).unwrap_or_default();
+                format!("upload:{}", if relative.is_empty() { "." } else { relative.as_str() })
+            }
+        }
+    }
+
     /// Returns the error a parse failure becomes for this origin. `export_recognised` says
     /// whether the export produced its first event before failing.
     fn parse_failure(&self, error: &telegram_export::ExportError, source_label: &str, export_recognised: bool) -> Error {
@@ -189,7 +202,9 @@ fn parse_and_encode(
         Some(uploader) => Some(AttachmentStore::new(uploader.clone(), request.owner.clone(), &request.source.root(), runtime)?),
         None => None,
     };
-    let source_label = request.source.label();
+    // An upload's label is its path inside the upload (`result.json`), never the server's
+    // temporary folder: the label travels in ChatImported to every reader of the event.
+    let source_label = request.origin.label_of(&request.source);
     let imported_at_unix = chrono::Utc::now().timestamp();
     let mut totals = ParseTotals::default();
     let mut records = Vec::with_capacity(RECORDS_PER_BATCH);
