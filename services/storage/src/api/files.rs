@@ -122,6 +122,8 @@ impl FilesService for FilesApi {
     }
 
     async fn list_nodes(&self, request: Request<ListNodesRequest>) -> Result<Response<ListNodesResponse>, Status> {
+        // Node addresses and fill are the installation's layout, an operator's business.
+        chatvault_common::auth::require_admin(request.metadata(), "listing the storage nodes")?;
         self.catalog.wait_for_token(token_of(request.get_ref().consistency_token.as_ref())).await?;
         Ok(Response::new(ListNodesResponse { nodes: self.catalog.list_nodes().await? }))
     }
