@@ -249,18 +249,21 @@ async fn audit_keeps_every_record_exactly_once_across_a_kill_9() {
 
     // Records on audit.logs, produced while the audit service is killed and restarted.
     let total: usize = 3000;
-    let run_marker = uuid::Uuid::new_v4().simple().to_string();
+    // The lines come from a "service" of this run only; log lines belong to `system:<service>`.
+    let run_service = format!("test{}", uuid::Uuid::new_v4().simple());
+    let run_marker = chatvault_common::log_shipping::system_actor(&run_service);
     let kafka = ServiceConfig::from_env_map("audit", chatvault_audit::DEFAULT_PORTS, &environment).expect("config").kafka;
     let topic = kafka.topic(chatvault_common::topics::AUDIT_LOGS);
     let producer = chatvault_common::kafka::idempotent_producer(&kafka, "audit-test").expect("producer");
     let produce = |range: std::ops::Range<usize>| {
-        let (producer, topic, marker) = (producer.clone(), topic.clone(), run_marker.clone());
+        let (producer, topic, marker) = (producer.clone(), topic.clone(), run_service.clone());
         async move {
             let sends = range.map(|index| {
                 let (producer, topic, marker) = (producer.clone(), topic.clone(), marker.clone());
                 async move {
-                    let envelope = chatvault_common::envelope::Envelope::new("log.INFO", "test", None);
-                    let headers: OwnedHeaders = envelope.to_headers().insert(Header { key: "actor", value: Some(marker.as_bytes()) });
+                    let envelope = chatvault_common::envelope::Envelope::new("log.INFO", marker.as_str(), None);
+                    let actor = chatvault_common::log_shipping::system_actor(&marker);
+                    let headers: OwnedHeaders = envelope.to_headers().insert(Header { key: "actor", value: Some(actor.as_bytes()) });
                     let payload = serde_json::json!({ "level": "INFO", "message": "line", "index": index }).to_string();
                     producer
                         .send(FutureRecord::to(&topic).key("test").payload(&payload).headers(headers), Duration::from_secs(30))
@@ -394,9 +397,11 @@ async fn partitions_older_than_the_retention_are_dropped_and_newer_ones_kept() {
     let kafka = ServiceConfig::from_env_map("audit", chatvault_audit::DEFAULT_PORTS, &platform.environment).expect("config").kafka;
     let topic = kafka.topic(chatvault_common::topics::AUDIT_LOGS);
     let producer = chatvault_common::kafka::idempotent_producer(&kafka, "audit-retention-test").expect("producer");
-    let marker = uuid::Uuid::new_v4().simple().to_string();
+    // Lines of a "service" of this test only: log lines belong to `system:<service>`.
+    let service = format!("test{}", uuid::Uuid::new_v4().simple());
+    let marker = chatvault_common::log_shipping::system_actor(&service);
     for days_ago in [40i64, 0] {
-        let mut envelope = chatvault_common::envelope::Envelope::new("log.INFO", "test", None);
+        let mut envelope = chatvault_common::envelope::Envelope::new("log.INFO", service.as_str(), None);
         envelope.occurred_at = chrono::Utc::now() - chrono::Duration::days(days_ago);
         let headers = envelope.to_headers().insert(Header { key: "actor", value: Some(marker.as_bytes()) });
         let payload = serde_json::json!({ "days_ago": days_ago }).to_string();
