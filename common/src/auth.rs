@@ -105,7 +105,7 @@ pub struct AuthConfig {
     /// `CHATVAULT_JWT_ACCESS_TTL_SECONDS`, default 900.
     pub access_ttl: Duration,
     /// The last password change of each account, filled by
-    /// [`crate::revocation::spawn_password_change_follower`]; shared by every clone.
+    /// [`crate::revocation::follow_password_changes`]; shared by every clone.
     pub password_changes: PasswordChanges,
 }
 

@@ -16,14 +16,8 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::server::NamedService;
 use tonic::service::{Routes, RoutesBuilder};
-use tonic::transport::server::Router;
 
 use crate::http::{GRPC_REQUESTS, GRPC_REQUEST_SECONDS};
-
-/// Returns the reflection service describing every chatvault API.
-pub fn reflection_service() -> tonic_reflection::server::v1::ServerReflectionServer<impl tonic_reflection::server::v1::ServerReflection> {
-    reflection_service_of(&[])
-}
 
 /// Returns the reflection service advertising `service_names` (all chatvault APIs when
 /// empty); every message type stays resolvable.
@@ -124,31 +118,6 @@ pub async fn serve_routes(
         .add_routes(routes)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
         .await
-}
-
-/// Serves `router` on `listener` until `shutdown` is cancelled; in-flight calls finish first.
-pub async fn serve_grpc(listener: TcpListener, router: Router, shutdown: CancellationToken) -> Result<(), tonic::transport::Error> {
-    router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned()).await
-}
-
-/// A gRPC router behind the token-checking [`crate::auth::AuthLayer`].
-pub type AuthenticatedRouter = Router<tower_layer::Stack<crate::auth::AuthLayer, tower_layer::Stack<GrpcMetricsLayer, tower_layer::Identity>>>;
-
-/// Returns a server builder whose every service sits behind `auth`'s token check (health,
-/// reflection, register and log-in excepted) and the metrics layer.
-pub fn authenticated_server(
-    auth: &crate::auth::AuthConfig,
-) -> tonic::transport::Server<tower_layer::Stack<crate::auth::AuthLayer, tower_layer::Stack<GrpcMetricsLayer, tower_layer::Identity>>> {
-    tonic::transport::Server::builder().layer(GrpcMetricsLayer).layer(auth.grpc_layer())
-}
-
-/// Serves an [`AuthenticatedRouter`] on `listener` until `shutdown` is cancelled.
-pub async fn serve_grpc_authenticated(
-    listener: TcpListener,
-    router: AuthenticatedRouter,
-    shutdown: CancellationToken,
-) -> Result<(), tonic::transport::Error> {
-    router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned()).await
 }
 
 /// Counts every gRPC call in `chatvault_grpc_requests_total{service,method,code}` and

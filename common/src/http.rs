@@ -65,12 +65,6 @@ fn register<M: prometheus::core::Collector + Clone + 'static>(metric: Result<M, 
     metric
 }
 
-/// Returns `/metrics` and `/healthz`, merged with `service_routes`, for a service without
-/// projections.
-pub fn router_with_metrics(service_routes: Router) -> Router {
-    router_with_health(service_routes, ProjectionHealth::default(), DEFAULT_STUCK_AFTER)
-}
-
 /// How long a projection may fail without a break before `/healthz` reports it stuck.
 pub const DEFAULT_STUCK_AFTER: Duration = Duration::from_secs(60);
 

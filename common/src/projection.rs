@@ -134,20 +134,6 @@ impl<P: Projection> ProjectionRunner<P> {
         self
     }
 
-    /// Runs the projection on its own task. A projection that fails cancels `shutdown`: a
-    /// service whose read model cannot advance must not go on answering as if it were
-    /// current. Await the handle after shutdown to learn how it ended.
-    pub fn spawn(self, shutdown: CancellationToken) -> tokio::task::JoinHandle<Result<()>> {
-        tokio::spawn(async move {
-            let outcome = self.run(shutdown.clone()).await;
-            if let Err(error) = &outcome {
-                tracing::error!(%error, "projection failed; shutting the service down");
-                shutdown.cancel();
-            }
-            outcome
-        })
-    }
-
     /// Consumes and applies until `shutdown` is cancelled, then finishes the batch in hand.
     pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
         let projection_name = self.projection.name().to_owned();
@@ -437,11 +423,6 @@ async fn partitions_of_topic(consumer: &Arc<StreamConsumer>, topic: &str) -> Res
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-/// Waits for a projection task started with [`ProjectionRunner::spawn`].
-pub async fn join_projection(task: tokio::task::JoinHandle<Result<()>>) -> Result<()> {
-    task.await.map_err(|error| Error::Other(format!("projection task: {error}")))?
 }
 
 async fn send_to_dead_letter_topic(producer: &FutureProducer, projection_name: &str, record: &OwnedMessage, failure: &FailureReport) -> Result<()> {

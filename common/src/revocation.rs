@@ -87,18 +87,10 @@ fn issued_at_millis(claims: &Claims) -> i64 {
     }
 }
 
-/// Starts following `users.events` into `auth`'s password changes until `shutdown`; does
-/// nothing with auth off. Kafka being away only delays what the follower learns: tokens
-/// keep being verified with what it knows.
-pub fn spawn_password_change_follower(auth: &AuthConfig, kafka: &KafkaConfig, service: &str, shutdown: CancellationToken) {
-    if let Some(follower) = follow_password_changes(auth, kafka, service, shutdown) {
-        tokio::spawn(follower);
-    }
-}
-
 /// Returns the work of following `users.events` into `auth`'s password changes until
 /// `shutdown`, for the caller to run (the service host runs it in its task set); `None`
-/// with auth off.
+/// with auth off. Kafka being away only delays what the follower learns: tokens keep being
+/// verified with what it knows.
 pub fn follow_password_changes(
     auth: &AuthConfig,
     kafka: &KafkaConfig,
