@@ -365,6 +365,11 @@ pub(crate) fn base64_url_encode(bytes: &[u8]) -> String {
 
 /// Returns a token for `username` with `role`, signed like the users service signs them.
 pub(crate) fn minted_token(username: &str, role: &str) -> String {
+    token_signed_with(&TEST_JWT_SECRET, username, role)
+}
+
+/// Returns a token with `role` for `username`, valid for ten minutes, signed with `secret`.
+pub(crate) fn token_signed_with(secret: &str, username: &str, role: &str) -> String {
     let now = chrono::Utc::now().timestamp();
     let claims = Claims {
         sub: uuid::Uuid::now_v7().to_string(),
@@ -374,7 +379,7 @@ pub(crate) fn minted_token(username: &str, role: &str) -> String {
         iat: now,
         jti: uuid::Uuid::now_v7().to_string(),
     };
-    sign_access_token(&Secret::new(TEST_JWT_SECRET), &claims)
+    sign_access_token(&Secret::new(secret), &claims)
 }
 
 #[tokio::test]

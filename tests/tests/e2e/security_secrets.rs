@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use chatvault_common::auth::{sign_access_token, Claims, ADMIN_ROLE, DEVELOPMENT_JWT_SECRET, SERVICE_ROLE};
-use chatvault_common::config::{Secret, ServiceConfig};
+use chatvault_common::auth::{ADMIN_ROLE, DEVELOPMENT_JWT_SECRET, SERVICE_ROLE};
+use chatvault_common::config::ServiceConfig;
 use chatvault_common::test_support::{
     binaries_folder, service_environment, spawn_service_process, storage_node_environment, unique_topic_prefix, TestDb, TEST_JWT_SECRET,
 };
@@ -24,23 +24,9 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use tonic::{Code, Request};
 
-use crate::accounts::{authorized, minted_token, unique_name, AuthPlatform, ADMIN_PASSWORD, ADMIN_USERNAME};
+use crate::accounts::{authorized, minted_token, token_signed_with, unique_name, AuthPlatform, ADMIN_PASSWORD, ADMIN_USERNAME};
 use crate::files_support::{random_bytes, FilesPlatform};
 use crate::helpers::{connect, wait_until};
-
-/// Returns a token with `role` for `username`, valid for ten minutes, signed with `secret`.
-fn token_signed_with(secret: &str, username: &str, role: &str) -> String {
-    let now = chrono::Utc::now().timestamp();
-    let claims = Claims {
-        sub: uuid::Uuid::now_v7().to_string(),
-        username: username.to_owned(),
-        role: role.to_owned(),
-        exp: now + 600,
-        iat: now,
-        jti: uuid::Uuid::now_v7().to_string(),
-    };
-    sign_access_token(&Secret::new(secret), &claims)
-}
 
 /// Returns a secret services accept that no other test uses.
 fn another_strong_secret() -> String {

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use chatvault_common::config::{KafkaConfig, ServiceConfig};
-use chatvault_common::test_support::{service_environment, unique_topic_prefix, TestDb, TEST_JWT_SECRET};
+use chatvault_common::test_support::{service_environment, unique_topic_prefix, TestDb};
 use chatvault_proto::ingest::v1::ingest_service_client::IngestServiceClient;
 use chatvault_proto::snapshot::v1::export_snapshot_response::Message;
 use chatvault_proto::snapshot::v1::snapshot_service_client::SnapshotServiceClient;
@@ -172,16 +172,7 @@ fn with_role<T>(message: T, role: &str) -> Request<T> {
 
 /// Returns an access token for `username` with `role`, signed with the tests' secret.
 fn token_with_role(username: &str, role: &str) -> String {
-    let now = chrono::Utc::now().timestamp();
-    let claims = chatvault_common::auth::Claims {
-        sub: uuid::Uuid::now_v7().to_string(),
-        username: username.to_owned(),
-        role: role.to_owned(),
-        exp: now + 600,
-        iat: now,
-        jti: uuid::Uuid::now_v7().to_string(),
-    };
-    chatvault_common::auth::sign_access_token(&chatvault_common::config::Secret::new(TEST_JWT_SECRET), &claims)
+    crate::accounts::minted_token(username, role)
 }
 
 fn unique_name(prefix: &str) -> String {
