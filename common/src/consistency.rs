@@ -58,15 +58,34 @@ impl Positions {
 #[derive(Clone, Debug)]
 pub struct AppliedPositions {
     sender: watch::Sender<Positions>,
+    /// The topics the projections sharing these positions read (full names).
+    read_topics: std::sync::Arc<std::sync::RwLock<std::collections::BTreeSet<String>>>,
 }
 
 impl Default for AppliedPositions {
     fn default() -> Self {
-        Self { sender: watch::Sender::new(Positions::default()) }
+        Self { sender: watch::Sender::new(Positions::default()), read_topics: Default::default() }
     }
 }
 
 impl AppliedPositions {
+    /// Records that a projection sharing these positions reads `topics` (the runner does it
+    /// when it is made, before any query can wait).
+    pub fn track_topics(&self, topics: &[String]) {
+        let mut read_topics = self.read_topics.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        read_topics.extend(topics.iter().cloned());
+    }
+
+    /// Returns the part of `required` on topics the projections sharing these positions read
+    /// (all of it while no topic is tracked).
+    fn relevant_part(&self, required: &Positions) -> Positions {
+        let read_topics = self.read_topics.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if read_topics.is_empty() {
+            return required.clone();
+        }
+        Positions(required.0.iter().filter(|((topic, _), _)| read_topics.contains(topic)).map(|(key, next)| (key.clone(), *next)).collect())
+    }
+
     /// Raises the applied positions after a batch commits.
     pub fn advance(&self, committed: &Positions) {
         self.sender.send_modify(|applied| {
@@ -83,7 +102,18 @@ impl AppliedPositions {
     }
 
     /// Waits until `required` is applied, at most `limit`. An empty token returns at once.
+    /// Positions on topics this service does not read are left out (an import's token may
+    /// also name the attachments' `files.events`); a token naming only such topics is
+    /// [`Error::InvalidToken`] at once, since it would never be applied here.
     pub async fn wait_for(&self, required: &Positions, limit: Duration) -> Result<()> {
+        let relevant = self.relevant_part(required);
+        if relevant.0.is_empty() && !required.0.is_empty() {
+            return Err(Error::InvalidToken(format!(
+                "{} names only topics this service does not read; pass it to a query of the service whose data it waits for",
+                required.to_token()
+            )));
+        }
+        let required = &relevant;
         let mut receiver = self.sender.subscribe();
         let waited = tokio::time::timeout(limit, receiver.wait_for(|applied| applied.covers(required))).await;
         match waited {
@@ -127,5 +157,18 @@ mod tests {
         assert!(matches!(applied.wait_for(&required, limit).await, Err(Error::Timeout(_))));
         applied.advance(&Positions::from_token("t@0:10").expect("parses"));
         applied.wait_for(&required, limit).await.expect("applied");
+    }
+
+    #[tokio::test]
+    async fn a_token_for_a_topic_nobody_here_reads_is_refused_at_once() {
+        let applied = AppliedPositions::default();
+        applied.track_topics(&["chat.events".to_owned()]);
+        let foreign = Positions::from_token("users.events@0:1").expect("parses");
+        let refused = applied.wait_for(&foreign, Duration::from_secs(3600)).await.expect_err("never applied here");
+        assert!(matches!(&refused, Error::InvalidToken(message) if message.contains("users.events")), "{refused}");
+        // A token that also names a topic read here waits for that part only.
+        applied.advance(&Positions::from_token("chat.events@0:5").expect("parses"));
+        let mixed = Positions::from_token("chat.events@0:5,files.events@1:9").expect("parses");
+        applied.wait_for(&mixed, Duration::from_millis(50)).await.expect("the chat.events part is applied");
     }
 }

@@ -106,6 +106,7 @@ pub struct ProjectionRunner<P: Projection> {
 impl<P: Projection> ProjectionRunner<P> {
     /// Returns a runner of `projection` over `topics` (full names, prefix included).
     pub fn new(projection: P, pool: Pool, kafka: KafkaConfig, topics: Vec<String>, applied: AppliedPositions) -> Self {
+        applied.track_topics(&topics);
         Self {
             projection: Arc::new(projection),
             pool,
