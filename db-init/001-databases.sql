@@ -1,6 +1,8 @@
 -- chatvault: one role and one database per service.
---   role name = database name = password: storage, users, audit, backup
+--   role name = database name: storage, users, audit, backup
 --   roles have LOGIN and CREATEDB (tests create their own test_<uuid> databases).
+--   No password is set here: scripts/stack.sh gives each role a random one of its own
+--   (.state/secrets/postgres-<role>); elsewhere, set them with ALTER ROLE … PASSWORD.
 --
 -- Idempotent: safe to run again and again as a superuser with psql, e.g.
 --   runuser -u postgres -- psql -v ON_ERROR_STOP=1 -f db-init/001-databases.sql
@@ -8,16 +10,16 @@
 -- /docker-entrypoint-initdb.d, which runs it with psql, so \gexec is available.
 -- CREATE DATABASE cannot run inside a DO block or a transaction, hence \gexec.
 
--- Roles: create when missing, otherwise (re)assert their attributes and password.
+-- Roles: create when missing, otherwise (re)assert their attributes.
 DO $$
 DECLARE
     r text;
 BEGIN
     FOREACH r IN ARRAY ARRAY['storage', 'users', 'audit', 'backup'] LOOP
         IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
-            EXECUTE format('CREATE ROLE %I LOGIN CREATEDB PASSWORD %L', r, r);
+            EXECUTE format('CREATE ROLE %I LOGIN CREATEDB', r);
         ELSE
-            EXECUTE format('ALTER ROLE %I LOGIN CREATEDB PASSWORD %L', r, r);
+            EXECUTE format('ALTER ROLE %I LOGIN CREATEDB', r);
         END IF;
     END LOOP;
 END

@@ -171,6 +171,19 @@ ensure_secrets() {
 
 random_base64_48() { random_base64 48; }
 
+# database_url_env NAME: exports CHATVAULT_<NAME>_DATABASE_URL for a service with a database
+# (storage, users, audit, backup) with its role's password from .state/secrets/postgres-<role>
+# (made by scripts/stack.sh up), unless the operator set the variable.
+database_url_env() {
+    local name="$1" variable file
+    case "$name" in storage|users|audit|backup) ;; *) return 0 ;; esac
+    variable="CHATVAULT_${name^^}_DATABASE_URL"
+    [ -z "${!variable:-}" ] || return 0
+    file="$STATE/secrets/postgres-$name"
+    [ -s "$file" ] || die "$file is missing: run scripts/stack.sh up first (it sets each role's password)"
+    export "$variable=postgres://$name:$(head -n1 "$file")@127.0.0.1:5432/$name"
+}
+
 # admin_credentials: sets ADMIN_USER and ADMIN_PASSWORD of the first admin, from
 # CHATVAULT_USERS_BOOTSTRAP_ADMIN or .state/secrets/admin-password; never generates.
 admin_credentials() {
@@ -254,6 +267,7 @@ cmd_start() {
             # /proc/<pid>/environ), never through a command line anyone can list.
             export CHATVAULT_JWT_SECRET="$JWT_SECRET"
             if [ "$NAME" = "users" ]; then export CHATVAULT_USERS_BOOTSTRAP_ADMIN="$BOOTSTRAP_ADMIN"; fi
+            database_url_env "$NAME"
             exec setsid env RUST_LOG="${RUST_LOG:-info}" RUST_BACKTRACE="${RUST_BACKTRACE:-1}" \
                 ${envs[@]+"${envs[@]}"} "$bin" </dev/null >>"$LOG_DIR/$NAME.log" 2>&1
         ) &

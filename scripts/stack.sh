@@ -16,6 +16,7 @@
 #   .state/logs/kafka.log           broker stdout/stderr
 #   .state/run/kafka.pid            pid of the broker we started
 #   .state/run/postgres.started     marker: this script started the PostgreSQL cluster
+#   .state/secrets/postgres-<role>  the password of each chatvault role (generated once, 0600)
 #   .state/run/postgres.created     marker: this script installed PostgreSQL or created
 #                                   the cluster, so it may configure it (max_connections)
 #
@@ -46,6 +47,7 @@ KAFKA_LOG="$LOG_DIR/kafka.log"
 KAFKA_PID="$RUN_DIR/kafka.pid"
 PG_STARTED="$RUN_DIR/postgres.started"
 PG_CREATED="$RUN_DIR/postgres.created"
+SECRETS_DIR="$STATE/secrets"
 NODES_DIR="$STATE/nodes"
 DB_INIT_DIR="$ROOT/db-init"
 
@@ -271,6 +273,28 @@ pg_apply_init() {
     log "postgresql: applied $n db-init file(s); databases: ${CHATVAULT_DBS[*]}"
 }
 
+# pg_role_passwords: gives each chatvault role a password of its own, generated once into
+# .state/secrets/postgres-<role> (0600, folder 0700) and set on every `up`, so no role keeps
+# a password anyone could guess. services.sh and the tests read the files.
+pg_role_passwords() {
+    local r file password
+    (umask 077; mkdir -p "$SECRETS_DIR")
+    chmod 700 "$SECRETS_DIR"
+    for r in "${CHATVAULT_DBS[@]}"; do
+        file="$SECRETS_DIR/postgres-$r"
+        if [ ! -s "$file" ]; then
+            # Hex: safe inside a postgres:// URL without escaping.
+            password="$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+            [ "${#password}" -eq 48 ] || die "could not read 24 random bytes for the $r role"
+            (umask 077; printf '%s\n' "$password" >"$file.tmp") && mv "$file.tmp" "$file"
+            log "postgresql: generated the $r role's password into .state/secrets/postgres-$r"
+        fi
+        password="$(head -n1 "$file")"
+        printf "ALTER ROLE %s PASSWORD :'password';\n" "$r" | pg_super_psql -d postgres -v password="$password" -f - >/dev/null \
+            || die "setting the $r role's password failed"
+    done
+}
+
 pg_up() {
     if pg_ready; then
         log "postgresql already up on $PG_HOST:$PG_PORT"
@@ -287,6 +311,7 @@ pg_up() {
     command -v psql >/dev/null 2>&1 || pg_install
     pg_tune_local
     pg_apply_init
+    pg_role_passwords
 }
 
 pg_down() {

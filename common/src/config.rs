@@ -190,7 +190,9 @@ impl ServiceConfig {
     /// Reads the configuration of `service_name` from `environment`.
     pub fn from_env_map(service_name: &str, ports: DefaultPorts, environment: &HashMap<String, String>) -> Result<Self> {
         let reader = EnvReader { environment, service_prefix: format!("CHATVAULT_{}_", service_name.to_uppercase().replace('-', "_")) };
-        let default_database_url = format!("postgres://{service_name}:{service_name}@127.0.0.1:5432/{service_name}");
+        // No password: the roles' passwords are generated per installation (scripts/stack.sh),
+        // and scripts/services.sh passes the full URL.
+        let default_database_url = format!("postgres://{service_name}@127.0.0.1:5432/{service_name}");
         Ok(Self {
             service_name: service_name.to_owned(),
             grpc_addr: reader.parse_service("GRPC_ADDR", SocketAddr::from(([127, 0, 0, 1], ports.grpc)))?,
@@ -328,7 +330,7 @@ mod tests {
         let config = ServiceConfig::from_env_map("storage", PORTS, &environment_with_secret(&[])).expect("defaults parse");
         assert_eq!(config.grpc_addr.to_string(), "127.0.0.1:50052");
         assert_eq!(config.http_addr.to_string(), "127.0.0.1:8082");
-        assert_eq!(config.database_url.expose(), "postgres://storage:storage@127.0.0.1:5432/storage");
+        assert_eq!(config.database_url.expose(), "postgres://storage@127.0.0.1:5432/storage");
         assert_eq!(config.kafka.brokers, "127.0.0.1:9092");
         assert_eq!(config.telemetry.log_format, LogFormat::Text);
     }

@@ -11,9 +11,17 @@ use tokio_postgres::NoTls;
 
 use crate::config::{KafkaConfig, Secret};
 
-/// URL of a role that may create databases (the local stack's `storage` role has CREATEDB).
+/// URL of a role that may create databases: `CHATVAULT_TEST_ADMIN_DATABASE_URL`, else the
+/// local stack's `storage` role (CREATEDB) with the password `scripts/stack.sh up` generated
+/// into `.state/secrets/postgres-storage`.
 pub fn admin_database_url() -> String {
-    std::env::var("CHATVAULT_TEST_ADMIN_DATABASE_URL").unwrap_or_else(|_| "postgres://storage:storage@127.0.0.1:5432/storage".to_owned())
+    if let Ok(url) = std::env::var("CHATVAULT_TEST_ADMIN_DATABASE_URL") {
+        return url;
+    }
+    let password_file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.state/secrets/postgres-storage");
+    let password = std::fs::read_to_string(&password_file)
+        .unwrap_or_else(|error| panic!("{} cannot be read ({error}): run scripts/stack.sh up first", password_file.display()));
+    format!("postgres://storage:{}@127.0.0.1:5432/storage", password.trim())
 }
 
 /// A database created for one test and dropped when the test ends.

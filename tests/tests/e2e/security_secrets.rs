@@ -339,3 +339,18 @@ async fn a_fresh_install_has_a_random_secret_and_no_usable_default_admin_passwor
     assert_eq!(session.account.expect("account").role, ADMIN_ROLE);
     shutdown.cancel();
 }
+
+#[tokio::test]
+async fn the_database_roles_have_no_public_password() {
+    // The roles' passwords are generated per installation by scripts/stack.sh; the old
+    // role-named ones (storage:storage) no longer open anything.
+    for role in ["storage", "users", "audit", "backup"] {
+        let public = format!("postgres://{role}:{role}@127.0.0.1:5432/{role}");
+        let refused = tokio_postgres::connect(&public, tokio_postgres::NoTls).await.err().map(|error| error.to_string());
+        assert!(refused.is_some(), "{role} must not log in with its name as password");
+    }
+    let database = TestDb::fresh().await;
+    let client = database.client().await;
+    let one: i32 = client.query_one("SELECT 1", &[]).await.expect("the generated password works").get(0);
+    assert_eq!(one, 1);
+}
