@@ -260,6 +260,33 @@ async fn repeated_failed_logins_lock_the_account() {
 }
 
 #[tokio::test]
+async fn log_ins_of_a_name_nobody_holds_are_answered_like_an_accounts() {
+    let platform = AuthPlatform::start().await;
+    let existing = unique_name("fay");
+    platform.register(&existing, "correct horse 47").await.expect("registers");
+    let unknown = unique_name("ghost");
+    // The same refusals in the same order: three wrong passwords, then the lock, for a
+    // registered name and for one nobody holds, so the answers cannot tell them apart.
+    for name in [&existing, &unknown] {
+        let mut answers = Vec::new();
+        for _ in 0..4 {
+            let refused = platform.login(name, "wrong password 9").await.expect_err("refused");
+            answers.push((refused.code(), refused.message().split(" until ").next().unwrap_or_default().to_owned()));
+        }
+        assert_eq!(
+            answers,
+            vec![
+                (Code::Unauthenticated, "wrong username or password".to_owned()),
+                (Code::Unauthenticated, "wrong username or password".to_owned()),
+                (Code::Unauthenticated, "wrong username or password".to_owned()),
+                (Code::ResourceExhausted, "too many failed log-ins; the account is locked".to_owned()),
+            ],
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn tampered_expired_and_wrongly_signed_tokens_are_refused_by_every_service() {
     let platform = AuthPlatform::start().await;
     let username = unique_name("erin");

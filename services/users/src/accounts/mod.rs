@@ -4,6 +4,7 @@
 
 pub mod outbox;
 pub mod restore;
+pub mod unknown_names;
 
 use std::time::Duration;
 

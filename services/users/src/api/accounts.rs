@@ -68,11 +68,17 @@ pub struct AccountsApi {
     settings: AccountSettings,
     auth: AuthConfig,
     relay: OutboxRelay,
+    /// Failed log-ins of names no account holds, answered like an account's.
+    unknown_names: std::sync::Arc<accounts::unknown_names::UnknownNameFailures>,
 }
+
+/// How many unknown names the log-in failure counter remembers.
+const UNKNOWN_NAMES_REMEMBERED: usize = 100_000;
 
 impl AccountsApi {
     pub fn new(pool: Pool, settings: AccountSettings, auth: AuthConfig, relay: OutboxRelay) -> Self {
-        Self { pool, settings, auth, relay }
+        let unknown_names = std::sync::Arc::new(accounts::unknown_names::UnknownNameFailures::new(UNKNOWN_NAMES_REMEMBERED));
+        Self { pool, settings, auth, relay, unknown_names }
     }
 
     /// Creates the admin of `CHATVAULT_USERS_BOOTSTRAP_ADMIN` when no admin exists yet.
@@ -221,20 +227,24 @@ impl AccountsApi {
         let mut client = self.pool.get().await?;
         let transaction = client.transaction().await?;
         let username = request.username.trim().to_owned();
+        let now = Utc::now();
         let Some(account) = Self::load_account_for_update(&transaction, "lower(username) = lower($1)", &username).await? else {
-            // Same work as for a known account, so timing does not reveal which names exist.
+            // The same answers, work and delays as for a known account, so neither the
+            // answer nor its timing reveals which names exist.
+            if let Some(locked_until) = self.unknown_names.locked_until(&username, now) {
+                tracing::info!(%username, "log-in refused: unknown username, locked");
+                return Err(locked_account_error(locked_until));
+            }
             let _ = accounts::verify_password(request.password, accounts::dummy_hash().await.to_owned()).await;
-            tokio::time::sleep(self.settings.failure_delay(1)).await;
-            tracing::info!(%username, "log-in refused: unknown username");
+            let lockout = chrono::Duration::from_std(self.settings.lockout_duration).unwrap_or_default();
+            let (failures, _) = self.unknown_names.record_failure(&username, now, self.settings.lockout_threshold, lockout);
+            tracing::info!(%username, failures, "log-in refused: unknown username");
+            tokio::time::sleep(self.settings.failure_delay(failures)).await;
             return Err(Error::Unauthenticated("wrong username or password".to_owned()));
         };
-        let now = Utc::now();
         if let Some(locked_until) = account.locked_until.filter(|until| *until > now) {
             tracing::info!(username = %account.username, %locked_until, "log-in refused: account locked");
-            return Err(Error::ResourceExhausted(format!(
-                "too many failed log-ins; the account is locked until {}",
-                locked_until.format("%Y-%m-%d %H:%M:%S UTC")
-            )));
+            return Err(locked_account_error(locked_until));
         }
         let password_matches = accounts::verify_password(request.password, account.password_hash.clone()).await?;
         if !password_matches {
@@ -516,4 +526,9 @@ impl AccountsService for AccountsApi {
         )
         .into())
     }
+}
+
+/// The refusal of a log-in while the name is locked (an account's or an unknown name's alike).
+fn locked_account_error(locked_until: chrono::DateTime<Utc>) -> Error {
+    Error::ResourceExhausted(format!("too many failed log-ins; the account is locked until {}", locked_until.format("%Y-%m-%d %H:%M:%S UTC")))
 }
