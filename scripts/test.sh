@@ -96,6 +96,21 @@ cargo clippy --version >/dev/null 2>&1 || die "clippy is missing: rustup compone
 cargo fmt --all -- --check >/dev/null || { log "cargo fmt --check: files are not formatted (run cargo fmt)"; cargo fmt --all -- --check | head -40 || true; lint_status=1; }
 cargo clippy --workspace --all-targets -- -D warnings || { log "cargo clippy found warnings"; lint_status=1; }
 
+# Each test creates a database of its own (test_<uuid>) and leaves it for inspection; the
+# ones of earlier runs go now, or thousands of them pile up (and a PostgreSQL crash
+# recovery then syncs every one of their files).
+PG_STORAGE_PASSWORD_FILE="$ROOT/.state/secrets/postgres-storage"
+if [ -r "$PG_STORAGE_PASSWORD_FILE" ] && command -v psql >/dev/null 2>&1; then
+    leftovers="$(PGPASSWORD="$(cat "$PG_STORAGE_PASSWORD_FILE")" psql -h 127.0.0.1 -U storage -d storage -At \
+        -c "SELECT datname FROM pg_database WHERE datname ~ '^test_[0-9a-f]{32}$'" 2>/dev/null || true)"
+    dropped=0
+    for database in $leftovers; do
+        PGPASSWORD="$(cat "$PG_STORAGE_PASSWORD_FILE")" psql -h 127.0.0.1 -U storage -d storage -q \
+            -c "DROP DATABASE IF EXISTS $database WITH (FORCE)" >/dev/null 2>&1 && dropped=$((dropped + 1))
+    done
+    [ "$dropped" -eq 0 ] || log "dropped $dropped test database(s) of earlier runs"
+fi
+
 log "5/5 cargo test --workspace (CHATVAULT_TEST_STACK=1)"
 status=0
 cargo test --workspace --no-fail-fast "$@" || status=$?

@@ -101,6 +101,29 @@ impl AppliedPositions {
         self.sender.borrow().clone()
     }
 
+    /// Says in words what `required` still waits for after `limit`: how many events are
+    /// not yet applied, on which topics, and what to do.
+    fn still_pending(&self, required: &Positions, limit: Duration) -> String {
+        let applied = self.current();
+        let mut behind_by_topic: BTreeMap<&str, i64> = BTreeMap::new();
+        for ((topic, partition), next) in &required.0 {
+            let reached = applied.0.get(&(topic.clone(), *partition)).copied().unwrap_or(0);
+            if reached < *next {
+                *behind_by_topic.entry(topic.as_str()).or_insert(0) += next - reached;
+            }
+        }
+        let behind: Vec<String> = behind_by_topic.iter().map(|(topic, events)| format!("{events} on {topic}")).collect();
+        format!(
+            "waited {:.0} s and the data is not there yet: this service still has to apply {} event(s) up to the ones the token names ({}); \
+             it is busy with earlier events (a large import is applied in one piece once it commits). Nothing is lost: \
+             query again with the same token in a while (token: {})",
+            limit.as_secs_f64(),
+            behind_by_topic.values().sum::<i64>(),
+            behind.join(", "),
+            required.to_token()
+        )
+    }
+
     /// Waits until `required` is applied, at most `limit`. An empty token returns at once.
     /// Positions on topics this service does not read are left out (an import's token may
     /// also name the attachments' `files.events`); a token naming only such topics is
@@ -119,9 +142,7 @@ impl AppliedPositions {
         match waited {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(_)) => Err(Error::Other("projection stopped".to_owned())),
-            Err(_) => {
-                Err(Error::Timeout(format!("the projection has not yet applied {} (applied: {})", required.to_token(), self.current().to_token())))
-            }
+            Err(_) => Err(Error::Timeout(self.still_pending(required, limit))),
         }
     }
 }

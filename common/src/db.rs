@@ -18,8 +18,10 @@ pub struct Migration {
 }
 
 /// The migrations every service with projections needs.
-pub const COMMON_MIGRATIONS: &[Migration] =
-    &[Migration { id: "common/0001_projection_offsets", sql: include_str!("sql/0001_projection_offsets.sql") }];
+pub const COMMON_MIGRATIONS: &[Migration] = &[
+    Migration { id: "common/0001_projection_offsets", sql: include_str!("sql/0001_projection_offsets.sql") },
+    Migration { id: "common/0002_projection_replays", sql: include_str!("sql/0002_projection_replays.sql") },
+];
 
 /// Arbitrary constant key of the advisory lock that serialises migrations.
 const MIGRATION_LOCK_KEY: i64 = 0x6368_6174_7661_756c;

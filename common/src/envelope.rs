@@ -34,6 +34,16 @@ pub const DLQ_FAILED_AT: &str = "dlq-failed-at";
 /// and offset they were replayed from, as `topic@partition:offset`.
 pub const DLQ_REPLAYED_FROM: &str = "dlq-replayed-from";
 
+/// Set on every record of a staged import ([`crate::staged::StagedPublisher`]): the import's
+/// id. Projections skip such records as they arrive and apply them only when the import's
+/// commit marker arrives, so an import that never commits is never applied.
+pub const IMPORT_ID: &str = "import-id";
+/// Set on an import's commit marker (one per partition the import wrote to): the import's id.
+pub const IMPORT_COMMITTED: &str = "import-committed";
+/// Set on an import's commit marker: the offset, in decimal, of the import's first record
+/// on the marker's partition.
+pub const IMPORT_FIRST_OFFSET: &str = "import-first-offset";
+
 /// The content type of JSON record values (the log lines on `audit.logs`).
 pub const JSON_CONTENT_TYPE: &str = "application/json";
 

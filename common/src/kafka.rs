@@ -21,14 +21,19 @@ pub fn idempotent_producer(kafka: &KafkaConfig, client_id: &str) -> Result<Futur
 /// Returns a transactional producer; call `init_transactions` before use. Each concurrent
 /// transaction needs its own `transactional_id`.
 pub fn transactional_producer(kafka: &KafkaConfig, client_id: &str, transactional_id: &str) -> Result<FutureProducer> {
+    let timeout_ms = crate::staged::MARKER_TRANSACTION_TIMEOUT.as_millis().to_string();
     Ok(producer_config(kafka, client_id)
         .set("transactional.id", transactional_id)
-        // An import of a large export runs for minutes inside one transaction.
-        .set("transaction.timeout.ms", "900000")
+        // Transactions hold back `read_committed` readers of their partitions while open,
+        // and for this long after their producer died: they must stay short.
+        .set("transaction.timeout.ms", &timeout_ms)
+        // librdkafka wants a message's delivery timeout within its transaction's.
+        .set("message.timeout.ms", &timeout_ms)
         .create()?)
 }
 
-fn producer_config(kafka: &KafkaConfig, client_id: &str) -> ClientConfig {
+/// The settings every chatvault producer shares: idempotent, `acks=all`, a bounded queue.
+pub fn producer_config(kafka: &KafkaConfig, client_id: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", &kafka.brokers)

@@ -19,11 +19,11 @@ pub mod projection;
 pub mod revocation;
 pub mod shutdown;
 pub mod snapshot;
+pub mod staged;
 pub mod status;
 pub mod telemetry;
 pub mod text;
 pub mod topics;
-pub mod transaction;
 
 #[cfg(feature = "test-support")]
 pub mod test_support;

@@ -20,6 +20,16 @@
 //! [`Projection::apply`] may therefore run several times within one transaction, each time
 //! with a different part of the batch: staging tables must be dropped at the end of each
 //! call.
+//!
+//! Staged imports ([`crate::staged`]): a record carrying the [`IMPORT_ID`] header is skipped
+//! where it arrives (its offset still moves on), so other events on its partition are never
+//! held back by an import in progress. When the import's commit marker arrives (a record
+//! with [`IMPORT_COMMITTED`]), the runner reads the partition again from the import's first
+//! offset ([`IMPORT_FIRST_OFFSET`]) up to the marker and applies the import's records, in
+//! their order and in batches, then the marker itself. Progress is stored in
+//! `projection_replays` with each batch, and the partition's offset moves past the marker
+//! only with the last one, so a restart in the middle resumes where it stopped. An import
+//! that never commits is never applied.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -36,7 +46,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::KafkaConfig;
 use crate::consistency::{AppliedPositions, Positions};
 use crate::envelope::{
-    self, DLQ_DETAIL, DLQ_ERROR, DLQ_FAILED_AT, DLQ_ORIGINAL_OFFSET, DLQ_ORIGINAL_PARTITION, DLQ_ORIGINAL_TOPIC, DLQ_PROJECTION, DLQ_SQLSTATE,
+    self, header_text, DLQ_DETAIL, DLQ_ERROR, DLQ_FAILED_AT, DLQ_ORIGINAL_OFFSET, DLQ_ORIGINAL_PARTITION, DLQ_ORIGINAL_TOPIC, DLQ_PROJECTION,
+    DLQ_SQLSTATE, IMPORT_COMMITTED, IMPORT_FIRST_OFFSET, IMPORT_ID,
 };
 use crate::error::FailureReport;
 use crate::http::{PROJECTION_BATCH_SECONDS, PROJECTION_DEAD_LETTERS, PROJECTION_RECORDS};
@@ -74,6 +85,31 @@ pub trait Projection: Send + Sync + 'static {
     /// PostgreSQL classes 22, 23 and 54) sends that record to the dead-letter topic; any
     /// other error is retried.
     fn apply(&self, transaction: &tokio_postgres::Transaction<'_>, batch: &[Applied<Self::Event>]) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// What a batch's transaction records besides the rows the projection writes.
+#[derive(Debug)]
+enum Bookkeeping {
+    /// The next offsets of the partitions the batch came from.
+    Offsets(Positions),
+    /// Progress through a committed import: `next_offset` is where reading goes on. With
+    /// `marker_offset` the import is done: the partition's offset moves past the marker.
+    Replay { topic: String, partition: i32, import_id: String, next_offset: i64, marker_offset: Option<i64> },
+}
+
+impl Bookkeeping {
+    /// Returns the partition offsets the transaction stores.
+    fn offsets(&self) -> Positions {
+        match self {
+            Bookkeeping::Offsets(positions) => positions.clone(),
+            Bookkeeping::Replay { topic, partition, marker_offset: Some(marker_offset), .. } => {
+                let mut positions = Positions::default();
+                positions.record_written(topic, *partition, *marker_offset);
+                positions
+            }
+            Bookkeeping::Replay { marker_offset: None, .. } => Positions::default(),
+        }
+    }
 }
 
 /// How records are grouped into transactions.
@@ -146,10 +182,143 @@ impl<P: Projection> ProjectionRunner<P> {
         tracing::info!(projection = %projection_name, topics = ?self.topics, resume_from = %stored.to_token(), "projection started");
 
         while let Some(batch) = self.next_batch(&consumer, &shutdown).await {
-            self.apply_batch(batch, &dead_letter_producer, &shutdown).await?;
+            if !self.apply_records(batch, &dead_letter_producer, &shutdown).await? {
+                break;
+            }
         }
         tracing::info!(projection = %projection_name, "projection stopped");
         Ok(())
+    }
+
+    /// Applies records as they came from the topics: records of staged imports are skipped,
+    /// and each import commit marker among them applies its import where it stands. Returns
+    /// false when shutdown interrupted the application of an import (it resumes at the next
+    /// start).
+    async fn apply_records(
+        &self,
+        mut records: Vec<OwnedMessage>,
+        dead_letter_producer: &FutureProducer,
+        shutdown: &CancellationToken,
+    ) -> Result<bool> {
+        loop {
+            let marker_at =
+                records.iter().position(|record| record.headers().is_some_and(|headers| header_text(headers, IMPORT_COMMITTED).is_some()));
+            let Some(marker_at) = marker_at else {
+                self.apply_arrivals(records, dead_letter_producer, shutdown).await?;
+                return Ok(true);
+            };
+            let after_marker = records.split_off(marker_at + 1);
+            let marker = records.pop().ok_or_else(|| Error::Other("a commit marker vanished from its batch".to_owned()))?;
+            if !records.is_empty() {
+                self.apply_arrivals(records, dead_letter_producer, shutdown).await?;
+            }
+            if !self.apply_committed_import(marker, dead_letter_producer, shutdown).await? {
+                return Ok(false);
+            }
+            if after_marker.is_empty() {
+                return Ok(true);
+            }
+            records = after_marker;
+        }
+    }
+
+    /// Applies records that are not commit markers: those of staged imports only move the
+    /// offsets on.
+    async fn apply_arrivals(&self, records: Vec<OwnedMessage>, dead_letter_producer: &FutureProducer, shutdown: &CancellationToken) -> Result<()> {
+        let mut positions = Positions::default();
+        for record in &records {
+            positions.record_written(record.topic(), record.partition(), record.offset());
+        }
+        let applicable: Vec<OwnedMessage> =
+            records.into_iter().filter(|record| !record.headers().is_some_and(|headers| header_text(headers, IMPORT_ID).is_some())).collect();
+        self.apply_batch(applicable, Bookkeeping::Offsets(positions), dead_letter_producer, shutdown).await
+    }
+
+    /// Applies the import whose commit marker is `marker`: reads its partition from the
+    /// import's first offset (or where an interrupted application stopped) up to the marker,
+    /// applies the import's records in batches, then the marker. Returns false when shutdown
+    /// came first.
+    async fn apply_committed_import(
+        &self,
+        marker: OwnedMessage,
+        dead_letter_producer: &FutureProducer,
+        shutdown: &CancellationToken,
+    ) -> Result<bool> {
+        let projection_name = self.projection.name();
+        let (topic, partition, marker_offset) = (marker.topic().to_owned(), marker.partition(), marker.offset());
+        let headers = marker.headers();
+        let import_id = headers.and_then(|headers| header_text(headers, IMPORT_COMMITTED)).unwrap_or_default().to_owned();
+        let Some(first_offset) = headers.and_then(|headers| header_text(headers, IMPORT_FIRST_OFFSET)).and_then(|text| text.parse::<i64>().ok())
+        else {
+            tracing::warn!(projection = projection_name, %topic, partition, offset = marker_offset, import_id, "commit marker without a first offset; applied as a plain record");
+            let mut positions = Positions::default();
+            positions.record_written(&topic, partition, marker_offset);
+            self.apply_batch(vec![marker], Bookkeeping::Offsets(positions), dead_letter_producer, shutdown).await?;
+            return Ok(true);
+        };
+        let started = Instant::now();
+        let resume_from = self.replay_resume_point(&topic, partition, &import_id).await?.unwrap_or(first_offset).max(first_offset);
+        tracing::info!(projection = projection_name, %topic, partition, import_id, first_offset, resume_from, marker_offset, "applying a committed import");
+        let progress = |next_offset: i64, finished: bool| Bookkeeping::Replay {
+            topic: topic.clone(),
+            partition,
+            import_id: import_id.clone(),
+            next_offset,
+            marker_offset: finished.then_some(marker_offset),
+        };
+        let mut records: Vec<OwnedMessage> = Vec::new();
+        let mut applied = 0usize;
+        if resume_from < marker_offset {
+            let reader = kafka::read_committed_consumer(&self.kafka, &format!("chatvault-{projection_name}-import"))?;
+            let mut assignment = TopicPartitionList::new();
+            assignment.add_partition_offset(&topic, partition, Offset::Offset(resume_from))?;
+            reader.assign(&assignment)?;
+            loop {
+                let received = tokio::select! {
+                    () = shutdown.cancelled() => return Ok(false),
+                    received = reader.recv() => received,
+                };
+                let record = match received {
+                    Ok(record) => record,
+                    Err(error) => {
+                        tracing::warn!(projection = projection_name, %error, "kafka receive failed while applying an import, retrying");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        continue;
+                    }
+                };
+                if record.offset() >= marker_offset {
+                    break;
+                }
+                let next_offset = record.offset() + 1;
+                if record.headers().and_then(|headers| header_text(headers, IMPORT_ID)) == Some(import_id.as_str()) {
+                    records.push(record.detach());
+                }
+                if next_offset >= marker_offset {
+                    break;
+                }
+                if records.len() >= self.settings.max_records {
+                    applied += records.len();
+                    self.apply_batch(std::mem::take(&mut records), progress(next_offset, false), dead_letter_producer, shutdown).await?;
+                }
+            }
+        }
+        applied += records.len();
+        records.push(marker);
+        self.apply_batch(records, progress(marker_offset + 1, true), dead_letter_producer, shutdown).await?;
+        tracing::info!(projection = projection_name, %topic, partition, import_id, records = applied, elapsed_ms = started.elapsed().as_millis() as u64, "committed import applied");
+        Ok(true)
+    }
+
+    /// Returns where an interrupted application of `import_id` on the partition stopped.
+    async fn replay_resume_point(&self, topic: &str, partition: i32, import_id: &str) -> Result<Option<i64>> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                "SELECT next_offset FROM projection_replays WHERE projection = $1 AND topic = $2 AND partition = $3 AND import_id = $4",
+                &[&self.projection.name(), &topic, &partition, &import_id],
+            )
+            .await?;
+        Ok(row.map(|row| row.get(0)))
     }
 
     async fn load_stored_positions(&self) -> Result<Positions> {
@@ -214,14 +383,20 @@ impl<P: Projection> ProjectionRunner<P> {
         Some(batch)
     }
 
-    async fn apply_batch(&self, batch: Vec<OwnedMessage>, dead_letter_producer: &FutureProducer, shutdown: &CancellationToken) -> Result<()> {
+    /// Decodes and applies `batch` in one transaction together with `bookkeeping`, retrying
+    /// with backoff until it commits (or shutdown).
+    async fn apply_batch(
+        &self,
+        batch: Vec<OwnedMessage>,
+        bookkeeping: Bookkeeping,
+        dead_letter_producer: &FutureProducer,
+        shutdown: &CancellationToken,
+    ) -> Result<()> {
         let started = Instant::now();
         let projection_name = self.projection.name();
-        let mut positions = Positions::default();
         let mut decoded = Vec::with_capacity(batch.len());
         let mut records_by_trace: BTreeMap<String, (String, usize)> = BTreeMap::new();
         for record in &batch {
-            positions.record_written(record.topic(), record.partition(), record.offset());
             let traceparent = record.headers().and_then(|headers| envelope::header_text(headers, envelope::TRACEPARENT)).map(str::to_owned);
             match self.projection.decode(record) {
                 Ok(event) => {
@@ -250,7 +425,7 @@ impl<P: Projection> ProjectionRunner<P> {
 
         let mut attempt: u32 = 0;
         let dead_lettered = loop {
-            match self.apply_in_one_transaction(&batch, &decoded, &positions, dead_letter_producer).await {
+            match self.apply_in_one_transaction(&batch, &decoded, &bookkeeping, dead_letter_producer).await {
                 Ok(dead_lettered) => break dead_lettered,
                 Err(error) => {
                     attempt += 1;
@@ -273,6 +448,7 @@ impl<P: Projection> ProjectionRunner<P> {
             }
         };
         self.health.applied(projection_name);
+        let positions = bookkeeping.offsets();
         self.applied.advance(&positions);
         for (index, applied) in decoded.iter().enumerate() {
             if !dead_lettered.contains(&index) {
@@ -289,14 +465,14 @@ impl<P: Projection> ProjectionRunner<P> {
         Ok(())
     }
 
-    /// Applies `decoded` and stores `positions` in one transaction. Records that cannot be
+    /// Applies `decoded` and records `bookkeeping` in one transaction. Records that cannot be
     /// applied are isolated and dead-lettered (see the module documentation); returns their
     /// indexes in `decoded`. Any other error rolls everything back and is returned.
     async fn apply_in_one_transaction(
         &self,
         batch: &[OwnedMessage],
         decoded: &[Applied<P::Event>],
-        positions: &Positions,
+        bookkeeping: &Bookkeeping,
         dead_letter_producer: &FutureProducer,
     ) -> Result<Vec<usize>> {
         let mut client = self.pool.get().await?;
@@ -312,6 +488,27 @@ impl<P: Projection> ProjectionRunner<P> {
             self.dead_letter(dead_letter_producer, record, &FailureReport::of(&error)).await?;
             dead_lettered.push(index);
         }
+        if let Bookkeeping::Replay { topic, partition, import_id, next_offset, marker_offset } = bookkeeping {
+            if marker_offset.is_some() {
+                transaction
+                    .execute(
+                        "DELETE FROM projection_replays WHERE projection = $1 AND topic = $2 AND partition = $3 AND import_id = $4",
+                        &[&self.projection.name(), topic, partition, import_id],
+                    )
+                    .await?;
+            } else {
+                transaction
+                    .execute(
+                        "INSERT INTO projection_replays (projection, topic, partition, import_id, next_offset, updated_at)
+                         VALUES ($1, $2, $3, $4, $5, now())
+                         ON CONFLICT (projection, topic, partition, import_id) DO UPDATE
+                         SET next_offset = EXCLUDED.next_offset, updated_at = now()",
+                        &[&self.projection.name(), topic, partition, import_id, next_offset],
+                    )
+                    .await?;
+            }
+        }
+        let positions = bookkeeping.offsets();
         let (topics, partitions, offsets): (Vec<&str>, Vec<i32>, Vec<i64>) = positions
             .0
             .iter()

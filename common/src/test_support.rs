@@ -24,7 +24,9 @@ pub fn admin_database_url() -> String {
     format!("postgres://storage:{}@127.0.0.1:5432/storage", password.trim())
 }
 
-/// A database created for one test and dropped when the test ends.
+/// A database created for one test. It outlives the test (services may still hold
+/// connections, and a failed test's rows are worth a look); `scripts/test.sh` drops the
+/// ones of earlier runs before it runs the tests.
 #[derive(Debug)]
 pub struct TestDb {
     pub name: String,

@@ -1,6 +1,6 @@
 //! Restoring a backup through the platform's own paths, so every projection rebuilds:
 //! accounts through the users service, files through ingest (same ids, owners and dates),
-//! chats, messages and their grants as events on `chat.events` in one Kafka transaction, each
+//! chats, messages and their grants as events on `chat.events` in one staged import, each
 //! archive under the owner the backup names (backups from before owners existed have no
 //! owner columns: their archives come back with the owner `""`, which only admins see). The
 //! backup is verified whole first; rows the platform already holds are counted and not sent
@@ -14,8 +14,8 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Int16Type, Int64Type, TimestampMicrosecondType};
 use arrow_array::{Array, RecordBatch, StringArray};
 use chatvault_common::consistency::Positions;
+use chatvault_common::staged::{chat_import_committed, StagedPublisher};
 use chatvault_common::topics::CHAT_EVENTS;
-use chatvault_common::transaction::TransactionalPublisher;
 use chatvault_proto::backup::v1::{Progress, RestoreSummary, RestoredTable};
 use chatvault_proto::chat::v1::{chat_event, ChatEvent, ChatImported, ChatShared, Media, MessagePosted, TextEntity};
 use chatvault_proto::ingest::v1::file_upload_service_client::FileUploadServiceClient;
@@ -352,8 +352,8 @@ async fn read_chunks(path: std::path::PathBuf) -> Result<impl futures::Stream<It
         .map(|chunk| UploadFileRequest { message: Some(upload_file_request::Message::Chunk(chunk)) }))
 }
 
-/// Publishes the backup's chats, messages and grants the platform lacks, in one
-/// transaction; returns what each table restored (grants only when the backup has them).
+/// Publishes the backup's chats, messages and grants the platform lacks as one staged
+/// import (read models apply all of it or none); returns what each table restored (grants only when the backup has them).
 async fn restore_chat_events(
     context: &Context,
     manifest: &Manifest,
@@ -366,9 +366,9 @@ async fn restore_chat_events(
     let mut messages = RestoredTable { name: "messages".into(), ..Default::default() };
     let mut grants = manifest.table("chat_grants").map(|_| RestoredTable { name: "chat_grants".into(), ..Default::default() });
     let total_messages = manifest.table("messages").map_or(0, |table| table.rows);
-    let transactional_id = format!("chatvault-backup-restore-{}-{}", manifest.backup_id, uuid::Uuid::now_v7().simple());
+    let import_id = format!("restore-{}-{}", manifest.backup_id, uuid::Uuid::now_v7().simple());
     let topic = context.kafka.topic(CHAT_EVENTS);
-    let mut publisher = TransactionalPublisher::begin(&context.kafka, &topic, "backup", &transactional_id).await?;
+    let mut publisher = StagedPublisher::begin(&context.kafka, &topic, "backup", &import_id)?;
     let outcome: Result<(), Error> = async {
         for batch in read_table(manifest, folder, "chats", kind)? {
             for event in chat_events(&batch?, present, &mut chats)? {
@@ -397,11 +397,12 @@ async fn restore_chat_events(
     .await;
     match outcome {
         Ok(()) => {
-            let positions = publisher.commit().await?;
+            let restorer = chatvault_common::caller::acting_caller().unwrap_or_default();
+            let positions = publisher.commit(chat_import_committed(&import_id, &restorer)).await?;
             Ok(([Some(chats), Some(messages), grants].into_iter().flatten().collect(), positions))
         }
         Err(error) => {
-            publisher.abort().await;
+            publisher.abort();
             Err(error)
         }
     }

@@ -18,6 +18,7 @@ mod grpc_reflection;
 mod helpers;
 mod import_crash_safety;
 mod import_html;
+mod import_isolation;
 mod import_json;
 mod kafka_outage;
 mod ownership;

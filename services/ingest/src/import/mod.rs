@@ -2,8 +2,11 @@
 //!
 //! A parser thread reads the export as a stream (bounded memory whatever its size), maps
 //! each chat and message to its event and encodes it; the async side publishes the encoded
-//! records inside one Kafka transaction. The transaction commits only when the whole export
-//! parsed cleanly: a broken export publishes nothing that `read_committed` consumers see.
+//! records as a staged import ([`chatvault_common::staged`]): every record goes out at once,
+//! no Kafka transaction stays open while the export is read, and read models apply the
+//! import only when its commit markers follow, which happens only when the whole export
+//! parsed cleanly and Kafka acknowledged every record. A broken export, a cancelled import
+//! or a crashed ingest is never applied, and never holds back anyone else's events.
 
 pub mod attachments;
 mod event_mapping;
@@ -23,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Error;
 use attachments::AttachmentStore;
-use chatvault_common::transaction::TransactionalPublisher;
+use chatvault_common::staged::{chat_import_committed, StagedPublisher};
 pub use event_mapping::{chat_imported_event, message_posted_event, EncodedEvent, CHAT_IMPORTED_TYPE, MESSAGE_POSTED_TYPE};
 use source::{export_bytes_total, ExportReader};
 pub use source::{locate_export, locate_server_export, ExportSource};
@@ -114,8 +117,8 @@ enum ParsedItem {
     Records(Vec<EncodedEvent>, u64),
 }
 
-/// Runs one import to its end: returns the summary once the transaction is committed, or
-/// an error after aborting it. `on_progress` is called a few times a second.
+/// Runs one import to its end: returns the summary once the import is committed (its
+/// consistency token names the commit markers), or an error after giving it up. `on_progress` is called a few times a second.
 pub async fn run_import(
     kafka: &KafkaConfig,
     request: ImportRequest,
@@ -125,8 +128,7 @@ pub async fn run_import(
     let started = Instant::now();
     let bytes_total = export_bytes_total(&request.source);
     let topic = kafka.topic(CHAT_EVENTS);
-    let transactional_id = format!("chatvault-ingest-{}", request.import_id);
-    let mut publisher = TransactionalPublisher::begin(kafka, &topic, "ingest", &transactional_id).await.map_err(from_publisher)?;
+    let mut publisher = StagedPublisher::begin(kafka, &topic, "ingest", &request.import_id).map_err(from_publisher)?;
 
     let (batches, mut receiver) = mpsc::channel::<ParsedItem>(BATCHES_IN_CHANNEL);
     let parser_request = request.clone();
@@ -163,12 +165,12 @@ pub async fn run_import(
     let totals = match (publish_error, parse_outcome) {
         (None, Ok(totals)) => totals,
         (Some(error), _) | (None, Err(error)) => {
-            publisher.abort().await;
+            publisher.abort();
             return Err(error);
         }
     };
     let published = publisher.published();
-    let positions = publisher.commit().await.map_err(from_publisher)?;
+    let positions = publisher.commit(chat_import_committed(&request.import_id, &request.owner)).await.map_err(from_publisher)?;
     on_progress(progress_of(totals.bytes_read.max(bytes_read), bytes_total, published, started));
     Ok(ImportSummary {
         import_id: request.import_id,

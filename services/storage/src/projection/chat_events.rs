@@ -67,6 +67,8 @@ impl Projection for ChatEventsProjection {
                 }
                 chat_event::Event::ChatShared(shared) => grants.share(shared),
                 chat_event::Event::ChatShareRevoked(revoked) => grants.revoke(revoked),
+                // The runner has applied the import's records before its marker.
+                chat_event::Event::ImportCommitted(_) => {}
             }
         }
         for chat in chats {

@@ -142,7 +142,7 @@ impl Projection for AuthorsProjection {
                 }
                 chat_event::Event::ChatShared(shared) => grants.share(shared),
                 chat_event::Event::ChatShareRevoked(revoked) => grants.revoke(revoked),
-                chat_event::Event::ChatImported(_) => {}
+                chat_event::Event::ChatImported(_) | chat_event::Event::ImportCommitted(_) => {}
             }
         }
         apply_grants(transaction, grants).await?;
