@@ -13,6 +13,8 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
+use chatvault_bench::platform::{bench_folder, fresh_database, logs_folder};
+use chatvault_bench::results::{check_equal, record, thousands, Row, Target};
 use chatvault_common::test_support::{service_environment, spawn_service_process, unique_topic_prefix, ChildService, TestDb};
 use chatvault_proto::backup::v1::backup_service_client::BackupServiceClient;
 use chatvault_proto::backup::v1::{create_backup_response, restore_backup_response, Backup, BackupFormat, CreateBackupRequest, RestoreBackupRequest};
@@ -32,10 +34,10 @@ struct Platform {
 }
 
 async fn start_platform(backups: &Path, label: &str) -> anyhow::Result<Platform> {
-    let database = TestDb::fresh().await;
+    let database = fresh_database().await;
     let mut environment = service_environment(database.url.expose(), &unique_topic_prefix());
     environment.insert("CHATVAULT_CONSISTENCY_WAIT_MS".to_owned(), "7200000".to_owned());
-    let logs = std::env::temp_dir();
+    let logs = logs_folder();
     let storage = spawn_service_process("chatvault-storage", "STORAGE", environment.clone(), &logs.join(format!("bench-{label}-storage.log"))).await;
     let users = spawn_service_process("chatvault-users", "USERS", environment.clone(), &logs.join(format!("bench-{label}-users.log"))).await;
     let ingest = spawn_service_process("chatvault-ingest", "INGEST", environment.clone(), &logs.join(format!("bench-{label}-ingest.log"))).await;
@@ -114,31 +116,56 @@ fn python() -> PathBuf {
         .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(".state").join("python").join("bin").join("python"))
 }
 
-/// pyarrow writing the rows of our Parquet file anew (zstd, same row group size): rows/s.
-fn pyarrow_write_rate(parquet: &Path, out: &Path) -> anyhow::Result<f64> {
+/// Fails unless the Python of the benchmark imports pyarrow (`scripts/bench.sh` installs
+/// it into `.state/python` first); returns its version.
+fn pyarrow_version() -> anyhow::Result<String> {
+    let python = python();
+    let output = Command::new(&python).args(["-c", "import pyarrow; print(pyarrow.__version__)"]).output().with_context(|| {
+        format!("running {} (scripts/bench.sh installs pyarrow into .state/python; CHATVAULT_PYTHON names another)", python.display())
+    })?;
+    if !output.status.success() {
+        bail!(
+            "{} cannot import pyarrow (scripts/bench.sh installs it into .state/python): {}",
+            python.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+/// pyarrow writing the rows of our Parquet file anew (zstd level 1 and 131,072-row groups,
+/// as the backup writes): the rows it wrote and rows/s.
+fn pyarrow_write_rate(parquet: &Path, out: &Path) -> anyhow::Result<(u64, f64)> {
     let script = r#"
 import sys, time, pyarrow.parquet as pq
 table = pq.read_table(sys.argv[1])
 started = time.perf_counter()
 pq.write_table(table, sys.argv[2], compression="zstd", compression_level=1, row_group_size=131072)
-print(table.num_rows / (time.perf_counter() - started))
+seconds = time.perf_counter() - started
+print(pq.read_metadata(sys.argv[2]).num_rows, table.num_rows / seconds)
 "#;
-    let output = Command::new(python())
-        .arg("-c")
-        .arg(script)
-        .arg(parquet)
-        .arg(out)
-        .output()
-        .context("running python (scripts/tools.sh sets up .state/python)")?;
+    let output = Command::new(python()).arg("-c").arg(script).arg(parquet).arg(out).output().context("running python with pyarrow")?;
     if !output.status.success() {
         bail!("pyarrow failed: {}", String::from_utf8_lossy(&output.stderr));
     }
-    Ok(String::from_utf8_lossy(&output.stdout).trim().parse()?)
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let mut fields = stdout.split_whitespace();
+    let rows = fields.next().context("pyarrow printed nothing")?.parse()?;
+    let rate = fields.next().context("pyarrow printed no rate")?.parse()?;
+    Ok((rows, rate))
 }
 
 pub(crate) async fn run(message_count: u64) -> anyhow::Result<()> {
-    let backups = tempfile_folder("chatvault-bench-backups")?;
-    let source = start_platform(&backups, "backup-source").await?;
+    println!("pyarrow {} ({})", pyarrow_version()?, python().display());
+    let backups = bench_folder("chatvault-bench-backups")?;
+    let outcome = measure(&backups, message_count).await;
+    let removed = std::fs::remove_dir_all(&backups).with_context(|| format!("removing {}", backups.display()));
+    outcome?;
+    removed
+}
+
+async fn measure(backups: &Path, message_count: u64) -> anyhow::Result<()> {
+    let source = start_platform(backups, "backup-source").await?;
     let client = source.database.client().await;
     let generating = Instant::now();
     generate_rows(&client, message_count).await?;
@@ -151,18 +178,17 @@ pub(crate) async fn run(message_count: u64) -> anyhow::Result<()> {
     let (csv_backup, csv_seconds) = take_backup(&mut backup, BackupFormat::Csv).await?;
     for taken in [&parquet_backup, &csv_backup] {
         let rows = taken.tables.iter().find(|table| table.name == "messages").map_or(0, |table| table.rows);
-        if rows != message_count {
-            bail!("backup {} holds {rows} messages, expected {message_count}", taken.id);
-        }
+        check_equal(&format!("messages in backup {}", taken.id), rows, message_count)?;
     }
     let parquet_rate = message_count as f64 / parquet_seconds;
     let csv_rate = message_count as f64 / csv_seconds;
     let parquet_file = Path::new(&parquet_backup.path).join("parquet/messages.parquet");
-    let pyarrow_rate = pyarrow_write_rate(&parquet_file, &backups.join("pyarrow-messages.parquet"))?;
+    let (pyarrow_rows, pyarrow_rate) = pyarrow_write_rate(&parquet_file, &backups.join("pyarrow-messages.parquet"))?;
+    check_equal("rows pyarrow read from the backup's messages.parquet and wrote", pyarrow_rows, message_count)?;
     let parquet_bytes = std::fs::metadata(&parquet_file)?.len();
 
     // Restore into an empty platform that finds the backup in its folder.
-    let target = start_platform(&backups, "backup-target").await?;
+    let target = start_platform(backups, "backup-target").await?;
     let mut restore = backup_client(&target).await?;
     let started = Instant::now();
     let mut stream = restore.restore_backup(admin(RestoreBackupRequest { backup_id: parquet_backup.id.clone(), format: 0 })).await?.into_inner();
@@ -177,9 +203,10 @@ pub(crate) async fn run(message_count: u64) -> anyhow::Result<()> {
     let restore_seconds = started.elapsed().as_secs_f64();
     let target_client = target.database.client().await;
     let restored: i64 = target_client.query_one("SELECT count(*) FROM messages", &[]).await?.get(0);
-    if restored as u64 != message_count {
-        bail!("the restored platform holds {restored} messages, expected {message_count}");
-    }
+    check_equal("messages in the restored platform", restored, message_count as i64)?;
+    // The services stop before the COPY FROM limit is measured.
+    drop(target);
+    drop(source);
     let copy_from_seconds = crate::import::copy_from_baseline(&client).await?;
     let restore_rate = message_count as f64 / restore_seconds;
     let copy_from_rate = message_count as f64 / copy_from_seconds;
@@ -200,17 +227,44 @@ pub(crate) async fn run(message_count: u64) -> anyhow::Result<()> {
         csv_backup.total_bytes as f64 / 1e6,
         parquet_bytes as f64 / 1e6
     );
-    println!(
-        "targets: CSV ÷ COPY ≥ 0.7 → {}; Parquet ÷ COPY ≥ 0.5 → {}",
-        if csv_rate / copy_rate >= 0.7 { "met" } else { "not met" },
-        if parquet_rate / copy_rate >= 0.5 { "met" } else { "not met" }
-    );
-    let _ = std::fs::remove_dir_all(&backups);
-    Ok(())
-}
+    let verdict = |met: bool| if met { "met" } else { "not met" };
+    println!("target: CSV backup ÷ COPY TO csv ≥ 0.7 → {}", verdict(csv_rate / copy_rate >= 0.7));
+    println!("target: Parquet backup ÷ pyarrow ≥ 0.5 → {}", verdict(parquet_rate / pyarrow_rate >= 0.5));
 
-fn tempfile_folder(name: &str) -> anyhow::Result<PathBuf> {
-    let folder = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&folder)?;
-    Ok(folder)
+    let full_size = message_count >= crate::import::FULL_JSON_MESSAGES;
+    let messages = thousands(message_count);
+    record(&Row {
+        key: "backup-csv".to_owned(),
+        work: format!("CSV backup, {messages} messages"),
+        figure: csv_rate,
+        unit: "messages/s".to_owned(),
+        limit: copy_rate,
+        limit_name: "COPY (SELECT * FROM messages) TO STDOUT (FORMAT csv)".to_owned(),
+        target: Target::RatioAtLeast(0.7),
+        full_size,
+        notes: format!("backup {:.1} MB of CSV (all tables), COPY {:.1} MB", csv_backup.total_bytes as f64 / 1e6, csv_bytes as f64 / 1e6),
+    })?;
+    record(&Row {
+        key: "backup-parquet".to_owned(),
+        work: format!("Parquet backup, {messages} messages"),
+        figure: parquet_rate,
+        unit: "messages/s".to_owned(),
+        limit: pyarrow_rate,
+        limit_name: "pyarrow write_table of the same rows, zstd level 1".to_owned(),
+        target: Target::RatioAtLeast(0.5),
+        full_size,
+        notes: format!("messages.parquet {:.1} MB; against COPY TO csv: {:.3}", parquet_bytes as f64 / 1e6, parquet_rate / copy_rate),
+    })?;
+    record(&Row {
+        key: "restore".to_owned(),
+        work: format!("restore of the Parquet backup into an empty platform, {messages} messages"),
+        figure: restore_rate,
+        unit: "messages/s".to_owned(),
+        limit: copy_from_rate,
+        limit_name: "PostgreSQL COPY FROM (binary), same rows, identical table".to_owned(),
+        target: Target::None,
+        full_size,
+        notes: String::new(),
+    })?;
+    Ok(())
 }

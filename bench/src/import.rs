@@ -3,20 +3,20 @@
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
-use chatvault_common::test_support::{binaries_folder, service_environment, spawn_service_process, unique_topic_prefix, TestDb};
-use chatvault_proto::common::v1::ConsistencyToken;
-use chatvault_proto::storage::v1::storage_service_client::StorageServiceClient;
-use chatvault_proto::storage::v1::ListChatsRequest;
+use chatvault_bench::platform::Platform;
+use chatvault_bench::process::mebibytes;
+use chatvault_bench::results::{check_equal, record, Row, Target};
 use futures::SinkExt;
 use telegram_export::{ExportEvent, HtmlExportReader, HtmlParseOptions, JsonExportReader, ParseOptions};
 
-use crate::process::{mebibytes, peak_rss_bytes};
-
 const CHAT_ID: i64 = 5_000_000_001;
+/// The sizes of the performance table's import rows.
+pub(crate) const FULL_JSON_MESSAGES: u64 = 1_000_000;
+pub(crate) const FULL_HTML_MESSAGES: u64 = 200_000;
+/// The peak memory ingest keeps below while importing, whatever the export's size.
+pub(crate) const INGEST_RSS_LIMIT_BYTES: u64 = 128 << 20;
 
 /// Which export format the benchmark generates and imports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,50 +37,32 @@ pub(crate) async fn run(format: ExportFormat, message_count: u64) -> anyhow::Res
         export_path.display()
     );
 
+    // Also leaves the export in the page cache, as for every import row.
     let (read_seconds, parse_seconds) = parser_against_plain_read(format, &export_path, &export_files)?;
     let read_rate = export_bytes as f64 / 1e6 / read_seconds;
     let parse_rate = export_bytes as f64 / 1e6 / parse_seconds;
 
-    let database = TestDb::fresh().await;
-    let topic_prefix = unique_topic_prefix();
-    let mut environment = service_environment(database.url.expose(), &topic_prefix);
-    // A large export takes minutes to project; the query below waits for all of it.
-    environment.insert("CHATVAULT_CONSISTENCY_WAIT_MS".to_owned(), "7200000".to_owned());
-    let logs = std::env::temp_dir();
-    let ingest = spawn_service_process("chatvault-ingest", "INGEST", environment.clone(), &logs.join("bench-ingest.log")).await;
-    let storage = spawn_service_process("chatvault-storage", "STORAGE", environment, &logs.join("bench-storage.log")).await;
-
+    let label = match format {
+        ExportFormat::Json => "import-json",
+        ExportFormat::Html => "import-html",
+    };
+    let platform = Platform::start(label, None).await?;
     let started = Instant::now();
-    // The server-path import: the export is read where it lies, as an admin would run it.
-    let cli = Command::new(binaries_folder().join("chatvault"))
-        .args(["import", "--json", "--server-path", "--chat-id", &CHAT_ID.to_string()])
-        .arg(&export_path)
-        .env("CHATVAULT_INGEST_URL", format!("http://{}", ingest.grpc_addr))
-        .output()
-        .context("running chatvault import")?;
-    if !cli.status.success() {
-        bail!("chatvault import failed: {}", String::from_utf8_lossy(&cli.stderr));
-    }
-    let summary: serde_json::Value = serde_json::from_slice(&cli.stdout).context("import summary JSON")?;
+    let summary = platform.import_with_cli(&export_path, CHAT_ID)?;
     let published_seconds = started.elapsed().as_secs_f64();
     // Ingest's work ends with the commit; its peak is taken before the long wait below.
-    let ingest_peak = peak_rss_bytes(ingest.child.id()).unwrap_or(0);
+    let ingest_peak = platform.peak_memory().ingest;
     let token = summary["consistency_token"].as_str().unwrap_or_default().to_owned();
-    let mut storage_client = StorageServiceClient::connect(format!("http://{}", storage.grpc_addr)).await?;
-    storage_client
-        .list_chats(ListChatsRequest { consistency_token: Some(ConsistencyToken { value: token }) })
-        .await
-        .context("waiting for the projection to apply the import")?;
+    platform.wait_for_storage(&token).await?;
     let end_to_end_seconds = started.elapsed().as_secs_f64();
-    let storage_peak = peak_rss_bytes(storage.child.id()).unwrap_or(0);
-    drop(ingest);
-    drop(storage);
+    let storage_peak = platform.peak_memory().storage;
+    let database = platform.stop();
 
+    check_equal("messages in the import summary", summary["messages"].as_u64(), Some(message_count))?;
+    check_equal("chats in the import summary", summary["chats"].as_u64(), Some(1))?;
     let client = database.client().await;
     let stored: i64 = client.query_one("SELECT count(*) FROM messages", &[]).await?.get(0);
-    if stored != summary["messages"].as_i64().unwrap_or(-1) {
-        bail!("storage holds {stored} messages, the export {message_count}");
-    }
+    check_equal("messages in storage", stored, message_count as i64)?;
     let copy_seconds = copy_from_baseline(&client).await?;
 
     let import_rate = message_count as f64 / end_to_end_seconds;
@@ -92,17 +74,65 @@ pub(crate) async fn run(format: ExportFormat, message_count: u64) -> anyhow::Res
     println!("{:<52} {:>10.0} /s {:>12}", "PostgreSQL COPY FROM, same rows, same table (limit)", copy_rate, "");
     println!("{:<52} {:>10.0} /s {:>12.3}", "end-to-end import, CLI start → projection applied", import_rate, import_rate / copy_rate);
     println!("{:<52} {:>14.1} s", "  of which: CLI until the transaction committed", published_seconds);
-    println!("{:<52} {:>14}", "ingest peak RSS (target < 128 MiB)", mebibytes(ingest_peak));
+    println!("{:<52} {:>14}", "ingest peak RSS (target ≤ 128 MiB)", mebibytes(ingest_peak));
     println!("{:<52} {:>14}", "storage peak RSS", mebibytes(storage_peak));
     println!();
     println!("target: end-to-end ÷ COPY ≥ 0.5 → {}", if import_rate / copy_rate >= 0.5 { "met" } else { "not met" });
+
+    let (key, work, full_size) = match format {
+        ExportFormat::Json => ("import-json", "end-to-end JSON import", message_count >= FULL_JSON_MESSAGES),
+        ExportFormat::Html => ("import-html", "end-to-end HTML import", message_count >= FULL_HTML_MESSAGES),
+    };
+    let format_name = match format {
+        ExportFormat::Json => "JSON",
+        ExportFormat::Html => "HTML",
+    };
+    record(&Row {
+        key: key.to_owned(),
+        work: format!("{work}, {} messages", chatvault_bench::results::thousands(message_count)),
+        figure: import_rate,
+        unit: "messages/s".to_owned(),
+        limit: copy_rate,
+        limit_name: "PostgreSQL COPY FROM (binary), same rows, identical table".to_owned(),
+        target: Target::RatioAtLeast(0.5),
+        full_size,
+        notes: format!(
+            "export {:.1} MB; {:.1} s end to end, of which {:.1} s until ingest committed; storage peak RSS {}",
+            export_bytes as f64 / 1e6,
+            end_to_end_seconds,
+            published_seconds,
+            mebibytes(storage_peak)
+        ),
+    })?;
+    record(&Row {
+        key: format!("parser-{}", format_name.to_lowercase()),
+        work: format!("{format_name} parser alone, {:.1} MB export", export_bytes as f64 / 1e6),
+        figure: parse_rate,
+        unit: "MB/s".to_owned(),
+        limit: read_rate,
+        limit_name: "plain read of the same files".to_owned(),
+        target: Target::None,
+        full_size,
+        notes: String::new(),
+    })?;
+    record(&Row {
+        key: format!("ingest-rss-{}", format_name.to_lowercase()),
+        work: format!("ingest peak RSS, {format_name} import of {:.1} MB", export_bytes as f64 / 1e6),
+        figure: ingest_peak as f64 / (1024.0 * 1024.0),
+        unit: "MiB".to_owned(),
+        limit: INGEST_RSS_LIMIT_BYTES as f64 / (1024.0 * 1024.0),
+        limit_name: "ingest's memory budget".to_owned(),
+        target: Target::AtMostLimit,
+        full_size,
+        notes: String::new(),
+    })?;
     Ok(())
 }
 
 /// Returns the cached export of `message_count` messages (its `result.json`, or the folder
 /// of its HTML pages), generating it once.
 fn synthetic_export(format: ExportFormat, message_count: u64) -> anyhow::Result<PathBuf> {
-    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("out");
+    let out = out_folder();
     match format {
         ExportFormat::Json => {
             let folder = out.join(format!("export-{message_count}"));
@@ -125,6 +155,11 @@ fn synthetic_export(format: ExportFormat, message_count: u64) -> anyhow::Result<
             Ok(folder)
         }
     }
+}
+
+/// The folder of cached exports and results: `bench/out/`.
+pub(crate) fn out_folder() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("out")
 }
 
 /// Returns the files a reader reads: `result.json`, or every `messages*.html`.
