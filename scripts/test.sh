@@ -97,7 +97,7 @@ cargo fmt --all -- --check >/dev/null || { log "cargo fmt --check: files are not
 cargo clippy --workspace --all-targets -- -D warnings || { log "cargo clippy found warnings"; lint_status=1; }
 
 # Each test creates a database of its own (test_<uuid>) and leaves it for inspection; the
-# ones of earlier runs go now, or thousands of them pile up (and a PostgreSQL crash
+# ones of earlier runs go now (those still in use stay), or thousands of them pile up (and a PostgreSQL crash
 # recovery then syncs every one of their files).
 PG_STORAGE_PASSWORD_FILE="$ROOT/.state/secrets/postgres-storage"
 if [ -r "$PG_STORAGE_PASSWORD_FILE" ] && command -v psql >/dev/null 2>&1; then
@@ -106,7 +106,7 @@ if [ -r "$PG_STORAGE_PASSWORD_FILE" ] && command -v psql >/dev/null 2>&1; then
     dropped=0
     for database in $leftovers; do
         PGPASSWORD="$(cat "$PG_STORAGE_PASSWORD_FILE")" psql -h 127.0.0.1 -U storage -d storage -q \
-            -c "DROP DATABASE IF EXISTS $database WITH (FORCE)" >/dev/null 2>&1 && dropped=$((dropped + 1))
+            -c "DROP DATABASE IF EXISTS $database" >/dev/null 2>&1 && dropped=$((dropped + 1))
     done
     [ "$dropped" -eq 0 ] || log "dropped $dropped test database(s) of earlier runs"
 fi

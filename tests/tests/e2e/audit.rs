@@ -191,7 +191,8 @@ async fn imports_uploads_and_file_commands_name_the_logged_in_user_as_actor() {
         .await
         .expect("delete");
 
-    let chat_events = (summary.chats + summary.messages) as usize;
+    // The import's events and its commit marker on each partition its token names.
+    let chat_events = (summary.chats + summary.messages) as usize + commit_markers(&summary);
     let file_events = ["FileStored", "ShareLinkCreated", "ShareLinkRevoked", "FileDeleted"];
     let everything = AuditQueryRequest::default();
     let arrived = wait_until(Duration::from_secs(60), || async {
@@ -326,7 +327,7 @@ async fn the_trace_id_of_an_import_finds_its_events_and_the_log_lines_of_ingest_
     let mut ingest_client = chatvault_proto::ingest::v1::ingest_service_client::IngestServiceClient::new(connect(ingest.grpc_addr).await);
     let summary = crate::helpers::import_with(&mut ingest_client, &crate::helpers::fixture("sample-export")).await.expect("imports");
     // One ChatImported per chat and one MessagePosted per message (service messages included).
-    let chat_events = summary.chats + summary.messages;
+    let chat_events = summary.chats + summary.messages + commit_markers(&summary) as u64;
 
     // With auth off every caller is an admin; find the import's trace id on its events.
     let database_client = database.client().await;
@@ -422,4 +423,10 @@ async fn partitions_older_than_the_retention_are_dropped_and_newer_ones_kept() {
     let rows = all_rows(&audit, by_marker, &admin.access_token).await.expect("query");
     assert_eq!(rows.len(), 1, "only the recent row is left");
     assert!(rows[0].event_json.contains("\"days_ago\": 0") || rows[0].event_json.contains("\"days_ago\":0"), "{}", rows[0].event_json);
+}
+
+/// Returns how many commit markers an import wrote: one per partition its token names.
+fn commit_markers(summary: &chatvault_proto::ingest::v1::ImportSummary) -> usize {
+    let token = summary.consistency_token.as_ref().map(|token| token.value.as_str()).unwrap_or_default();
+    token.split(',').filter(|position| position.contains("chat.events@")).count()
 }

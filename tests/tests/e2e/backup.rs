@@ -592,9 +592,14 @@ async fn a_backup_taken_during_an_import_matches_its_positions() {
     assert_eq!(last.tables.iter().find(|table| table.name == "messages").expect("messages").rows, sample_messages + 60_000);
 }
 
-/// Counts the distinct (chat, message) keys of MessagePosted records below `positions`.
+/// Counts the distinct (chat, message) keys of the MessagePosted records that a read model
+/// has applied once it stands at `positions`: records outside imports, and records of the
+/// imports whose commit marker lies below the position (a staged import is applied where
+/// its marker stands).
 fn distinct_messages_before(topic: &str, positions: &[(i32, i64)]) -> u64 {
+    use chatvault_common::envelope::{header_text, IMPORT_COMMITTED, IMPORT_ID};
     use prost::Message as _;
+    use rdkafka::message::Headers as _;
     let consumer: BaseConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", std::env::var("CHATVAULT_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into()))
         .set("group.id", format!("backup-test-{}", uuid::Uuid::now_v7()))
@@ -603,6 +608,7 @@ fn distinct_messages_before(topic: &str, positions: &[(i32, i64)]) -> u64 {
         .create()
         .expect("consumer");
     let mut keys = std::collections::HashSet::new();
+    let mut staged: std::collections::HashMap<String, Vec<(i64, i64)>> = std::collections::HashMap::new();
     for (partition, next_offset) in positions {
         if *next_offset <= 0 {
             continue;
@@ -618,8 +624,17 @@ fn distinct_messages_before(topic: &str, positions: &[(i32, i64)]) -> u64 {
                 break;
             }
             let event = chatvault_proto::chat::v1::ChatEvent::decode(message.payload().unwrap_or_default()).expect("chat event");
+            let import_id = message.headers().and_then(|headers| header_text(headers, IMPORT_ID)).map(str::to_owned);
+            if let Some(committed) = message.headers().and_then(|headers| header_text(headers, IMPORT_COMMITTED)) {
+                keys.extend(staged.remove(committed).unwrap_or_default());
+            }
             if let Some(chatvault_proto::chat::v1::chat_event::Event::MessagePosted(posted)) = event.event {
-                keys.insert((posted.chat_id, posted.message_id));
+                match import_id {
+                    Some(import_id) => staged.entry(import_id).or_default().push((posted.chat_id, posted.message_id)),
+                    None => {
+                        keys.insert((posted.chat_id, posted.message_id));
+                    }
+                }
             }
             if message.offset() + 1 >= *next_offset {
                 break;

@@ -6,10 +6,16 @@
 //! names but does not hold. A file's id is derived from its owner and its SHA-256, so one
 //! file referenced by many messages (stickers) is stored once, and importing the same export
 //! again stores nothing twice.
+//!
+//! Since the id comes from the content alone, the parser thread only hashes a file (GB/s)
+//! and goes on: the file is stored meanwhile by one of at most [`UPLOADS_IN_FLIGHT`]
+//! concurrent uploads, and [`AttachmentStore::finish`] waits for all of them before the
+//! import commits. A failed upload fails the import, as a failed parse does.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
@@ -37,6 +43,11 @@ impl AttachmentSkipped {
     }
 }
 
+/// Attachments stored at once while the parser goes on: enough to keep every storage node
+/// busy with the parts of several files, few enough to bound memory (each upload holds a
+/// stripe of its file).
+pub const UPLOADS_IN_FLIGHT: usize = 4;
+
 /// Stores the attachments of one import; called from the parser thread.
 pub struct AttachmentStore {
     uploader: FileUploader,
@@ -44,7 +55,11 @@ pub struct AttachmentStore {
     export_root: PathBuf,
     canonical_root: PathBuf,
     stored_by_path: HashMap<PathBuf, String>,
+    /// File ids whose upload this import has started (two paths may hold the same bytes).
+    scheduled: HashSet<String>,
     runtime: tokio::runtime::Handle,
+    uploads: tokio::task::JoinSet<Result<bool, Error>>,
+    upload_slots: Arc<tokio::sync::Semaphore>,
     /// Files stored by this import (not counting ones an earlier import stored).
     pub stored_count: u64,
     /// Distinct files linked to messages.
@@ -54,6 +69,15 @@ pub struct AttachmentStore {
 impl std::fmt::Debug for AttachmentStore {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter.debug_struct("AttachmentStore").field("export_root", &self.export_root).field("owner", &self.owner).finish_non_exhaustive()
+    }
+}
+
+impl Drop for AttachmentStore {
+    /// An import that fails leaves its uploads running to their end rather than cut one off
+    /// halfway: each stores a whole file of the owner (as one stored before the failure
+    /// always was), never part of one.
+    fn drop(&mut self) {
+        self.uploads.detach_all();
     }
 }
 
@@ -67,14 +91,19 @@ impl AttachmentStore {
             export_root: export_root.to_path_buf(),
             canonical_root,
             stored_by_path: HashMap::new(),
+            scheduled: HashSet::new(),
             runtime,
+            uploads: tokio::task::JoinSet::new(),
+            upload_slots: Arc::new(tokio::sync::Semaphore::new(UPLOADS_IN_FLIGHT)),
             stored_count: 0,
             linked_count: 0,
         })
     }
 
-    /// Returns the file id of the file `reference` names, storing it first when needed.
-    /// Blocks the calling (parser) thread while the file is stored.
+    /// Returns the file id of the file `reference` names, and starts storing the file when
+    /// this import has not yet. Blocks the calling (parser) thread while the file is hashed,
+    /// and while [`UPLOADS_IN_FLIGHT`] uploads are running already. Errors: the first failed
+    /// upload so far.
     pub fn file_id_of(&mut self, reference: &str, mime_type: Option<&str>) -> Result<Result<String, AttachmentSkipped>, Error> {
         let Some(canonical) = self.resolve(reference) else {
             return Ok(Err(AttachmentSkipped::PathRefused));
@@ -87,20 +116,61 @@ impl AttachmentStore {
             return Ok(Ok(file_id.clone()));
         }
         let file_id = attachment_file_id(&self.owner, &sha256_of_file(&canonical)?);
-        let already_stored = self.runtime.block_on(self.uploader.is_stored(&file_id));
-        if !already_stored {
+        if self.scheduled.insert(file_id.clone()) {
+            self.reap_finished_uploads()?;
+            let slot = self
+                .runtime
+                .block_on(Arc::clone(&self.upload_slots).acquire_owned())
+                .map_err(|_| Error::Internal("the attachment upload slots were closed".to_owned()))?;
             let name = canonical.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_else(|| "attachment".to_owned());
             let request = UploadRequest { owner: self.owner.clone(), name, content_type: mime_type.unwrap_or_default().to_owned() };
-            let body = file_chunks(&canonical)?;
-            // The parser thread is outside the import task: name the importer as the
-            // actor of the attachment's FileStored again.
-            let upload = self.uploader.upload_as(file_id.clone(), request, body);
-            self.runtime.block_on(chatvault_common::caller::act_as(self.owner.clone(), upload))?;
-            self.stored_count += 1;
+            let uploader = self.uploader.clone();
+            let upload_id = file_id.clone();
+            let path = canonical.clone();
+            // The upload runs outside the import task: it names the importer as the actor
+            // of the attachment's FileStored again.
+            let upload = chatvault_common::caller::act_as(self.owner.clone(), async move {
+                let _slot = slot;
+                if uploader.is_stored(&upload_id).await {
+                    return Ok(false);
+                }
+                let body = file_chunks(&path)?;
+                uploader.upload_as(upload_id, request, body).await?;
+                Ok(true)
+            });
+            self.uploads.spawn_on(upload, &self.runtime);
         }
         self.linked_count += 1;
         self.stored_by_path.insert(canonical, file_id.clone());
         Ok(Ok(file_id))
+    }
+
+    /// Counts the uploads that have finished; returns the first error among them.
+    fn reap_finished_uploads(&mut self) -> Result<(), Error> {
+        while let Some(finished) = self.uploads.try_join_next() {
+            self.count_upload(finished)?;
+        }
+        Ok(())
+    }
+
+    fn count_upload(&mut self, finished: Result<Result<bool, Error>, tokio::task::JoinError>) -> Result<(), Error> {
+        let stored = finished.map_err(|error| Error::Internal(format!("attachment upload task: {error}")))??;
+        if stored {
+            self.stored_count += 1;
+        }
+        Ok(())
+    }
+
+    /// Waits until every attachment this import started storing is stored; returns the
+    /// first error. Call it before committing the import.
+    pub fn finish(&mut self) -> Result<(), Error> {
+        while let Some(finished) = self.runtime.block_on(self.uploads.join_next()) {
+            if let Err(error) = self.count_upload(finished) {
+                self.uploads.abort_all();
+                return Err(error);
+            }
+        }
+        Ok(())
     }
 
     /// Resolves `reference` inside the export folder: `None` when the text itself leaves

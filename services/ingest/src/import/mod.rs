@@ -258,6 +258,10 @@ fn parse_and_encode(
         }
     }
     totals.bytes_read = reader.bytes_read();
+    if let Some(store) = attachments.as_mut() {
+        // The import commits only once every attachment it links to is stored.
+        store.finish()?;
+    }
     totals.attachments = attachments.as_ref().map_or(0, |store| store.linked_count);
     if !records.is_empty() && batches.blocking_send(ParsedItem::Records(records, totals.bytes_read)).is_err() {
         return Err(Error::Cancelled);
