@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The one command a new user runs: installs the tools, starts PostgreSQL + Kafka,
-# builds everything, starts all chatvault services (task runAll), imports the
-# bundled sample Telegram export and lists the chats.
-#   CHATVAULT_PROFILE=release scripts/run-all.sh   for an optimized build
-# Afterwards: `task logs`, `task stop`, `task stack:down`.
+# builds everything optimised (target/release), starts all chatvault services
+# (task runAll), imports the bundled sample Telegram export and lists the chats.
+#   CHATVAULT_PROFILE=debug scripts/run-all.sh   debug binaries instead (target/debug:
+#                                                quicker to compile, several times slower)
+# Afterwards: `task logs`, `task stop`, `task stack:down` (whatever the profile).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,13 +22,17 @@ GOBIN_DIR="$(go env GOPATH)/bin"
 export PATH="$GOBIN_DIR:$PATH"
 command -v cargo >/dev/null 2>&1 || die "cargo not found (install Rust with rustup)"
 
-log "task runAll (stack, build, services)"
-task runAll
-
-case "${CHATVAULT_PROFILE:-debug}" in
-    release) CLI="$ROOT/target/release/chatvault" ;;
-    *)       CLI="$ROOT/target/debug/chatvault" ;;
+# Optimised binaries unless the caller asks for another profile; task runAll and
+# services.sh (start, login, node registration) read the same variable.
+export CHATVAULT_PROFILE="${CHATVAULT_PROFILE:-release}"
+case "$CHATVAULT_PROFILE" in
+    release)   CLI="$ROOT/target/release/chatvault" ;;
+    debug|dev) CLI="$ROOT/target/debug/chatvault" ;;
+    *)         die "CHATVAULT_PROFILE is release or debug, not '$CHATVAULT_PROFILE'" ;;
 esac
+
+log "task runAll ($CHATVAULT_PROFILE build; stack, build, services)"
+task runAll
 [ -x "$CLI" ] || die "$CLI not built"
 
 # Every call needs a token: log in as the installation's first admin, whose password
@@ -48,4 +53,5 @@ log "chats in the archive: chatvault chats --after <token>"
 log "its first messages: chatvault messages 1234567890 --limit 5"
 "$CLI" messages 1234567890 --limit 5 --after "$TOKEN"
 
-log "done. Services keep running: 'task logs' to follow them, 'task stop' to stop them, 'task stack:down' for Kafka/PostgreSQL."
+log "done. Services keep running ($CHATVAULT_PROFILE build, $(dirname "$CLI")): 'task logs' to follow them, 'task stop' to stop them, 'task stack:down' for Kafka/PostgreSQL."
+log "the CLI of this build: $CLI"
