@@ -1,4 +1,10 @@
-//! The import benchmark.
+//! `chatvault-bench import [--format json|html] [--messages N]`: the end-to-end import of
+//! a synthetic N-message export (JSON `result.json`, or HTML `messages*.html` pages), from
+//! the start of `chatvault import --server-path` until a storage query with the import's
+//! consistency token answers (every message queryable), against PostgreSQL `COPY FROM` of
+//! the same rows into an identical table. Also the parser alone against plainly reading the
+//! files, and the peak RSS of ingest and storage. Storage must hold exactly the export's
+//! messages, or the run fails.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read};
