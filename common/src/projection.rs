@@ -229,8 +229,7 @@ impl<P: Projection> ProjectionRunner<P> {
         for record in &records {
             positions.record_written(record.topic(), record.partition(), record.offset());
         }
-        let applicable: Vec<OwnedMessage> =
-            records.into_iter().filter(|record| !record.headers().is_some_and(|headers| header_text(headers, IMPORT_ID).is_some())).collect();
+        let applicable: Vec<OwnedMessage> = records.into_iter().filter(|record| header_of(record, IMPORT_ID).is_none()).collect();
         self.apply_batch(applicable, Bookkeeping::Offsets(positions), dead_letter_producer, shutdown).await
     }
 
@@ -246,10 +245,8 @@ impl<P: Projection> ProjectionRunner<P> {
     ) -> Result<bool> {
         let projection_name = self.projection.name();
         let (topic, partition, marker_offset) = (marker.topic().to_owned(), marker.partition(), marker.offset());
-        let headers = marker.headers();
-        let import_id = headers.and_then(|headers| header_text(headers, IMPORT_COMMITTED)).unwrap_or_default().to_owned();
-        let Some(first_offset) = headers.and_then(|headers| header_text(headers, IMPORT_FIRST_OFFSET)).and_then(|text| text.parse::<i64>().ok())
-        else {
+        let import_id = header_of(&marker, IMPORT_COMMITTED).unwrap_or_default().to_owned();
+        let Some(first_offset) = header_of(&marker, IMPORT_FIRST_OFFSET).and_then(|text| text.parse::<i64>().ok()) else {
             tracing::warn!(projection = projection_name, %topic, partition, offset = marker_offset, import_id, "commit marker without a first offset; applied as a plain record");
             let mut positions = Positions::default();
             positions.record_written(&topic, partition, marker_offset);
@@ -290,7 +287,7 @@ impl<P: Projection> ProjectionRunner<P> {
                     break;
                 }
                 let next_offset = record.offset() + 1;
-                if record.headers().and_then(|headers| header_text(headers, IMPORT_ID)) == Some(import_id.as_str()) {
+                if header_of(&record, IMPORT_ID) == Some(import_id.as_str()) {
                     records.push(record.detach());
                 }
                 if next_offset >= marker_offset {
@@ -589,6 +586,11 @@ impl<P: Projection> ProjectionRunner<P> {
         );
         Ok(())
     }
+}
+
+/// Returns the text of header `key` of `record`, when present and UTF-8.
+fn header_of<'a, M: Message>(record: &'a M, key: &str) -> Option<&'a str> {
+    record.headers().and_then(|headers| header_text(headers, key))
 }
 
 /// Returns the partitions of `topic`. A topic created a moment ago may not show in the

@@ -599,7 +599,6 @@ async fn a_backup_taken_during_an_import_matches_its_positions() {
 fn distinct_messages_before(topic: &str, positions: &[(i32, i64)]) -> u64 {
     use chatvault_common::envelope::{header_text, IMPORT_COMMITTED, IMPORT_ID};
     use prost::Message as _;
-    use rdkafka::message::Headers as _;
     let consumer: BaseConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", std::env::var("CHATVAULT_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into()))
         .set("group.id", format!("backup-test-{}", uuid::Uuid::now_v7()))
