@@ -12,10 +12,10 @@ use std::time::Instant;
 use axum::http::{Request, Response};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::server::NamedService;
 use tonic::service::{Routes, RoutesBuilder};
+use tonic::transport::server::TcpIncoming;
 
 use crate::http::{GRPC_REQUESTS, GRPC_REQUEST_SECONDS};
 
@@ -96,9 +96,25 @@ fn unknown_service_response(path: &str, served: &str) -> axum::response::Respons
         .into_http()
 }
 
+/// The largest HTTP/2 DATA frame a gRPC server or node client of the platform accepts.
+///
+/// HTTP/2 lets the receiver choose the frame size its peer may send, and the default is
+/// 16 KiB. The h2 crate writes one DATA frame per `writev`, so at 16 KiB a 1 MiB file
+/// block crosses a connection as 64 frames and 64 system calls (with the loopback receive
+/// path running inside each of them); 1 MiB frames carry it in one or two. Memory stays
+/// bounded by the flow-control windows, which limit the unread bytes whatever the framing.
+pub const MAX_FRAME_BYTES: u32 = 1 << 20;
+
 /// Serves `routes` on `listener` behind `auth` (and the metrics layer, outermost) until
 /// `shutdown` is cancelled; in-flight calls finish first. `transfer_windows` sets the
-/// HTTP/2 stream and connection windows in bytes (`None`: tonic's defaults).
+/// HTTP/2 stream and connection windows in bytes (`None`: tonic's defaults). Peers may send
+/// frames of up to [`MAX_FRAME_BYTES`].
+///
+/// Accepted connections get `TCP_NODELAY`. Tonic applies its own `tcp_nodelay` only to
+/// listeners it binds itself, and with Nagle's algorithm on, the small frames a receiver
+/// answers with (WINDOW_UPDATE, the end of a response) wait for the peer's delayed ACK
+/// (up to 40 ms) whenever earlier bytes are unacknowledged: a stream of file blocks then
+/// stalls at every flow-control window.
 pub async fn serve_routes(
     listener: TcpListener,
     routes: Routes,
@@ -113,10 +129,11 @@ pub async fn serve_routes(
     tonic::transport::Server::builder()
         .initial_stream_window_size(stream_window)
         .initial_connection_window_size(connection_window)
+        .max_frame_size(MAX_FRAME_BYTES)
         .layer(GrpcMetricsLayer)
         .layer(auth)
         .add_routes(routes)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown.cancelled_owned())
         .await
 }
 

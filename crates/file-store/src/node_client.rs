@@ -79,6 +79,7 @@ impl NodeClients {
                     .tcp_nodelay(true)
                     .initial_stream_window_size(Some(4 << 20))
                     .initial_connection_window_size(Some(32 << 20))
+                    .max_frame_size(chatvault_common::grpc::MAX_FRAME_BYTES)
                     .connect_lazy();
                 channels.insert(address.to_owned(), channel.clone());
                 channel
