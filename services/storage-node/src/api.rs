@@ -4,7 +4,6 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use chatvault_proto::storagenode::v1::storage_node_service_server::StorageNodeService;
 use chatvault_proto::storagenode::v1::{
     put_part_request, DeletePartRequest, DeletePartResponse, GetPartRequest, GetPartResponse, NodeStatsRequest, NodeStatsResponse, PutPartRequest,
@@ -97,7 +96,7 @@ impl StorageNodeService for StorageNodeApi {
                 };
                 read = returned_read;
                 let message = match block {
-                    Ok(Some(block)) => Ok(GetPartResponse { chunk: Bytes::from(block) }),
+                    Ok(Some(block)) => Ok(GetPartResponse { chunk: block }),
                     Ok(None) => return,
                     Err(error) => Err(Status::from(error)),
                 };
