@@ -17,6 +17,39 @@ pub fn encode_parity(data_blocks: &[&[u8]]) -> Result<Vec<Vec<u8>>> {
     Ok(encoded.recovery_iter().map(<[u8]>::to_vec).collect())
 }
 
+/// Encodes the parity of one stripe after another, reusing the encoder's working memory
+/// (a new encoder allocates and faults in a fresh buffer of eight blocks for every stripe).
+#[derive(Default)]
+pub struct ParityEncoder {
+    encoder: Option<ReedSolomonEncoder>,
+}
+
+impl std::fmt::Debug for ParityEncoder {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("ParityEncoder").finish_non_exhaustive()
+    }
+}
+
+impl ParityEncoder {
+    /// Returns the parity blocks of `data_blocks` (6 blocks of equal, even, non-zero length).
+    pub fn encode<T: AsRef<[u8]>>(&mut self, data_blocks: &[T]) -> Result<Vec<bytes::Bytes>> {
+        debug_assert_eq!(data_blocks.len(), DATA_PARTS);
+        let block_len = data_blocks[0].as_ref().len();
+        let encoder = match &mut self.encoder {
+            Some(encoder) => {
+                encoder.reset(DATA_PARTS, PARITY_PARTS, block_len)?;
+                encoder
+            }
+            None => self.encoder.insert(ReedSolomonEncoder::new(DATA_PARTS, PARITY_PARTS, block_len)?),
+        };
+        for block in data_blocks {
+            encoder.add_original_shard(block)?;
+        }
+        let encoded = encoder.encode()?;
+        Ok(encoded.recovery_iter().map(bytes::Bytes::copy_from_slice).collect())
+    }
+}
+
 /// Returns the 6 data blocks of a stripe from `blocks` (index = part index; `None` where
 /// the part is missing or corrupt). At least 6 blocks must be present.
 pub fn restore_data_blocks(blocks: &[Option<bytes::Bytes>]) -> Result<Vec<bytes::Bytes>> {
@@ -71,6 +104,14 @@ mod tests {
                 assert_eq!(restored.iter().map(|block| block.to_vec()).collect::<Vec<_>>(), data);
             }
         }
+        let mut reused = ParityEncoder::default();
+        assert_eq!(reused.encode(&data).expect("encodes"), parity.iter().map(|block| Bytes::copy_from_slice(block)).collect::<Vec<_>>());
+        let halves: Vec<&[u8]> = data.iter().map(|block| &block[..32]).collect();
+        let parity_of_halves = encode_parity(&halves).expect("encodes");
+        assert_eq!(
+            reused.encode(&halves).expect("a shorter stripe encodes"),
+            parity_of_halves.iter().map(|block| Bytes::copy_from_slice(block)).collect::<Vec<_>>()
+        );
         let mut three_lost: Vec<Option<Bytes>> = all.iter().cloned().map(Some).collect();
         three_lost[0] = None;
         three_lost[1] = None;

@@ -1,5 +1,5 @@
 //! The file store's shared core: how a file is cut into stripes of 6 data blocks plus 2
-//! Reed–Solomon parity blocks (`layout`, `erasure`), how parts are hashed (`hashing`),
+//! Reed–Solomon parity blocks (`layout`, `stripes`, `erasure`), how parts are hashed (`hashing`),
 //! which nodes receive the parts (`placement`), the registry of storage nodes followed from
 //! `storage.nodes` (`directory`), and the gRPC client of a storage node (`node_client`).
 //!
@@ -12,6 +12,7 @@ pub mod hashing;
 pub mod layout;
 pub mod node_client;
 pub mod placement;
+pub mod stripes;
 
 /// Number of data parts of every file.
 pub const DATA_PARTS: usize = 6;

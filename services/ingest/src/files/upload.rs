@@ -1,23 +1,30 @@
 //! The upload pipeline shared by gRPC `UploadFile` and REST `PUT /api/file`.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use chatvault_common::config::{KafkaConfig, ServiceConfig};
 use chatvault_common::consistency::Positions;
 use chatvault_common::topics::FILES_EVENTS;
 use chatvault_file_store::directory::NodeDirectory;
-use chatvault_file_store::erasure::encode_parity;
+use chatvault_file_store::erasure::ParityEncoder;
 use chatvault_file_store::hashing::{FileHasher, PartHasher};
-use chatvault_file_store::layout::{last_block_len, DEFAULT_BLOCK_SIZE, MAX_BLOCK_SIZE};
+use chatvault_file_store::layout::{DEFAULT_BLOCK_SIZE, MAX_BLOCK_SIZE};
 use chatvault_file_store::node_client::PartWriter;
 use chatvault_file_store::placement::Placement;
+use chatvault_file_store::stripes::{Stripe, StripeCutter};
 use chatvault_file_store::{part_id, DATA_PARTS, PARITY_PARTS, TOTAL_PARTS};
 use chatvault_proto::files::v1::{file_event, FileEvent, FilePart, FileStored, StripeLayout};
 use futures::{Stream, StreamExt};
 use prost::Message as _;
 use rdkafka::producer::FutureProducer;
+use tokio::sync::mpsc;
 
 use super::restore::RestoredIdentity;
 use crate::Error;
+
+/// Complete stripes that may wait for the next stage, per stage: with the stripe being
+/// read, the one being encoded and the blocks queued for the nodes, this bounds an
+/// upload's memory to a few stripes whatever the file size.
+const STRIPES_WAITING: usize = 1;
 
 /// Limits and layout of uploads.
 #[derive(Clone, Copy, Debug)]
@@ -242,63 +249,52 @@ impl FileUploader {
 
     /// Reads `body` stripe by stripe and streams the blocks to the part writers; returns
     /// the file size and SHA-256.
-    async fn write_parts<S>(&self, parts: &mut PartsInProgress, mut body: S) -> Result<(u64, String), Error>
+    ///
+    /// Three stages overlap, so that the client, both cores and the nodes stay busy at once:
+    /// reading the body into stripes (one complete stripe waits while the next is read), the
+    /// whole-file SHA-256 on a blocking thread of its own, and per stripe the parity and
+    /// block hashes on another blocking thread, after which the 8 blocks queue for the part
+    /// writers. Before, one stripe was read, then encoded and hashed, then sent, each step
+    /// waiting for the previous one.
+    async fn write_parts<S>(&self, parts: &mut PartsInProgress, body: S) -> Result<(u64, String), Error>
     where
         S: Stream<Item = Result<Bytes, Error>> + Send + Unpin,
     {
-        let block_size = self.settings.block_size as usize;
-        let stripe_bytes = block_size * DATA_PARTS;
-        let mut stripe = BytesMut::with_capacity(stripe_bytes);
-        let mut file_hasher = FileHasher::default();
-        let mut total: u64 = 0;
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk?;
-            total += chunk.len() as u64;
-            if total > self.settings.max_file_bytes {
-                return Err(Error::ResourceExhausted(format!(
-                    "the file is larger than the maximum of {} bytes; nothing was stored",
-                    self.settings.max_file_bytes
-                )));
-            }
-            let mut rest = chunk;
-            while !rest.is_empty() {
-                let taken = (stripe_bytes - stripe.len()).min(rest.len());
-                stripe.extend_from_slice(&rest.split_to(taken));
-                if stripe.len() == stripe_bytes {
-                    let full = stripe.split().freeze();
-                    file_hasher = self.write_stripe(parts, full, block_size, file_hasher).await?;
-                    stripe.reserve(stripe_bytes);
+        let (stripe_sender, mut stripe_receiver) = mpsc::channel::<Stripe>(STRIPES_WAITING);
+        let (file_hash_sender, file_hash_receiver) = mpsc::channel::<Stripe>(STRIPES_WAITING);
+        let file_hashing = tokio::task::spawn_blocking(move || hash_whole_file(file_hash_receiver));
+        let reading = read_stripes(body, self.settings, stripe_sender);
+        let writing = async move {
+            let mut encoder = ParityEncoder::default();
+            while let Some(stripe) = stripe_receiver.recv().await {
+                if file_hash_sender.send(stripe.clone()).await.is_err() {
+                    return Err(Error::Internal("the file hashing thread stopped".to_owned()));
                 }
+                encoder = self.write_stripe(parts, stripe, encoder).await?;
             }
-        }
-        if !stripe.is_empty() {
-            let block_len = last_block_len(stripe.len() as u64) as usize;
-            file_hasher = self.write_stripe(parts, stripe.split().freeze(), block_len, file_hasher).await?;
-        }
+            Ok(())
+        };
+        // On an error the other stage is dropped with its channel ends, which also ends the
+        // hashing thread.
+        let (total, ()) = futures::future::try_join(reading, writing).await?;
+        let file_hasher = file_hashing.await.map_err(|error| Error::Internal(format!("hashing task: {error}")))?;
         Ok((total, file_hasher.finish_hex()))
     }
 
-    /// Encodes one stripe off the async threads, then hands its 8 blocks to the writers.
-    async fn write_stripe(
-        &self,
-        parts: &mut PartsInProgress,
-        stripe: Bytes,
-        block_len: usize,
-        mut file_hasher: FileHasher,
-    ) -> Result<FileHasher, Error> {
+    /// Computes a stripe's parity blocks and the SHA-256 of its 8 blocks off the async
+    /// threads, then hands the blocks to the writers; returns the encoder for the next stripe.
+    async fn write_stripe(&self, parts: &mut PartsInProgress, stripe: Stripe, mut encoder: ParityEncoder) -> Result<ParityEncoder, Error> {
+        let block_len = stripe.block_len();
         let encoded = tokio::task::spawn_blocking(move || -> Result<_, Error> {
-            file_hasher.update(&stripe);
-            let blocks = split_into_data_blocks(stripe, block_len);
-            let block_refs: Vec<&[u8]> = blocks.iter().map(|block| block.as_ref()).collect();
-            let parity = encode_parity(&block_refs).map_err(|error| Error::Internal(error.to_string()))?;
-            let mut all: Vec<Bytes> = blocks;
-            all.extend(parity.into_iter().map(Bytes::from));
-            let hashes: Vec<[u8; 32]> = all.iter().map(|block| chatvault_file_store::hashing::sha256(block)).collect();
-            Ok((all, hashes, file_hasher))
+            let parity = encoder.encode(&stripe.blocks).map_err(|error| Error::Internal(error.to_string()))?;
+            let mut blocks = stripe.blocks;
+            blocks.extend(parity);
+            let hashes: Vec<[u8; 32]> = blocks.iter().map(|block| chatvault_file_store::hashing::sha256(block)).collect();
+            Ok((blocks, hashes, encoder))
         })
         .await
         .map_err(|error| Error::Internal(format!("encoding task: {error}")))??;
-        let (blocks, hashes, file_hasher) = encoded;
+        let (blocks, hashes, encoder) = encoded;
         for (index, hash) in hashes.into_iter().enumerate() {
             parts.hashers[index].push_block_hash(hash);
         }
@@ -312,7 +308,7 @@ impl FileUploader {
             let (node_id, length) = sent.map_err(|error| Error::Unavailable(format!("writing a part failed: {error}")))?;
             self.directory.record_bytes_sent(node_id, length);
         }
-        Ok(file_hasher)
+        Ok(encoder)
     }
 
     /// Commits every part; on failure returns the indexes that did commit.
@@ -366,20 +362,44 @@ impl FileUploader {
     }
 }
 
-/// Splits a stripe into 6 blocks of `block_len` bytes, zero padding the last stripe.
-fn split_into_data_blocks(stripe: Bytes, block_len: usize) -> Vec<Bytes> {
-    if stripe.len() == block_len * DATA_PARTS {
-        return (0..DATA_PARTS).map(|index| stripe.slice(index * block_len..(index + 1) * block_len)).collect();
+/// Reads `body` into stripes and hands them on, refusing content past the maximum size;
+/// returns the file size.
+async fn read_stripes<S>(mut body: S, settings: UploadSettings, stripes: mpsc::Sender<Stripe>) -> Result<u64, Error>
+where
+    S: Stream<Item = Result<Bytes, Error>> + Send + Unpin,
+{
+    let mut cutter = StripeCutter::new(settings.block_size);
+    let mut total: u64 = 0;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk?;
+        total += chunk.len() as u64;
+        if total > settings.max_file_bytes {
+            return Err(Error::ResourceExhausted(format!(
+                "the file is larger than the maximum of {} bytes; nothing was stored",
+                settings.max_file_bytes
+            )));
+        }
+        cutter.push(chunk);
+        while let Some(stripe) = cutter.next_full_stripe() {
+            stripes.send(stripe).await.map_err(|_| Error::Internal("the part writers stopped".to_owned()))?;
+        }
     }
-    (0..DATA_PARTS)
-        .map(|index| {
-            let mut block = vec![0u8; block_len];
-            let start = (index * block_len).min(stripe.len());
-            let end = ((index + 1) * block_len).min(stripe.len());
-            block[..end - start].copy_from_slice(&stripe[start..end]);
-            Bytes::from(block)
-        })
-        .collect()
+    if let Some(stripe) = cutter.finish() {
+        stripes.send(stripe).await.map_err(|_| Error::Internal("the part writers stopped".to_owned()))?;
+    }
+    Ok(total)
+}
+
+/// Hashes the file bytes of every stripe received, in order (blocking; runs until the
+/// sender is dropped).
+fn hash_whole_file(mut stripes: mpsc::Receiver<Stripe>) -> FileHasher {
+    let mut file_hasher = FileHasher::default();
+    while let Some(stripe) = stripes.blocking_recv() {
+        for piece in stripe.data_pieces() {
+            file_hasher.update(piece);
+        }
+    }
+    file_hasher
 }
 
 /// Returns the file name without folders; refuses empty and overlong names.
@@ -397,17 +417,6 @@ pub(crate) fn validated_file_name(name: &str) -> Result<String, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn last_stripes_are_zero_padded_and_full_ones_are_sliced() {
-        let blocks = split_into_data_blocks(Bytes::from_static(b"abcdefg"), 2);
-        assert_eq!(
-            blocks.iter().map(|block| block.to_vec()).collect::<Vec<_>>(),
-            vec![b"ab".to_vec(), b"cd".to_vec(), b"ef".to_vec(), b"g\0".to_vec(), b"\0\0".to_vec(), b"\0\0".to_vec()]
-        );
-        let full = split_into_data_blocks(Bytes::from_static(b"abcdefghijkl"), 2);
-        assert_eq!(full[5].as_ref(), b"kl");
-    }
 
     #[test]
     fn file_names_lose_their_folders() {
