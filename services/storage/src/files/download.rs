@@ -228,7 +228,12 @@ async fn stream_file(
     let wanted = range.unwrap_or(ByteRange { start: 0, end: manifest.info.size });
     let first_stripe = layout.stripe_of_offset(wanted.start);
     let mut reader = StripeReader::new(clients.clone(), Arc::clone(manifest), first_stripe, &[]);
-    let mut file_hasher = range.is_none().then(FileHasher::default);
+    // The whole-file hash runs on a blocking thread of its own while the next stripes are
+    // fetched and sent; only the last chunk waits for it.
+    let file_hashing = range.is_none().then(|| {
+        let (pieces_sender, pieces_receiver) = mpsc::channel::<Vec<Bytes>>(2);
+        (pieces_sender, tokio::task::spawn_blocking(move || hash_whole_file(pieces_receiver)))
+    });
     let mut held_back: Option<Bytes> = None;
     while let Some((stripe_index, blocks)) = reader.next_stripe().await? {
         let mut position = layout.stripe_start(stripe_index);
@@ -240,19 +245,9 @@ async fn stream_file(
             pieces.push((position, block.slice(..taken)));
             position += taken as u64;
         }
-        if let Some(hasher) = file_hasher.take() {
+        if let Some((pieces_sender, _)) = &file_hashing {
             let to_hash: Vec<Bytes> = pieces.iter().map(|(_, piece)| piece.clone()).collect();
-            file_hasher = Some(
-                tokio::task::spawn_blocking(move || {
-                    let mut hasher = hasher;
-                    for piece in &to_hash {
-                        hasher.update(piece);
-                    }
-                    hasher
-                })
-                .await
-                .map_err(|error| Error::Internal(format!("hashing task: {error}")))?,
-            );
+            pieces_sender.send(to_hash).await.map_err(|_| Error::Internal("the hashing task stopped".to_owned()))?;
         }
         for (piece_start, piece) in pieces {
             let piece_end = piece_start + piece.len() as u64;
@@ -271,8 +266,9 @@ async fn stream_file(
             break;
         }
     }
-    if let Some(hasher) = file_hasher {
-        let actual = hasher.finish_hex();
+    if let Some((pieces_sender, hashing)) = file_hashing {
+        drop(pieces_sender);
+        let actual = hashing.await.map_err(|error| Error::Internal(format!("hashing task: {error}")))?.finish_hex();
         if actual != manifest.info.sha256 {
             tracing::error!(file_id = %manifest.info.file_id, expected = %manifest.info.sha256, %actual, "whole-file hash mismatch");
             return Err(Error::DataLoss(format!("file {} does not match its SHA-256; the download is incomplete", manifest.info.file_id)));
@@ -282,6 +278,17 @@ async fn stream_file(
         let _ = sender.send(Ok(last)).await;
     }
     Ok(reader.failed_parts())
+}
+
+/// Hashes the pieces received, in order, until the sender is dropped (blocking).
+fn hash_whole_file(mut pieces: mpsc::Receiver<Vec<Bytes>>) -> FileHasher {
+    let mut file_hasher = FileHasher::default();
+    while let Some(batch) = pieces.blocking_recv() {
+        for piece in &batch {
+            file_hasher.update(piece);
+        }
+    }
+    file_hasher
 }
 
 /// Rewrites `failed_parts` of a file on their nodes from the other parts.
