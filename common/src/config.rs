@@ -64,6 +64,10 @@ pub struct ServiceConfig {
     /// At most this many records per projection transaction
     /// (`CHATVAULT_<SERVICE>_PROJECTION_BATCH_RECORDS`, default 20000).
     pub projection_batch_records: usize,
+    /// Whether projections apply an import while it is still being published, in one open
+    /// transaction committed at its marker (`CHATVAULT_<SERVICE>_PROJECTION_EARLY_IMPORTS`,
+    /// default true); off, an import is applied from the topic once it commits.
+    pub projection_early_imports: bool,
     /// Token verification (`CHATVAULT_AUTH`, `CHATVAULT_JWT_SECRET`, `CHATVAULT_JWT_ACCESS_TTL_SECONDS`).
     pub auth: crate::auth::AuthConfig,
     /// Every `CHATVAULT_<SERVICE>_<KEY>` variable by `<KEY>`, for settings only one service
@@ -203,6 +207,7 @@ impl ServiceConfig {
             telemetry: TelemetryConfig::from_reader(&reader)?,
             consistency_wait: Duration::from_millis(reader.parse_shared("CONSISTENCY_WAIT_MS", 30_000u64)?),
             projection_batch_records: reader.parse_service("PROJECTION_BATCH_RECORDS", 20_000usize)?,
+            projection_early_imports: reader.parse_service("PROJECTION_EARLY_IMPORTS", true)?,
             auth: crate::auth::AuthConfig::from_env_map(environment)?,
             service_settings: environment
                 .iter()

@@ -161,7 +161,11 @@ impl Host {
     pub fn projection<P: Projection>(&self, projection: P, topics: &[&str], applied: AppliedPositions) -> Result<ProjectionRunner<P>> {
         let topics = topics.iter().map(|base| self.config.kafka.topic(base)).collect();
         Ok(ProjectionRunner::new(projection, self.pool()?, self.config.kafka.clone(), topics, applied)
-            .with_batch_settings(BatchSettings { max_records: self.config.projection_batch_records.max(1), ..BatchSettings::default() })
+            .with_batch_settings(BatchSettings {
+                max_records: self.config.projection_batch_records.max(1),
+                early_imports: self.config.projection_early_imports,
+                ..BatchSettings::default()
+            })
             .with_health(self.projection_health.clone()))
     }
 

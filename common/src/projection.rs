@@ -30,6 +30,17 @@
 //! `projection_replays` with each batch, and the partition's offset moves past the marker
 //! only with the last one, so a restart in the middle resumes where it stopped. An import
 //! that never commits is never applied.
+//!
+//! Applying early: so that an import is not applied only after it is published, the runner
+//! starts applying the first import it sees while it is still being published, in one
+//! PostgreSQL transaction of its own (a task with its own reader of the partition), which
+//! stays open and invisible to every query until the marker arrives; the runner then hands
+//! it the marker, and it commits the import's rows together with the partition's offset past
+//! the marker. This is an optimisation only: when anything goes wrong with it (a restart in
+//! the middle of the import, a record it cannot decode or apply, a lock it holds that a batch
+//! needs, no record of the import for [`EARLY_IMPORT_IDLE`]), it is rolled back and the
+//! import is applied from the topic at its marker as above. Batches take row locks with
+//! `lock_timeout` while an early application is open, so they never wait on it for long.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -112,6 +123,36 @@ impl Bookkeeping {
     }
 }
 
+/// An early application ends, rolled back, after this long without a record of its import.
+pub const EARLY_IMPORT_IDLE: Duration = Duration::from_secs(60);
+/// How long a batch waits for a row lock while an early application is open; past it, the
+/// early application is rolled back and the batch retried.
+const LOCK_TIMEOUT_BESIDE_AN_EARLY_IMPORT: &str = "2s";
+
+/// What the runner hands an early application when the import's marker arrives: the marker,
+/// and where to say whether the import is committed.
+type CommitRequest = (OwnedMessage, tokio::sync::oneshot::Sender<bool>);
+
+/// An import being applied early (see the module documentation).
+#[derive(Debug)]
+struct EarlyImport {
+    topic: String,
+    partition: i32,
+    import_id: String,
+    /// The offset the early application began reading at: the import's first record there
+    /// only if the marker says so.
+    from_offset: i64,
+    commit: Option<tokio::sync::oneshot::Sender<CommitRequest>>,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl EarlyImport {
+    fn is(&self, topic: &str, partition: i32, import_id: &str) -> bool {
+        self.topic == topic && self.partition == partition && self.import_id == import_id
+    }
+}
+
 /// How records are grouped into transactions.
 #[derive(Clone, Copy, Debug)]
 pub struct BatchSettings {
@@ -119,11 +160,13 @@ pub struct BatchSettings {
     pub max_records: usize,
     /// After the first record of a batch, wait at most this long for more.
     pub linger: Duration,
+    /// Whether imports are applied early (see the module documentation).
+    pub early_imports: bool,
 }
 
 impl Default for BatchSettings {
     fn default() -> Self {
-        Self { max_records: 20_000, linger: Duration::from_millis(100) }
+        Self { max_records: 20_000, linger: Duration::from_millis(100), early_imports: true }
     }
 }
 
@@ -137,6 +180,9 @@ pub struct ProjectionRunner<P: Projection> {
     applied: AppliedPositions,
     settings: BatchSettings,
     health: ProjectionHealth,
+    early: std::sync::Mutex<Option<EarlyImport>>,
+    /// Imports whose early application failed: they are applied at their marker.
+    given_up: std::sync::Mutex<std::collections::VecDeque<String>>,
 }
 
 impl<P: Projection> ProjectionRunner<P> {
@@ -151,6 +197,8 @@ impl<P: Projection> ProjectionRunner<P> {
             applied,
             settings: BatchSettings::default(),
             health: ProjectionHealth::default(),
+            early: std::sync::Mutex::new(None),
+            given_up: std::sync::Mutex::new(std::collections::VecDeque::new()),
         }
     }
 
@@ -229,6 +277,9 @@ impl<P: Projection> ProjectionRunner<P> {
         for record in &records {
             positions.record_written(record.topic(), record.partition(), record.offset());
         }
+        if let Some(first_staged) = records.iter().find(|record| header_of(*record, IMPORT_ID).is_some()) {
+            self.consider_early_import(first_staged);
+        }
         let applicable: Vec<OwnedMessage> = records.into_iter().filter(|record| header_of(record, IMPORT_ID).is_none()).collect();
         self.apply_batch(applicable, Bookkeeping::Offsets(positions), dead_letter_producer, shutdown).await
     }
@@ -254,6 +305,18 @@ impl<P: Projection> ProjectionRunner<P> {
             return Ok(true);
         };
         let started = Instant::now();
+        match self.commit_early_import(&marker, &import_id, first_offset, shutdown).await {
+            Some(true) => {
+                let mut positions = Positions::default();
+                positions.record_written(&topic, partition, marker_offset);
+                self.health.applied(projection_name);
+                self.applied.advance(&positions);
+                tracing::info!(projection = projection_name, %topic, partition, import_id, elapsed_ms = started.elapsed().as_millis() as u64, "committed import applied (applied early)");
+                return Ok(true);
+            }
+            Some(false) => {}
+            None => return Ok(false),
+        }
         let resume_from = self.replay_resume_point(&topic, partition, &import_id).await?.unwrap_or(first_offset).max(first_offset);
         tracing::info!(projection = projection_name, %topic, partition, import_id, first_offset, resume_from, marker_offset, "applying a committed import");
         let progress = |next_offset: i64, finished: bool| Bookkeeping::Replay {
@@ -304,6 +367,99 @@ impl<P: Projection> ProjectionRunner<P> {
         self.apply_batch(records, progress(marker_offset + 1, true), dead_letter_producer, shutdown).await?;
         tracing::info!(projection = projection_name, %topic, partition, import_id, records = applied, elapsed_ms = started.elapsed().as_millis() as u64, "committed import applied");
         Ok(true)
+    }
+
+    /// Starts applying the import of `record` early, unless an early application is running
+    /// already or this import's failed before.
+    fn consider_early_import(&self, record: &OwnedMessage) {
+        let Some(import_id) = header_of(record, IMPORT_ID).filter(|_| self.settings.early_imports) else { return };
+        let mut early = self.early.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if early.as_ref().is_some_and(|running| !running.task.is_finished()) {
+            return;
+        }
+        if self.given_up.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().any(|given_up| given_up == import_id) {
+            return;
+        }
+        let (commit, commit_requests) = tokio::sync::oneshot::channel();
+        let stop = CancellationToken::new();
+        let work = EarlyWork {
+            projection: Arc::clone(&self.projection),
+            pool: self.pool.clone(),
+            kafka: self.kafka.clone(),
+            topic: record.topic().to_owned(),
+            partition: record.partition(),
+            import_id: import_id.to_owned(),
+            from_offset: record.offset(),
+            max_records: self.settings.max_records,
+            applied_records: 0,
+        };
+        tracing::debug!(
+            projection = self.projection.name(),
+            topic = record.topic(),
+            partition = record.partition(),
+            import_id,
+            "applying an import early"
+        );
+        let task = tokio::spawn(work.run(commit_requests, stop.clone()));
+        *early = Some(EarlyImport {
+            topic: record.topic().to_owned(),
+            partition: record.partition(),
+            import_id: import_id.to_owned(),
+            from_offset: record.offset(),
+            commit: Some(commit),
+            stop,
+            task,
+        });
+    }
+
+    /// Rolls back the early application, if one is open (a batch needs a lock it holds, or
+    /// it failed); its import will be applied at its marker.
+    fn give_up_early_import(&self, why: &str) {
+        let Some(early) = self.early.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() else { return };
+        early.stop.cancel();
+        let mut given_up = self.given_up.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        given_up.push_back(early.import_id.clone());
+        if given_up.len() > 64 {
+            given_up.pop_front();
+        }
+        tracing::info!(projection = self.projection.name(), import_id = %early.import_id, why, "early application rolled back; the import is applied at its marker");
+    }
+
+    fn early_import_open(&self) -> bool {
+        self.early.lock().unwrap_or_else(std::sync::PoisonError::into_inner).as_ref().is_some_and(|early| !early.task.is_finished())
+    }
+
+    /// Hands the marker to the early application of its import, if there is one that began
+    /// at the import's first record; returns whether it committed the import (`Some(false)`:
+    /// apply it from the topic), or `None` on shutdown.
+    async fn commit_early_import(&self, marker: &OwnedMessage, import_id: &str, first_offset: i64, shutdown: &CancellationToken) -> Option<bool> {
+        let taken = {
+            let mut early = self.early.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            match early.as_ref() {
+                Some(running) if running.is(marker.topic(), marker.partition(), import_id) => early.take(),
+                _ => None,
+            }
+        };
+        let Some(mut early) = taken else { return Some(false) };
+        let commit = early.commit.take().filter(|_| early.from_offset == first_offset);
+        let committed = match commit {
+            None => Some(false),
+            Some(commit) => {
+                let (reply, replied) = tokio::sync::oneshot::channel();
+                if commit.send((marker.clone(), reply)).is_err() {
+                    Some(false)
+                } else {
+                    tokio::select! {
+                        () = shutdown.cancelled() => None,
+                        replied = replied => Some(replied.unwrap_or(false)),
+                    }
+                }
+            }
+        };
+        if committed != Some(true) {
+            early.stop.cancel();
+        }
+        committed
     }
 
     /// Returns where an interrupted application of `import_id` on the partition stopped.
@@ -426,6 +582,8 @@ impl<P: Projection> ProjectionRunner<P> {
                 Ok(dead_lettered) => break dead_lettered,
                 Err(error) => {
                     attempt += 1;
+                    // The batch may need a row the early application holds: let it go.
+                    self.give_up_early_import("a batch failed beside it");
                     let failure = FailureReport::of(&error);
                     self.health.failing(projection_name, &failure);
                     let backoff = Duration::from_millis(200 * u64::from(attempt.min(25)));
@@ -474,6 +632,9 @@ impl<P: Projection> ProjectionRunner<P> {
     ) -> Result<Vec<usize>> {
         let mut client = self.pool.get().await?;
         let transaction = client.transaction().await?;
+        if self.early_import_open() {
+            transaction.batch_execute(&format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT_BESIDE_AN_EARLY_IMPORT}'")).await?;
+        }
         let unappliable = if decoded.is_empty() { Vec::new() } else { self.apply_isolating(&transaction, decoded).await? };
         let mut dead_lettered = Vec::with_capacity(unappliable.len());
         for (index, error) in unappliable {
@@ -585,6 +746,119 @@ impl<P: Projection> ProjectionRunner<P> {
             "record sent to the dead-letter topic"
         );
         Ok(())
+    }
+}
+
+/// The early application of one import (see the module documentation): reads the import's
+/// partition from `from_offset`, applies the import's records in one open transaction, and
+/// commits it when the runner hands it the marker.
+struct EarlyWork<P: Projection> {
+    projection: Arc<P>,
+    pool: Pool,
+    kafka: KafkaConfig,
+    topic: String,
+    partition: i32,
+    import_id: String,
+    from_offset: i64,
+    max_records: usize,
+    /// Records applied so far (the marker's batch not counted).
+    applied_records: u64,
+}
+
+impl<P: Projection> EarlyWork<P> {
+    async fn run(self, commit_requests: tokio::sync::oneshot::Receiver<CommitRequest>, stop: CancellationToken) {
+        let name = self.projection.name().to_owned();
+        match self.apply(commit_requests, stop).await {
+            Ok(true) => {}
+            Ok(false) => tracing::debug!(projection = %name, "early application stopped"),
+            Err(error) => tracing::info!(projection = %name, %error, "early application failed; the import is applied at its marker"),
+        }
+    }
+
+    /// Returns whether the import was committed.
+    async fn apply(mut self, mut commit_requests: tokio::sync::oneshot::Receiver<CommitRequest>, stop: CancellationToken) -> Result<bool> {
+        let mut client = self.pool.get().await?;
+        let transaction = client.transaction().await?;
+        let reader = kafka::read_committed_consumer(&self.kafka, &format!("chatvault-{}-early", self.projection.name()))?;
+        let mut assignment = TopicPartitionList::new();
+        assignment.add_partition_offset(&self.topic, self.partition, Offset::Offset(self.from_offset))?;
+        reader.assign(&assignment)?;
+        let mut records: Vec<OwnedMessage> = Vec::new();
+        let mut marker_offset: Option<i64> = None;
+        let mut commit_request: Option<CommitRequest> = None;
+        let mut last_record_at = Instant::now();
+        loop {
+            if let (Some(offset), true) = (marker_offset, commit_request.is_some()) {
+                let Some((marker, reply)) = commit_request.take() else { return Ok(false) };
+                if marker.offset() != offset {
+                    return Ok(false);
+                }
+                records.push(marker);
+                self.apply_records(&transaction, &records).await?;
+                let applied_count = self.applied_records + records.len() as u64;
+                transaction
+                    .execute(
+                        "INSERT INTO projection_offsets (projection, topic, partition, next_offset, updated_at)
+                         VALUES ($1, $2, $3, $4, now())
+                         ON CONFLICT (projection, topic, partition) DO UPDATE
+                         SET next_offset = GREATEST(projection_offsets.next_offset, EXCLUDED.next_offset), updated_at = now()",
+                        &[&self.projection.name(), &self.topic, &self.partition, &(offset + 1)],
+                    )
+                    .await?;
+                transaction.commit().await?;
+                PROJECTION_RECORDS.with_label_values(&[self.projection.name(), &self.topic]).inc_by(applied_count);
+                let _ = reply.send(true);
+                return Ok(true);
+            }
+            tokio::select! {
+                () = stop.cancelled() => return Ok(false),
+                requested = &mut commit_requests, if commit_request.is_none() => match requested {
+                    Ok(request) => commit_request = Some(request),
+                    Err(_) => return Ok(false),
+                },
+                received = reader.recv(), if marker_offset.is_none() => {
+                    let record = received?;
+                    if header_of(&record, IMPORT_COMMITTED) == Some(self.import_id.as_str()) {
+                        marker_offset = Some(record.offset());
+                        self.applied_records += records.len() as u64;
+                        self.apply_records(&transaction, &std::mem::take(&mut records)).await?;
+                    } else if header_of(&record, IMPORT_ID) == Some(self.import_id.as_str()) {
+                        last_record_at = Instant::now();
+                        records.push(record.detach());
+                        if records.len() >= self.max_records {
+                            self.applied_records += records.len() as u64;
+                            self.apply_records(&transaction, &std::mem::take(&mut records)).await?;
+                        }
+                    }
+                },
+                () = tokio::time::sleep(Duration::from_secs(1)) => {
+                    if marker_offset.is_none() && last_record_at.elapsed() > EARLY_IMPORT_IDLE {
+                        return Ok(false);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Decodes and applies `records` inside the open transaction; any failure ends the early
+    /// application (the import is then applied, with dead letters where due, at its marker).
+    async fn apply_records(&self, transaction: &tokio_postgres::Transaction<'_>, records: &[OwnedMessage]) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut decoded = Vec::with_capacity(records.len());
+        for record in records {
+            let event = self.projection.decode(record).map_err(|reason| Error::Other(format!("cannot decode: {reason}")))?;
+            decoded.push(Applied {
+                topic: record.topic().to_owned(),
+                partition: record.partition(),
+                offset: record.offset(),
+                key: record.key().and_then(|key| std::str::from_utf8(key).ok()).map(str::to_owned),
+                traceparent: header_of(record, envelope::TRACEPARENT).map(str::to_owned),
+                event,
+            });
+        }
+        self.projection.apply(transaction, &decoded).await
     }
 }
 

@@ -29,6 +29,10 @@ async fn storage_killed_mid_projection_ends_with_the_exact_count() {
     // Small batches make many transactions, so the kill lands between two of them.
     storage_environment.insert("CHATVAULT_STORAGE_PROJECTION_BATCH_RECORDS".to_owned(), "2000".to_owned());
     storage_environment.insert("CHATVAULT_USERS_PROJECTION_BATCH_RECORDS".to_owned(), "2000".to_owned());
+    // Applied early, an import commits in one transaction; here it is applied from the topic
+    // in batches, so the kill lands in the middle (import_isolation kills one applied early).
+    storage_environment.insert("CHATVAULT_STORAGE_PROJECTION_EARLY_IMPORTS".to_owned(), "false".to_owned());
+    storage_environment.insert("CHATVAULT_USERS_PROJECTION_EARLY_IMPORTS".to_owned(), "false".to_owned());
     let storage = spawn_service_process("chatvault-storage", "STORAGE", storage_environment.clone(), &folder.path().join("storage-1.log")).await;
     let users = spawn_service_process("chatvault-users", "USERS", storage_environment.clone(), &folder.path().join("users-1.log")).await;
 
