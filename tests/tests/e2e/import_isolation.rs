@@ -107,6 +107,11 @@ async fn an_import_in_progress_or_killed_holds_back_no_other_import() {
         Err(_) => false,
     };
     assert!(!large_finished, "the large import ({LARGE_MESSAGES} messages) finished before the ten-message one was queryable");
+    // Storage is applying the large import already, in a transaction of its own: none of
+    // it is visible before the import commits.
+    let client = database.client().await;
+    let visible: i64 = client.query_one("SELECT count(*) FROM messages WHERE chat_id = $1", &[&LARGE_CHAT]).await.expect("count").get(0);
+    assert_eq!(visible, 0, "an import in progress shows nothing");
 
     // Ingest dies in the middle of the large import.
     ingest_service.child.kill().expect("kill -9 ingest");
@@ -125,7 +130,6 @@ async fn an_import_in_progress_or_killed_holds_back_no_other_import() {
     // applied, and no read model applied any of them.
     let refused = messages_after(&mut storage, LARGE_CHAT, &token, &ann).await.expect_err("the killed import's chat is not there");
     assert_eq!(refused.code(), tonic::Code::NotFound, "{refused:?}");
-    let client = database.client().await;
     let stored: i64 = client.query_one("SELECT count(*) FROM messages WHERE chat_id = $1", &[&LARGE_CHAT]).await.expect("count").get(0);
     let chats: i64 = client.query_one("SELECT count(*) FROM chats WHERE chat_id = $1", &[&LARGE_CHAT]).await.expect("count").get(0);
     assert_eq!((stored, chats), (0, 0), "storage holds nothing of the killed import");
