@@ -176,6 +176,10 @@ mod tests {
         let required = Positions::from_token("t@0:10").expect("parses");
         let limit = Duration::from_millis(50);
         assert!(matches!(applied.wait_for(&required, limit).await, Err(Error::Timeout(_))));
+        applied.advance(&Positions::from_token("t@0:4").expect("parses"));
+        let Err(Error::Timeout(message)) = applied.wait_for(&required, limit).await else { panic!("still behind") };
+        assert!(message.contains("still has to apply 6 event(s)") && message.contains("6 on t"), "{message}");
+        assert!(message.contains("query again with the same token"), "{message}");
         applied.advance(&Positions::from_token("t@0:10").expect("parses"));
         applied.wait_for(&required, limit).await.expect("applied");
     }
