@@ -1,5 +1,5 @@
 //! The ingest service: parses Telegram Desktop exports and publishes their chats and
-//! messages to `chat.events` inside one Kafka transaction per import.
+//! messages to `chat.events` as staged imports (see `chatvault_common::staged`).
 
 pub mod api;
 pub mod error;
