@@ -31,10 +31,10 @@ impl std::fmt::Debug for ParityEncoder {
 }
 
 impl ParityEncoder {
-    /// Returns the parity blocks of `data_blocks` (6 blocks of equal, even, non-zero length).
-    pub fn encode<T: AsRef<[u8]>>(&mut self, data_blocks: &[T]) -> Result<Vec<bytes::Bytes>> {
-        debug_assert_eq!(data_blocks.len(), DATA_PARTS);
-        let block_len = data_blocks[0].as_ref().len();
+    /// Appends to `stripe`, which holds the 6 data blocks of `block_len` bytes (even,
+    /// non-zero) back to back, their 2 parity blocks.
+    pub fn append_parity(&mut self, stripe: &mut Vec<u8>, block_len: usize) -> Result<()> {
+        debug_assert_eq!(stripe.len(), DATA_PARTS * block_len);
         let encoder = match &mut self.encoder {
             Some(encoder) => {
                 encoder.reset(DATA_PARTS, PARITY_PARTS, block_len)?;
@@ -42,11 +42,14 @@ impl ParityEncoder {
             }
             None => self.encoder.insert(ReedSolomonEncoder::new(DATA_PARTS, PARITY_PARTS, block_len)?),
         };
-        for block in data_blocks {
+        for block in stripe.chunks_exact(block_len) {
             encoder.add_original_shard(block)?;
         }
         let encoded = encoder.encode()?;
-        Ok(encoded.recovery_iter().map(bytes::Bytes::copy_from_slice).collect())
+        for parity_block in encoded.recovery_iter() {
+            stripe.extend_from_slice(parity_block);
+        }
+        Ok(())
     }
 }
 
@@ -105,13 +108,12 @@ mod tests {
             }
         }
         let mut reused = ParityEncoder::default();
-        assert_eq!(reused.encode(&data).expect("encodes"), parity.iter().map(|block| Bytes::copy_from_slice(block)).collect::<Vec<_>>());
-        let halves: Vec<&[u8]> = data.iter().map(|block| &block[..32]).collect();
-        let parity_of_halves = encode_parity(&halves).expect("encodes");
-        assert_eq!(
-            reused.encode(&halves).expect("a shorter stripe encodes"),
-            parity_of_halves.iter().map(|block| Bytes::copy_from_slice(block)).collect::<Vec<_>>()
-        );
+        for length in [64, 32] {
+            let mut stripe: Vec<u8> = data.iter().flat_map(|block| block[..length].to_vec()).collect();
+            reused.append_parity(&mut stripe, length).expect("encodes");
+            let shorter: Vec<&[u8]> = data.iter().map(|block| &block[..length]).collect();
+            assert_eq!(stripe[DATA_PARTS * length..], encode_parity(&shorter).expect("encodes").concat(), "blocks of {length}");
+        }
         let mut three_lost: Vec<Option<Bytes>> = all.iter().cloned().map(Some).collect();
         three_lost[0] = None;
         three_lost[1] = None;

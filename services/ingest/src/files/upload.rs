@@ -1,5 +1,7 @@
 //! The upload pipeline shared by gRPC `UploadFile` and REST `PUT /api/file`.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use chatvault_common::config::{KafkaConfig, ServiceConfig};
 use chatvault_common::consistency::Positions;
@@ -10,7 +12,7 @@ use chatvault_file_store::hashing::{FileHasher, PartHasher};
 use chatvault_file_store::layout::{DEFAULT_BLOCK_SIZE, MAX_BLOCK_SIZE};
 use chatvault_file_store::node_client::PartWriter;
 use chatvault_file_store::placement::Placement;
-use chatvault_file_store::stripes::{Stripe, StripeCutter};
+use chatvault_file_store::stripes::{Stripe, StripeBuffers, StripeCutter};
 use chatvault_file_store::{part_id, DATA_PARTS, PARITY_PARTS, TOTAL_PARTS};
 use chatvault_proto::files::v1::{file_event, FileEvent, FilePart, FileStored, StripeLayout};
 use futures::{Stream, StreamExt};
@@ -25,6 +27,9 @@ use crate::Error;
 /// read, the one being encoded and the blocks queued for the nodes, this bounds an
 /// upload's memory to a few stripes whatever the file size.
 const STRIPES_WAITING: usize = 1;
+/// Idle stripe buffers kept for the next stripes, over all uploads (see
+/// `chatvault_file_store::stripes`).
+const KEPT_STRIPE_BUFFER_BYTES: usize = 64 << 20;
 
 /// Limits and layout of uploads.
 #[derive(Clone, Copy, Debug)]
@@ -82,6 +87,7 @@ pub struct FileUploader {
     producer: FutureProducer,
     topic: String,
     settings: UploadSettings,
+    stripe_buffers: Arc<StripeBuffers>,
 }
 
 impl std::fmt::Debug for FileUploader {
@@ -103,7 +109,7 @@ impl FileUploader {
     /// Returns an uploader placing parts on the nodes of `directory`.
     pub fn new(directory: NodeDirectory, kafka: &KafkaConfig, settings: UploadSettings) -> Result<Self, Error> {
         let producer = chatvault_common::kafka::idempotent_producer(kafka, "chatvault-ingest-files")?;
-        Ok(Self { directory, producer, topic: kafka.topic(FILES_EVENTS), settings })
+        Ok(Self { directory, producer, topic: kafka.topic(FILES_EVENTS), settings, stripe_buffers: StripeBuffers::new(KEPT_STRIPE_BUFFER_BYTES) })
     }
 
     /// Returns the upload settings.
@@ -250,27 +256,23 @@ impl FileUploader {
     /// Reads `body` stripe by stripe and streams the blocks to the part writers; returns
     /// the file size and SHA-256.
     ///
-    /// Three stages overlap, so that the client, both cores and the nodes stay busy at once:
-    /// reading the body into stripes (one complete stripe waits while the next is read), the
-    /// whole-file SHA-256 on a blocking thread of its own, and per stripe the parity and
-    /// block hashes on another blocking thread, after which the 8 blocks queue for the part
-    /// writers. Before, one stripe was read, then encoded and hashed, then sent, each step
-    /// waiting for the previous one.
+    /// Three stages overlap, so that the client, both cores and the nodes stay busy at once
+    /// rather than in turn: reading the body into stripe buffers (one complete stripe waits
+    /// while the next is read); per stripe the parity and block hashes on a blocking
+    /// thread, after which the 8 blocks queue for the part writers; and the whole-file
+    /// SHA-256 on a blocking thread of its own.
     async fn write_parts<S>(&self, parts: &mut PartsInProgress, body: S) -> Result<(u64, String), Error>
     where
         S: Stream<Item = Result<Bytes, Error>> + Send + Unpin,
     {
         let (stripe_sender, mut stripe_receiver) = mpsc::channel::<Stripe>(STRIPES_WAITING);
-        let (file_hash_sender, file_hash_receiver) = mpsc::channel::<Stripe>(STRIPES_WAITING);
+        let (file_hash_sender, file_hash_receiver) = mpsc::channel::<Vec<Bytes>>(STRIPES_WAITING);
         let file_hashing = tokio::task::spawn_blocking(move || hash_whole_file(file_hash_receiver));
-        let reading = read_stripes(body, self.settings, stripe_sender);
+        let reading = read_stripes(body, self.settings, Arc::clone(&self.stripe_buffers), stripe_sender);
         let writing = async move {
             let mut encoder = ParityEncoder::default();
             while let Some(stripe) = stripe_receiver.recv().await {
-                if file_hash_sender.send(stripe.clone()).await.is_err() {
-                    return Err(Error::Internal("the file hashing thread stopped".to_owned()));
-                }
-                encoder = self.write_stripe(parts, stripe, encoder).await?;
+                encoder = self.write_stripe(parts, stripe, encoder, &file_hash_sender).await?;
             }
             Ok(())
         };
@@ -281,20 +283,35 @@ impl FileUploader {
         Ok((total, file_hasher.finish_hex()))
     }
 
-    /// Computes a stripe's parity blocks and the SHA-256 of its 8 blocks off the async
-    /// threads, then hands the blocks to the writers; returns the encoder for the next stripe.
-    async fn write_stripe(&self, parts: &mut PartsInProgress, stripe: Stripe, mut encoder: ParityEncoder) -> Result<ParityEncoder, Error> {
-        let block_len = stripe.block_len();
+    /// Appends a stripe's parity blocks and computes the SHA-256 of its 8 blocks off the
+    /// async threads, passes its file bytes to the file hash, then hands the blocks to the
+    /// writers; returns the encoder for the next stripe.
+    async fn write_stripe(
+        &self,
+        parts: &mut PartsInProgress,
+        stripe: Stripe,
+        mut encoder: ParityEncoder,
+        file_hash: &mpsc::Sender<Vec<Bytes>>,
+    ) -> Result<ParityEncoder, Error> {
+        let (block_len, data_len) = (stripe.block_len(), stripe.data_len());
         let encoded = tokio::task::spawn_blocking(move || -> Result<_, Error> {
-            let parity = encoder.encode(&stripe.blocks).map_err(|error| Error::Internal(error.to_string()))?;
-            let mut blocks = stripe.blocks;
-            blocks.extend(parity);
+            let blocks = stripe.with_parity(&mut encoder).map_err(|error| Error::Internal(error.to_string()))?;
             let hashes: Vec<[u8; 32]> = blocks.iter().map(|block| chatvault_file_store::hashing::sha256(block)).collect();
             Ok((blocks, hashes, encoder))
         })
         .await
         .map_err(|error| Error::Internal(format!("encoding task: {error}")))??;
         let (blocks, hashes, encoder) = encoded;
+        let mut remaining = data_len;
+        let file_bytes = blocks[..DATA_PARTS]
+            .iter()
+            .map(|block| {
+                let taken = block.len().min(remaining);
+                remaining -= taken;
+                block.slice(..taken)
+            })
+            .collect();
+        file_hash.send(file_bytes).await.map_err(|_| Error::Internal("the file hashing thread stopped".to_owned()))?;
         for (index, hash) in hashes.into_iter().enumerate() {
             parts.hashers[index].push_block_hash(hash);
         }
@@ -364,11 +381,11 @@ impl FileUploader {
 
 /// Reads `body` into stripes and hands them on, refusing content past the maximum size;
 /// returns the file size.
-async fn read_stripes<S>(mut body: S, settings: UploadSettings, stripes: mpsc::Sender<Stripe>) -> Result<u64, Error>
+async fn read_stripes<S>(mut body: S, settings: UploadSettings, buffers: Arc<StripeBuffers>, stripes: mpsc::Sender<Stripe>) -> Result<u64, Error>
 where
     S: Stream<Item = Result<Bytes, Error>> + Send + Unpin,
 {
-    let mut cutter = StripeCutter::new(settings.block_size);
+    let mut cutter = StripeCutter::new(settings.block_size, buffers);
     let mut total: u64 = 0;
     while let Some(chunk) = body.next().await {
         let chunk = chunk?;
@@ -379,9 +396,11 @@ where
                 settings.max_file_bytes
             )));
         }
-        cutter.push(chunk);
-        while let Some(stripe) = cutter.next_full_stripe() {
-            stripes.send(stripe).await.map_err(|_| Error::Internal("the part writers stopped".to_owned()))?;
+        let mut rest: &[u8] = &chunk;
+        while !rest.is_empty() {
+            if let Some(stripe) = cutter.fill(&mut rest) {
+                stripes.send(stripe).await.map_err(|_| Error::Internal("the part writers stopped".to_owned()))?;
+            }
         }
     }
     if let Some(stripe) = cutter.finish() {
@@ -390,12 +409,11 @@ where
     Ok(total)
 }
 
-/// Hashes the file bytes of every stripe received, in order (blocking; runs until the
-/// sender is dropped).
-fn hash_whole_file(mut stripes: mpsc::Receiver<Stripe>) -> FileHasher {
+/// Hashes the file bytes received, in order (blocking; runs until the sender is dropped).
+fn hash_whole_file(mut file_bytes: mpsc::Receiver<Vec<Bytes>>) -> FileHasher {
     let mut file_hasher = FileHasher::default();
-    while let Some(stripe) = stripes.blocking_recv() {
-        for piece in stripe.data_pieces() {
+    while let Some(pieces) = file_bytes.blocking_recv() {
+        for piece in &pieces {
             file_hasher.update(piece);
         }
     }
