@@ -18,6 +18,37 @@ pub const UPSERT_CHAT: &str = "
 pub const CREATE_MESSAGE_STAGING: &str = "
     CREATE TEMP TABLE staging_messages (LIKE messages INCLUDING DEFAULTS) ON COMMIT DROP";
 
+/// Which messages of a batch (keys `$1` owners, `$2` chat ids, `$3` message ids) are stored
+/// already.
+pub const STORED_MESSAGE_KEYS: &str = "
+    SELECT stored.owner, stored.chat_id, stored.message_id
+    FROM unnest($1::text[], $2::int8[], $3::int8[]) AS batch(owner, chat_id, message_id)
+    JOIN messages stored USING (owner, chat_id, message_id)";
+
+/// Messages no archive holds yet go straight into `messages` (COPY's bulk path, as fast as
+/// loading the table can be); only the others are merged through the staging table.
+pub const COPY_NEW_MESSAGES: &str = "
+    COPY messages (chat_id, message_id, kind, sent_at, edited_at, from_name, from_id,
+        author_signature, forwarded_from, saved_from, reply_to_message_id, reply_to_peer_id,
+        via_bot, action, actor_name, actor_id, text, entities, media, raw_json, import_id, owner)
+    FROM STDIN (FORMAT binary)";
+
+/// Creates the chat rows of archives the batch added messages to (`$1` owners, `$2` chat ids).
+pub const ENSURE_CHATS: &str = "
+    INSERT INTO chats (owner, chat_id)
+    SELECT owner, chat_id FROM unnest($1::text[], $2::int8[]) AS added(owner, chat_id)
+    ON CONFLICT (owner, chat_id) DO NOTHING";
+
+/// Counts the messages a batch added straight to `messages` (`$1` owners, `$2` chat ids,
+/// `$3` counts, `$4` earliest and `$5` latest send times, one entry per archive).
+pub const ADD_NEW_MESSAGE_COUNTS: &str = "
+    UPDATE chats SET
+        message_count = chats.message_count + added.messages,
+        first_message_at = LEAST(chats.first_message_at, added.first_at),
+        last_message_at = GREATEST(chats.last_message_at, added.last_at)
+    FROM unnest($1::text[], $2::int8[], $3::int8[], $4::timestamptz[], $5::timestamptz[]) AS added(owner, chat_id, messages, first_at, last_at)
+    WHERE chats.owner = added.owner AND chats.chat_id = added.chat_id";
+
 pub const COPY_MESSAGE_STAGING: &str = "
     COPY staging_messages (chat_id, message_id, kind, sent_at, edited_at, from_name, from_id,
         author_signature, forwarded_from, saved_from, reply_to_message_id, reply_to_peer_id,

@@ -5,13 +5,15 @@
 //! rows or counts. `ChatShared` / `ChatShareRevoked` add and remove grants; within a batch
 //! the last event of each grant decides.
 //!
-//! A batch is written set-based: messages are COPYed (binary) into a temporary staging
-//! table and merged with one `INSERT … SELECT … ON CONFLICT` statement that also returns
-//! which rows were new, so each chat's message count stays exact under redelivery and
-//! re-import. A re-published message replaces the stored one only when its content changed
-//! (an edit), so importing the same export twice changes nothing.
+//! A batch is written set-based. One query finds which of its messages are stored already;
+//! the others (all of them, in a first import) are COPYed (binary) straight into `messages`,
+//! PostgreSQL's bulk path, and counted in their chats. Messages stored already are COPYed
+//! into a temporary staging table and merged with one `INSERT … SELECT … ON CONFLICT`
+//! statement that returns which rows changed, so each chat's message count stays exact under
+//! redelivery and re-import. A re-published message replaces the stored one only when its
+//! content changed (an edit), so importing the same export twice changes nothing.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chatvault_common::chat_access::GrantChanges;
 use chatvault_common::projection::{Applied, Projection};
@@ -93,18 +95,67 @@ impl Projection for ChatEventsProjection {
         if messages.is_empty() {
             return Ok(());
         }
-        transaction.batch_execute(sql::CREATE_MESSAGE_STAGING).await?;
-        let sink = transaction.copy_in(sql::COPY_MESSAGE_STAGING).await?;
-        let writer = BinaryCopyInWriter::new(sink, MESSAGE_STAGING_TYPES);
-        pin_mut!(writer);
-        for message in &messages {
-            let row = StagedMessage::of(message);
-            writer.as_mut().write(&row.values()).await?;
+        let stored = stored_keys(transaction, &messages).await?;
+        let (known, new): (Vec<&MessagePosted>, Vec<&MessagePosted>) =
+            messages.into_iter().partition(|message| stored.contains(&(message.owner.clone(), message.chat_id, message.message_id)));
+        if !new.is_empty() {
+            add_new_messages(transaction, &new).await?;
         }
-        writer.finish().await?;
-        transaction.batch_execute(sql::MERGE_MESSAGE_STAGING).await?;
+        if !known.is_empty() {
+            transaction.batch_execute(sql::CREATE_MESSAGE_STAGING).await?;
+            copy_messages(transaction, sql::COPY_MESSAGE_STAGING, &known).await?;
+            transaction.batch_execute(sql::MERGE_MESSAGE_STAGING).await?;
+        }
         Ok(())
     }
+}
+
+/// Returns the keys (owner, chat id, message id) of `messages` that are stored already.
+async fn stored_keys(transaction: &Transaction<'_>, messages: &[&MessagePosted]) -> chatvault_common::Result<HashSet<(String, i64, i64)>> {
+    let owners: Vec<PgText<'_>> = messages.iter().map(|message| PgText::from(message.owner.as_str())).collect();
+    let chat_ids: Vec<i64> = messages.iter().map(|message| message.chat_id).collect();
+    let message_ids: Vec<i64> = messages.iter().map(|message| message.message_id).collect();
+    let rows = transaction.query(sql::STORED_MESSAGE_KEYS, &[&owners, &chat_ids, &message_ids]).await?;
+    Ok(rows.iter().map(|row| (text::text(row, 0), row.get(1), row.get(2))).collect())
+}
+
+/// Writes messages no archive holds yet straight into `messages` and counts them in their
+/// chats. A concurrent writer of the same keys (none within one partition's order) makes the
+/// COPY fail with a unique violation rather than store a message twice.
+async fn add_new_messages(transaction: &Transaction<'_>, new: &[&MessagePosted]) -> chatvault_common::Result<()> {
+    copy_messages(transaction, sql::COPY_NEW_MESSAGES, new).await?;
+    let mut per_archive: HashMap<(&str, i64), (i64, Option<DateTime<Utc>>, Option<DateTime<Utc>>)> = HashMap::new();
+    for message in new {
+        let sent_at = message.date_unix.and_then(|seconds| DateTime::from_timestamp(seconds, 0));
+        let entry = per_archive.entry((message.owner.as_str(), message.chat_id)).or_insert((0, None, None));
+        entry.0 += 1;
+        entry.1 = match (entry.1, sent_at) {
+            (Some(first), Some(at)) => Some(first.min(at)),
+            (first, at) => first.or(at),
+        };
+        entry.2 = entry.2.max(sent_at);
+    }
+    let owners: Vec<PgText<'_>> = per_archive.keys().map(|(owner, _)| PgText::from(*owner)).collect();
+    let chat_ids: Vec<i64> = per_archive.keys().map(|(_, chat_id)| *chat_id).collect();
+    let counts: Vec<i64> = per_archive.values().map(|(count, _, _)| *count).collect();
+    let firsts: Vec<Option<DateTime<Utc>>> = per_archive.values().map(|(_, first, _)| *first).collect();
+    let lasts: Vec<Option<DateTime<Utc>>> = per_archive.values().map(|(_, _, last)| *last).collect();
+    transaction.execute(sql::ENSURE_CHATS, &[&owners, &chat_ids]).await?;
+    transaction.execute(sql::ADD_NEW_MESSAGE_COUNTS, &[&owners, &chat_ids, &counts, &firsts, &lasts]).await?;
+    Ok(())
+}
+
+/// COPYs `messages` (binary) with `copy_statement` (into `messages` or the staging table).
+async fn copy_messages(transaction: &Transaction<'_>, copy_statement: &str, messages: &[&MessagePosted]) -> chatvault_common::Result<()> {
+    let sink = transaction.copy_in(copy_statement).await?;
+    let writer = BinaryCopyInWriter::new(sink, MESSAGE_STAGING_TYPES);
+    pin_mut!(writer);
+    for message in messages {
+        let row = StagedMessage::of(message);
+        writer.as_mut().write(&row.values()).await?;
+    }
+    writer.finish().await?;
+    Ok(())
 }
 
 /// Writes the batch's grants: one statement for shares, one for revokes.
