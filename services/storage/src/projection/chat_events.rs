@@ -119,12 +119,15 @@ async fn stored_keys(transaction: &Transaction<'_>, messages: &[&MessagePosted])
     Ok(rows.iter().map(|row| (text::text(row, 0), row.get(1), row.get(2))).collect())
 }
 
+/// Messages a batch added to one archive: how many, the earliest and the latest send time.
+type AddedToArchive = (i64, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
 /// Writes messages no archive holds yet straight into `messages` and counts them in their
 /// chats. A concurrent writer of the same keys (none within one partition's order) makes the
 /// COPY fail with a unique violation rather than store a message twice.
 async fn add_new_messages(transaction: &Transaction<'_>, new: &[&MessagePosted]) -> chatvault_common::Result<()> {
     copy_messages(transaction, sql::COPY_NEW_MESSAGES, new).await?;
-    let mut per_archive: HashMap<(&str, i64), (i64, Option<DateTime<Utc>>, Option<DateTime<Utc>>)> = HashMap::new();
+    let mut per_archive: HashMap<(&str, i64), AddedToArchive> = HashMap::new();
     for message in new {
         let sent_at = message.date_unix.and_then(|seconds| DateTime::from_timestamp(seconds, 0));
         let entry = per_archive.entry((message.owner.as_str(), message.chat_id)).or_insert((0, None, None));
