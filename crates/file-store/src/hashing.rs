@@ -32,6 +32,43 @@ impl FileHasher {
     }
 }
 
+/// A whole-file SHA-256 fed batch by batch and computed off the async threads: each batch
+/// is hashed by a blocking task that runs while the caller goes on (encoding or fetching
+/// and sending the next stripe); the next batch waits for it, as the hash is sequential.
+/// No blocking thread is held between batches, so many transfers at once cannot take all
+/// the blocking threads the work they wait for needs.
+#[derive(Debug, Default)]
+pub struct FileHashInBackground {
+    running: Option<tokio::task::JoinHandle<FileHasher>>,
+}
+
+impl FileHashInBackground {
+    /// Starts hashing `pieces`, the next bytes of the file in order, once the batch before
+    /// them is hashed.
+    pub async fn add(&mut self, pieces: Vec<bytes::Bytes>) -> crate::Result<()> {
+        let mut hasher = self.settle().await?;
+        self.running = Some(tokio::task::spawn_blocking(move || {
+            for piece in &pieces {
+                hasher.update(piece);
+            }
+            hasher
+        }));
+        Ok(())
+    }
+
+    /// Waits for the last batch; returns the hex digest.
+    pub async fn finish_hex(mut self) -> crate::Result<String> {
+        Ok(self.settle().await?.finish_hex())
+    }
+
+    async fn settle(&mut self) -> crate::Result<FileHasher> {
+        match self.running.take() {
+            Some(job) => job.await.map_err(|error| crate::Error::Other(format!("hashing task: {error}"))),
+            None => Ok(FileHasher::default()),
+        }
+    }
+}
+
 /// Builds a part hash from its block hashes, in order.
 #[derive(Clone, Debug, Default)]
 pub struct PartHasher {
@@ -77,6 +114,15 @@ mod tests {
     fn empty_hashes_are_the_sha256_of_nothing() {
         assert_eq!(FileHasher::default().finish_hex(), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
         assert_eq!(PartHasher::default().finish_hex(), sha256_hex(b""));
+    }
+
+    #[tokio::test]
+    async fn background_hashes_equal_the_hash_of_the_whole() {
+        let mut background = FileHashInBackground::default();
+        background.add(vec![bytes::Bytes::from_static(b"hello "), bytes::Bytes::from_static(b"wor")]).await.expect("hashes");
+        background.add(vec![bytes::Bytes::from_static(b"ld")]).await.expect("hashes");
+        assert_eq!(background.finish_hex().await.expect("finishes"), sha256_hex(b"hello world"));
+        assert_eq!(FileHashInBackground::default().finish_hex().await.expect("finishes"), sha256_hex(b""));
     }
 
     #[test]

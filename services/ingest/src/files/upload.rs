@@ -8,7 +8,7 @@ use chatvault_common::consistency::Positions;
 use chatvault_common::topics::FILES_EVENTS;
 use chatvault_file_store::directory::NodeDirectory;
 use chatvault_file_store::erasure::ParityEncoder;
-use chatvault_file_store::hashing::{FileHasher, PartHasher};
+use chatvault_file_store::hashing::{FileHashInBackground, PartHasher};
 use chatvault_file_store::layout::{DEFAULT_BLOCK_SIZE, MAX_BLOCK_SIZE};
 use chatvault_file_store::node_client::PartWriter;
 use chatvault_file_store::placement::Placement;
@@ -256,31 +256,28 @@ impl FileUploader {
     /// Reads `body` stripe by stripe and streams the blocks to the part writers; returns
     /// the file size and SHA-256.
     ///
-    /// Three stages overlap, so that the client, both cores and the nodes stay busy at once
+    /// The stages overlap, so that the client, both cores and the nodes stay busy at once
     /// rather than in turn: reading the body into stripe buffers (one complete stripe waits
     /// while the next is read); per stripe the parity and block hashes on a blocking
     /// thread, after which the 8 blocks queue for the part writers; and the whole-file
-    /// SHA-256 on a blocking thread of its own.
+    /// SHA-256 of each stripe on another blocking thread while the next stripe is encoded.
     async fn write_parts<S>(&self, parts: &mut PartsInProgress, body: S) -> Result<(u64, String), Error>
     where
         S: Stream<Item = Result<Bytes, Error>> + Send + Unpin,
     {
         let (stripe_sender, mut stripe_receiver) = mpsc::channel::<Stripe>(STRIPES_WAITING);
-        let (file_hash_sender, file_hash_receiver) = mpsc::channel::<Vec<Bytes>>(STRIPES_WAITING);
-        let file_hashing = tokio::task::spawn_blocking(move || hash_whole_file(file_hash_receiver));
         let reading = read_stripes(body, self.settings, Arc::clone(&self.stripe_buffers), stripe_sender);
         let writing = async move {
             let mut encoder = ParityEncoder::default();
+            let mut file_hash = FileHashInBackground::default();
             while let Some(stripe) = stripe_receiver.recv().await {
-                encoder = self.write_stripe(parts, stripe, encoder, &file_hash_sender).await?;
+                encoder = self.write_stripe(parts, stripe, encoder, &mut file_hash).await?;
             }
-            Ok(())
+            file_hash.finish_hex().await.map_err(|error| Error::Internal(error.to_string()))
         };
-        // On an error the other stage is dropped with its channel ends, which also ends the
-        // hashing thread.
-        let (total, ()) = futures::future::try_join(reading, writing).await?;
-        let file_hasher = file_hashing.await.map_err(|error| Error::Internal(format!("hashing task: {error}")))?;
-        Ok((total, file_hasher.finish_hex()))
+        // On an error the other stage is dropped, and with it the stripes it holds.
+        let (total, sha256) = futures::future::try_join(reading, writing).await?;
+        Ok((total, sha256))
     }
 
     /// Appends a stripe's parity blocks and computes the SHA-256 of its 8 blocks off the
@@ -291,7 +288,7 @@ impl FileUploader {
         parts: &mut PartsInProgress,
         stripe: Stripe,
         mut encoder: ParityEncoder,
-        file_hash: &mpsc::Sender<Vec<Bytes>>,
+        file_hash: &mut FileHashInBackground,
     ) -> Result<ParityEncoder, Error> {
         let (block_len, data_len) = (stripe.block_len(), stripe.data_len());
         let encoded = tokio::task::spawn_blocking(move || -> Result<_, Error> {
@@ -311,7 +308,7 @@ impl FileUploader {
                 block.slice(..taken)
             })
             .collect();
-        file_hash.send(file_bytes).await.map_err(|_| Error::Internal("the file hashing thread stopped".to_owned()))?;
+        file_hash.add(file_bytes).await.map_err(|error| Error::Internal(error.to_string()))?;
         for (index, hash) in hashes.into_iter().enumerate() {
             parts.hashers[index].push_block_hash(hash);
         }
@@ -407,17 +404,6 @@ where
         stripes.send(stripe).await.map_err(|_| Error::Internal("the part writers stopped".to_owned()))?;
     }
     Ok(total)
-}
-
-/// Hashes the file bytes received, in order (blocking; runs until the sender is dropped).
-fn hash_whole_file(mut file_bytes: mpsc::Receiver<Vec<Bytes>>) -> FileHasher {
-    let mut file_hasher = FileHasher::default();
-    while let Some(pieces) = file_bytes.blocking_recv() {
-        for piece in &pieces {
-            file_hasher.update(piece);
-        }
-    }
-    file_hasher
 }
 
 /// Returns the file name without folders; refuses empty and overlong names.

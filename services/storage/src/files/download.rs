@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use chatvault_file_store::erasure::{encode_parity, restore_data_blocks};
-use chatvault_file_store::hashing::FileHasher;
+use chatvault_file_store::hashing::FileHashInBackground;
 use chatvault_file_store::layout::StripeLayout;
 use chatvault_file_store::node_client::NodeClients;
 use chatvault_file_store::{part_id, DATA_PARTS, TOTAL_PARTS};
@@ -228,12 +228,9 @@ async fn stream_file(
     let wanted = range.unwrap_or(ByteRange { start: 0, end: manifest.info.size });
     let first_stripe = layout.stripe_of_offset(wanted.start);
     let mut reader = StripeReader::new(clients.clone(), Arc::clone(manifest), first_stripe, &[]);
-    // The whole-file hash runs on a blocking thread of its own while the next stripes are
-    // fetched and sent; only the last chunk waits for it.
-    let file_hashing = range.is_none().then(|| {
-        let (pieces_sender, pieces_receiver) = mpsc::channel::<Vec<Bytes>>(2);
-        (pieces_sender, tokio::task::spawn_blocking(move || hash_whole_file(pieces_receiver)))
-    });
+    // Each stripe is hashed on a blocking thread while the next one is fetched and sent;
+    // only the last chunk waits for the whole-file hash.
+    let mut file_hash = range.is_none().then(FileHashInBackground::default);
     let mut held_back: Option<Bytes> = None;
     while let Some((stripe_index, blocks)) = reader.next_stripe().await? {
         let mut position = layout.stripe_start(stripe_index);
@@ -245,9 +242,9 @@ async fn stream_file(
             pieces.push((position, block.slice(..taken)));
             position += taken as u64;
         }
-        if let Some((pieces_sender, _)) = &file_hashing {
+        if let Some(file_hash) = &mut file_hash {
             let to_hash: Vec<Bytes> = pieces.iter().map(|(_, piece)| piece.clone()).collect();
-            pieces_sender.send(to_hash).await.map_err(|_| Error::Internal("the hashing task stopped".to_owned()))?;
+            file_hash.add(to_hash).await.map_err(|error| Error::Internal(error.to_string()))?;
         }
         for (piece_start, piece) in pieces {
             let piece_end = piece_start + piece.len() as u64;
@@ -266,9 +263,8 @@ async fn stream_file(
             break;
         }
     }
-    if let Some((pieces_sender, hashing)) = file_hashing {
-        drop(pieces_sender);
-        let actual = hashing.await.map_err(|error| Error::Internal(format!("hashing task: {error}")))?.finish_hex();
+    if let Some(file_hash) = file_hash {
+        let actual = file_hash.finish_hex().await.map_err(|error| Error::Internal(error.to_string()))?;
         if actual != manifest.info.sha256 {
             tracing::error!(file_id = %manifest.info.file_id, expected = %manifest.info.sha256, %actual, "whole-file hash mismatch");
             return Err(Error::DataLoss(format!("file {} does not match its SHA-256; the download is incomplete", manifest.info.file_id)));
@@ -278,17 +274,6 @@ async fn stream_file(
         let _ = sender.send(Ok(last)).await;
     }
     Ok(reader.failed_parts())
-}
-
-/// Hashes the pieces received, in order, until the sender is dropped (blocking).
-fn hash_whole_file(mut pieces: mpsc::Receiver<Vec<Bytes>>) -> FileHasher {
-    let mut file_hasher = FileHasher::default();
-    while let Some(batch) = pieces.blocking_recv() {
-        for piece in &batch {
-            file_hasher.update(piece);
-        }
-    }
-    file_hasher
 }
 
 /// Rewrites `failed_parts` of a file on their nodes from the other parts.
