@@ -18,6 +18,14 @@ pub const UPSERT_CHAT: &str = "
 pub const CREATE_MESSAGE_STAGING: &str = "
     CREATE TEMP TABLE staging_messages (LIKE messages INCLUDING DEFAULTS) ON COMMIT DROP";
 
+/// The columns a message is COPYed with, in the order of `MESSAGE_STAGING_TYPES`.
+macro_rules! copied_message_columns {
+    () => {
+        "(chat_id, message_id, kind, sent_at, edited_at, from_name, from_id, author_signature, forwarded_from, saved_from,
+          reply_to_message_id, reply_to_peer_id, via_bot, action, actor_name, actor_id, text, entities, media, raw_json, import_id, owner)"
+    };
+}
+
 /// Which messages of a batch (keys `$1` owners, `$2` chat ids, `$3` message ids) are stored
 /// already.
 pub const STORED_MESSAGE_KEYS: &str = "
@@ -27,11 +35,7 @@ pub const STORED_MESSAGE_KEYS: &str = "
 
 /// Messages no archive holds yet go straight into `messages` (COPY's bulk path, as fast as
 /// loading the table can be); only the others are merged through the staging table.
-pub const COPY_NEW_MESSAGES: &str = "
-    COPY messages (chat_id, message_id, kind, sent_at, edited_at, from_name, from_id,
-        author_signature, forwarded_from, saved_from, reply_to_message_id, reply_to_peer_id,
-        via_bot, action, actor_name, actor_id, text, entities, media, raw_json, import_id, owner)
-    FROM STDIN (FORMAT binary)";
+pub const COPY_NEW_MESSAGES: &str = concat!("COPY messages ", copied_message_columns!(), " FROM STDIN (FORMAT binary)");
 
 /// Creates the chat rows of archives the batch added messages to (`$1` owners, `$2` chat ids).
 pub const ENSURE_CHATS: &str = "
@@ -49,11 +53,7 @@ pub const ADD_NEW_MESSAGE_COUNTS: &str = "
     FROM unnest($1::text[], $2::int8[], $3::int8[], $4::timestamptz[], $5::timestamptz[]) AS added(owner, chat_id, messages, first_at, last_at)
     WHERE chats.owner = added.owner AND chats.chat_id = added.chat_id";
 
-pub const COPY_MESSAGE_STAGING: &str = "
-    COPY staging_messages (chat_id, message_id, kind, sent_at, edited_at, from_name, from_id,
-        author_signature, forwarded_from, saved_from, reply_to_message_id, reply_to_peer_id,
-        via_bot, action, actor_name, actor_id, text, entities, media, raw_json, import_id, owner)
-    FROM STDIN (FORMAT binary)";
+pub const COPY_MESSAGE_STAGING: &str = concat!("COPY staging_messages ", copied_message_columns!(), " FROM STDIN (FORMAT binary)");
 
 /// Merges the staged batch: new messages are inserted, changed ones (edits, a newer export)
 /// replace the stored copy, identical ones are left alone. `xmax = 0` marks the rows that
