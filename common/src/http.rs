@@ -100,7 +100,15 @@ async fn metrics() -> impl IntoResponse {
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` is cancelled.
+/// Serves `router` on `listener` until `shutdown` is cancelled. Accepted connections get
+/// `TCP_NODELAY`, as the gRPC servers' do: with Nagle's algorithm a small write (the end of
+/// a response, a flow-control frame) waits for the peer's delayed ACK, up to 40 ms each.
 pub async fn serve_http(listener: TcpListener, router: Router, shutdown: CancellationToken) -> std::io::Result<()> {
+    use axum::serve::ListenerExt as _;
+    let listener = listener.tap_io(|connection| {
+        if let Err(error) = connection.set_nodelay(true) {
+            tracing::debug!(%error, "TCP_NODELAY not set on an HTTP connection");
+        }
+    });
     axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned()).await
 }
