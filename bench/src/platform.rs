@@ -142,17 +142,16 @@ impl Platform {
         database
     }
 
-    /// A FilesService client of storage that takes download chunks of any size.
+    /// A FilesService client of storage that takes download chunks of any size, connected
+    /// as the CLI connects (`bulk_transfer_endpoint`).
     pub async fn files(&self) -> anyhow::Result<FilesServiceClient<Channel>> {
-        Ok(FilesServiceClient::connect(format!("http://{}", self.storage.grpc_addr))
-            .await
-            .context("connecting to storage")?
+        Ok(FilesServiceClient::new(bulk_transfer_channel(self.storage.grpc_addr).await.context("connecting to storage")?)
             .max_decoding_message_size(64 << 20))
     }
 
-    /// A FileUploadService client of ingest.
+    /// A FileUploadService client of ingest, connected as the CLI connects.
     pub async fn uploads(&self) -> anyhow::Result<FileUploadServiceClient<Channel>> {
-        FileUploadServiceClient::connect(format!("http://{}", self.ingest.grpc_addr)).await.context("connecting to ingest")
+        Ok(FileUploadServiceClient::new(bulk_transfer_channel(self.ingest.grpc_addr).await.context("connecting to ingest")?))
     }
 
     /// Peak memory of the processes so far.
@@ -291,4 +290,10 @@ pub fn bench_folder(name: &str) -> anyhow::Result<PathBuf> {
     let _ = std::fs::remove_dir_all(&folder);
     std::fs::create_dir_all(&folder).with_context(|| format!("creating {}", folder.display()))?;
     Ok(folder)
+}
+
+/// Connects to `address` with the settings every file client uses.
+async fn bulk_transfer_channel(address: std::net::SocketAddr) -> Result<Channel, tonic::transport::Error> {
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))?;
+    chatvault_common::grpc::bulk_transfer_endpoint(endpoint).connect().await
 }

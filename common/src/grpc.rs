@@ -105,6 +105,18 @@ fn unknown_service_response(path: &str, served: &str) -> axum::response::Respons
 /// bounded by the flow-control windows, which limit the unread bytes whatever the framing.
 pub const MAX_FRAME_BYTES: u32 = 1 << 20;
 
+/// Returns `endpoint` set up for moving file bytes: `TCP_NODELAY`, [`MAX_FRAME_BYTES`]
+/// frames, and flow-control windows of 4 MiB per stream and 32 MiB per connection, so a
+/// stream is never held back by the default 64 KiB window while its peer is ready. Every
+/// client that uploads or downloads files (node clients, the CLI) connects this way.
+pub fn bulk_transfer_endpoint(endpoint: tonic::transport::Endpoint) -> tonic::transport::Endpoint {
+    endpoint
+        .tcp_nodelay(true)
+        .initial_stream_window_size(Some(4 << 20))
+        .initial_connection_window_size(Some(32 << 20))
+        .max_frame_size(MAX_FRAME_BYTES)
+}
+
 /// Serves `routes` on `listener` behind `auth` (and the metrics layer, outermost) until
 /// `shutdown` is cancelled; in-flight calls finish first. `transfer_windows` sets the
 /// HTTP/2 stream and connection windows in bytes (`None`: tonic's defaults). Peers may send

@@ -73,14 +73,8 @@ impl NodeClients {
         let channel = match channels.get(address) {
             Some(channel) => channel.clone(),
             None => {
-                let channel = Endpoint::from_shared(format!("http://{address}"))
-                    .map_err(|_| Error::BadAddress(address.to_owned()))?
-                    .connect_timeout(CONNECT_TIMEOUT)
-                    .tcp_nodelay(true)
-                    .initial_stream_window_size(Some(4 << 20))
-                    .initial_connection_window_size(Some(32 << 20))
-                    .max_frame_size(chatvault_common::grpc::MAX_FRAME_BYTES)
-                    .connect_lazy();
+                let endpoint = Endpoint::from_shared(format!("http://{address}")).map_err(|_| Error::BadAddress(address.to_owned()))?;
+                let channel = chatvault_common::grpc::bulk_transfer_endpoint(endpoint).connect_timeout(CONNECT_TIMEOUT).connect_lazy();
                 channels.insert(address.to_owned(), channel.clone());
                 channel
             }

@@ -173,7 +173,8 @@ impl Endpoints {
 
 async fn connect(url: &str) -> anyhow::Result<Channel> {
     let endpoint = Channel::from_shared(url.to_owned()).with_context(|| format!("{url} is not a valid URL"))?;
-    endpoint
+    // Files move through the same channels: large frames and windows, no Nagle.
+    chatvault_common::grpc::bulk_transfer_endpoint(endpoint)
         .connect_timeout(std::time::Duration::from_secs(5))
         .connect()
         .await
