@@ -5,9 +5,9 @@ use chatvault_common::text;
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    ArrayBuilder, BooleanBuilder, Date32Builder, Int16Builder, Int32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
+    ArrayBuilder, BinaryBuilder, BooleanBuilder, Date32Builder, Int16Builder, Int32Builder, Int64Builder, TimestampMicrosecondBuilder,
 };
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::{ArrayRef, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use serde::{Deserialize, Serialize};
 
@@ -107,14 +107,21 @@ fn utf8(value: &[u8]) -> Result<&str, String> {
     std::str::from_utf8(value).map_err(|error| format!("text is not UTF-8: {error}"))
 }
 
+/// Whether stored text may hold [`text::ESCAPE`] (U+FFFF, bytes EF BF BF): a byte search,
+/// so that the common text, which holds none, is copied without being looked at twice.
+fn may_hold_escape(value: &[u8]) -> bool {
+    value.contains(&0xEF)
+}
+
 enum ColumnBuilder {
     Int64(Int64Builder),
     Int32(Int32Builder),
     Int16(Int16Builder),
     Bool(BooleanBuilder),
-    Text(StringBuilder),
+    /// Text, gathered as bytes and checked to be UTF-8 once per batch, when it is finished.
+    Text(BinaryBuilder),
     /// JSON text; kept apart from `Text` because its strings are decoded inside the JSON.
-    Json(StringBuilder),
+    Json(BinaryBuilder),
     Timestamp(TimestampMicrosecondBuilder),
     Date(Date32Builder),
 }
@@ -126,8 +133,8 @@ impl ColumnBuilder {
             PgType::Int4 => Self::Int32(Int32Builder::with_capacity(capacity)),
             PgType::Int2 => Self::Int16(Int16Builder::with_capacity(capacity)),
             PgType::Bool => Self::Bool(BooleanBuilder::with_capacity(capacity)),
-            PgType::Text => Self::Text(StringBuilder::with_capacity(capacity, capacity * 32)),
-            PgType::Json => Self::Json(StringBuilder::with_capacity(capacity, capacity * 32)),
+            PgType::Text => Self::Text(BinaryBuilder::with_capacity(capacity, capacity * 32)),
+            PgType::Json => Self::Json(BinaryBuilder::with_capacity(capacity, capacity * 32)),
             PgType::Timestamptz => Self::Timestamp(TimestampMicrosecondBuilder::with_capacity(capacity).with_timezone(UTC_OFFSET)),
             PgType::Date => Self::Date(Date32Builder::with_capacity(capacity)),
         }
@@ -154,14 +161,19 @@ impl ColumnBuilder {
             Self::Bool(builder) => builder.append_value(value[0] != 0),
             // Backups hold text exactly as the export did: the stored form of
             // chatvault_common::text (U+0000 escaped) is decoded here, once.
-            Self::Text(builder) => builder.append_value(text::decode(utf8(value)?)),
+            Self::Text(builder) => {
+                if may_hold_escape(value) {
+                    builder.append_value(text::decode(utf8(value)?).as_bytes());
+                } else {
+                    builder.append_value(value);
+                }
+            }
             Self::Json(builder) => {
-                let stored = utf8(value)?;
-                if stored.contains(text::ESCAPE) {
-                    let value: serde_json::Value = serde_json::from_str(stored).map_err(|error| format!("json column is not JSON: {error}"))?;
+                if may_hold_escape(value) && utf8(value)?.contains(text::ESCAPE) {
+                    let value: serde_json::Value = serde_json::from_slice(value).map_err(|error| format!("json column is not JSON: {error}"))?;
                     builder.append_value(text::decode_json(value).to_string());
                 } else {
-                    builder.append_value(stored);
+                    builder.append_value(value);
                 }
             }
             Self::Timestamp(builder) => builder.append_value(i64::from_be_bytes(fixed(value)).saturating_add(POSTGRES_EPOCH_MICROS)),
@@ -170,16 +182,19 @@ impl ColumnBuilder {
         Ok(())
     }
 
-    fn finish(&mut self) -> ArrayRef {
-        match self {
+    /// Finishes the batch's array; fails when text is not UTF-8.
+    fn finish(&mut self) -> Result<ArrayRef, String> {
+        Ok(match self {
             Self::Int64(builder) => Arc::new(builder.finish()),
             Self::Int32(builder) => Arc::new(builder.finish()),
             Self::Int16(builder) => Arc::new(builder.finish()),
             Self::Bool(builder) => Arc::new(builder.finish()),
-            Self::Text(builder) | Self::Json(builder) => Arc::new(builder.finish()),
+            Self::Text(builder) | Self::Json(builder) => {
+                Arc::new(StringArray::try_from_binary(builder.finish()).map_err(|error| format!("text is not UTF-8: {error}"))?)
+            }
             Self::Timestamp(builder) => Arc::new(builder.finish()),
             Self::Date(builder) => Arc::new(builder.finish()),
-        }
+        })
     }
 
     fn len(&self) -> usize {
@@ -300,7 +315,13 @@ impl CopyDecoder {
     }
 
     fn take_batch(&mut self) -> Result<RecordBatch, Error> {
-        let arrays: Vec<ArrayRef> = self.builders.iter_mut().map(ColumnBuilder::finish).collect();
+        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.builders.len());
+        for index in 0..self.builders.len() {
+            match self.builders[index].finish() {
+                Ok(array) => arrays.push(array),
+                Err(message) => return Err(self.malformed(format!("column {}: {message}", self.columns[index].name))),
+            }
+        }
         RecordBatch::try_new(self.schema.clone(), arrays).map_err(|error| Error::Internal(format!("table {}: {error}", self.table)))
     }
 
@@ -464,6 +485,17 @@ mod tests {
         bytes[19..21].copy_from_slice(&2i16.to_be_bytes());
         let mut decoder = CopyDecoder::new("t", columns(), 8);
         assert!(decoder.push(&bytes, &mut |_| Ok(())).is_err());
+    }
+
+    #[test]
+    fn text_that_is_not_utf8_is_an_error() {
+        let mut bytes = stream(&[(1, Some("ok"), None), (2, Some("bad?"), None)]);
+        let position = bytes.windows(4).position(|window| window == b"bad?").expect("value") + 3;
+        bytes[position] = 0xC3;
+        let mut decoder = CopyDecoder::new("t", columns(), 8);
+        decoder.push(&bytes, &mut |_| Ok(())).expect("a batch is checked when it is finished");
+        let error = decoder.finish().expect_err("not UTF-8").to_string();
+        assert!(error.contains("column name") && error.contains("UTF-8"), "{error}");
     }
 
     #[test]
