@@ -8,7 +8,6 @@ pub mod api;
 pub mod catalog;
 pub mod copy_binary;
 pub mod create;
-pub mod csv_encode;
 pub mod error;
 pub mod manifest;
 pub mod peers;

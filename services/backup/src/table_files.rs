@@ -17,12 +17,14 @@ use parquet::file::properties::WriterProperties;
 use sha2::{Digest, Sha256};
 
 use crate::copy_binary::{arrow_schema, ColumnSpec};
-use crate::csv_encode::CsvWriter;
 use crate::manifest::FileEntry;
 use crate::Error;
 
 /// Rows per batch while decoding and reading.
 pub const BATCH_ROWS: usize = 8192;
+/// The timestamp format of CSV files: RFC 3339 with microseconds, which PostgreSQL,
+/// pandas and DuckDB all read.
+const CSV_TIMESTAMP_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.6f%:z";
 
 /// Which copies of a table to write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,7 +91,7 @@ impl Write for HashingWriter {
 pub struct TableWriter {
     table: String,
     parquet: Option<(String, ArrowWriter<HashingWriter>)>,
-    csv: Option<(String, CsvWriter<HashingWriter>)>,
+    csv: Option<(String, arrow_csv::Writer<HashingWriter>)>,
     rows: u64,
 }
 
@@ -125,7 +127,10 @@ impl TableWriter {
         };
         let csv = if formats.csv {
             let path = table_path(table, "csv");
-            let writer = CsvWriter::new(HashingWriter::create(&folder.join(&path))?);
+            let writer = arrow_csv::WriterBuilder::new()
+                .with_header(true)
+                .with_timestamp_tz_format(CSV_TIMESTAMP_FORMAT.to_owned())
+                .build(HashingWriter::create(&folder.join(&path))?);
             Some((path, writer))
         } else {
             None
@@ -138,10 +143,7 @@ impl TableWriter {
             writer.write(batch).map_err(|error| Error::Internal(format!("writing {} as parquet: {error}", self.table)))?;
         }
         if let Some((_, writer)) = &mut self.csv {
-            writer.write(batch).map_err(|error| match error {
-                Error::Internal(message) => Error::Internal(format!("writing {} as csv: {message}", self.table)),
-                other => other,
-            })?;
+            writer.write(batch).map_err(|error| Error::Internal(format!("writing {} as csv: {error}", self.table)))?;
         }
         self.rows += batch.num_rows() as u64;
         Ok(())
