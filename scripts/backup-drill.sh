@@ -19,7 +19,9 @@ die() { printf 'drill: ERROR: %s\n' "$*" >&2; exit 1; }
     || die "this wipes the local stack and every archived chat; run with --yes"
 
 export PATH="$HOME/.cargo/bin:$(go env GOPATH 2>/dev/null || echo /root/go)/bin:$PATH"
-case "${CHATVAULT_PROFILE:-debug}" in
+# The same binaries run-all.sh builds and starts: optimised unless CHATVAULT_PROFILE=debug.
+export CHATVAULT_PROFILE="${CHATVAULT_PROFILE:-release}"
+case "$CHATVAULT_PROFILE" in
     release) CLI="$ROOT/target/release/chatvault" ;;
     *)       CLI="$ROOT/target/debug/chatvault" ;;
 esac
