@@ -392,6 +392,7 @@ impl<P: Projection> ProjectionRunner<P> {
             from_offset: record.offset(),
             max_records: self.settings.max_records,
             applied_records: 0,
+            records_by_trace: RecordsByTrace::new(),
         };
         tracing::debug!(
             projection = self.projection.name(),
@@ -548,16 +549,12 @@ impl<P: Projection> ProjectionRunner<P> {
         let started = Instant::now();
         let projection_name = self.projection.name();
         let mut decoded = Vec::with_capacity(batch.len());
-        let mut records_by_trace: BTreeMap<String, (String, usize)> = BTreeMap::new();
+        let mut records_by_trace = RecordsByTrace::new();
         for record in &batch {
             let traceparent = record.headers().and_then(|headers| envelope::header_text(headers, envelope::TRACEPARENT)).map(str::to_owned);
             match self.projection.decode(record) {
                 Ok(event) => {
-                    if let Some(traceparent) = &traceparent {
-                        if let Some(trace_id) = envelope::trace_id_of(traceparent) {
-                            records_by_trace.entry(trace_id.to_owned()).or_insert_with(|| (traceparent.clone(), 0)).1 += 1;
-                        }
-                    }
+                    count_trace(&mut records_by_trace, traceparent.as_deref());
                     decoded.push(Applied {
                         topic: record.topic().to_owned(),
                         partition: record.partition(),
@@ -611,11 +608,7 @@ impl<P: Projection> ProjectionRunner<P> {
             }
         }
         PROJECTION_BATCH_SECONDS.with_label_values(&[projection_name]).observe(started.elapsed().as_secs_f64());
-        for (trace_id, (traceparent, count)) in &records_by_trace {
-            let span = tracing::info_span!("projection.apply", projection = projection_name, trace_id = %trace_id);
-            set_remote_parent(&span, traceparent);
-            span.in_scope(|| tracing::info!(projection = projection_name, trace_id = %trace_id, records = count, "records applied"));
-        }
+        log_applied_traces(projection_name, &records_by_trace);
         tracing::debug!(projection = projection_name, records = batch.len(), positions = %positions.to_token(), elapsed_ms = started.elapsed().as_millis() as u64, "batch applied");
         Ok(())
     }
@@ -763,6 +756,8 @@ struct EarlyWork<P: Projection> {
     max_records: usize,
     /// Records applied so far (the marker's batch not counted).
     applied_records: u64,
+    /// The traces of the records applied, logged once the import commits.
+    records_by_trace: RecordsByTrace,
 }
 
 impl<P: Projection> EarlyWork<P> {
@@ -807,6 +802,7 @@ impl<P: Projection> EarlyWork<P> {
                     .await?;
                 transaction.commit().await?;
                 PROJECTION_RECORDS.with_label_values(&[self.projection.name(), &self.topic]).inc_by(applied_count);
+                log_applied_traces(self.projection.name(), &self.records_by_trace);
                 let _ = reply.send(true);
                 return Ok(true);
             }
@@ -842,13 +838,14 @@ impl<P: Projection> EarlyWork<P> {
 
     /// Decodes and applies `records` inside the open transaction; any failure ends the early
     /// application (the import is then applied, with dead letters where due, at its marker).
-    async fn apply_records(&self, transaction: &tokio_postgres::Transaction<'_>, records: &[OwnedMessage]) -> Result<()> {
+    async fn apply_records(&mut self, transaction: &tokio_postgres::Transaction<'_>, records: &[OwnedMessage]) -> Result<()> {
         if records.is_empty() {
             return Ok(());
         }
         let mut decoded = Vec::with_capacity(records.len());
         for record in records {
             let event = self.projection.decode(record).map_err(|reason| Error::Other(format!("cannot decode: {reason}")))?;
+            count_trace(&mut self.records_by_trace, header_of(record, envelope::TRACEPARENT));
             decoded.push(Applied {
                 topic: record.topic().to_owned(),
                 partition: record.partition(),
@@ -859,6 +856,28 @@ impl<P: Projection> EarlyWork<P> {
             });
         }
         self.projection.apply(transaction, &decoded).await
+    }
+}
+
+/// Records applied per trace: trace id → (a `traceparent` of it, records).
+type RecordsByTrace = BTreeMap<String, (String, usize)>;
+
+/// Counts one applied record under the trace its `traceparent` names.
+fn count_trace(records_by_trace: &mut RecordsByTrace, traceparent: Option<&str>) {
+    if let Some(traceparent) = traceparent {
+        if let Some(trace_id) = envelope::trace_id_of(traceparent) {
+            records_by_trace.entry(trace_id.to_owned()).or_insert_with(|| (traceparent.to_owned(), 0)).1 += 1;
+        }
+    }
+}
+
+/// Logs one line per trace, in a span whose parent is the trace's producer, so a trace id
+/// finds the projections that applied its records.
+fn log_applied_traces(projection_name: &str, records_by_trace: &RecordsByTrace) {
+    for (trace_id, (traceparent, count)) in records_by_trace {
+        let span = tracing::info_span!("projection.apply", projection = projection_name, trace_id = %trace_id);
+        set_remote_parent(&span, traceparent);
+        span.in_scope(|| tracing::info!(projection = projection_name, trace_id = %trace_id, records = count, "records applied"));
     }
 }
 
