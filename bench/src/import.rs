@@ -79,7 +79,7 @@ pub(crate) async fn run(format: ExportFormat, message_count: u64) -> anyhow::Res
     println!("{:<52} {:>10.1} MB/s {:>10.3}", format!("parser alone ({format:?} reader)"), parse_rate, parse_rate / read_rate);
     println!("{:<52} {:>10.0} /s {:>12}", "PostgreSQL COPY FROM, same rows, same table (limit)", copy_rate, "");
     println!("{:<52} {:>10.0} /s {:>12.3}", "end-to-end import, CLI start → projection applied", import_rate, import_rate / copy_rate);
-    println!("{:<52} {:>14.1} s", "  of which: CLI until the transaction committed", published_seconds);
+    println!("{:<52} {:>14.1} s", "  of which: CLI until the import committed", published_seconds);
     println!("{:<52} {:>14}", "ingest peak RSS (target ≤ 128 MiB)", mebibytes(ingest_peak));
     println!("{:<52} {:>14}", "storage peak RSS", mebibytes(storage_peak));
     println!();

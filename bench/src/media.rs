@@ -118,7 +118,7 @@ pub(crate) async fn run(media_bytes: u64) -> anyhow::Result<()> {
     println!("{:<60} {:>9.1} MB/s {:>10}", "dd write of the media bytes, conv=fdatasync, nodes' folder (limit)", dd_rate, "");
     println!("{:<60} {:>9.1} MB/s {:>10.3}", "import with media: media bytes, same time", media_rate, media_rate / dd_rate);
     println!("{:<60} {:>14.1} s", "  end to end", measured.end_to_end_seconds);
-    println!("{:<60} {:>14.1} s", "  of which: CLI until the transaction committed", measured.published_seconds);
+    println!("{:<60} {:>14.1} s", "  of which: CLI until the import committed", measured.published_seconds);
     println!("{:<60} {:>14.1} MB", format!("  stored on the {NODE_COUNT} nodes (parity included)"), measured.stored_bytes as f64 / 1e6);
     println!(
         "{:<60} {:>14}",

@@ -69,10 +69,10 @@ pub async fn drop_databases() -> anyhow::Result<()> {
         tokio_postgres::connect(&admin_database_url(), tokio_postgres::NoTls).await.context("connecting to drop the databases")?;
     tokio::spawn(connection);
     for name in names {
-        client
-            .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-            .await
-            .with_context(|| format!("dropping database {name}"))?;
+        // The services are stopped by now; what may still be connected is an autovacuum
+        // worker, which a plain DROP cancels (FORCE would need the right to terminate a
+        // superuser's process, which the storage role lacks).
+        client.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\"")).await.with_context(|| format!("dropping database {name}"))?;
     }
     Ok(())
 }
