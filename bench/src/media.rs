@@ -444,33 +444,19 @@ fn write_message(out: &mut impl Write, message_id: u64, unix_seconds: i64, media
     }
 }
 
-/// `(year, month, day, hour, minute, second)` of a Unix time (UTC).
-fn civil_time(unix_seconds: i64) -> (i64, i64, i64, i64, i64, i64) {
-    let days = unix_seconds.div_euclid(86_400);
-    let seconds_of_day = unix_seconds.rem_euclid(86_400);
-    // Howard Hinnant's civil_from_days.
-    let shifted = days + 719_468;
-    let era = shifted.div_euclid(146_097);
-    let day_of_era = shifted.rem_euclid(146_097);
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day, seconds_of_day / 3600, seconds_of_day % 3600 / 60, seconds_of_day % 60)
+/// Returns `unix_seconds` (UTC) in chrono's `format` syntax.
+fn utc_formatted(unix_seconds: i64, format: &str) -> String {
+    chrono::DateTime::from_timestamp(unix_seconds, 0).unwrap_or_default().format(format).to_string()
 }
 
 /// `2025-11-22T10:15:30`
 fn iso_date(unix_seconds: i64) -> String {
-    let (year, month, day, hour, minute, second) = civil_time(unix_seconds);
-    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}")
+    utc_formatted(unix_seconds, "%Y-%m-%dT%H:%M:%S")
 }
 
 /// `22-11-2025_10-15-30`, as in media file names.
 fn file_stamp(unix_seconds: i64) -> String {
-    let (year, month, day, hour, minute, second) = civil_time(unix_seconds);
-    format!("{day:02}-{month:02}-{year:04}_{hour:02}-{minute:02}-{second:02}")
+    utc_formatted(unix_seconds, "%d-%m-%Y_%H-%M-%S")
 }
 
 #[cfg(test)]
@@ -479,7 +465,7 @@ mod tests {
     use telegram_export::{ExportEvent, JsonExportReader, ParseOptions};
 
     #[test]
-    fn civil_time_matches_known_dates() {
+    fn dates_are_formatted_as_exports_write_them() {
         assert_eq!(iso_date(0), "1970-01-01T00:00:00");
         assert_eq!(iso_date(951_782_400), "2000-02-29T00:00:00");
         assert_eq!(iso_date(1_763_806_530), "2025-11-22T10:15:30");
