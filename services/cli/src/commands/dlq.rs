@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use chatvault_common::envelope::{
     DLQ_DETAIL, DLQ_ERROR, DLQ_FAILED_AT, DLQ_ORIGINAL_OFFSET, DLQ_ORIGINAL_PARTITION, DLQ_ORIGINAL_TOPIC, DLQ_PROJECTION, DLQ_REPLAYED_FROM,
-    DLQ_SQLSTATE, EVENT_ID, EVENT_TYPE,
+    DLQ_SQLSTATE, EVENT_ID, EVENT_TYPE, IMPORT_COMMITTED, IMPORT_FIRST_OFFSET, IMPORT_ID,
 };
 use chatvault_common::topics::dead_letter_topic;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -133,10 +133,19 @@ impl DeadLetter {
     }
 
     /// Returns the headers of the replayed record: the original ones in their order, less
-    /// every `dlq-*` header, plus `dlq-replayed-from` naming this dead letter.
+    /// every `dlq-*` header and the staged-import headers, plus `dlq-replayed-from` naming
+    /// this dead letter. A record of a staged import was dead-lettered while its import was
+    /// applied; replayed with its `import-id` it would be passed over as part of an import
+    /// whose commit marker lies behind it, and never applied.
     fn replay_headers(&self) -> Vec<(String, Option<Vec<u8>>)> {
-        let mut headers: Vec<(String, Option<Vec<u8>>)> =
-            self.headers.iter().filter(|(name, _)| !name.starts_with(DEAD_LETTER_HEADER_PREFIX)).cloned().collect();
+        let mut headers: Vec<(String, Option<Vec<u8>>)> = self
+            .headers
+            .iter()
+            .filter(|(name, _)| {
+                !name.starts_with(DEAD_LETTER_HEADER_PREFIX) && ![IMPORT_ID, IMPORT_COMMITTED, IMPORT_FIRST_OFFSET].contains(&name.as_str())
+            })
+            .cloned()
+            .collect();
         headers.push((DLQ_REPLAYED_FROM.to_owned(), Some(self.position().into_bytes())));
         headers
     }
@@ -501,6 +510,7 @@ mod tests {
                 header(PRODUCER, "ingest"),
                 header(CONTENT_TYPE, PROTOBUF_CONTENT_TYPE),
                 header(TRACEPARENT, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+                header(IMPORT_ID, "0190a6e4-0000-7000-8000-000000000001"),
                 header(DLQ_ERROR, "invalid byte sequence for encoding \"UTF8\": 0x00"),
                 header(DLQ_SQLSTATE, "22021"),
                 header(DLQ_DETAIL, "the text holds a NUL"),
@@ -582,7 +592,7 @@ mod tests {
     }
 
     #[test]
-    fn replay_keeps_the_envelope_drops_the_failure_and_names_its_source() {
+    fn replay_keeps_the_envelope_drops_the_failure_and_the_import_and_names_its_source() {
         let dead_letter = dead_letter_of_a_message();
         let headers = dead_letter.replay_headers();
         let keys: Vec<&str> = headers.iter().map(|(key, _)| key.as_str()).collect();
