@@ -78,6 +78,20 @@ pub struct Applied<E> {
     pub event: E,
 }
 
+impl<E> Applied<E> {
+    /// Returns `event`, decoded from `record`, with where it came from.
+    fn of(record: &OwnedMessage, event: E) -> Self {
+        Self {
+            topic: record.topic().to_owned(),
+            partition: record.partition(),
+            offset: record.offset(),
+            key: record.key().and_then(|key| std::str::from_utf8(key).ok()).map(str::to_owned),
+            traceparent: header_of(record, envelope::TRACEPARENT).map(str::to_owned),
+            event,
+        }
+    }
+}
+
 /// A read model built from one or more topics.
 pub trait Projection: Send + Sync + 'static {
     /// The decoded form of one record.
@@ -329,10 +343,7 @@ impl<P: Projection> ProjectionRunner<P> {
         let mut records: Vec<OwnedMessage> = Vec::new();
         let mut applied = 0usize;
         if resume_from < marker_offset {
-            let reader = kafka::read_committed_consumer(&self.kafka, &format!("chatvault-{projection_name}-import"))?;
-            let mut assignment = TopicPartitionList::new();
-            assignment.add_partition_offset(&topic, partition, Offset::Offset(resume_from))?;
-            reader.assign(&assignment)?;
+            let reader = partition_reader(&self.kafka, &format!("chatvault-{projection_name}-import"), &topic, partition, resume_from)?;
             loop {
                 let received = tokio::select! {
                     () = shutdown.cancelled() => return Ok(false),
@@ -551,18 +562,10 @@ impl<P: Projection> ProjectionRunner<P> {
         let mut decoded = Vec::with_capacity(batch.len());
         let mut records_by_trace = RecordsByTrace::new();
         for record in &batch {
-            let traceparent = record.headers().and_then(|headers| envelope::header_text(headers, envelope::TRACEPARENT)).map(str::to_owned);
             match self.projection.decode(record) {
                 Ok(event) => {
-                    count_trace(&mut records_by_trace, traceparent.as_deref());
-                    decoded.push(Applied {
-                        topic: record.topic().to_owned(),
-                        partition: record.partition(),
-                        offset: record.offset(),
-                        key: record.key().and_then(|key| std::str::from_utf8(key).ok()).map(str::to_owned),
-                        traceparent,
-                        event,
-                    });
+                    count_trace(&mut records_by_trace, header_of(record, envelope::TRACEPARENT));
+                    decoded.push(Applied::of(record, event));
                 }
                 Err(reason) => {
                     // The dead letter is written before the offsets move past the record, so a
@@ -659,28 +662,7 @@ impl<P: Projection> ProjectionRunner<P> {
                     .await?;
             }
         }
-        let positions = bookkeeping.offsets();
-        let (topics, partitions, offsets): (Vec<&str>, Vec<i32>, Vec<i64>) = positions
-            .0
-            .iter()
-            .map(|((topic, partition), next)| (topic.as_str(), *partition, *next))
-            .fold((Vec::new(), Vec::new(), Vec::new()), |(mut topics, mut partitions, mut offsets), (topic, partition, next)| {
-                topics.push(topic);
-                partitions.push(partition);
-                offsets.push(next);
-                (topics, partitions, offsets)
-            });
-        transaction
-            .execute(
-                "INSERT INTO projection_offsets (projection, topic, partition, next_offset, updated_at)
-                 SELECT $1, topic, partition, next_offset, now()
-                 FROM unnest($2::text[], $3::int4[], $4::int8[]) AS batch(topic, partition, next_offset)
-                 ON CONFLICT (projection, topic, partition) DO UPDATE
-                 SET next_offset = GREATEST(projection_offsets.next_offset, EXCLUDED.next_offset),
-                     updated_at = now()",
-                &[&self.projection.name(), &topics, &partitions, &offsets],
-            )
-            .await?;
+        store_offsets(&transaction, self.projection.name(), &bookkeeping.offsets()).await?;
         transaction.commit().await?;
         Ok(dead_lettered)
     }
@@ -774,10 +756,8 @@ impl<P: Projection> EarlyWork<P> {
     async fn apply(mut self, mut commit_requests: tokio::sync::oneshot::Receiver<CommitRequest>, stop: CancellationToken) -> Result<bool> {
         let mut client = self.pool.get().await?;
         let transaction = client.transaction().await?;
-        let reader = kafka::read_committed_consumer(&self.kafka, &format!("chatvault-{}-early", self.projection.name()))?;
-        let mut assignment = TopicPartitionList::new();
-        assignment.add_partition_offset(&self.topic, self.partition, Offset::Offset(self.from_offset))?;
-        reader.assign(&assignment)?;
+        let reader =
+            partition_reader(&self.kafka, &format!("chatvault-{}-early", self.projection.name()), &self.topic, self.partition, self.from_offset)?;
         let mut records: Vec<OwnedMessage> = Vec::new();
         let mut marker_offset: Option<i64> = None;
         let mut commit_request: Option<CommitRequest> = None;
@@ -791,15 +771,9 @@ impl<P: Projection> EarlyWork<P> {
                 records.push(marker);
                 self.apply_records(&transaction, &records).await?;
                 let applied_count = self.applied_records + records.len() as u64;
-                transaction
-                    .execute(
-                        "INSERT INTO projection_offsets (projection, topic, partition, next_offset, updated_at)
-                         VALUES ($1, $2, $3, $4, now())
-                         ON CONFLICT (projection, topic, partition) DO UPDATE
-                         SET next_offset = GREATEST(projection_offsets.next_offset, EXCLUDED.next_offset), updated_at = now()",
-                        &[&self.projection.name(), &self.topic, &self.partition, &(offset + 1)],
-                    )
-                    .await?;
+                let mut past_the_marker = Positions::default();
+                past_the_marker.record_written(&self.topic, self.partition, offset);
+                store_offsets(&transaction, self.projection.name(), &past_the_marker).await?;
                 transaction.commit().await?;
                 PROJECTION_RECORDS.with_label_values(&[self.projection.name(), &self.topic]).inc_by(applied_count);
                 log_applied_traces(self.projection.name(), &self.records_by_trace);
@@ -846,17 +820,40 @@ impl<P: Projection> EarlyWork<P> {
         for record in records {
             let event = self.projection.decode(record).map_err(|reason| Error::Other(format!("cannot decode: {reason}")))?;
             count_trace(&mut self.records_by_trace, header_of(record, envelope::TRACEPARENT));
-            decoded.push(Applied {
-                topic: record.topic().to_owned(),
-                partition: record.partition(),
-                offset: record.offset(),
-                key: record.key().and_then(|key| std::str::from_utf8(key).ok()).map(str::to_owned),
-                traceparent: header_of(record, envelope::TRACEPARENT).map(str::to_owned),
-                event,
-            });
+            decoded.push(Applied::of(record, event));
         }
         self.projection.apply(transaction, &decoded).await
     }
+}
+
+/// Stores `positions` as the projection's next offsets (never moving one back), inside the
+/// transaction that applied the records before them.
+async fn store_offsets(transaction: &tokio_postgres::Transaction<'_>, projection_name: &str, positions: &Positions) -> Result<()> {
+    let topics: Vec<&str> = positions.0.keys().map(|(topic, _)| topic.as_str()).collect();
+    let partitions: Vec<i32> = positions.0.keys().map(|(_, partition)| *partition).collect();
+    let offsets: Vec<i64> = positions.0.values().copied().collect();
+    transaction
+        .execute(
+            "INSERT INTO projection_offsets (projection, topic, partition, next_offset, updated_at)
+             SELECT $1, topic, partition, next_offset, now()
+             FROM unnest($2::text[], $3::int4[], $4::int8[]) AS batch(topic, partition, next_offset)
+             ON CONFLICT (projection, topic, partition) DO UPDATE
+             SET next_offset = GREATEST(projection_offsets.next_offset, EXCLUDED.next_offset),
+                 updated_at = now()",
+            &[&projection_name, &topics, &partitions, &offsets],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Returns a `read_committed` reader of one partition from `from_offset`, for reading an
+/// import again apart from the runner's own consumer.
+fn partition_reader(kafka: &KafkaConfig, client_id: &str, topic: &str, partition: i32, from_offset: i64) -> Result<StreamConsumer> {
+    let reader = kafka::read_committed_consumer(kafka, client_id)?;
+    let mut assignment = TopicPartitionList::new();
+    assignment.add_partition_offset(topic, partition, Offset::Offset(from_offset))?;
+    reader.assign(&assignment)?;
+    Ok(reader)
 }
 
 /// Records applied per trace: trace id → (a `traceparent` of it, records).

@@ -167,7 +167,7 @@ impl StagedPublisher {
     /// any earlier delivery has failed (Kafka unreachable for `message.timeout.ms`).
     pub async fn publish(&mut self, key: &str, event_type: &str, payload: &[u8]) -> Result<()> {
         if let Some(failure) = self.failure() {
-            return Err(Error::Unavailable(format!("Kafka did not take the import's events: {failure}")));
+            return Err(not_taken(&failure));
         }
         let headers = Envelope::new(event_type, self.producer_name.as_str(), self.traceparent.clone())
             .to_headers()
@@ -182,7 +182,7 @@ impl StagedPublisher {
                     let room = self.producer.context().room.notified();
                     let _ = tokio::time::timeout(Duration::from_millis(50), room).await;
                     if let Some(failure) = self.failure() {
-                        return Err(Error::Unavailable(format!("Kafka did not take the import's events: {failure}")));
+                        return Err(not_taken(&failure));
                     }
                 }
                 Err((error, _)) => return Err(error.into()),
@@ -208,7 +208,7 @@ impl StagedPublisher {
         let shares: Vec<PartitionShare> = {
             let deliveries = self.deliveries();
             if let Some(failure) = &deliveries.failure {
-                return Err(Error::Unavailable(format!("Kafka did not take the import's events: {failure}")));
+                return Err(not_taken(failure));
             }
             if deliveries.delivered != self.published {
                 return Err(Error::Unavailable(format!("Kafka acknowledged {} of the import's {} events", deliveries.delivered, self.published)));
@@ -231,6 +231,12 @@ impl StagedPublisher {
         self.producer.purge(rdkafka::producer::PurgeConfig::default().queue().inflight());
         tracing::info!(topic = %self.topic, import_id = %self.import_id, published = self.published, "staged import abandoned; it will never be applied");
     }
+}
+
+/// The error of an import a delivery of which failed (Kafka unreachable for
+/// `message.timeout.ms`): nothing of it will be applied.
+fn not_taken(failure: &str) -> Error {
+    Error::Unavailable(format!("Kafka did not take the import's events: {failure}"))
 }
 
 /// Writes the commit markers in one transaction and returns their positions.
