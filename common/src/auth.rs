@@ -81,6 +81,10 @@ const PUBLIC_GRPC_PATHS: &[&str] = &[
     "/chatvault.users.v1.AccountsService/Register",
     "/chatvault.users.v1.AccountsService/Login",
     "/chatvault.users.v1.AccountsService/Refresh",
+    "/chatvault.users.v1.AccountsService/RegistrationStatus",
+    // A share link's token is its own credential (as on the `/s/` HTTP route).
+    "/chatvault.storage.v1.FilesService/DescribeShareLink",
+    "/chatvault.storage.v1.FilesService/OpenShareLink",
     // Retired: the users service refuses every call (the first admin comes from
     // CHATVAULT_USERS_BOOTSTRAP_ADMIN). Public so an old client reads why instead of a
     // missing-token error.
