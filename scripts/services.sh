@@ -34,7 +34,7 @@ set -euo pipefail
 # CHATVAULT_NODE_DATA_DIR=.state/nodes/<i>, CHATVAULT_STORAGE_NODE_GRPC_ADDR=127.0.0.1:<50100+i>
 # and CHATVAULT_STORAGE_NODE_HTTP_ADDR=127.0.0.1:<http_port> (see instance_env).
 # Ports: ingest 50051/8081, storage 50052/8082, users 50053/8083, audit 50054/8084,
-# backup 50055/8085, storage nodes 50101../8101.. .
+# backup 50055/8085, web 50056/8080 (the browser's port), storage nodes 50101../8101.. .
 # Services start in this order and stop in reverse order.
 SERVICES=(
     "ingest:chatvault-ingest:8081"
@@ -42,6 +42,7 @@ SERVICES=(
     "users:chatvault-users:8083"
     "audit:chatvault-audit:8084"
     "backup:chatvault-backup:8085:CHATVAULT_BACKUP_DIR=@STATE@/backups"
+    "web:chatvault-web:8080"
     "storage-node-1:chatvault-storage-node:8101"
     "storage-node-2:chatvault-storage-node:8102"
     "storage-node-3:chatvault-storage-node:8103"
@@ -172,11 +173,11 @@ ensure_secrets() {
 random_base64_48() { random_base64 48; }
 
 # database_url_env NAME: exports CHATVAULT_<NAME>_DATABASE_URL for a service with a database
-# (storage, users, audit, backup) with its role's password from .state/secrets/postgres-<role>
+# (storage, users, audit, backup, web) with its role's password from .state/secrets/postgres-<role>
 # (made by scripts/stack.sh up), unless the operator set the variable.
 database_url_env() {
     local name="$1" variable file
-    case "$name" in storage|users|audit|backup) ;; *) return 0 ;; esac
+    case "$name" in storage|users|audit|backup|web) ;; *) return 0 ;; esac
     variable="CHATVAULT_${name^^}_DATABASE_URL"
     [ -z "${!variable:-}" ] || return 0
     file="$STATE/secrets/postgres-$name"

@@ -57,7 +57,7 @@ KAFKA_CONTROLLER_PORT=9093
 PG_HOST=127.0.0.1
 PG_PORT=5432
 # The per-service databases created by db-init/ (role = database = password).
-CHATVAULT_DBS=(storage users audit backup)
+CHATVAULT_DBS=(storage users audit backup web)
 # max_connections for a cluster this script manages (Debian's default is 100;
 # 5 services + 6 storage nodes with connection pools + tests need more).
 PG_MAX_CONNECTIONS=300

@@ -1,0 +1,119 @@
+//! Channels to the other services, and requests that carry the signed-in person's token.
+
+use std::time::Duration;
+
+use chatvault_common::auth::ROLE_HEADER;
+use chatvault_common::caller::CALLER_HEADER;
+use chatvault_proto::audit::v1::audit_service_client::AuditServiceClient;
+use chatvault_proto::backup::v1::backup_service_client::BackupServiceClient;
+use chatvault_proto::ingest::v1::file_upload_service_client::FileUploadServiceClient;
+use chatvault_proto::ingest::v1::ingest_service_client::IngestServiceClient;
+use chatvault_proto::storage::v1::files_service_client::FilesServiceClient;
+use chatvault_proto::storage::v1::storage_service_client::StorageServiceClient;
+use chatvault_proto::users::v1::accounts_service_client::AccountsServiceClient;
+use chatvault_proto::users::v1::users_service_client::UsersServiceClient;
+use tonic::metadata::MetadataValue;
+use tonic::transport::{Channel, Endpoint};
+use tonic::Request;
+
+use crate::settings::WebSettings;
+use crate::WebError;
+
+/// Lazily connected channels to every service the pages call.
+#[derive(Clone, Debug)]
+pub struct Clients {
+    users: Channel,
+    storage: Channel,
+    ingest: Channel,
+    audit: Channel,
+    backup: Channel,
+}
+
+/// Who a request is made for: the person signed in to the session.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub username: String,
+    pub role: String,
+    pub access_token: String,
+}
+
+impl Caller {
+    pub fn is_admin(&self) -> bool {
+        self.role == chatvault_common::auth::ADMIN_ROLE
+    }
+
+    /// Wraps `message` in a request with the caller's bearer token (and, for services run
+    /// with `CHATVAULT_AUTH=off`, the caller headers they read instead; with auth on, the
+    /// services replace those from the verified token).
+    pub fn request<T>(&self, message: T) -> Request<T> {
+        let mut request = Request::new(message);
+        let metadata = request.metadata_mut();
+        if let Ok(value) = MetadataValue::try_from(format!("Bearer {}", self.access_token)) {
+            metadata.insert("authorization", value);
+        }
+        if let Ok(value) = MetadataValue::try_from(self.username.as_str()) {
+            metadata.insert(CALLER_HEADER, value);
+        }
+        if let Ok(value) = MetadataValue::try_from(self.role.as_str()) {
+            metadata.insert(ROLE_HEADER, value);
+        }
+        request
+    }
+}
+
+impl Clients {
+    /// Creates the channels; nothing connects until the first call.
+    pub fn connect(settings: &WebSettings) -> Result<Self, WebError> {
+        Ok(Self {
+            users: channel(&settings.users_url, false)?,
+            storage: channel(&settings.storage_url, true)?,
+            ingest: channel(&settings.ingest_url, true)?,
+            audit: channel(&settings.audit_url, false)?,
+            backup: channel(&settings.backup_url, false)?,
+        })
+    }
+
+    pub fn accounts(&self) -> AccountsServiceClient<Channel> {
+        AccountsServiceClient::new(self.users.clone())
+    }
+
+    pub fn users(&self) -> UsersServiceClient<Channel> {
+        UsersServiceClient::new(self.users.clone())
+    }
+
+    pub fn storage(&self) -> StorageServiceClient<Channel> {
+        StorageServiceClient::new(self.storage.clone())
+    }
+
+    pub fn files(&self) -> FilesServiceClient<Channel> {
+        FilesServiceClient::new(self.storage.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    pub fn ingest(&self) -> IngestServiceClient<Channel> {
+        IngestServiceClient::new(self.ingest.clone())
+    }
+
+    pub fn uploads(&self) -> FileUploadServiceClient<Channel> {
+        FileUploadServiceClient::new(self.ingest.clone())
+    }
+
+    pub fn audit(&self) -> AuditServiceClient<Channel> {
+        AuditServiceClient::new(self.audit.clone())
+    }
+
+    pub fn backup(&self) -> BackupServiceClient<Channel> {
+        BackupServiceClient::new(self.backup.clone())
+    }
+}
+
+/// The largest message the web service accepts from storage (a download chunk is 1 MiB).
+const MAX_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
+
+fn channel(url: &str, bulk: bool) -> Result<Channel, WebError> {
+    let endpoint = Endpoint::from_shared(url.to_owned())
+        .map_err(|error| WebError::Config(format!("{url:?} is not a service URL: {error}")))?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true);
+    let endpoint = if bulk { chatvault_common::grpc::bulk_transfer_endpoint(endpoint) } else { endpoint };
+    Ok(endpoint.connect_lazy())
+}

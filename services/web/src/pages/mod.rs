@@ -1,0 +1,81 @@
+//! The pages and their routes.
+
+pub mod admin;
+pub mod auth;
+pub mod chats;
+pub mod files;
+pub mod import;
+pub mod layout;
+
+use axum::extract::Request;
+use axum::http::{header, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::session::MaybeSigned;
+use crate::AppState;
+
+/// The Content-Security-Policy of every answer: scripts, styles and media from this
+/// origin only, no inline script, no plugin, no framing, forms posted only here.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self'; \
+     connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// Every page route, with the CSRF check and the security headers.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(home))
+        .route("/static/{name}", get(layout::asset))
+        .route("/login", get(auth::login_page).post(auth::log_in))
+        .route("/logout", post(auth::log_out))
+        .route("/register", get(auth::register_page).post(auth::register))
+        .route("/chats", get(chats::list))
+        .route("/chats/{chat_id}", get(chats::view))
+        .route("/chats/{chat_id}/authors", get(chats::authors))
+        .route("/search", get(chats::search))
+        .route("/import", get(import::page).post(import::upload))
+        .route("/imports/{import_id}", get(import::result))
+        .route("/files", get(files::list))
+        .route("/files/upload", post(files::upload))
+        .route("/files/{file_id}", get(files::detail))
+        .route("/files/{file_id}/download", get(files::download))
+        .route("/files/{file_id}/view", get(files::inline))
+        .route("/files/{file_id}/thumbnail", get(files::thumbnail))
+        .route("/files/{file_id}/rename", post(files::rename))
+        .route("/files/{file_id}/delete", post(files::delete))
+        .route("/files/{file_id}/share", post(files::create_share))
+        .route("/shares/{link_id}/revoke", post(files::revoke_share))
+        .route("/s/{token}", get(files::public_share).post(files::public_share_download))
+        .route("/s/{token}/download", get(files::public_share_download_open))
+        .route("/history", get(admin::history))
+        .route("/admin", get(admin::overview))
+        .route("/admin/nodes", post(admin::add_node))
+        .route("/admin/backups", post(admin::create_backup))
+        .route("/admin/backups/{backup_id}/verify", post(admin::verify_backup))
+        .route("/admin/jobs/{job_id}", get(admin::job))
+        .route("/admin/accounts/{username}/role", post(admin::set_role))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::csrf::protect))
+        .layer(axum::middleware::from_fn(security_headers))
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+async fn home(MaybeSigned(signed): MaybeSigned) -> Response {
+    match signed {
+        Some(_) => Redirect::to("/chats").into_response(),
+        None => Redirect::to("/login").into_response(),
+    }
+}
+
+/// Adds the security headers to every answer (file answers set their own, stricter CSP).
+async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.entry(header::CONTENT_SECURITY_POLICY).or_insert(HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
+    response
+}
