@@ -14,8 +14,9 @@ use chatvault_proto::chat::v1::{chat_event, ChatEvent, ChatShareRevoked, ChatSha
 use chatvault_proto::common::v1::ConsistencyToken;
 use chatvault_proto::storage::v1::storage_service_server::StorageService;
 use chatvault_proto::storage::v1::{
-    Chat, GetMessagesRequest, GetMessagesResponse, GetThreadRequest, GetThreadResponse, ListChatsRequest, ListChatsResponse, RevokeChatShareRequest,
-    RevokeChatShareResponse, ShareChatRequest, ShareChatResponse, StoredMessage,
+    Chat, CountMessagesByMonthRequest, CountMessagesByMonthResponse, GetMessagesRequest, GetMessagesResponse, GetThreadRequest, GetThreadResponse,
+    ListChatsRequest, ListChatsResponse, MonthCount, RevokeChatShareRequest, RevokeChatShareResponse, ShareChatRequest, ShareChatResponse,
+    StoredMessage,
 };
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
@@ -35,6 +36,8 @@ const CHAT_SHARE_REVOKED_TYPE: &str = "chatvault.chat.v1.ChatShareRevoked";
 
 const DEFAULT_PAGE_SIZE: u32 = 100;
 const MAX_PAGE_SIZE: u32 = 1000;
+/// How many characters of its newest message's text a chat's listing shows.
+const LAST_MESSAGE_PREVIEW_CHARS: usize = 200;
 
 /// The storage gRPC API.
 #[derive(Clone)]
@@ -124,6 +127,8 @@ impl StorageApi {
                 left: row.get(6),
                 owner: text::text(row, 7),
                 shared_with: row.get::<_, Vec<PgText>>(8).into_iter().map(PgText::into_string).collect(),
+                last_message_text: text::optional_text(row, 9).map(|text| preview_of(&text)).unwrap_or_default(),
+                imported_unix: row.get::<_, Option<DateTime<Utc>>>(10).map(|date| date.timestamp()),
             })
             .collect();
         Ok(ListChatsResponse { chats })
@@ -135,29 +140,60 @@ impl StorageApi {
             limit if limit > MAX_PAGE_SIZE => return Err(Error::InvalidArgument(format!("limit {limit} is above the maximum of {MAX_PAGE_SIZE}"))),
             limit => limit,
         };
-        let after_message_id = parse_page_token(&request.page_token)?;
+        let cursor = PageCursor::of_request(&request.page_token, request.after_message_id, request.before_message_id)?;
         let since = unix_to_timestamp("since_unix", request.since_unix)?;
         let until = unix_to_timestamp("until_unix", request.until_unix)?;
         self.wait_for_token(request.consistency_token.as_ref()).await?;
         let client = self.pool.get().await?;
         let owner = self.archive_owner(&client, viewer, request.chat_id, request.owner.as_deref()).await?;
-        // One row more than the page tells whether another page follows.
-        let fetch = i64::from(page_size) + 1;
+        let owner_text = PgText::from(owner.as_str());
         let author = request.author.as_deref().map(str::trim).filter(|author| !author.is_empty()).map(PgText::from);
         let text_query = request.text_query.as_deref().map(str::trim).filter(|query| !query.is_empty()).map(PgText::from);
-        let rows = client
-            .query(
-                sql::GET_MESSAGES,
-                &[&request.chat_id, &after_message_id, &since, &until, &fetch, &author, &text_query, &PgText::from(owner.as_str())],
-            )
-            .await?;
-        let has_more = rows.len() > page_size as usize;
-        let messages: Vec<StoredMessage> = rows.iter().take(page_size as usize).map(stored_message_of_row).collect();
-        let next_page_token = match (has_more, messages.last()) {
-            (true, Some(last)) => format_page_token(last.message_id),
+        let filters =
+            MessageFilters { owner: &owner_text, chat_id: request.chat_id, since, until, author: author.as_ref(), text_query: text_query.as_ref() };
+        // One row more than the page tells whether more follow in the direction of travel.
+        let fetch = i64::from(page_size) + 1;
+        let (statement, bound) = match cursor {
+            PageCursor::PageToken(after) => (sql::MESSAGES_AFTER, after.unwrap_or(i64::MIN)),
+            PageCursor::After(after) => (sql::MESSAGES_AFTER, after),
+            PageCursor::Before(before) => (sql::MESSAGES_BEFORE, before),
+        };
+        let rows = client.query(statement, &filters.parameters_with(&bound, Some(&fetch))).await?;
+        let more_in_direction = rows.len() > page_size as usize;
+        let mut messages: Vec<StoredMessage> = rows.iter().take(page_size as usize).map(stored_message_of_row).collect();
+        if matches!(cursor, PageCursor::Before(_)) {
+            messages.reverse();
+        }
+        let page_ids = messages.first().zip(messages.last()).map(|(first, last)| (first.message_id, last.message_id));
+        let other_side_exists = match cursor.other_direction_bound(page_ids) {
+            OtherDirection::Known(exists) => exists,
+            OtherDirection::AtOrBelow(bound) => {
+                client.query_opt(sql::NEAREST_MESSAGE_AT_OR_BELOW, &filters.parameters_with(&bound, None)).await?.is_some()
+            }
+            OtherDirection::AtOrAbove(bound) => {
+                client.query_opt(sql::NEAREST_MESSAGE_AT_OR_ABOVE, &filters.parameters_with(&bound, None)).await?.is_some()
+            }
+        };
+        let (has_older, has_newer) =
+            if cursor.is_backward() { (more_in_direction, other_side_exists) } else { (other_side_exists, more_in_direction) };
+        // Page tokens go on as they always did; the id cursors need none.
+        let next_page_token = match (cursor, more_in_direction, messages.last()) {
+            (PageCursor::PageToken(_), true, Some(last)) => format_page_token(last.message_id),
             _ => String::new(),
         };
-        Ok(GetMessagesResponse { messages, next_page_token })
+        Ok(GetMessagesResponse { messages, next_page_token, has_older, has_newer })
+    }
+
+    async fn count_messages_by_month(&self, viewer: &Viewer, request: CountMessagesByMonthRequest) -> Result<CountMessagesByMonthResponse, Error> {
+        self.wait_for_token(request.consistency_token.as_ref()).await?;
+        let client = self.pool.get().await?;
+        let owner = self.archive_owner(&client, viewer, request.chat_id, request.owner.as_deref()).await?;
+        let rows = client.query(sql::COUNT_MESSAGES_BY_MONTH, &[&PgText::from(owner.as_str()), &request.chat_id]).await?;
+        let months = rows
+            .iter()
+            .map(|row| MonthCount { month: month_label(row.get(0), row.get(1)), message_count: u64::try_from(row.get::<_, i64>(2)).unwrap_or(0) })
+            .collect();
+        Ok(CountMessagesByMonthResponse { months })
     }
 
     async fn get_thread(&self, viewer: &Viewer, request: GetThreadRequest) -> Result<GetThreadResponse, Error> {
@@ -299,6 +335,9 @@ fn stored_message_of_row(row: &tokio_postgres::Row) -> StoredMessage {
         forwarded_from: text::optional_text(row, 13),
         via_bot: row.get(14),
         owner: text::text(row, 15),
+        highlighted_text: text::optional_text(row, 16),
+        // Not served yet: the export's poll, location and contact fields are kept only in raw_json.
+        details_json: None,
     }
 }
 
@@ -338,20 +377,125 @@ fn media_of_json(value: &Value) -> Media {
     }
 }
 
-/// Page tokens are `m<last message id>`; the empty token starts before every message
-/// (migrated histories have ids down to about -10^9).
-fn parse_page_token(token: &str) -> Result<i64, Error> {
+/// Page tokens are `m<last message id>`; the empty token (`None`) starts before every
+/// message (migrated histories have ids down to about -10^9).
+fn parse_page_token(token: &str) -> Result<Option<i64>, Error> {
     if token.is_empty() {
-        return Ok(i64::MIN);
+        return Ok(None);
     }
     token
         .strip_prefix('m')
         .and_then(|id| id.parse().ok())
+        .map(Some)
         .ok_or_else(|| Error::InvalidArgument(format!("page_token {token:?} is not one this service returned")))
 }
 
 fn format_page_token(last_message_id: i64) -> String {
     format!("m{last_message_id}")
+}
+
+/// Where a page of messages starts and which way it reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PageCursor {
+    /// Forward from a page token's message (`None`: from the first message); the answer
+    /// carries the next page token.
+    PageToken(Option<i64>),
+    /// Forward: the messages with ids just above this one.
+    After(i64),
+    /// Backward: the messages with ids just below this one.
+    Before(i64),
+}
+
+/// How to learn whether messages lie on the side of a page it was not read towards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum OtherDirection {
+    /// Known without a query.
+    Known(bool),
+    /// Whether a message has an id of at most this.
+    AtOrBelow(i64),
+    /// Whether a message has an id of at least this.
+    AtOrAbove(i64),
+}
+
+impl PageCursor {
+    /// Reads the cursor of a request: at most one of a page token and the two id cursors.
+    fn of_request(page_token: &str, after_message_id: Option<i64>, before_message_id: Option<i64>) -> Result<Self, Error> {
+        match (page_token.is_empty(), after_message_id, before_message_id) {
+            (_, Some(_), Some(_)) => {
+                Err(Error::InvalidArgument("after_message_id and before_message_id exclude each other; send one of them".to_owned()))
+            }
+            (false, Some(_), None) | (false, None, Some(_)) => Err(Error::InvalidArgument(
+                "page_token excludes after_message_id and before_message_id; send a page token or a message id".to_owned(),
+            )),
+            (_, Some(after), None) => Ok(PageCursor::After(after)),
+            (_, None, Some(before)) => Ok(PageCursor::Before(before)),
+            (_, None, None) => Ok(PageCursor::PageToken(parse_page_token(page_token)?)),
+        }
+    }
+
+    fn is_backward(self) -> bool {
+        matches!(self, PageCursor::Before(_))
+    }
+
+    /// What to ask about the side of the page opposite to the direction of travel: older
+    /// messages than the page's first (`page_ids`: its first and last id) when reading
+    /// forward, newer than its last when reading backward. An empty page is taken from its
+    /// cursor: nothing matched beyond it, so the question is about the cursor itself.
+    fn other_direction_bound(self, page_ids: Option<(i64, i64)>) -> OtherDirection {
+        let first_id = page_ids.map(|(first, _)| first);
+        let last_id = page_ids.map(|(_, last)| last);
+        let bound = match self {
+            // From the very first message nothing matching lies before the page.
+            PageCursor::PageToken(None) => return OtherDirection::Known(false),
+            PageCursor::PageToken(Some(after)) | PageCursor::After(after) => match first_id {
+                Some(first) => first.checked_sub(1).map(OtherDirection::AtOrBelow),
+                None => Some(OtherDirection::AtOrBelow(after)),
+            },
+            PageCursor::Before(before) => match last_id {
+                Some(last) => last.checked_add(1).map(OtherDirection::AtOrAbove),
+                None => Some(OtherDirection::AtOrAbove(before)),
+            },
+        };
+        // A page starting at i64::MIN (or ending at i64::MAX) has nothing beyond it.
+        bound.unwrap_or(OtherDirection::Known(false))
+    }
+}
+
+/// The filters of a GetMessages request as the parameters `$1`..`$6` of the message
+/// statements ([`sql::MESSAGES_AFTER`] and its siblings).
+struct MessageFilters<'a> {
+    owner: &'a PgText<'a>,
+    chat_id: i64,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+    author: Option<&'a PgText<'a>>,
+    text_query: Option<&'a PgText<'a>>,
+}
+
+impl<'a> MessageFilters<'a> {
+    /// The parameters with the id bound `$7` and, for a page, its row count `$8`.
+    fn parameters_with(&'a self, bound: &'a i64, fetch: Option<&'a i64>) -> Vec<&'a (dyn tokio_postgres::types::ToSql + Sync)> {
+        let mut parameters: Vec<&'a (dyn tokio_postgres::types::ToSql + Sync)> =
+            vec![self.owner, &self.chat_id, &self.since, &self.until, &self.author, &self.text_query, bound];
+        if let Some(fetch) = fetch {
+            parameters.push(fetch);
+        }
+        parameters
+    }
+}
+
+/// The first [`LAST_MESSAGE_PREVIEW_CHARS`] characters of `text` (Unicode scalar values, so
+/// never inside one).
+fn preview_of(text: &str) -> String {
+    match text.char_indices().nth(LAST_MESSAGE_PREVIEW_CHARS) {
+        Some((end, _)) => text[..end].to_owned(),
+        None => text.to_owned(),
+    }
+}
+
+/// `YYYY-MM` of a calendar month.
+fn month_label(year: i32, month: i32) -> String {
+    format!("{year:04}-{month:02}")
 }
 
 fn unix_to_timestamp(field: &str, seconds: Option<i64>) -> Result<Option<DateTime<Utc>>, Error> {
@@ -374,6 +518,12 @@ impl StorageService for StorageApi {
     async fn get_messages(&self, request: Request<GetMessagesRequest>) -> Result<Response<GetMessagesResponse>, Status> {
         let viewer = Viewer::of_metadata(request.metadata());
         Ok(Response::new(StorageApi::get_messages(self, &viewer, request.into_inner()).await?))
+    }
+
+    #[tracing::instrument(skip_all, fields(chat_id = request.get_ref().chat_id))]
+    async fn count_messages_by_month(&self, request: Request<CountMessagesByMonthRequest>) -> Result<Response<CountMessagesByMonthResponse>, Status> {
+        let viewer = Viewer::of_metadata(request.metadata());
+        Ok(Response::new(StorageApi::count_messages_by_month(self, &viewer, request.into_inner()).await?))
     }
 
     #[tracing::instrument(skip_all, fields(chat_id = request.get_ref().chat_id, message_id = request.get_ref().message_id))]
@@ -401,9 +551,61 @@ mod tests {
 
     #[test]
     fn page_tokens_round_trip_and_reject_foreign_text() {
-        assert_eq!(parse_page_token("").expect("empty"), i64::MIN);
-        assert_eq!(parse_page_token(&format_page_token(-999_999_950)).expect("negative id"), -999_999_950);
+        assert_eq!(parse_page_token("").expect("empty"), None);
+        assert_eq!(parse_page_token(&format_page_token(-999_999_950)).expect("negative id"), Some(-999_999_950));
         assert!(parse_page_token("42").is_err());
         assert!(parse_page_token("mx").is_err());
+    }
+
+    #[test]
+    fn a_request_names_at_most_one_cursor() {
+        assert_eq!(PageCursor::of_request("", None, None).expect("none"), PageCursor::PageToken(None));
+        assert_eq!(PageCursor::of_request("m7", None, None).expect("token"), PageCursor::PageToken(Some(7)));
+        assert_eq!(PageCursor::of_request("", Some(-3), None).expect("after"), PageCursor::After(-3));
+        assert_eq!(PageCursor::of_request("", None, Some(i64::MIN)).expect("before"), PageCursor::Before(i64::MIN));
+        for (token, after, before) in [("", Some(1), Some(2)), ("m7", Some(1), None), ("m7", None, Some(2)), ("m7", Some(1), Some(2))] {
+            let error = PageCursor::of_request(token, after, before).expect_err("two cursors");
+            assert!(matches!(&error, Error::InvalidArgument(message) if message.contains("exclude")), "{error:?}");
+        }
+        assert!(matches!(PageCursor::of_request("oops", None, None), Err(Error::InvalidArgument(_))));
+    }
+
+    #[test]
+    fn the_side_a_page_was_not_read_towards_is_asked_about_from_its_edge_or_its_cursor() {
+        // Forward: what is older than the first message; nothing before the very first page.
+        assert_eq!(PageCursor::PageToken(None).other_direction_bound(Some((1, 9))), OtherDirection::Known(false));
+        assert_eq!(PageCursor::PageToken(None).other_direction_bound(None), OtherDirection::Known(false));
+        assert_eq!(PageCursor::PageToken(Some(4)).other_direction_bound(Some((5, 9))), OtherDirection::AtOrBelow(4));
+        assert_eq!(PageCursor::After(10).other_direction_bound(Some((12, 20))), OtherDirection::AtOrBelow(11));
+        assert_eq!(PageCursor::After(10).other_direction_bound(None), OtherDirection::AtOrBelow(10));
+        // Backward: what is newer than the last message.
+        assert_eq!(PageCursor::Before(10).other_direction_bound(Some((3, 8))), OtherDirection::AtOrAbove(9));
+        assert_eq!(PageCursor::Before(10).other_direction_bound(None), OtherDirection::AtOrAbove(10));
+        // The ends of the id range need no query and do not overflow.
+        assert_eq!(PageCursor::After(i64::MIN).other_direction_bound(Some((i64::MIN, 0))), OtherDirection::Known(false));
+        assert_eq!(PageCursor::Before(i64::MAX).other_direction_bound(Some((0, i64::MAX))), OtherDirection::Known(false));
+        assert_eq!(PageCursor::Before(i64::MIN).other_direction_bound(None), OtherDirection::AtOrAbove(i64::MIN));
+        assert_eq!(PageCursor::After(i64::MAX).other_direction_bound(None), OtherDirection::AtOrBelow(i64::MAX));
+        assert!(PageCursor::Before(0).is_backward() && !PageCursor::After(0).is_backward());
+    }
+
+    #[test]
+    fn previews_keep_at_most_200_characters_and_cut_between_them() {
+        assert_eq!(preview_of(""), "");
+        assert_eq!(preview_of("short"), "short");
+        let exactly = "ж".repeat(200);
+        assert_eq!(preview_of(&exactly), exactly);
+        let long = format!("{}👋 and more", "я".repeat(199));
+        let preview = preview_of(&long);
+        assert_eq!(preview.chars().count(), 200);
+        assert!(preview.ends_with('👋'));
+        assert_eq!(preview_of(&"\0".repeat(300)).chars().count(), 200);
+    }
+
+    #[test]
+    fn months_are_labelled_year_dash_month() {
+        assert_eq!(month_label(2026, 11), "2026-11");
+        assert_eq!(month_label(2027, 1), "2027-01");
+        assert_eq!(month_label(999, 3), "0999-03");
     }
 }

@@ -118,14 +118,24 @@ macro_rules! visible_chat {
 }
 
 /// The archives the caller (`$1` admin, `$2` username) sees, with their grantees for the
-/// archives they may share (their own; every archive for an admin).
+/// archives they may share (their own; every archive for an admin), the start of the text of
+/// each archive's newest message (one backward step on the primary key per archive) and when
+/// it was imported. 400 stored characters hold at least the 200 a preview shows, escapes
+/// ([`chatvault_common::text`]) taking two.
 pub const LIST_CHATS: &str = concat!(
     "SELECT chat_id, name, chat_type, message_count, first_message_at, last_message_at, left_chat, owner,
             CASE WHEN $1::bool OR chats.owner = $2::text THEN ARRAY(
                 SELECT grantee FROM chat_grants grants
                 WHERE grants.owner = chats.owner AND grants.chat_id = chats.chat_id ORDER BY grantee)
-            ELSE ARRAY[]::text[] END
+            ELSE ARRAY[]::text[] END,
+            newest.text_start, imported_at
      FROM chats
+     LEFT JOIN LATERAL (
+         SELECT left(newest_message.text, 400) AS text_start FROM messages newest_message
+         WHERE newest_message.owner = chats.owner AND newest_message.chat_id = chats.chat_id
+         ORDER BY newest_message.message_id DESC
+         LIMIT 1
+     ) newest ON true
      WHERE ",
     visible_chat!(),
     "
@@ -135,24 +145,116 @@ pub const LIST_CHATS: &str = concat!(
 /// The owners of the archives of chat `$3` the caller (`$1` admin, `$2` username) sees.
 pub const VISIBLE_CHAT_OWNERS: &str = concat!("SELECT owner FROM chats WHERE chat_id = $3 AND ", visible_chat!(), " ORDER BY owner");
 
-/// A page of one archive's messages (`$8` owner, `$1` chat) in id order, after a cursor,
-/// optionally within dates, of an author, matching a text search.
-pub const GET_MESSAGES: &str = "
-    SELECT chat_id, message_id, kind, sent_at, edited_at, from_name, from_id,
-           reply_to_message_id, text, entities, media, action, actor_name, forwarded_from, via_bot, owner
-    FROM messages
-    WHERE owner = $8 AND chat_id = $1
-      AND message_id > $2
+/// The columns of a message, in the order `stored_message_of_row` reads them; every
+/// statement that uses them adds the highlighted text (or NULL) as the last column.
+macro_rules! message_columns {
+    () => {
+        "chat_id, message_id, kind, sent_at, edited_at, from_name, from_id,
+           reply_to_message_id, text, entities, media, action, actor_name, forwarded_from, via_bot, owner"
+    };
+}
+
+/// The messages of one archive (`$1` owner, `$2` chat) a page draws from: optionally within
+/// dates (`$3` since, `$4` until), of an author (`$5`, id or name), matching a text search
+/// (`$6`). Every statement adds a bound on `message_id` as `$7`, so each reads a range of the
+/// primary key (owner, chat_id, message_id) from its cursor, never past skipped rows; only a
+/// search for a rare word is planned through the text index instead, sorting its few matches.
+macro_rules! message_filters {
+    () => {
+        "owner = $1 AND chat_id = $2
       AND ($3::timestamptz IS NULL OR sent_at >= $3)
       AND ($4::timestamptz IS NULL OR sent_at < $4)
-      AND ($6::text IS NULL OR from_id = $6 OR from_name = $6)
-      AND ($7::text IS NULL OR to_tsvector('russian', text) @@ websearch_to_tsquery('russian', $7))
+      AND ($5::text IS NULL OR from_id = $5 OR from_name = $5)
+      AND ($6::text IS NULL OR to_tsvector('russian', text) @@ websearch_to_tsquery('russian', $6))"
+    };
+}
+
+/// The text of a message with every match of the search `$6` between U+0001 and U+0002
+/// (NULL without a search). `HighlightAll` keeps the whole text, every character as stored.
+macro_rules! highlighted_text {
+    () => {
+        "CASE WHEN $6::text IS NULL THEN NULL
+              ELSE ts_headline('russian', text, websearch_to_tsquery('russian', $6), E'StartSel=\\x01, StopSel=\\x02, HighlightAll=true')
+         END"
+    };
+}
+
+/// The first `$8` messages with ids above `$7`, in id order (pages forward and by page token).
+pub const MESSAGES_AFTER: &str = concat!(
+    "SELECT ",
+    message_columns!(),
+    ", ",
+    highlighted_text!(),
+    "
+    FROM messages
+    WHERE ",
+    message_filters!(),
+    "
+      AND message_id > $7
     ORDER BY message_id
-    LIMIT $5";
+    LIMIT $8"
+);
+
+/// The last `$8` messages with ids below `$7`, newest first (pages backward; the caller puts
+/// them in id order).
+pub const MESSAGES_BEFORE: &str = concat!(
+    "SELECT ",
+    message_columns!(),
+    ", ",
+    highlighted_text!(),
+    "
+    FROM messages
+    WHERE ",
+    message_filters!(),
+    "
+      AND message_id < $7
+    ORDER BY message_id DESC
+    LIMIT $8"
+);
+
+/// The nearest message of the filters with an id of at most `$7`: whether something is older
+/// than a page. A keyset probe rather than `EXISTS`, whose ORDER BY and LIMIT PostgreSQL drops:
+/// the planner may then read the table from its start (a sequential scan over most of a big
+/// chat), where this always starts on the primary key at `$7`.
+pub const NEAREST_MESSAGE_AT_OR_BELOW: &str =
+    concat!("SELECT message_id FROM messages WHERE ", message_filters!(), " AND message_id <= $7 ORDER BY message_id DESC LIMIT 1");
+
+/// The nearest message of the filters with an id of at least `$7`: whether something is newer
+/// than a page.
+pub const NEAREST_MESSAGE_AT_OR_ABOVE: &str =
+    concat!("SELECT message_id FROM messages WHERE ", message_filters!(), " AND message_id >= $7 ORDER BY message_id LIMIT 1");
+
+/// One archive's (`$1` owner, `$2` chat) dated messages per calendar month in UTC, oldest
+/// month first: year, month, count; months without messages are left out. Each month is one
+/// range of the date index (owner, chat_id, sent_at), counted without touching the rows
+/// where the visibility map allows, and the months come in order without a sort of the
+/// messages (grouping the rows by a computed month sorted a million of them on disk).
+pub const COUNT_MESSAGES_BY_MONTH: &str = "
+    WITH dates AS (
+        SELECT (SELECT min(sent_at) FROM messages WHERE owner = $1 AND chat_id = $2) AS first_at,
+               (SELECT max(sent_at) FROM messages WHERE owner = $1 AND chat_id = $2) AS last_at
+    ), months AS (
+        SELECT generate_series(
+                   date_trunc('month', first_at AT TIME ZONE 'UTC'),
+                   date_trunc('month', last_at AT TIME ZONE 'UTC'),
+                   interval '1 month') AS month
+        FROM dates
+        WHERE first_at IS NOT NULL
+    )
+    SELECT EXTRACT(YEAR FROM month)::int4, EXTRACT(MONTH FROM month)::int4, counted.messages
+    FROM months
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS messages FROM messages
+        WHERE owner = $1 AND chat_id = $2
+          AND sent_at >= month AT TIME ZONE 'UTC' AND sent_at < (month + interval '1 month') AT TIME ZONE 'UTC'
+    ) counted
+    WHERE counted.messages > 0
+    ORDER BY month";
 
 /// The reply thread of a message in one archive (`$3` owner, `$1` chat): its ancestors up to
 /// the root, and all its descendants.
-pub const GET_THREAD: &str = "
+pub const GET_THREAD: &str = concat!(
+    "
     WITH RECURSIVE ancestors AS (
         SELECT message_id, reply_to_message_id, 0 AS depth FROM messages WHERE owner = $3 AND chat_id = $1 AND message_id = $2
         UNION ALL
@@ -166,12 +268,14 @@ pub const GET_THREAD: &str = "
         FROM messages child JOIN descendants ON child.reply_to_message_id = descendants.message_id
         WHERE child.owner = $3 AND child.chat_id = $1 AND descendants.depth < 10000
     )
-    SELECT chat_id, message_id, kind, sent_at, edited_at, from_name, from_id,
-           reply_to_message_id, text, entities, media, action, actor_name, forwarded_from, via_bot, owner
+    SELECT ",
+    message_columns!(),
+    ", NULL::text
     FROM messages
     WHERE owner = $3 AND chat_id = $1
       AND message_id IN (SELECT message_id FROM ancestors UNION SELECT message_id FROM descendants)
-    ORDER BY message_id";
+    ORDER BY message_id"
+);
 
 /// Whether archive (`$1` owner, `$2` chat) is shared with `$3`.
 pub const GRANT_EXISTS: &str = "SELECT 1 FROM chat_grants WHERE owner = $1 AND chat_id = $2 AND grantee = $3";
