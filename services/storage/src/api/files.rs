@@ -1,4 +1,6 @@
-//! `chatvault.storage.v1.FilesService`: thin handlers over the file catalog.
+//! `chatvault.storage.v1.FilesService`: thin handlers over the file catalog. DownloadFile and
+//! OpenShareLink stream through one function; DescribeShareLink and OpenShareLink are public
+//! (the link's token is the credential) and check links as the `/s/` HTTP route does.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -8,15 +10,16 @@ use chatvault_common::consistency::Positions;
 use chatvault_proto::common::v1::ConsistencyToken;
 use chatvault_proto::storage::v1::files_service_server::FilesService;
 use chatvault_proto::storage::v1::{
-    download_file_response, CreateShareLinkRequest, CreateShareLinkResponse, DeleteFileRequest, DeleteFileResponse, DownloadFileRequest,
-    DownloadFileResponse, FileInfo, ListFilesRequest, ListFilesResponse, ListNodesRequest, ListNodesResponse, RegisterNodeRequest,
-    RegisterNodeResponse, RevokeShareLinkRequest, RevokeShareLinkResponse, StatFileRequest,
+    download_file_response, CreateShareLinkRequest, CreateShareLinkResponse, DeleteFileRequest, DeleteFileResponse, DescribeShareLinkRequest,
+    DescribeShareLinkResponse, DownloadFileRequest, DownloadFileResponse, FileInfo, ListFileDatesRequest, ListFileDatesResponse, ListFilesRequest,
+    ListFilesResponse, ListNodesRequest, ListNodesResponse, ListShareLinksRequest, ListShareLinksResponse, OpenShareLinkRequest, RegisterNodeRequest,
+    RegisterNodeResponse, RenameFileRequest, RenameFileResponse, RevokeShareLinkRequest, RevokeShareLinkResponse, StatFileRequest,
 };
 use futures::{Stream, StreamExt};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use crate::files::download::spawn_download;
+use crate::files::download::{spawn_download, FileManifest};
 use crate::files::FileCatalog;
 
 /// The files gRPC API.
@@ -41,9 +44,19 @@ fn consistency_token(positions: &Positions) -> Option<ConsistencyToken> {
 
 type DownloadStream = Pin<Box<dyn Stream<Item = Result<DownloadFileResponse, Status>> + Send>>;
 
+/// Returns the stream of a download: the file's info, then its bytes (verified as
+/// `spawn_download` says).
+fn download_stream(catalog: &FileCatalog, manifest: FileManifest) -> DownloadStream {
+    let info = DownloadFileResponse { message: Some(download_file_response::Message::Info(manifest.info.clone())) };
+    let chunks = ReceiverStream::new(spawn_download(catalog.clients().clone(), Arc::new(manifest), None))
+        .map(|chunk| chunk.map(|bytes| DownloadFileResponse { message: Some(download_file_response::Message::Chunk(bytes)) }).map_err(Status::from));
+    futures::stream::once(async { Ok(info) }).chain(chunks).boxed()
+}
+
 #[tonic::async_trait]
 impl FilesService for FilesApi {
     type DownloadFileStream = DownloadStream;
+    type OpenShareLinkStream = DownloadStream;
 
     #[tracing::instrument(skip_all, fields(file_id = %request.get_ref().file_id))]
     async fn download_file(&self, request: Request<DownloadFileRequest>) -> Result<Response<DownloadStream>, Status> {
@@ -56,11 +69,7 @@ impl FilesService for FilesApi {
             self.catalog.file_of_owner(&request.file_id, &owner).await?;
         }
         let manifest = self.catalog.manifest(&request.file_id).await?;
-        let info = DownloadFileResponse { message: Some(download_file_response::Message::Info(manifest.info.clone())) };
-        let chunks = ReceiverStream::new(spawn_download(self.catalog.clients().clone(), Arc::new(manifest), None)).map(|chunk| {
-            chunk.map(|bytes| DownloadFileResponse { message: Some(download_file_response::Message::Chunk(bytes)) }).map_err(Status::from)
-        });
-        Ok(Response::new(futures::stream::once(async { Ok(info) }).chain(chunks).boxed()))
+        Ok(Response::new(download_stream(&self.catalog, manifest)))
     }
 
     async fn stat_file(&self, request: Request<StatFileRequest>) -> Result<Response<FileInfo>, Status> {
@@ -104,8 +113,50 @@ impl FilesService for FilesApi {
         let owner = caller_of_metadata(request.metadata());
         let request = request.into_inner();
         self.catalog.wait_for_token(token_of(request.consistency_token.as_ref())).await?;
-        let positions = self.catalog.revoke_share_link(&owner, &request.token).await?;
+        let positions = self.catalog.revoke_share_link(&owner, &request.token, &request.link_id).await?;
         Ok(Response::new(RevokeShareLinkResponse { consistency_token: consistency_token(&positions) }))
+    }
+
+    async fn list_file_dates(&self, request: Request<ListFileDatesRequest>) -> Result<Response<ListFileDatesResponse>, Status> {
+        let owner = caller_of_metadata(request.metadata());
+        self.catalog.wait_for_token(token_of(request.get_ref().consistency_token.as_ref())).await?;
+        Ok(Response::new(ListFileDatesResponse { dates: self.catalog.list_file_dates(&owner).await? }))
+    }
+
+    #[tracing::instrument(skip_all, fields(file_id = %request.get_ref().file_id))]
+    async fn rename_file(&self, request: Request<RenameFileRequest>) -> Result<Response<RenameFileResponse>, Status> {
+        let caller = caller_of_metadata(request.metadata());
+        let any_owner = chatvault_common::auth::is_admin_metadata(request.metadata());
+        let request = request.into_inner();
+        self.catalog.wait_for_token(token_of(request.consistency_token.as_ref())).await?;
+        let (file, positions) = self.catalog.rename_file(&caller, any_owner, &request.file_id, &request.name).await?;
+        Ok(Response::new(RenameFileResponse { file: Some(file), consistency_token: consistency_token(&positions) }))
+    }
+
+    async fn list_share_links(&self, request: Request<ListShareLinksRequest>) -> Result<Response<ListShareLinksResponse>, Status> {
+        let caller = caller_of_metadata(request.metadata());
+        let any_owner = chatvault_common::auth::is_admin_metadata(request.metadata());
+        let request = request.into_inner();
+        self.catalog.wait_for_token(token_of(request.consistency_token.as_ref())).await?;
+        Ok(Response::new(ListShareLinksResponse { links: self.catalog.list_share_links(&caller, any_owner, &request.file_id).await? }))
+    }
+
+    async fn describe_share_link(&self, request: Request<DescribeShareLinkRequest>) -> Result<Response<DescribeShareLinkResponse>, Status> {
+        let preview = self.catalog.describe_share_link(&request.get_ref().token).await?;
+        let file = preview.file.unwrap_or_default();
+        Ok(Response::new(DescribeShareLinkResponse {
+            password_required: preview.password_required,
+            expires_at_unix_ms: preview.expires_at_unix_ms,
+            name: file.name,
+            size: file.size,
+            content_type: file.content_type,
+        }))
+    }
+
+    async fn open_share_link(&self, request: Request<OpenShareLinkRequest>) -> Result<Response<DownloadStream>, Status> {
+        let request = request.into_inner();
+        let manifest = self.catalog.open_share_link(&request.token, Some(request.password.as_str())).await?;
+        Ok(Response::new(download_stream(&self.catalog, manifest)))
     }
 
     #[tracing::instrument(skip_all, fields(address = %request.get_ref().address))]

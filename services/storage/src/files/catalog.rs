@@ -2,15 +2,18 @@
 //! handlers: manifests for downloads, date folders, delete, share links, and the node
 //! registry. Commands publish their event, then wait until the projection has applied it,
 //! so the next query sees the change.
+//!
+//! A file of another account answers exactly like a file that does not exist (NOT_FOUND),
+//! so nobody learns which ids are taken; admins reach every file where a command says so.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chatvault_common::consistency::{AppliedPositions, Positions};
 use chatvault_common::topics::{FILES_EVENTS, STORAGE_NODES};
 use chatvault_file_store::node_client::NodeClients;
-use chatvault_proto::files::v1::{file_event, FileDeleted, FileEvent, ShareLinkCreated, ShareLinkRevoked};
-use chatvault_proto::storage::v1::{node_event, FileInfo, NodeEvent, NodeInfo, NodeRegistered};
+use chatvault_proto::files::v1::{file_event, FileDeleted, FileEvent, FileRenamed, ShareLinkCreated, ShareLinkRevoked};
+use chatvault_proto::storage::v1::{node_event, FileDate, FileInfo, NodeEvent, NodeInfo, NodeRegistered, ShareLinkInfo};
 use chrono::{DateTime, NaiveDate, Utc};
 use deadpool_postgres::Pool;
 use prost::Message as _;
@@ -18,7 +21,8 @@ use rdkafka::producer::{FutureProducer, Producer};
 use tokio::sync::Notify;
 
 use super::download::{FileManifest, PartLocation};
-use super::{share_link, sql};
+use super::share_password_guard::{SharePasswordGuard, SharePasswordSettings};
+use super::{file_name, share_link, sql};
 use crate::Error;
 
 /// The longest a share link may live.
@@ -35,11 +39,13 @@ pub struct CreatedShareLink {
 /// A share link that works now.
 #[derive(Clone, Debug)]
 pub struct LiveShareLink {
-    pub file_id: String,
+    /// The live file it leads to.
+    pub file: FileInfo,
     /// The Argon2 PHC string of its password; `None` for a link without one.
     pub password_hash: Option<String>,
     /// The hex SHA-256 of its token, the key under which its password attempts are counted.
     pub token_sha256: String,
+    pub expires_at_unix_ms: i64,
 }
 
 /// The files side of the storage service.
@@ -53,6 +59,9 @@ pub struct FileCatalog {
     applied: AppliedPositions,
     consistency_wait: Duration,
     purge_wakeup: Arc<Notify>,
+    /// The one guard of share-link password checks, shared by every clone, so the HTTP route
+    /// and the gRPC calls count failures per link together and share the verification slots.
+    share_passwords: Arc<OnceLock<SharePasswordGuard>>,
 }
 
 impl std::fmt::Debug for FileCatalog {
@@ -80,7 +89,29 @@ impl FileCatalog {
             applied,
             consistency_wait,
             purge_wakeup: Arc::new(Notify::new()),
+            share_passwords: Arc::new(OnceLock::new()),
         })
+    }
+
+    /// Sets how share-link passwords are checked, once at start-up, before the first request
+    /// (the download routes do it with the service's settings); returns the guard. A second
+    /// call keeps the first guard: its counts and slots must stay the only ones.
+    pub fn configure_share_passwords(&self, settings: SharePasswordSettings) -> SharePasswordGuard {
+        let mut configured_now = false;
+        let guard = self.share_passwords.get_or_init(|| {
+            configured_now = true;
+            SharePasswordGuard::new(settings)
+        });
+        if !configured_now && guard.settings() != settings {
+            tracing::warn!(?settings, kept = ?guard.settings(), "share link password settings were configured already; the first ones stay");
+        }
+        guard.clone()
+    }
+
+    /// Returns the guard of share-link password checks (with the default settings when
+    /// [`Self::configure_share_passwords`] was never called).
+    pub fn share_passwords(&self) -> SharePasswordGuard {
+        self.share_passwords.get_or_init(|| SharePasswordGuard::new(SharePasswordSettings::default())).clone()
     }
 
     pub fn pool(&self) -> &Pool {
@@ -163,13 +194,19 @@ impl FileCatalog {
 
     /// Returns the live file `file_id` when `owner` may see it.
     pub async fn file_of_owner(&self, file_id: &str, owner: &str) -> Result<FileInfo, Error> {
+        self.file_of_caller(file_id, owner, false).await
+    }
+
+    /// Returns the live file `file_id` when it is `caller`'s, or whoever's with `any_owner`
+    /// (admins). Another account's file is NOT_FOUND exactly like a missing one.
+    pub async fn file_of_caller(&self, file_id: &str, caller: &str, any_owner: bool) -> Result<FileInfo, Error> {
         let mut row = self.live_file_row(file_id).await?;
         if row.is_none() {
             self.catch_up_with_file_events().await;
             row = self.live_file_row(file_id).await?;
         }
         match row.map(|row| file_info_of_row(&row)) {
-            Some((info, _)) if info.owner == owner => Ok(info),
+            Some((info, _)) if any_owner || info.owner == caller => Ok(info),
             _ => Err(Error::NotFound(format!("no file with id {file_id}"))),
         }
     }
@@ -217,6 +254,47 @@ impl FileCatalog {
         Ok(rows.iter().map(|row| file_info_of_row(row).0).collect())
     }
 
+    /// Lists `owner`'s date folders: each upload date with live files, with their count and
+    /// bytes, newest first.
+    pub async fn list_file_dates(&self, owner: &str) -> Result<Vec<FileDate>, Error> {
+        // As for a listing: an upload through ingest right before should be counted.
+        self.catch_up_with_file_events().await;
+        let client = self.pool.get().await?;
+        let rows = client.query(sql::FILE_DATES_OF_OWNER, &[&owner]).await?;
+        Ok(rows
+            .iter()
+            .map(|row| FileDate {
+                date: row.get::<_, NaiveDate>(0).format("%Y-%m-%d").to_string(),
+                file_count: row.get::<_, i64>(1) as u64,
+                total_bytes: row.get::<_, i64>(2) as u64,
+            })
+            .collect())
+    }
+
+    /// Renames the live file `file_id` of `caller` (any owner's with `any_owner`) to
+    /// `new_name`; returns the file as the catalog holds it once the rename is applied. A
+    /// name equal to the current one publishes nothing.
+    pub async fn rename_file(&self, caller: &str, any_owner: bool, file_id: &str, new_name: &str) -> Result<(FileInfo, Positions), Error> {
+        let new_name = file_name::validated_new_file_name(new_name)?;
+        let current = self.file_of_caller(file_id, caller, any_owner).await?;
+        if current.name == new_name {
+            return Ok((current, Positions::default()));
+        }
+        let event = file_event::Event::FileRenamed(FileRenamed {
+            file_id: file_id.to_owned(),
+            owner: current.owner.clone(),
+            name: new_name,
+            renamed_at_unix_ms: Utc::now().timestamp_millis(),
+            renamed_by: caller.to_owned(),
+        });
+        let positions = self.publish_file_event(file_id, "chatvault.files.v1.FileRenamed", event).await?;
+        // Deleted meanwhile: the rename was applied to a file that is gone.
+        let renamed = self.live_file_row(file_id).await?.map(|row| file_info_of_row(&row).0);
+        let renamed = renamed.ok_or_else(|| Error::NotFound(format!("no file with id {file_id}")))?;
+        tracing::info!(%file_id, owner = %renamed.owner, renamed_by = %caller, "file renamed");
+        Ok((renamed, positions))
+    }
+
     /// Deletes a file of `owner`: gone from the catalog on return, parts purged after.
     pub async fn delete_file(&self, owner: &str, file_id: &str) -> Result<Positions, Error> {
         self.file_of_owner(file_id, owner).await?;
@@ -259,9 +337,10 @@ impl FileCatalog {
         Ok(CreatedShareLink { token, expires_at_unix_ms, positions })
     }
 
-    /// Revokes a share link of a file of `owner`.
-    pub async fn revoke_share_link(&self, owner: &str, token: &str) -> Result<Positions, Error> {
-        let token_sha256 = share_link::token_hash(token.trim());
+    /// Revokes a share link of a file of `owner`, named by its token or by its id (exactly
+    /// one of them; see [`share_link::link_id_of_request`]).
+    pub async fn revoke_share_link(&self, owner: &str, token: &str, link_id: &str) -> Result<Positions, Error> {
+        let token_sha256 = share_link::link_id_of_request(token, link_id)?;
         let client = self.pool.get().await?;
         let row = client.query_opt(sql::SHARE_LINK_FOR_REVOKE, &[&token_sha256]).await?;
         let Some(row) = row.filter(|row| row.get::<_, String>(1) == owner || row.get::<_, String>(2) == owner) else {
@@ -276,19 +355,52 @@ impl FileCatalog {
         self.publish_file_event(&file_id, "chatvault.files.v1.ShareLinkRevoked", event).await
     }
 
+    /// Lists share links, newest first, with their state: those of `caller`'s files, or
+    /// only those of `file_id` when it is not empty. With `any_owner` (admins) the links of
+    /// `file_id` are listed whoever owns it. Links of deleted files are left out.
+    pub async fn list_share_links(&self, caller: &str, any_owner: bool, file_id: &str) -> Result<Vec<ShareLinkInfo>, Error> {
+        let file_id = file_id.trim();
+        let (owner, file) = if file_id.is_empty() {
+            (Some(caller), None)
+        } else {
+            self.file_of_caller(file_id, caller, any_owner).await?;
+            (if any_owner { None } else { Some(caller) }, Some(file_id))
+        };
+        let client = self.pool.get().await?;
+        let rows = client.query(sql::SHARE_LINKS, &[&owner, &file]).await?;
+        Ok(rows
+            .iter()
+            .map(|row| ShareLinkInfo {
+                link_id: row.get(0),
+                file_id: row.get(1),
+                file_name: chatvault_common::text::text(row, 2),
+                created_at_unix_ms: row.get::<_, DateTime<Utc>>(3).timestamp_millis(),
+                expires_at_unix_ms: row.get::<_, DateTime<Utc>>(4).timestamp_millis(),
+                has_password: row.get(5),
+                state: row.get(6),
+            })
+            .collect())
+    }
+
     /// Returns the share link `token` names when it works now (known, not expired, not
     /// revoked, its file not deleted), or `None` for any other, so those failures look the
-    /// same. Its password, if any, is for the caller to check (see `share_password_guard`).
+    /// same. Its password, if any, is for the caller to check (see `share_link_access`).
     pub async fn live_share_link(&self, token: &str) -> Result<Option<LiveShareLink>, Error> {
         if !share_link::token_is_well_formed(token) {
             return Ok(None);
         }
         let token_sha256 = share_link::token_hash(token);
         let client = self.pool.get().await?;
-        let Some(row) = client.query_opt(sql::FILE_OF_VALID_SHARE_LINK, &[&token_sha256]).await? else {
+        let Some(row) = client.query_opt(&sql::file_of_valid_share_link(), &[&token_sha256]).await? else {
             return Ok(None);
         };
-        Ok(Some(LiveShareLink { file_id: row.get(0), password_hash: row.get(1), token_sha256 }))
+        let (file, _) = file_info_of_row(&row);
+        Ok(Some(LiveShareLink {
+            file,
+            password_hash: row.get(10),
+            token_sha256,
+            expires_at_unix_ms: row.get::<_, DateTime<Utc>>(11).timestamp_millis(),
+        }))
     }
 
     /// Returns the manifest of a shared file, or `None` when it was deleted meanwhile.

@@ -11,9 +11,9 @@
 //! file deleted: all alike), 401 for a missing or wrong password, 429 with `Retry-After` for
 //! a link past its failed passwords per minute (even with the right one), and 503 with
 //! `Retry-After` when every password check slot stayed busy (see `share_password_guard`).
+//! The checks themselves are `share_link_access`'s, shared with the gRPC OpenShareLink.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::rejection::FormRejection;
@@ -29,7 +29,8 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::catalog::FileCatalog;
 use super::download::{spawn_download, ByteRange, FileManifest};
-use super::share_password_guard::{AttemptRefused, CheckRefused, SharePasswordGuard, SharePasswordSettings};
+use super::share_link_access::ShareLinkRefusal;
+use super::share_password_guard::SharePasswordSettings;
 use crate::Error;
 
 /// The header that carries a share link's password.
@@ -46,12 +47,13 @@ const WHERE_THE_PASSWORD_GOES: &str =
 #[derive(Clone, Debug)]
 struct DownloadState {
     catalog: FileCatalog,
-    share_passwords: SharePasswordGuard,
 }
 
-/// Returns the download routes; `share_passwords` bounds the password checks of share links.
+/// Returns the download routes; `share_passwords` bounds the password checks of share links
+/// (configured on the catalog, so gRPC's OpenShareLink checks through the same guard).
 pub fn download_routes(catalog: FileCatalog, share_passwords: SharePasswordSettings) -> Router {
-    let state = DownloadState { catalog, share_passwords: SharePasswordGuard::new(share_passwords) };
+    catalog.configure_share_passwords(share_passwords);
+    let state = DownloadState { catalog };
     Router::new()
         .route("/api/file/{file_id}", get(get_file))
         .route("/s/{token}", get(get_shared_file).post(post_shared_file).layer(DefaultBodyLimit::max(SHARE_FORM_MAX_BYTES)))
@@ -128,56 +130,35 @@ fn password_of_headers(headers: &HeaderMap) -> Option<String> {
 /// Answers a share-link download: checks that the link works, then its password (bounded
 /// by the guard), then streams the file.
 async fn serve_shared_file(state: &DownloadState, token: &str, password: Option<String>, headers: &HeaderMap) -> Response {
-    let link = match state.catalog.live_share_link(token).await {
-        Ok(Some(link)) => link,
-        Ok(None) => return unknown_share_link_response(),
-        Err(error) => return error_response(error),
-    };
-    if let Some(stored) = &link.password_hash {
-        let Some(given) = password else {
-            return json_error(StatusCode::UNAUTHORIZED, &format!("this share link needs a password: {WHERE_THE_PASSWORD_GOES}"));
-        };
-        match state.share_passwords.check(&link.token_sha256, &given, stored).await {
-            Ok(true) => {}
-            Ok(false) => return json_error(StatusCode::UNAUTHORIZED, "wrong password for this share link"),
-            Err(CheckRefused::Limited(AttemptRefused::TooManyFailures { retry_after })) => {
-                tracing::info!(link = &link.token_sha256[..12], "share link password attempts limited");
-                let seconds = seconds_to_wait(retry_after);
-                let message = format!("too many wrong passwords for this share link; try again in {seconds} seconds");
-                return retry_later(StatusCode::TOO_MANY_REQUESTS, seconds, &message);
-            }
-            Err(CheckRefused::Limited(refused @ AttemptRefused::TooManyLinksTracked)) => {
-                tracing::warn!("share link password attempts limited: the table of guessed links is full");
-                return retry_later(StatusCode::TOO_MANY_REQUESTS, 60, &refused.to_string());
-            }
-            Err(CheckRefused::Busy) => {
-                return retry_later(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    1,
-                    "too many share link passwords are being checked right now; try again in a moment",
-                );
-            }
-        }
+    match state.catalog.open_share_link(token, password.as_deref()).await {
+        Ok(manifest) => file_response(&state.catalog, manifest, headers),
+        Err(refusal) => share_link_refusal_response(refusal),
     }
-    match state.catalog.manifest_of_shared_file(&link.file_id).await {
-        Ok(Some(manifest)) => file_response(&state.catalog, manifest, headers),
-        Ok(None) => unknown_share_link_response(),
-        Err(error) => error_response(error),
+}
+
+/// Answers a refused share link: 404, 401 (saying where a password goes), 429 or 503 with
+/// `Retry-After`, or the status of a failure.
+fn share_link_refusal_response(refusal: ShareLinkRefusal) -> Response {
+    let retry_after = refusal.retry_after_seconds();
+    match refusal {
+        ShareLinkRefusal::NotFound => unknown_share_link_response(),
+        ShareLinkRefusal::PasswordMissing => json_error(StatusCode::UNAUTHORIZED, &format!("{refusal}: {WHERE_THE_PASSWORD_GOES}")),
+        ShareLinkRefusal::PasswordWrong => json_error(StatusCode::UNAUTHORIZED, &refusal.to_string()),
+        ShareLinkRefusal::TooManyFailures { .. } | ShareLinkRefusal::TooManyLinksGuessed => {
+            retry_later(StatusCode::TOO_MANY_REQUESTS, retry_after.unwrap_or(1), &refusal.to_string())
+        }
+        ShareLinkRefusal::ChecksBusy => retry_later(StatusCode::SERVICE_UNAVAILABLE, retry_after.unwrap_or(1), &refusal.to_string()),
+        ShareLinkRefusal::Failed(error) => error_response(error),
     }
 }
 
 fn unknown_share_link_response() -> Response {
-    json_error(StatusCode::NOT_FOUND, "no such share link, or it expired or was revoked")
+    json_error(StatusCode::NOT_FOUND, &ShareLinkRefusal::NotFound.to_string())
 }
 
 fn password_in_url_response() -> Response {
     let message = format!("a share link's password does not belong in the URL, where logs and browser history keep it: {WHERE_THE_PASSWORD_GOES}");
     json_error(StatusCode::BAD_REQUEST, &message)
-}
-
-/// Returns whole seconds to wait, rounded up, at least one.
-fn seconds_to_wait(duration: Duration) -> u64 {
-    (duration.as_secs() + u64::from(duration.subsec_nanos() > 0)).max(1)
 }
 
 fn retry_later(status: StatusCode, seconds: u64, message: &str) -> Response {
@@ -285,13 +266,6 @@ mod tests {
         assert_eq!(parse_range("bytes=100-", 100), None);
         assert_eq!(parse_range("bytes=0-1,4-5", 100), None);
         assert_eq!(parse_range("items=0-1", 100), None);
-    }
-
-    #[test]
-    fn waits_are_whole_seconds_rounded_up() {
-        assert_eq!(seconds_to_wait(Duration::from_millis(40_001)), 41);
-        assert_eq!(seconds_to_wait(Duration::from_secs(40)), 40);
-        assert_eq!(seconds_to_wait(Duration::ZERO), 1);
     }
 
     #[test]

@@ -3,13 +3,16 @@
 //! core), so without bounds a few clients could keep every core busy and try passwords as
 //! fast as the machine hashes.
 //!
-//! Two bounds, applied by the REST route before it verifies a password:
+//! Two bounds, applied before a password is verified, whether it came to the `/s/` HTTP
+//! route or to the gRPC call OpenShareLink (one guard per service serves both, see
+//! `share_link_access`):
 //! - a [`Semaphore`] sized to the cores limits verifications running at once; a request
-//!   waits for a permit only briefly and is then told to come back (503), so a flood never
-//!   builds an endless queue;
+//!   waits for a permit only briefly and is then told to come back (503 / UNAVAILABLE), so a
+//!   flood never builds an endless queue;
 //! - a [`PasswordAttemptLimiter`] counts failed passwords per link in a fixed window of one
-//!   minute; a link past its limit answers 429, even to the right password, until the window
-//!   passes. It tracks at most [`MAX_TRACKED_LINKS`] links, so its memory is bounded too.
+//!   minute; a link past its limit answers 429 / RESOURCE_EXHAUSTED, even to the right
+//!   password, until the window passes. It tracks at most [`MAX_TRACKED_LINKS`] links, so its
+//!   memory is bounded too.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -154,6 +157,7 @@ impl PasswordAttemptLimiter {
 /// The shared bounds of one storage service: verification permits and the limiter.
 #[derive(Debug, Clone)]
 pub struct SharePasswordGuard {
+    settings: SharePasswordSettings,
     checks: Arc<Semaphore>,
     wait_for_check: Duration,
     limiter: Arc<Mutex<PasswordAttemptLimiter>>,
@@ -171,10 +175,16 @@ pub enum CheckRefused {
 impl SharePasswordGuard {
     pub fn new(settings: SharePasswordSettings) -> Self {
         Self {
+            settings,
             checks: Arc::new(Semaphore::new(settings.concurrent_checks)),
             wait_for_check: settings.wait_for_check,
             limiter: Arc::new(Mutex::new(PasswordAttemptLimiter::new(settings.failures_per_minute, ATTEMPT_WINDOW, MAX_TRACKED_LINKS))),
         }
+    }
+
+    /// Returns the settings the guard was made with.
+    pub fn settings(&self) -> SharePasswordSettings {
+        self.settings
     }
 
     /// Returns whether `password` opens the link whose token hashes to `token_sha256` and

@@ -14,6 +14,8 @@ ON CONFLICT (file_id, part_index) DO NOTHING";
 
 pub(crate) const MARK_FILE_DELETED: &str = "UPDATE files SET deleted_at = $2 WHERE file_id = $1 AND deleted_at IS NULL";
 
+pub(crate) const RENAME_FILE: &str = "UPDATE files SET name = $2 WHERE file_id = $1";
+
 pub(crate) const MOVE_FILE_PART: &str = "UPDATE file_parts SET node_id = $4 WHERE file_id = $1 AND part_index = $2 AND node_id = $3";
 
 pub(crate) const INSERT_SHARE_LINK: &str = "
@@ -38,17 +40,37 @@ pub(crate) fn live_files_of_owner_on_date() -> String {
     format!("SELECT {FILE_COLUMNS} FROM files WHERE owner = $1 AND upload_date = $2 AND deleted_at IS NULL ORDER BY uploaded_at, file_id")
 }
 
+/// An owner's date folders: each upload date with live files, its file count and bytes,
+/// newest first (served by `files_owner_date`).
+pub(crate) const FILE_DATES_OF_OWNER: &str = "
+SELECT upload_date, count(*), COALESCE(sum(size), 0)::int8
+FROM files WHERE owner = $1 AND deleted_at IS NULL
+GROUP BY upload_date ORDER BY upload_date DESC";
+
 /// The parts of a file with their node's address (NULL when the node is unknown).
 pub(crate) const PARTS_OF_FILE: &str = "
 SELECT p.part_index, p.node_id, n.address, p.size, p.sha256
 FROM file_parts p LEFT JOIN storage_nodes n ON n.node_id = p.node_id
 WHERE p.file_id = $1 ORDER BY p.part_index";
 
-/// The live file a share link leads to, when the link is valid now.
-pub(crate) const FILE_OF_VALID_SHARE_LINK: &str = "
-SELECT l.file_id, l.password_hash
+/// The live file a share link leads to (`FILE_COLUMNS`, then the link's password hash and
+/// expiry), when the link is valid now.
+pub(crate) fn file_of_valid_share_link() -> String {
+    format!(
+        "SELECT {FILE_COLUMNS}, l.password_hash, l.expires_at
+         FROM files JOIN share_links l USING (file_id)
+         WHERE l.token_sha256 = $1 AND l.revoked_at IS NULL AND l.expires_at > now() AND files.deleted_at IS NULL"
+    )
+}
+
+/// The share links of live files, newest first, with their state now: those of the files
+/// of owner $1 when $1 is not NULL, and only those of file $2 when $2 is not NULL.
+pub(crate) const SHARE_LINKS: &str = "
+SELECT l.token_sha256, l.file_id, f.name, l.created_at, l.expires_at, l.password_hash IS NOT NULL,
+       CASE WHEN l.revoked_at IS NOT NULL THEN 'revoked' WHEN l.expires_at <= now() THEN 'expired' ELSE 'active' END
 FROM share_links l JOIN files f ON f.file_id = l.file_id
-WHERE l.token_sha256 = $1 AND l.revoked_at IS NULL AND l.expires_at > now() AND f.deleted_at IS NULL";
+WHERE f.deleted_at IS NULL AND ($1::text IS NULL OR f.owner = $1) AND ($2::text IS NULL OR l.file_id = $2)
+ORDER BY l.created_at DESC, l.token_sha256";
 
 pub(crate) const SHARE_LINK_FOR_REVOKE: &str = "
 SELECT l.file_id, f.owner, l.created_by, l.revoked_at IS NOT NULL

@@ -2,8 +2,8 @@
 //! `storage.nodes` into `storage_nodes`.
 //!
 //! New files of a batch are merged set-based (`unnest` arrays, one statement for files and
-//! one for parts, `ON CONFLICT DO NOTHING` so redelivery is harmless); deletes, moves and
-//! share links are rare and applied one by one after them, in record order (a file's
+//! one for parts, `ON CONFLICT DO NOTHING` so redelivery is harmless); deletes, renames,
+//! moves and share links are rare and applied one by one after them, in record order (a file's
 //! events share its partition, so a delete never precedes its store).
 
 use chatvault_common::projection::{Applied, Projection};
@@ -66,6 +66,9 @@ impl Projection for FileEventsProjection {
                 FileCatalogEvent::File(file_event::Event::FileDeleted(deleted)) => {
                     let deleted_at = timestamp_of_millis(deleted.deleted_at_unix_ms);
                     transaction.execute(sql::MARK_FILE_DELETED, &[&deleted.file_id, &deleted_at]).await?;
+                }
+                FileCatalogEvent::File(file_event::Event::FileRenamed(renamed)) => {
+                    transaction.execute(sql::RENAME_FILE, &[&renamed.file_id, &PgText::from(renamed.name.as_str())]).await?;
                 }
                 FileCatalogEvent::File(file_event::Event::FilePartMoved(moved)) => {
                     let index = moved.index as i32;
