@@ -36,13 +36,17 @@ pub const MIGRATIONS: &[Migration] = &[
 #[derive(Debug)]
 pub struct App {
     host: Host,
+    account_settings: accounts::AccountSettings,
 }
 
 impl App {
-    /// Connects to the database, applies migrations, ensures topics and binds listeners.
+    /// Reads the account settings (a malformed one stops the start here, before anything is
+    /// connected), connects to the database, applies migrations, ensures topics and binds
+    /// listeners.
     pub async fn build(config: ServiceConfig) -> Result<Self, Error> {
+        let account_settings = accounts::AccountSettings::from_config(&config)?;
         let plan = HostPlan::with_database(SERVICE_NAME, MIGRATIONS);
-        Ok(Self { host: Host::build(config, plan).await? })
+        Ok(Self { host: Host::build(config, plan).await?, account_settings })
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
@@ -56,13 +60,12 @@ impl App {
     /// Runs the authors projection and the accounts outbox relay, and serves queries until
     /// `shutdown` is cancelled.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), Error> {
-        let mut host = self.host;
+        let (mut host, account_settings) = (self.host, self.account_settings);
         let config = host.config().clone();
         let pool = host.pool()?;
         let applied = AppliedPositions::default();
         let authors_projection = host.projection(projection::AuthorsProjection, &[CHAT_EVENTS], applied.clone())?;
         host.spawn_projection(authors_projection);
-        let account_settings = accounts::AccountSettings::from_config(&config)?;
         let outbox_producer = chatvault_common::kafka::idempotent_producer(&config.kafka, "chatvault-users-accounts")?;
         let outbox_relay = accounts::outbox::OutboxRelay::new(pool.clone(), outbox_producer, config.kafka.topic(USERS_EVENTS));
         let accounts_api = api::AccountsApi::new(pool.clone(), account_settings, config.auth.clone(), outbox_relay.clone());

@@ -1,6 +1,7 @@
 //! Accounts: the rules of registration and log-in with no IO (validation, password policy,
-//! lock-out arithmetic, token material), password hashing off the async threads, and the
-//! outbox relay that publishes account events to `users.events`.
+//! lock-out arithmetic, token material, whether registration is open, the cursor of the
+//! account listing), password hashing off the async threads, and the outbox relay that
+//! publishes account events to `users.events`.
 
 pub mod outbox;
 pub mod restore;
@@ -39,6 +40,37 @@ pub struct AccountSettings {
     /// created at start-up when no admin exists. It is the only way to the first admin:
     /// `scripts/services.sh start` generates the password on an installation's first start.
     pub bootstrap_admin: Option<BootstrapAdmin>,
+    /// `CHATVAULT_USERS_REGISTRATION`: whether anyone may register (`open`, the default) or
+    /// nobody (`closed`).
+    pub registration: RegistrationPolicy,
+}
+
+/// Whether Register accepts new accounts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegistrationPolicy {
+    /// Anyone who reaches the service may create an account.
+    Open,
+    /// Register is refused; accounts come only from the bootstrap admin and restores.
+    Closed,
+}
+
+impl RegistrationPolicy {
+    pub fn is_open(self) -> bool {
+        self == RegistrationPolicy::Open
+    }
+}
+
+impl std::str::FromStr for RegistrationPolicy {
+    type Err = String;
+
+    /// Parses `open` or `closed` (any case, surrounding spaces ignored).
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "open" => Ok(RegistrationPolicy::Open),
+            "closed" => Ok(RegistrationPolicy::Closed),
+            _ => Err("registration must be `open` (anyone may register) or `closed` (nobody may)".to_owned()),
+        }
+    }
 }
 
 /// The first admin of an installation, from `CHATVAULT_USERS_BOOTSTRAP_ADMIN`; its
@@ -66,6 +98,7 @@ impl AccountSettings {
             failure_delay_step: Duration::from_millis(config.setting("LOGIN_FAILURE_DELAY_MS", 250u64)?),
             refresh_ttl: Duration::from_secs(config.setting("REFRESH_TTL_SECONDS", 30 * 24 * 3600u64)?.max(60)),
             bootstrap_admin,
+            registration: config.setting("REGISTRATION", RegistrationPolicy::Open)?,
         })
     }
 
@@ -176,6 +209,43 @@ pub fn refresh_token_hash(token: &str) -> Vec<u8> {
     Sha256::digest(token.trim().as_bytes()).to_vec()
 }
 
+/// The page size of ListAccounts when the request gives none.
+pub const DEFAULT_ACCOUNTS_PAGE: u32 = 100;
+/// The largest page of ListAccounts.
+pub const MAX_ACCOUNTS_PAGE: u32 = 1000;
+
+/// Returns the page size of a ListAccounts request: the default for 0, at most the maximum.
+pub fn accounts_page_size(requested: u32) -> u32 {
+    if requested == 0 {
+        DEFAULT_ACCOUNTS_PAGE
+    } else {
+        requested.min(MAX_ACCOUNTS_PAGE)
+    }
+}
+
+/// Returns the page token that continues a listing after the account whose lower-cased
+/// username is `last_key` (accounts are listed in that order, which the unique index on
+/// `lower(username)` serves and makes exact).
+pub fn accounts_page_token(last_key: &str) -> String {
+    URL_SAFE_NO_PAD.encode(last_key.as_bytes())
+}
+
+/// Returns the key a page token continues after (`None` for the first page), or
+/// INVALID_ARGUMENT for a token this service did not give.
+pub fn accounts_page_key(page_token: &str) -> Result<Option<String>, Error> {
+    let page_token = page_token.trim();
+    if page_token.is_empty() {
+        return Ok(None);
+    }
+    URL_SAFE_NO_PAD
+        .decode(page_token)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .filter(|key| !key.is_empty() && key.len() <= 64)
+        .map(Some)
+        .ok_or_else(|| Error::InvalidArgument("page_token is not one a previous ListAccounts returned".to_owned()))
+}
+
 /// Returns `user` or `admin`, or an error for anything else.
 pub fn validate_role(role: &str) -> Result<&'static str, Error> {
     match role.trim() {
@@ -214,6 +284,50 @@ mod tests {
         assert_eq!((admin.username.as_str(), admin.password.expose(), admin.email.as_str()), ("root", "pa:ss:word1", "root@example.org"));
         assert!(!format!("{admin:?}").contains("pa:ss:word1"), "{admin:?}");
         assert!(parse_bootstrap_admin("root:pw").is_none());
+    }
+
+    #[test]
+    fn registration_is_open_or_closed_and_nothing_else() {
+        assert_eq!("open".parse(), Ok(RegistrationPolicy::Open));
+        assert_eq!(" Closed ".parse(), Ok(RegistrationPolicy::Closed));
+        assert!(RegistrationPolicy::Open.is_open() && !RegistrationPolicy::Closed.is_open());
+        let refused = "invite-only".parse::<RegistrationPolicy>().expect_err("unknown value");
+        assert!(refused.contains("`open`") && refused.contains("`closed`"), "{refused}");
+    }
+
+    fn config_with(pairs: &[(&str, &str)]) -> Result<ServiceConfig, chatvault_common::Error> {
+        let mut environment: std::collections::HashMap<String, String> =
+            pairs.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())).collect();
+        environment.insert("CHATVAULT_JWT_SECRET".to_owned(), "a".repeat(16) + &"b".repeat(16) + "users-settings-test");
+        ServiceConfig::from_env_map("users", crate::DEFAULT_PORTS, &environment)
+    }
+
+    #[test]
+    fn the_registration_setting_defaults_to_open_and_refuses_unknown_values_by_name() {
+        let default = AccountSettings::from_config(&config_with(&[]).expect("config")).expect("settings");
+        assert_eq!(default.registration, RegistrationPolicy::Open);
+        let closed = config_with(&[("CHATVAULT_USERS_REGISTRATION", "closed")]).expect("config");
+        assert_eq!(AccountSettings::from_config(&closed).expect("settings").registration, RegistrationPolicy::Closed);
+        let unknown = config_with(&[("CHATVAULT_USERS_REGISTRATION", "sometimes")]).expect("config");
+        let message = AccountSettings::from_config(&unknown).expect_err("refused at start-up").to_string();
+        assert!(message.contains("CHATVAULT_USERS_REGISTRATION") && message.contains("sometimes") && message.contains("`closed`"), "{message}");
+    }
+
+    #[test]
+    fn account_pages_have_a_default_and_a_maximum_size() {
+        assert_eq!(accounts_page_size(0), DEFAULT_ACCOUNTS_PAGE);
+        assert_eq!(accounts_page_size(7), 7);
+        assert_eq!(accounts_page_size(50_000), MAX_ACCOUNTS_PAGE);
+    }
+
+    #[test]
+    fn page_tokens_round_trip_and_foreign_ones_are_refused() {
+        assert_eq!(accounts_page_key("").expect("first page"), None);
+        let token = accounts_page_token("ann.lee");
+        assert_eq!(accounts_page_key(&token).expect("round trip").as_deref(), Some("ann.lee"));
+        for foreign in ["***", "%%%", &URL_SAFE_NO_PAD.encode([0xff, 0xfe]), &URL_SAFE_NO_PAD.encode("x".repeat(65))] {
+            assert!(matches!(accounts_page_key(foreign), Err(Error::InvalidArgument(_))), "{foreign:?} is refused");
+        }
     }
 
     #[test]

@@ -1,14 +1,15 @@
-//! `chatvault.users.v1.AccountsService`: register, log in, refresh, log out, change
-//! password, roles, restore from a backup. Each command changes its rows and queues its
-//! events in one transaction (see [`crate::accounts::outbox`]), then wakes the relay.
+//! `chatvault.users.v1.AccountsService`: register (while registration is open), log in,
+//! refresh, log out, change password, roles, the account listing for admins, restore from a
+//! backup. Each command changes its rows and queues its events in one transaction (see
+//! [`crate::accounts::outbox`]), then wakes the relay.
 
 use chatvault_common::auth::{sign_access_token, AuthConfig, Claims, VerifiedCaller, ADMIN_ROLE, USER_ROLE};
 use chatvault_proto::users::v1::accounts_service_server::AccountsService;
 use chatvault_proto::users::v1::user_event::Event;
 use chatvault_proto::users::v1::{
-    Account, AccountLocked, AccountRegistered, ChangePasswordRequest, LoggedIn, LoggedOut, LoginFailed, LoginRequest, LogoutRequest, LogoutResponse,
-    MeRequest, PasswordChanged, RefreshRequest, RefreshTokenReused, RegisterRequest, RestoreAccountsResponse, RestoredAccount, RoleChanged,
-    SetRoleRequest, TokenPair,
+    Account, AccountLocked, AccountRegistered, ChangePasswordRequest, ListAccountsRequest, ListAccountsResponse, LoggedIn, LoggedOut, LoginFailed,
+    LoginRequest, LogoutRequest, LogoutResponse, MeRequest, PasswordChanged, RefreshRequest, RefreshTokenReused, RegisterRequest,
+    RegistrationStatusRequest, RegistrationStatusResponse, RestoreAccountsResponse, RestoredAccount, RoleChanged, SetRoleRequest, TokenPair,
 };
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
@@ -196,6 +197,10 @@ impl AccountsApi {
     }
 
     async fn register(&self, request: RegisterRequest) -> Result<Account, Error> {
+        if !self.settings.registration.is_open() {
+            tracing::info!(username = %request.username.trim(), "registration refused: registration is closed");
+            return Err(Error::FailedPrecondition("registration is closed on this server".to_owned()));
+        }
         let mut client = self.pool.get().await?;
         let transaction = client.transaction().await?;
         let actor = request.username.trim().to_owned();
@@ -431,6 +436,32 @@ impl AccountsApi {
         Ok(Account { role: new_role.to_owned(), ..account.to_proto() })
     }
 
+    /// Returns a page of accounts in username order (case-insensitive), for admins.
+    async fn list_accounts(&self, caller: VerifiedCaller, request: ListAccountsRequest) -> Result<ListAccountsResponse, Error> {
+        let caller_id = parse_account_id(&caller)?;
+        let after = accounts::accounts_page_key(&request.page_token)?;
+        let page_size = accounts::accounts_page_size(request.limit);
+        let client = self.pool.get().await?;
+        // As for SetRole: the role in the database, not the token's, decides.
+        let caller_is_admin = client.query_opt("SELECT 1 FROM accounts WHERE account_id = $1 AND role = 'admin'", &[&caller_id]).await?.is_some();
+        if !caller_is_admin {
+            return Err(Error::PermissionDenied("listing accounts needs the admin role".to_owned()));
+        }
+        // One row more than the page tells whether another page follows.
+        let sql = format!(
+            "SELECT {ACCOUNT_COLUMNS}, lower(username) FROM accounts
+             WHERE ($1::text IS NULL OR lower(username) > $1) ORDER BY lower(username) LIMIT $2"
+        );
+        let rows = client.query(&sql, &[&after, &(i64::from(page_size) + 1)]).await?;
+        let more = rows.len() > page_size as usize;
+        let page = &rows[..rows.len().min(page_size as usize)];
+        let next_page_token = match page.last() {
+            Some(last) if more => accounts::accounts_page_token(last.get::<_, &str>(8)),
+            _ => String::new(),
+        };
+        Ok(ListAccountsResponse { accounts: page.iter().map(|row| AccountRow::from_row(row).to_proto()).collect(), next_page_token })
+    }
+
     /// Reads the whole stream, checks every account, then restores them in one transaction.
     async fn restore_accounts(&self, actor: String, mut stream: Streaming<RestoredAccount>) -> Result<RestoreAccountsResponse, Error> {
         let now = Utc::now();
@@ -497,6 +528,16 @@ impl AccountsService for AccountsApi {
     async fn set_role(&self, request: Request<SetRoleRequest>) -> Result<Response<Account>, Status> {
         let caller = self.caller(&request)?;
         Ok(Response::new(AccountsApi::set_role(self, caller, request.into_inner()).await?))
+    }
+
+    async fn registration_status(&self, _request: Request<RegistrationStatusRequest>) -> Result<Response<RegistrationStatusResponse>, Status> {
+        Ok(Response::new(RegistrationStatusResponse { open: self.settings.registration.is_open() }))
+    }
+
+    #[tracing::instrument(skip_all, fields(limit = request.get_ref().limit))]
+    async fn list_accounts(&self, request: Request<ListAccountsRequest>) -> Result<Response<ListAccountsResponse>, Status> {
+        let caller = self.caller(&request)?;
+        Ok(Response::new(AccountsApi::list_accounts(self, caller, request.into_inner()).await?))
     }
 
     #[tracing::instrument(skip_all)]
