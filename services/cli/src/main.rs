@@ -47,13 +47,13 @@ enum Command {
     Messages(commands::messages::MessagesArgs),
     /// Telegram authors and their message counts.
     Authors(commands::authors::AuthorsArgs),
-    /// Store, list, download, delete and share files.
+    /// Store, list, download, rename, delete and share files; open share links.
     Files(commands::files::FilesArgs),
     /// Register storage nodes and show their fill.
     Nodes(commands::nodes::NodesArgs),
     /// Inspect Kafka topics.
     Topics(commands::topics::TopicsArgs),
-    /// Accounts: register, set roles, create the first admin.
+    /// Accounts: register, list (admins), set roles, and whether registration is open.
     Users(commands::accounts::UsersArgs),
     /// Log in; stores the tokens in the config folder (mode 0600).
     Login(commands::accounts::LoginArgs),

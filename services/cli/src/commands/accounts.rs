@@ -1,7 +1,8 @@
 //! `chatvault users …`, `login`, `logout`, `whoami`, `passwd`: accounts and the session.
 
 use chatvault_proto::users::v1::{
-    Account, ChangePasswordRequest, LoginRequest, LogoutRequest, MeRequest, RegisterRequest, SetRoleRequest, TokenPair,
+    Account, ChangePasswordRequest, ListAccountsRequest, LoginRequest, LogoutRequest, MeRequest, RegisterRequest, RegistrationStatusRequest,
+    SetRoleRequest, TokenPair,
 };
 use serde_json::json;
 
@@ -17,8 +18,16 @@ pub(crate) struct UsersArgs {
 
 #[derive(Debug, clap::Subcommand)]
 enum UsersCommand {
-    /// Create an account (role `user`).
+    /// Create an account (role `user`), while registration is open.
     Register(NewAccountArgs),
+    /// List the accounts in username order (admin only).
+    List {
+        /// At most this many accounts (all pages are fetched until then); default: all.
+        #[arg(short = 'n', long)]
+        limit: Option<usize>,
+    },
+    /// Show whether anyone may register (CHATVAULT_USERS_REGISTRATION on the server).
+    Registration,
     /// Set an account's role (admin only).
     Role {
         /// The account's username.
@@ -93,6 +102,56 @@ pub(crate) async fn run_users(endpoints: &Endpoints, args: UsersArgs, json: bool
             let account = accounts.set_role(SetRoleRequest { username, role }).await?.into_inner();
             print_account(&account, json, "role set:");
         }
+        UsersCommand::List { limit } => list_accounts(&mut accounts, limit, json).await?,
+        UsersCommand::Registration => {
+            let open = accounts.registration_status(RegistrationStatusRequest {}).await?.into_inner().open;
+            if json {
+                crate::output::print_json(&json!({ "open": open }));
+            } else if open {
+                outln!("registration is open: anyone may create an account with `chatvault users register`");
+            } else {
+                outln!("registration is closed on this server");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The largest page the users service gives.
+const ACCOUNTS_PAGE: usize = 1000;
+
+async fn list_accounts(
+    accounts: &mut chatvault_proto::users::v1::accounts_service_client::AccountsServiceClient<super::AuthedChannel>,
+    limit: Option<usize>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let limit = limit.unwrap_or(usize::MAX);
+    let mut listed = Vec::new();
+    let mut page_token = String::new();
+    while listed.len() < limit {
+        let page_size = (limit - listed.len()).min(ACCOUNTS_PAGE) as u32;
+        let page = accounts.list_accounts(ListAccountsRequest { limit: page_size, page_token: page_token.clone() }).await?.into_inner();
+        listed.extend(page.accounts);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    listed.truncate(limit);
+    if json {
+        crate::output::print_json(&serde_json::Value::Array(listed.iter().map(account_json).collect()));
+        return Ok(());
+    }
+    outln!("{:<32}  {:<5}  {:<19}  {:<36}  EMAIL", "USERNAME", "ROLE", "CREATED (UTC)", "ID");
+    for account in listed {
+        outln!(
+            "{:<32}  {:<5}  {:<19}  {:<36}  {}",
+            account.username,
+            account.role,
+            crate::output::format_unix(account.created_unix),
+            account.account_id,
+            account.email
+        );
     }
     Ok(())
 }

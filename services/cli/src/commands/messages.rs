@@ -70,6 +70,9 @@ pub(crate) async fn run(endpoints: &Endpoints, args: MessagesArgs, json: bool) -
                 author: args.author.clone(),
                 text_query: args.search.clone(),
                 owner: args.owner.clone(),
+                // Pages follow `page_token`; the keyset cursors serve readers that browse both ways.
+                after_message_id: None,
+                before_message_id: None,
             })
             .await?
             .into_inner();
