@@ -85,8 +85,9 @@ async fn finish(request: Request, expected: &str) -> Result<Request, WebError> {
         return Err(WebError::Csrf);
     }
     let (parts, body) = request.into_parts();
-    let bytes: Bytes =
-        axum::body::to_bytes(body, FORM_LIMIT_BYTES).await.map_err(|_| WebError::BadRequest(format!("a form may hold at most {FORM_LIMIT_BYTES} bytes")))?;
+    let bytes: Bytes = axum::body::to_bytes(body, FORM_LIMIT_BYTES)
+        .await
+        .map_err(|_| WebError::BadRequest(format!("a form may hold at most {FORM_LIMIT_BYTES} bytes")))?;
     if token_of_form(&bytes).is_some_and(|token| same(&token, expected)) {
         Ok(Request::from_parts(parts, Body::from(bytes)))
     } else {

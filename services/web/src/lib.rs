@@ -61,7 +61,13 @@ pub struct App {
 impl App {
     /// Connects to the database, applies the migrations and binds the listeners.
     pub async fn build(config: ServiceConfig) -> Result<Self, WebError> {
-        let plan = HostPlan { service_name: SERVICE_NAME, migrations: Some(MIGRATIONS), audience: GrpcAudience::Everyone, uses_kafka: false, transfer_windows: None };
+        let plan = HostPlan {
+            service_name: SERVICE_NAME,
+            migrations: Some(MIGRATIONS),
+            audience: GrpcAudience::Everyone,
+            uses_kafka: false,
+            transfer_windows: None,
+        };
         Ok(Self { host: Host::build(config, plan).await? })
     }
 
@@ -82,13 +88,8 @@ impl App {
         let pool = host.pool()?;
         let clients = clients::Clients::connect(&settings)?;
         let sessions = session::Sessions::new(pool.clone(), clients.clone(), settings.clone());
-        let state = AppState {
-            clients,
-            sessions: sessions.clone(),
-            settings,
-            jobs: jobs::Jobs::default(),
-            thumbnails: thumbnails::Thumbnails::new(pool),
-        };
+        let state =
+            AppState { clients, sessions: sessions.clone(), settings, jobs: jobs::Jobs::default(), thumbnails: thumbnails::Thumbnails::new(pool) };
         host.spawn_loop("session sweep", move |stop| async move {
             loop {
                 if let Err(error) = sessions.delete_expired().await {

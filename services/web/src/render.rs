@@ -316,7 +316,12 @@ fn details_of(details_json: Option<&str>) -> (Vec<String>, Option<String>) {
         }
     }
     if let Some(contact) = details.get("contact_information") {
-        let name = ["first_name", "last_name"].iter().filter_map(|key| contact.get(*key).map(text)).filter(|part| !part.is_empty()).collect::<Vec<_>>().join(" ");
+        let name = ["first_name", "last_name"]
+            .iter()
+            .filter_map(|key| contact.get(*key).map(text))
+            .filter(|part| !part.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
         if !name.is_empty() {
             lines.push(name);
         }
@@ -350,7 +355,11 @@ pub fn media_view(media: &Media, details_json: Option<&str>) -> MediaView {
         mime_type: mime,
         is_picture,
         player,
-        missing: if media.file_id.is_none() { media.not_included_reason.clone().or_else(|| media.path.as_ref().map(|_| "not stored".to_owned())) } else { None },
+        missing: if media.file_id.is_none() {
+            media.not_included_reason.clone().or_else(|| media.path.as_ref().map(|_| "not stored".to_owned()))
+        } else {
+            None
+        },
         width: media.width.unwrap_or(0),
         height: media.height.unwrap_or(0),
         details,
@@ -409,7 +418,11 @@ pub fn message_views(messages: &[StoredMessage], target: Option<i64>, chat_href:
                 via_bot: message.via_bot.clone(),
                 reply,
                 sentence: if is_service {
-                    Some(sentence_of_action(message.action.as_deref().unwrap_or_default(), message.actor_name.as_deref().unwrap_or_default(), &message.text))
+                    Some(sentence_of_action(
+                        message.action.as_deref().unwrap_or_default(),
+                        message.actor_name.as_deref().unwrap_or_default(),
+                        &message.text,
+                    ))
                 } else {
                     None
                 },
@@ -459,7 +472,8 @@ mod tests {
         // "Привет 👋 bold link": offsets count scalar values, like the export's.
         let text = "Привет 👋 bold link";
         let spans = spans_of(text, &[entity("bold", 9, 4, ""), entity("text_link", 14, 4, r#"{"href":"javascript:alert(1)"}"#)]);
-        let runs: Vec<(&str, &str, Option<&str>)> = spans.iter().map(|span| (span.text.as_str(), span.classes.as_str(), span.href.as_deref())).collect();
+        let runs: Vec<(&str, &str, Option<&str>)> =
+            spans.iter().map(|span| (span.text.as_str(), span.classes.as_str(), span.href.as_deref())).collect();
         assert_eq!(runs, vec![("Привет 👋 ", "", None), ("bold", "b", None), (" ", "", None), ("link", "", None)]);
         let linked = spans_of("see example.org", &[entity("url", 4, 11, "")]);
         assert_eq!(linked[1].href.as_deref(), Some("https://example.org"));
@@ -470,7 +484,10 @@ mod tests {
     #[test]
     fn highlights_become_hit_runs() {
         let spans = spans_of_highlight("the \u{1}quick\u{2} fox");
-        assert_eq!(spans.iter().map(|span| (span.text.as_str(), span.classes.as_str())).collect::<Vec<_>>(), vec![("the ", ""), ("quick", "hit"), (" fox", "")]);
+        assert_eq!(
+            spans.iter().map(|span| (span.text.as_str(), span.classes.as_str())).collect::<Vec<_>>(),
+            vec![("the ", ""), ("quick", "hit"), (" fox", "")]
+        );
     }
 
     #[test]

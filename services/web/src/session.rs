@@ -262,7 +262,8 @@ pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
 /// A `Set-Cookie` value: `HttpOnly`, `SameSite=Lax`, path `/`, `Secure` over TLS;
 /// `max_age` `None` removes the cookie.
 pub fn set_cookie(name: &str, value: &str, max_age: Option<Duration>, secure: bool) -> String {
-    let mut cookie = cookie::Cookie::build((name.to_owned(), value.to_owned())).path("/").http_only(true).same_site(cookie::SameSite::Lax).secure(secure);
+    let mut cookie =
+        cookie::Cookie::build((name.to_owned(), value.to_owned())).path("/").http_only(true).same_site(cookie::SameSite::Lax).secure(secure);
     cookie = match max_age {
         Some(age) => cookie.max_age(cookie::time::Duration::seconds(age.num_seconds())),
         None => cookie.max_age(cookie::time::Duration::ZERO),

@@ -54,7 +54,8 @@ impl Thumbnails {
 /// Decodes `source` (JPEG, PNG, GIF or WebP, within the limits) and encodes a JPEG whose
 /// longer side is at most [`THUMBNAIL_SIDE`].
 pub fn scale_down(source: &[u8]) -> Result<Vec<u8>, WebError> {
-    let mut reader = ImageReader::new(Cursor::new(source)).with_guessed_format().map_err(|error| WebError::BadRequest(format!("not an image: {error}")))?;
+    let mut reader =
+        ImageReader::new(Cursor::new(source)).with_guessed_format().map_err(|error| WebError::BadRequest(format!("not an image: {error}")))?;
     let mut limits = image::Limits::default();
     limits.max_alloc = Some(MAX_DECODE_ALLOC);
     reader.limits(limits);

@@ -335,10 +335,22 @@ fn stored_message_of_row(row: &tokio_postgres::Row) -> StoredMessage {
         forwarded_from: text::optional_text(row, 13),
         via_bot: row.get(14),
         owner: text::text(row, 15),
-        highlighted_text: text::optional_text(row, 16),
-        // Not served yet: the export's poll, location and contact fields are kept only in raw_json.
-        details_json: None,
+        details_json: text::optional_text(row, 16).and_then(|raw| details_of_raw_json(&raw)),
+        highlighted_text: text::optional_text(row, 17),
     }
+}
+
+/// The export fields that describe a poll, location, venue, contact or sticker, from the
+/// message's own JSON (see telegram-export-format.md); `None` when it has none of them or
+/// is not a JSON object (an HTML export's message).
+fn details_of_raw_json(raw: &str) -> Option<String> {
+    const DETAIL_FIELDS: &[&str] = &["poll", "location_information", "place_name", "address", "contact_information", "sticker_emoji"];
+    let Ok(Value::Object(message)) = serde_json::from_str::<Value>(raw) else {
+        return None;
+    };
+    let details: serde_json::Map<String, Value> =
+        DETAIL_FIELDS.iter().filter_map(|field| message.get(*field).map(|value| ((*field).to_owned(), value.clone()))).collect();
+    (!details.is_empty()).then(|| Value::Object(details).to_string())
 }
 
 fn entities_of_json(value: &Value) -> Vec<TextEntity> {

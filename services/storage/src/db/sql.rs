@@ -146,11 +146,14 @@ pub const LIST_CHATS: &str = concat!(
 pub const VISIBLE_CHAT_OWNERS: &str = concat!("SELECT owner FROM chats WHERE chat_id = $3 AND ", visible_chat!(), " ORDER BY owner");
 
 /// The columns of a message, in the order `stored_message_of_row` reads them; every
-/// statement that uses them adds the highlighted text (or NULL) as the last column.
+/// statement that uses them adds the highlighted text (or NULL) as the last column. The
+/// export's own JSON comes along only for the media whose details live nowhere else
+/// (polls, locations, venues, contacts, stickers).
 macro_rules! message_columns {
     () => {
         "chat_id, message_id, kind, sent_at, edited_at, from_name, from_id,
-           reply_to_message_id, text, entities, media, action, actor_name, forwarded_from, via_bot, owner"
+           reply_to_message_id, text, entities, media, action, actor_name, forwarded_from, via_bot, owner,
+           CASE WHEN media->>'kind' IN ('poll', 'location', 'live_location', 'venue', 'contact', 'sticker') THEN raw_json END"
     };
 }
 

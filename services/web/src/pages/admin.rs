@@ -7,7 +7,9 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Json, Redirect, Response};
 use axum::Form;
 use chatvault_proto::audit::v1::AuditQueryRequest;
-use chatvault_proto::backup::v1::{create_backup_response, verify_backup_response, BackupFormat, CreateBackupRequest, ListBackupsRequest, Progress, VerifyBackupRequest};
+use chatvault_proto::backup::v1::{
+    create_backup_response, verify_backup_response, BackupFormat, CreateBackupRequest, ListBackupsRequest, Progress, VerifyBackupRequest,
+};
 use chatvault_proto::storage::v1::{ListNodesRequest, RegisterNodeRequest};
 use chatvault_proto::users::v1::{ListAccountsRequest, SetRoleRequest};
 use futures::StreamExt;
@@ -197,7 +199,12 @@ pub async fn overview(State(state): State<AppState>, signed: Signed, Query(query
         accounts: accounts
             .accounts
             .into_iter()
-            .map(|account| AccountRow { created: date_time_text(Some(account.created_unix)), username: account.username, email: account.email, role: account.role })
+            .map(|account| AccountRow {
+                created: date_time_text(Some(account.created_unix)),
+                username: account.username,
+                email: account.email,
+                role: account.role,
+            })
             .collect(),
         jobs: state.jobs.list(),
     };
@@ -211,7 +218,12 @@ pub struct NodeForm {
 
 pub async fn add_node(State(state): State<AppState>, signed: Signed, Form(form): Form<NodeForm>) -> Result<Response, WebError> {
     require_admin(&signed)?;
-    let registered = state.clients.files().register_node(signed.caller.request(RegisterNodeRequest { address: form.address.trim().to_owned() })).await?.into_inner();
+    let registered = state
+        .clients
+        .files()
+        .register_node(signed.caller.request(RegisterNodeRequest { address: form.address.trim().to_owned() }))
+        .await?
+        .into_inner();
     let _ = state.clients.files().list_nodes(signed.caller.request(ListNodesRequest { consistency_token: registered.consistency_token })).await?;
     Ok(Redirect::to("/admin#nodes").into_response())
 }
@@ -253,13 +265,15 @@ pub async fn create_backup(State(state): State<AppState>, signed: Signed, Form(f
 
 pub async fn verify_backup(State(state): State<AppState>, signed: Signed, Path(backup_id): Path<String>) -> Result<Response, WebError> {
     require_admin(&signed)?;
-    let stream = state.clients.backup().verify_backup(signed.caller.request(VerifyBackupRequest { backup_id: backup_id.clone() })).await?.into_inner();
+    let stream =
+        state.clients.backup().verify_backup(signed.caller.request(VerifyBackupRequest { backup_id: backup_id.clone() })).await?.into_inner();
     let updates = stream.map(|message| {
         message.map(|message| match message.message {
             Some(verify_backup_response::Message::Progress(progress)) => JobUpdate::Progress(job_progress(progress)),
-            Some(verify_backup_response::Message::Result(result)) if result.ok => {
-                JobUpdate::Done(format!("backup {} is intact: {} rows and {} files checked", result.backup_id, result.rows_checked, result.files_checked))
-            }
+            Some(verify_backup_response::Message::Result(result)) if result.ok => JobUpdate::Done(format!(
+                "backup {} is intact: {} rows and {} files checked",
+                result.backup_id, result.rows_checked, result.files_checked
+            )),
             Some(verify_backup_response::Message::Result(result)) => {
                 JobUpdate::Done(format!("backup {} has problems: {}", result.backup_id, result.problems.join("; ")))
             }
@@ -294,7 +308,12 @@ pub struct RoleForm {
     role: String,
 }
 
-pub async fn set_role(State(state): State<AppState>, signed: Signed, Path(username): Path<String>, Form(form): Form<RoleForm>) -> Result<Response, WebError> {
+pub async fn set_role(
+    State(state): State<AppState>,
+    signed: Signed,
+    Path(username): Path<String>,
+    Form(form): Form<RoleForm>,
+) -> Result<Response, WebError> {
     require_admin(&signed)?;
     state.clients.accounts().set_role(signed.caller.request(SetRoleRequest { username, role: form.role })).await?;
     Ok(Redirect::to("/admin#accounts").into_response())

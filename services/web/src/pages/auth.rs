@@ -94,7 +94,12 @@ async fn registration_open(state: &AppState) -> bool {
     }
 }
 
-pub async fn login_page(State(state): State<AppState>, MaybeSigned(signed): MaybeSigned, headers: HeaderMap, Query(query): Query<NextQuery>) -> Result<Response, WebError> {
+pub async fn login_page(
+    State(state): State<AppState>,
+    MaybeSigned(signed): MaybeSigned,
+    headers: HeaderMap,
+    Query(query): Query<NextQuery>,
+) -> Result<Response, WebError> {
     if signed.is_some() {
         return Ok(Redirect::to(&local_path(&query.next)).into_response());
     }
@@ -131,7 +136,12 @@ pub async fn log_in(State(state): State<AppState>, headers: HeaderMap, Form(form
             }
             Ok(response)
         }
-        Err(status) if matches!(status.code(), tonic::Code::Unauthenticated | tonic::Code::InvalidArgument | tonic::Code::ResourceExhausted | tonic::Code::PermissionDenied) => {
+        Err(status)
+            if matches!(
+                status.code(),
+                tonic::Code::Unauthenticated | tonic::Code::InvalidArgument | tonic::Code::ResourceExhausted | tonic::Code::PermissionDenied
+            ) =>
+        {
             let (csrf, cookie) = anonymous_token(&state, &headers);
             let page = LoginPage {
                 chrome: Chrome::public("Log in", csrf),
@@ -156,7 +166,13 @@ pub async fn log_out(State(state): State<AppState>, headers: HeaderMap) -> Resul
 
 pub async fn register_page(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, WebError> {
     let (csrf, cookie) = anonymous_token(&state, &headers);
-    let page = RegisterPage { chrome: Chrome::public("Create an account", csrf), username: String::new(), email: String::new(), error: String::new(), open: registration_open(&state).await };
+    let page = RegisterPage {
+        chrome: Chrome::public("Create an account", csrf),
+        username: String::new(),
+        email: String::new(),
+        error: String::new(),
+        open: registration_open(&state).await,
+    };
     Ok(with_cookie(render(&page)?, cookie))
 }
 
@@ -165,14 +181,26 @@ pub async fn register(State(state): State<AppState>, headers: HeaderMap, Form(fo
     match state.clients.accounts().register(request).await {
         Ok(_) => {
             // Signs the new account in at once.
-            let pair = state.clients.accounts().login(LoginRequest { username: form.username.trim().to_owned(), password: form.password }).await?.into_inner();
+            let pair = state
+                .clients
+                .accounts()
+                .login(LoginRequest { username: form.username.trim().to_owned(), password: form.password })
+                .await?
+                .into_inner();
             let session = state.sessions.create(&pair).await?;
-            let cookie = set_cookie(SESSION_COOKIE, &session, Some(Duration::days(state.settings.session_idle_days)), state.settings.secure_cookies());
+            let cookie =
+                set_cookie(SESSION_COOKIE, &session, Some(Duration::days(state.settings.session_idle_days)), state.settings.secure_cookies());
             Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/import")).into_response())
         }
         Err(status) if status.code() != tonic::Code::Unavailable && status.code() != tonic::Code::Internal => {
             let (csrf, cookie) = anonymous_token(&state, &headers);
-            let page = RegisterPage { chrome: Chrome::public("Create an account", csrf), username: form.username, email: form.email, error: status.message().to_owned(), open: true };
+            let page = RegisterPage {
+                chrome: Chrome::public("Create an account", csrf),
+                username: form.username,
+                email: form.email,
+                error: status.message().to_owned(),
+                open: true,
+            };
             Ok(with_cookie((StatusCode::BAD_REQUEST, render(&page)?).into_response(), cookie))
         }
         Err(status) => Err(WebError::Status(status)),

@@ -116,14 +116,21 @@ fn page_request(chat_id: i64, owner: Option<&str>, limit: u32) -> GetMessagesReq
 }
 
 /// Reads the page the query asks for; returns (messages, has older, has newer, target).
-async fn load_page(state: &AppState, caller: &Caller, chat_id: i64, query: &ChatQuery, notice: &mut String) -> Result<(GetMessagesResponse, Option<i64>), WebError> {
+async fn load_page(
+    state: &AppState,
+    caller: &Caller,
+    chat_id: i64,
+    query: &ChatQuery,
+    notice: &mut String,
+) -> Result<(GetMessagesResponse, Option<i64>), WebError> {
     let owner = query.owner.as_deref().filter(|owner| !owner.is_empty());
     let mut storage = state.clients.storage();
     let mut target = query.at;
     if let Some(date) = query.date.as_deref().filter(|date| !date.is_empty()) {
         let day = NaiveDate::parse_from_str(date, "%Y-%m-%d").map_err(|_| WebError::BadRequest(format!("{date:?} is not a date like 2024-03-01")))?;
         let since = day.and_hms_opt(0, 0, 0).map(|start| start.and_utc().timestamp());
-        let first = storage.get_messages(caller.request(GetMessagesRequest { since_unix: since, ..page_request(chat_id, owner, 1) })).await?.into_inner();
+        let first =
+            storage.get_messages(caller.request(GetMessagesRequest { since_unix: since, ..page_request(chat_id, owner, 1) })).await?.into_inner();
         match first.messages.first() {
             Some(message) => target = Some(message.message_id),
             None => *notice = format!("No message on or after {date}; these are the newest."),
@@ -150,7 +157,12 @@ async fn load_page(state: &AppState, caller: &Caller, chat_id: i64, query: &Chat
     Ok((storage.get_messages(caller.request(request)).await?.into_inner(), None))
 }
 
-pub async fn view(State(state): State<AppState>, signed: Signed, Path(chat_id): Path<i64>, Query(query): Query<ChatQuery>) -> Result<Response, WebError> {
+pub async fn view(
+    State(state): State<AppState>,
+    signed: Signed,
+    Path(chat_id): Path<i64>,
+    Query(query): Query<ChatQuery>,
+) -> Result<Response, WebError> {
     let owner = query.owner.clone().filter(|owner| !owner.is_empty());
     let base_href = chat_href(chat_id, owner.as_deref());
     let mut notice = String::new();
@@ -258,7 +270,12 @@ pub fn chart_of(months: &[(String, u64)]) -> (Vec<Bar>, Vec<YearMark>) {
     (bars, years)
 }
 
-pub async fn authors(State(state): State<AppState>, signed: Signed, Path(chat_id): Path<i64>, Query(query): Query<ChatQuery>) -> Result<Response, WebError> {
+pub async fn authors(
+    State(state): State<AppState>,
+    signed: Signed,
+    Path(chat_id): Path<i64>,
+    Query(query): Query<ChatQuery>,
+) -> Result<Response, WebError> {
     let owner = query.owner.clone().filter(|owner| !owner.is_empty());
     let caller = &signed.caller;
     let top = TopAuthorsRequest { chat_id, limit: 20, owner: owner.clone(), ..Default::default() };
@@ -357,7 +374,8 @@ fn day_bound(field: &str, value: &str, end_of_day: bool) -> Result<Option<i64>, 
     if value.is_empty() {
         return Ok(None);
     }
-    let day = NaiveDate::parse_from_str(value, "%Y-%m-%d").map_err(|_| WebError::BadRequest(format!("{field} {value:?} is not a date like 2024-03-01")))?;
+    let day =
+        NaiveDate::parse_from_str(value, "%Y-%m-%d").map_err(|_| WebError::BadRequest(format!("{field} {value:?} is not a date like 2024-03-01")))?;
     let day = if end_of_day { day.succ_opt().unwrap_or(day) } else { day };
     Ok(day.and_hms_opt(0, 0, 0).map(|start| start.and_utc().timestamp()))
 }
@@ -369,7 +387,11 @@ pub async fn search(State(state): State<AppState>, signed: Signed, Query(query):
     let selected = query.chat.trim().to_owned();
     let options = chats
         .iter()
-        .map(|chat| ChatOption { value: chat_value(chat), name: chat.name.clone().unwrap_or_else(|| format!("Chat {}", chat.chat_id)), selected: chat_value(chat) == selected })
+        .map(|chat| ChatOption {
+            value: chat_value(chat),
+            name: chat.name.clone().unwrap_or_else(|| format!("Chat {}", chat.chat_id)),
+            selected: chat_value(chat) == selected,
+        })
         .collect();
     let text = query.q.trim().to_owned();
     let author = query.author.trim().to_owned();

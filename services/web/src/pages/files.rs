@@ -102,16 +102,31 @@ pub async fn list(State(state): State<AppState>, signed: Signed, Query(query): Q
     let mut files = state.clients.files();
     let dates = files.list_file_dates(caller.request(ListFileDatesRequest::default())).await?.into_inner().dates;
     let date = if query.date.is_empty() { dates.first().map(|date| date.date.clone()).unwrap_or_default() } else { query.date.clone() };
-    let listed = if date.is_empty() { Vec::new() } else { files.list_files(caller.request(ListFilesRequest { date: date.clone(), ..Default::default() })).await?.into_inner().files };
+    let listed = if date.is_empty() {
+        Vec::new()
+    } else {
+        files.list_files(caller.request(ListFilesRequest { date: date.clone(), ..Default::default() })).await?.into_inner().files
+    };
     let dates = dates
         .into_iter()
-        .map(|row| DateRow { href: format!("/files?date={}", row.date), selected: row.date == date, file_count: row.file_count, size: size_text(row.total_bytes), date: row.date })
+        .map(|row| DateRow {
+            href: format!("/files?date={}", row.date),
+            selected: row.date == date,
+            file_count: row.file_count,
+            size: size_text(row.total_bytes),
+            date: row.date,
+        })
         .collect();
     render(&FilesPage { chrome: Chrome::of(&signed, "Files", "files"), dates, date, files: listed.iter().map(file_row).collect() })
 }
 
 /// Streams one multipart field to ingest's UploadFile; returns the stored file.
-async fn upload_field(state: &AppState, caller: &Caller, mut field: axum::extract::multipart::Field<'_>, name: String) -> Result<serde_json::Value, WebError> {
+async fn upload_field(
+    state: &AppState,
+    caller: &Caller,
+    mut field: axum::extract::multipart::Field<'_>,
+    name: String,
+) -> Result<serde_json::Value, WebError> {
     let content_type = field.content_type().unwrap_or("application/octet-stream").to_owned();
     let (sender, receiver) = tokio::sync::mpsc::channel::<UploadFileRequest>(4);
     let metadata = UploadMetadata { name: name.clone(), content_type, restore: None };
@@ -154,15 +169,20 @@ async fn upload_field(state: &AppState, caller: &Caller, mut field: axum::extrac
     }
     drop(sender);
     let stored = call.await.map_err(|error| WebError::Internal(format!("the upload task failed: {error}")))??.into_inner();
-    Ok(serde_json::json!({ "file_id": stored.file_id, "name": name, "size": stored.size, "sha256": stored.sha256, "upload_date": stored.upload_date }))
+    Ok(
+        serde_json::json!({ "file_id": stored.file_id, "name": name, "size": stored.size, "sha256": stored.sha256, "upload_date": stored.upload_date }),
+    )
 }
 
 /// `POST /files/upload`: every file field of the form is stored. Answers JSON to the page
 /// script (`Accept: application/json`), else sends the browser to the day's folder.
 pub async fn upload(State(state): State<AppState>, signed: Signed, headers: HeaderMap, mut multipart: Multipart) -> Result<Response, WebError> {
     let mut stored = Vec::new();
-    while let Some(field) = multipart.next_field().await.map_err(|error| WebError::BadRequest(format!("the upload is not a readable form: {error}")))? {
-        let Some(name) = field.file_name().map(|name| name.rsplit(['/', '\\']).next().unwrap_or(name).to_owned()).filter(|name| !name.is_empty()) else {
+    while let Some(field) =
+        multipart.next_field().await.map_err(|error| WebError::BadRequest(format!("the upload is not a readable form: {error}")))?
+    {
+        let Some(name) = field.file_name().map(|name| name.rsplit(['/', '\\']).next().unwrap_or(name).to_owned()).filter(|name| !name.is_empty())
+        else {
             continue;
         };
         stored.push(upload_field(&state, &signed.caller, field, name).await?);
@@ -204,7 +224,8 @@ async fn file_page(state: &AppState, signed: &Signed, file_id: &str, new_link: S
     let caller = &signed.caller;
     let mut files = state.clients.files();
     let info = files.stat_file(caller.request(StatFileRequest { file_id: file_id.to_owned(), ..Default::default() })).await?.into_inner();
-    let links = files.list_share_links(caller.request(ListShareLinksRequest { file_id: file_id.to_owned(), ..Default::default() })).await?.into_inner().links;
+    let links =
+        files.list_share_links(caller.request(ListShareLinksRequest { file_id: file_id.to_owned(), ..Default::default() })).await?.into_inner().links;
     let links = links
         .into_iter()
         .map(|link| LinkRow {
@@ -270,7 +291,12 @@ async fn file_response(mut stream: tonic::Streaming<DownloadFileResponse>, inlin
 }
 
 async fn download_stream(state: &AppState, caller: &Caller, file_id: &str) -> Result<tonic::Streaming<DownloadFileResponse>, WebError> {
-    Ok(state.clients.files().download_file(caller.request(DownloadFileRequest { file_id: file_id.to_owned(), ..Default::default() })).await?.into_inner())
+    Ok(state
+        .clients
+        .files()
+        .download_file(caller.request(DownloadFileRequest { file_id: file_id.to_owned(), ..Default::default() }))
+        .await?
+        .into_inner())
 }
 
 pub async fn download(State(state): State<AppState>, signed: Signed, Path(file_id): Path<String>) -> Result<Response, WebError> {
@@ -284,7 +310,8 @@ pub async fn inline(State(state): State<AppState>, signed: Signed, Path(file_id)
 /// `GET /files/<id>/thumbnail`: a JPEG at most 320 px on its longer side.
 pub async fn thumbnail(State(state): State<AppState>, signed: Signed, Path(file_id): Path<String>) -> Result<Response, WebError> {
     let caller = &signed.caller;
-    let info = state.clients.files().stat_file(caller.request(StatFileRequest { file_id: file_id.clone(), ..Default::default() })).await?.into_inner();
+    let info =
+        state.clients.files().stat_file(caller.request(StatFileRequest { file_id: file_id.clone(), ..Default::default() })).await?.into_inner();
     let bytes = match state.thumbnails.cached(&info.sha256).await? {
         Some((_, bytes)) => bytes,
         None => {
@@ -309,7 +336,12 @@ pub struct RenameForm {
     name: String,
 }
 
-pub async fn rename(State(state): State<AppState>, signed: Signed, Path(file_id): Path<String>, Form(form): Form<RenameForm>) -> Result<Response, WebError> {
+pub async fn rename(
+    State(state): State<AppState>,
+    signed: Signed,
+    Path(file_id): Path<String>,
+    Form(form): Form<RenameForm>,
+) -> Result<Response, WebError> {
     let request = RenameFileRequest { file_id: file_id.clone(), name: form.name.trim().to_owned(), ..Default::default() };
     state.clients.files().rename_file(signed.caller.request(request)).await?;
     Ok(Redirect::to(&format!("/files/{}", enc(&file_id))).into_response())
@@ -325,7 +357,8 @@ pub async fn delete(State(state): State<AppState>, signed: Signed, Path(file_id)
     let info = files.stat_file(caller.request(StatFileRequest { file_id: file_id.clone(), ..Default::default() })).await?.into_inner();
     let deleted = files.delete_file(caller.request(DeleteFileRequest { file_id, ..Default::default() })).await?.into_inner();
     // Waits until the deletion is applied, so the folder no longer lists the file.
-    let _ = files.list_files(caller.request(ListFilesRequest { date: info.upload_date.clone(), consistency_token: deleted.consistency_token })).await?;
+    let _ =
+        files.list_files(caller.request(ListFilesRequest { date: info.upload_date.clone(), consistency_token: deleted.consistency_token })).await?;
     Ok(Redirect::to(&format!("/files?date={}", info.upload_date)).into_response())
 }
 
@@ -337,15 +370,27 @@ pub struct ShareForm {
     password: String,
 }
 
-pub async fn create_share(State(state): State<AppState>, signed: Signed, Path(file_id): Path<String>, Form(form): Form<ShareForm>) -> Result<Response, WebError> {
+pub async fn create_share(
+    State(state): State<AppState>,
+    signed: Signed,
+    Path(file_id): Path<String>,
+    Form(form): Form<ShareForm>,
+) -> Result<Response, WebError> {
     if !(1..=366).contains(&form.expires_days) {
         return Err(WebError::BadRequest("a link may last from 1 to 366 days".to_owned()));
     }
-    let request = CreateShareLinkRequest { file_id: file_id.clone(), expires_in_seconds: form.expires_days * 86_400, password: form.password, ..Default::default() };
+    let request = CreateShareLinkRequest {
+        file_id: file_id.clone(),
+        expires_in_seconds: form.expires_days * 86_400,
+        password: form.password,
+        ..Default::default()
+    };
     let mut files = state.clients.files();
     let created = files.create_share_link(signed.caller.request(request)).await?.into_inner();
     // The list below shows the new link once its event is applied.
-    let _ = files.list_share_links(signed.caller.request(ListShareLinksRequest { file_id: file_id.clone(), consistency_token: created.consistency_token })).await?;
+    let _ = files
+        .list_share_links(signed.caller.request(ListShareLinksRequest { file_id: file_id.clone(), consistency_token: created.consistency_token }))
+        .await?;
     let url = format!("{}/s/{}", state.settings.public_url, created.token);
     file_page(&state, &signed, &file_id, url, date_time_text(Some(created.expires_at_unix_ms.div_euclid(1000)))).await
 }
@@ -356,10 +401,17 @@ pub struct RevokeForm {
     back: String,
 }
 
-pub async fn revoke_share(State(state): State<AppState>, signed: Signed, Path(link_id): Path<String>, Form(form): Form<RevokeForm>) -> Result<Response, WebError> {
+pub async fn revoke_share(
+    State(state): State<AppState>,
+    signed: Signed,
+    Path(link_id): Path<String>,
+    Form(form): Form<RevokeForm>,
+) -> Result<Response, WebError> {
     let mut files = state.clients.files();
     let revoked = files.revoke_share_link(signed.caller.request(RevokeShareLinkRequest { link_id, ..Default::default() })).await?.into_inner();
-    let _ = files.list_share_links(signed.caller.request(ListShareLinksRequest { consistency_token: revoked.consistency_token, ..Default::default() })).await?;
+    let _ = files
+        .list_share_links(signed.caller.request(ListShareLinksRequest { consistency_token: revoked.consistency_token, ..Default::default() }))
+        .await?;
     Ok(Redirect::to(&local_path(&form.back)).into_response())
 }
 
@@ -390,7 +442,14 @@ fn share_csrf(state: &AppState, headers: &HeaderMap, signed: Option<&Signed>) ->
     }
 }
 
-async fn share_page(state: &AppState, headers: &HeaderMap, signed: Option<&Signed>, token: &str, error: String, status: StatusCode) -> Result<Response, WebError> {
+async fn share_page(
+    state: &AppState,
+    headers: &HeaderMap,
+    signed: Option<&Signed>,
+    token: &str,
+    error: String,
+    status: StatusCode,
+) -> Result<Response, WebError> {
     let described = state.clients.files().describe_share_link(DescribeShareLinkRequest { token: token.to_owned() }).await?.into_inner();
     let (csrf, cookie) = share_csrf(state, headers, signed);
     let page = SharePage {
@@ -411,7 +470,12 @@ async fn share_page(state: &AppState, headers: &HeaderMap, signed: Option<&Signe
 }
 
 /// `GET /s/<token>`: the public page of a share link (no log-in).
-pub async fn public_share(State(state): State<AppState>, MaybeSigned(signed): MaybeSigned, headers: HeaderMap, Path(token): Path<String>) -> Result<Response, WebError> {
+pub async fn public_share(
+    State(state): State<AppState>,
+    MaybeSigned(signed): MaybeSigned,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+) -> Result<Response, WebError> {
     share_page(&state, &headers, signed.as_ref(), &token, String::new(), StatusCode::OK).await
 }
 
@@ -444,7 +508,12 @@ pub async fn public_share_download(
 }
 
 /// `GET /s/<token>/download`: the file of a link without a password.
-pub async fn public_share_download_open(State(state): State<AppState>, MaybeSigned(signed): MaybeSigned, headers: HeaderMap, Path(token): Path<String>) -> Result<Response, WebError> {
+pub async fn public_share_download_open(
+    State(state): State<AppState>,
+    MaybeSigned(signed): MaybeSigned,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+) -> Result<Response, WebError> {
     open_share(&state, &headers, signed.as_ref(), &token, String::new()).await
 }
 

@@ -64,7 +64,9 @@ async fn run_import(state: &AppState, signed: &Signed, headers: &HeaderMap, mut 
     let mut root = None;
     let mut files = 0usize;
     let mut utc_offset_seconds = 0i32;
-    while let Some(mut field) = multipart.next_field().await.map_err(|error| WebError::BadRequest(format!("the upload is not a readable form: {error}")))? {
+    while let Some(mut field) =
+        multipart.next_field().await.map_err(|error| WebError::BadRequest(format!("the upload is not a readable form: {error}")))?
+    {
         if field.name() == Some("utc_offset_minutes") {
             let text = field.text().await.unwrap_or_default();
             utc_offset_seconds = text.trim().parse::<i32>().unwrap_or(0).clamp(-24 * 60, 24 * 60) * 60;
@@ -175,7 +177,11 @@ struct ResultPage {
 }
 
 pub async fn result(State(state): State<AppState>, signed: Signed, Path(import_id): Path<String>) -> Result<Response, WebError> {
-    let summary = state.sessions.import_result(&signed.caller.username, &import_id).await?.ok_or_else(|| WebError::NotFound(format!("no import {import_id} of yours")))?;
+    let summary = state
+        .sessions
+        .import_result(&signed.caller.username, &import_id)
+        .await?
+        .ok_or_else(|| WebError::NotFound(format!("no import {import_id} of yours")))?;
     let number = |key: &str| summary.get(key).and_then(serde_json::Value::as_u64).unwrap_or(0);
     let chats = summary
         .get("chat_ids")
