@@ -53,5 +53,6 @@ log "chats in the archive: chatvault chats --after <token>"
 log "its first messages: chatvault messages 1234567890 --limit 5"
 "$CLI" messages 1234567890 --limit 5 --after "$TOKEN"
 
+log "the web front door: open http://127.0.0.1:8080/ and log in (the first admin is 'admin', its password is in .state/secrets/admin-password)"
 log "done. Services keep running ($CHATVAULT_PROFILE build, $(dirname "$CLI")): 'task logs' to follow them, 'task stop' to stop them, 'task stack:down' for Kafka/PostgreSQL."
 log "the CLI of this build: $CLI"

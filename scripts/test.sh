@@ -67,7 +67,7 @@ kill_strays() {
 }
 
 log "1/5 tools"
-bash scripts/tools.sh
+CHATVAULT_TOOLS_BROWSER=1 bash scripts/tools.sh
 GOBIN_DIR="$(go env GOPATH)/bin"
 export PATH="$GOBIN_DIR:$PATH"
 

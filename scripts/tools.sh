@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Installs the developer tools chatvault's scripts need, only when missing:
 #   kcat, curl, jq           Debian packages (apt-get)
+#   chromium, chromedriver   Debian packages chromium and chromium-driver, only with
+#                            CHATVAULT_TOOLS_BROWSER=1 (scripts/test.sh: the web pages are
+#                            tested in headless Chromium through WebDriver)
 #   cmake, g++, make,        Debian packages; needed to build rdkafka (cmake-build)
 #   pkg-config, zlib1g-dev
 #   grpcurl, task            go install (pinned versions below) into $(go env GOPATH)/bin
@@ -91,6 +94,10 @@ command -v make >/dev/null 2>&1 || missing+=(make)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 command -v flock >/dev/null 2>&1 || missing+=(util-linux)
 if command -v dpkg-query >/dev/null 2>&1 && ! deb_installed zlib1g-dev; then missing+=(zlib1g-dev); fi
+if [ "${CHATVAULT_TOOLS_BROWSER:-0}" = "1" ]; then
+    command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+    command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+fi
 if [ "${#missing[@]}" -gt 0 ]; then
     apt_install "${missing[@]}"
 fi
