@@ -7,7 +7,8 @@
 //! HTML by default), measures the parser alone against plainly reading the files, then the
 //! end-to-end import (CLI start until the storage projection has applied every message)
 //! against PostgreSQL `COPY FROM` of the same rows into an identical table, with the peak
-//! RSS of ingest and storage.
+//! RSS of ingest and storage. After the JSON import, the web service's chat page: the
+//! newest page and the 1,000th page back, rendered server side, against GetMessages.
 //!
 //! `chatvault-bench media [--media-bytes B]`: the import of an export whose messages carry
 //! 20% media files (about B bytes of them, 2 GB by default) through six storage nodes:
@@ -26,6 +27,7 @@
 mod backup;
 mod import;
 mod media;
+mod web;
 
 use anyhow::bail;
 use chatvault_bench::args::{number_flag, reject_unknown, text_flag};

@@ -127,7 +127,7 @@ impl Row {
 }
 
 /// The rows of the performance table, in its order: key, work, target.
-pub const PERFORMANCE_TABLE: [(&str, &str, Target); 10] = [
+pub const PERFORMANCE_TABLE: [(&str, &str, Target); 12] = [
     ("import-json", "end-to-end JSON import, 1,000,000 messages", Target::RatioAtLeast(0.5)),
     ("import-media-messages", "JSON import with 20% media files: messages", Target::RatioAtLeast(0.5)),
     ("import-media-bytes", "JSON import with 20% media files: media bytes", Target::RatioAtLeast(0.5)),
@@ -138,6 +138,8 @@ pub const PERFORMANCE_TABLE: [(&str, &str, Target); 10] = [
     ("backup-csv", "CSV backup, 1,000,000 messages", Target::RatioAtLeast(0.7)),
     ("backup-parquet", "Parquet backup, 1,000,000 messages", Target::RatioAtLeast(0.5)),
     ("ingest-rss", "ingest peak RSS on a 2 GB export", Target::AtMostLimit),
+    ("web-page-first", "web chat page of a 1,000,000-message chat: the newest page", Target::RatioAtLeast(0.5)),
+    ("web-page-1000", "web chat page of a 1,000,000-message chat: the 1,000th page back", Target::RatioAtLeast(0.5)),
 ];
 
 /// The results file: `CHATVAULT_BENCH_RESULTS`, else `bench/out/results.jsonl`.

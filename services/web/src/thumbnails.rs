@@ -18,14 +18,24 @@ pub const MAX_SOURCE_BYTES: u64 = 32 * 1024 * 1024;
 /// The most memory a decode may take.
 const MAX_DECODE_ALLOC: u64 = 256 * 1024 * 1024;
 
+/// Thumbnails made at once at most (each holds its photo in memory while it decodes).
+const MAKING_AT_ONCE: usize = 2;
+
 #[derive(Clone, Debug)]
 pub struct Thumbnails {
     pool: Pool,
+    making: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl Thumbnails {
     pub fn new(pool: Pool) -> Self {
-        Self { pool }
+        Self { pool, making: std::sync::Arc::new(tokio::sync::Semaphore::new(MAKING_AT_ONCE)) }
+    }
+
+    /// Waits for one of the [`MAKING_AT_ONCE`] slots; hold it while the photo is read and
+    /// scaled, so a page of large photos cannot fill the memory.
+    pub async fn slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, WebError> {
+        self.making.clone().acquire_owned().await.map_err(|_| WebError::Internal("the thumbnail slots are closed".to_owned()))
     }
 
     /// The kept thumbnail of the file with content hash `sha256`: (content type, bytes).

@@ -69,6 +69,11 @@ impl WebPlatform {
         environment.insert("CHATVAULT_AUTH".to_owned(), "on".to_owned());
         environment.insert("CHATVAULT_USERS_BOOTSTRAP_ADMIN".to_owned(), format!("{ADMIN_USERNAME}:{ADMIN_PASSWORD}:root@example.org"));
         environment.insert("CHATVAULT_WEB_DATABASE_URL".to_owned(), database.url.expose().to_owned());
+        // Access tokens shorter than the web service's refresh margin: every page refreshes
+        // the session's tokens, and the photo thumbnails of a page do so side by side, so the
+        // whole test runs on rotated refresh tokens (a refresh token shown twice would end
+        // the log-in).
+        environment.insert("CHATVAULT_JWT_ACCESS_TTL_SECONDS".to_owned(), "30".to_owned());
         let build = |service: &str| {
             ServiceConfig::from_env_map(service, chatvault_common::config::DefaultPorts { grpc: 0, http: 0 }, &environment).expect("config")
         };
@@ -559,6 +564,25 @@ async fn a_person_uses_the_archive_in_a_browser_and_sees_only_their_own() {
     let listed = platform.files.clone().list_nodes(ListNodesRequest::default()).await.map(|nodes| nodes.into_inner().nodes.len());
     assert!(listed.is_err(), "storage refuses an unauthenticated ListNodes: the page used the admin's own token");
     screenshots(&bob, "admin").await;
+    // A backup made from the page, followed to its end, then verified.
+    css(&bob, "#create-backup").await.click().await.expect("create a backup");
+    wait_for_path(&bob, "/admin/jobs/").await;
+    let finished = wait_until(Duration::from_secs(120), || async {
+        bob.find(Locator::Css("#job-outcome")).await.is_ok_and(|_| true)
+            && bob.source().await.is_ok_and(|html| html.contains("written:") || html.contains("class=\"error\""))
+    })
+    .await;
+    let outcome = css(&bob, "#job-outcome").await.text().await.expect("outcome");
+    assert!(finished && outcome.contains("written:"), "the backup finishes: {outcome}");
+    bob.goto(&platform.url("/admin")).await.expect("admin");
+    css(&bob, "table.backups form button").await.click().await.expect("verify the backup");
+    wait_for_path(&bob, "/admin/jobs/").await;
+    let verified = wait_until(Duration::from_secs(120), || async {
+        bob.source().await.is_ok_and(|html| html.contains("is intact") || html.contains("has problems") || html.contains("class=\"error\""))
+    })
+    .await;
+    let outcome = css(&bob, "#job-outcome").await.text().await.expect("outcome");
+    assert!(verified && outcome.contains("is intact"), "the backup verifies: {outcome}");
     bob.close().await.expect("close");
 }
 

@@ -169,7 +169,7 @@ pub async fn overview(State(state): State<AppState>, signed: Signed, Query(query
                 up: node.state == "up",
                 used: size_text(node.used_bytes),
                 free: size_text(node.free_bytes),
-                fill_percent: if capacity == 0 { 0 } else { node.used_bytes * 100 / capacity },
+                fill_percent: (node.used_bytes * 100).checked_div(capacity).unwrap_or(0),
                 part_count: node.part_count,
                 node_id: node.node_id,
                 address: node.address,
@@ -296,7 +296,7 @@ struct JobPage {
 pub async fn job(State(state): State<AppState>, signed: Signed, headers: HeaderMap, Path(job_id): Path<String>) -> Result<Response, WebError> {
     require_admin(&signed)?;
     let job = state.jobs.get(&job_id).ok_or_else(|| WebError::NotFound(format!("no operation {job_id} on this web instance")))?;
-    let percent = if job.progress.total == 0 { 0 } else { job.progress.done.min(job.progress.total) * 100 / job.progress.total };
+    let percent = (job.progress.done.min(job.progress.total) * 100).checked_div(job.progress.total).unwrap_or(0);
     if wants_json(&headers) {
         return Ok(Json(serde_json::json!({ "job": job, "percent": percent })).into_response());
     }

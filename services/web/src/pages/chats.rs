@@ -2,7 +2,7 @@
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
-use axum::response::Response;
+use axum::response::{Html, IntoResponse, Response};
 use chatvault_proto::storage::v1::{Chat, CountMessagesByMonthRequest, GetMessagesRequest, GetMessagesResponse, ListChatsRequest};
 use chatvault_proto::users::v1::TopAuthorsRequest;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -87,14 +87,19 @@ pub async fn list(State(state): State<AppState>, signed: Signed) -> Result<Respo
     render(&ChatsPage { chrome: Chrome::of(&signed, "Chats", "chats"), chats: rows })
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// Which page of a chat to show (the query string of `/chats/<id>`); all absent: the newest.
+#[derive(Clone, Debug, Default, Deserialize)]
 pub struct ChatQuery {
-    owner: Option<String>,
-    before: Option<i64>,
-    after: Option<i64>,
-    at: Option<i64>,
+    /// Whose archive, when it is not the caller's.
+    pub owner: Option<String>,
+    /// The page of messages just below this id.
+    pub before: Option<i64>,
+    /// The page of messages just above this id.
+    pub after: Option<i64>,
+    /// The messages around this one, which is highlighted.
+    pub at: Option<i64>,
     /// `YYYY-MM-DD`: opens the chat at the first message of that day or later.
-    date: Option<String>,
+    pub date: Option<String>,
 }
 
 #[derive(Template)]
@@ -163,11 +168,18 @@ pub async fn view(
     Path(chat_id): Path<i64>,
     Query(query): Query<ChatQuery>,
 ) -> Result<Response, WebError> {
+    Ok(Html(chat_page(&state, &signed, chat_id, query).await?).into_response())
+}
+
+/// The HTML of a chat page: the page of messages `query` asks for, read with the caller's
+/// token, with the chat's name from ListChats (what `task bench` times against the
+/// GetMessages call under it).
+pub async fn chat_page(state: &AppState, signed: &Signed, chat_id: i64, query: ChatQuery) -> Result<String, WebError> {
     let owner = query.owner.clone().filter(|owner| !owner.is_empty());
     let base_href = chat_href(chat_id, owner.as_deref());
     let mut notice = String::new();
-    let (page, target) = load_page(&state, &signed.caller, chat_id, &query, &mut notice).await?;
-    let chats = chats_of(&state, &signed.caller).await?;
+    let (page, target) = load_page(state, &signed.caller, chat_id, &query, &mut notice).await?;
+    let chats = chats_of(state, &signed.caller).await?;
     let name = chats
         .iter()
         .find(|chat| chat.chat_id == chat_id && owner.as_deref().is_none_or(|owner| owner == chat.owner))
@@ -182,8 +194,8 @@ pub async fn view(
         _ => String::new(),
     };
     let messages = message_views(&page.messages, target, &base_href);
-    render(&ChatPage {
-        chrome: Chrome::of(&signed, name.clone(), "chats"),
+    let page = ChatPage {
+        chrome: Chrome::of(signed, name.clone(), "chats"),
         chat_id,
         name,
         owner: owner.unwrap_or_default(),
@@ -192,7 +204,8 @@ pub async fn view(
         newer_href,
         notice,
         date: query.date.unwrap_or_default(),
-    })
+    };
+    page.render().map_err(|error| WebError::Internal(format!("rendering a page failed: {error}")))
 }
 
 /// One bar of the messages-per-month chart, in the SVG's user units.

@@ -147,7 +147,7 @@ async fn upload_field(
                 pending.extend_from_slice(&chunk);
                 while pending.len() >= UPLOAD_CHUNK_BYTES {
                     let piece = pending.split_to(UPLOAD_CHUNK_BYTES).freeze();
-                    if sender.send(UploadFileRequest { message: Some(upload_file_request::Message::Chunk(piece.into())) }).await.is_err() {
+                    if sender.send(UploadFileRequest { message: Some(upload_file_request::Message::Chunk(piece)) }).await.is_err() {
                         break;
                     }
                 }
@@ -165,7 +165,7 @@ async fn upload_field(
         return Err(failure);
     }
     if !pending.is_empty() {
-        let _ = sender.send(UploadFileRequest { message: Some(upload_file_request::Message::Chunk(pending.freeze().into())) }).await;
+        let _ = sender.send(UploadFileRequest { message: Some(upload_file_request::Message::Chunk(pending.freeze())) }).await;
     }
     drop(sender);
     let stored = call.await.map_err(|error| WebError::Internal(format!("the upload task failed: {error}")))??.into_inner();
@@ -271,7 +271,7 @@ async fn file_response(mut stream: tonic::Streaming<DownloadFileResponse>, inlin
     let content_type = if show { info.content_type.clone() } else { "application/octet-stream".to_owned() };
     let body = stream.filter_map(|message| async move {
         match message {
-            Ok(DownloadFileResponse { message: Some(download_file_response::Message::Chunk(chunk)) }) => Some(Ok(bytes::Bytes::from(chunk))),
+            Ok(DownloadFileResponse { message: Some(download_file_response::Message::Chunk(chunk)) }) => Some(Ok(chunk)),
             Ok(_) => None,
             Err(status) => Some(Err(std::io::Error::other(status.message().to_owned()))),
         }
@@ -312,23 +312,26 @@ pub async fn thumbnail(State(state): State<AppState>, signed: Signed, Path(file_
     let caller = &signed.caller;
     let info =
         state.clients.files().stat_file(caller.request(StatFileRequest { file_id: file_id.clone(), ..Default::default() })).await?.into_inner();
-    let bytes = match state.thumbnails.cached(&info.sha256).await? {
-        Some((_, bytes)) => bytes,
-        None => {
-            if info.size > MAX_SOURCE_BYTES {
-                return Err(WebError::BadRequest(format!("{} is too large for a thumbnail", info.name)));
-            }
-            let mut stream = download_stream(&state, caller, &file_id).await?;
-            let mut source = Vec::with_capacity(usize::try_from(info.size).unwrap_or(0));
-            while let Some(message) = stream.message().await? {
-                if let Some(download_file_response::Message::Chunk(chunk)) = message.message {
-                    source.extend_from_slice(&chunk);
-                }
-            }
-            state.thumbnails.make(&info.sha256, source).await?
+    let jpeg = |bytes: Vec<u8>| ([(header::CONTENT_TYPE, "image/jpeg"), (header::CACHE_CONTROL, "private, max-age=86400")], bytes).into_response();
+    if let Some((_, bytes)) = state.thumbnails.cached(&info.sha256).await? {
+        return Ok(jpeg(bytes));
+    }
+    if info.size > MAX_SOURCE_BYTES {
+        return Err(WebError::BadRequest(format!("{} is too large for a thumbnail", info.name)));
+    }
+    let _slot = state.thumbnails.slot().await?;
+    // Another request may have made it while this one waited for the slot.
+    if let Some((_, bytes)) = state.thumbnails.cached(&info.sha256).await? {
+        return Ok(jpeg(bytes));
+    }
+    let mut stream = download_stream(&state, caller, &file_id).await?;
+    let mut source = Vec::with_capacity(usize::try_from(info.size).unwrap_or(0));
+    while let Some(message) = stream.message().await? {
+        if let Some(download_file_response::Message::Chunk(chunk)) = message.message {
+            source.extend_from_slice(&chunk);
         }
-    };
-    Ok(([(header::CONTENT_TYPE, "image/jpeg"), (header::CACHE_CONTROL, "private, max-age=86400")], bytes).into_response())
+    }
+    Ok(jpeg(state.thumbnails.make(&info.sha256, source).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -526,6 +529,6 @@ mod tests {
         assert_eq!(content_disposition("attachment", "a.txt"), "attachment; filename=\"a.txt\"; filename*=UTF-8''a%2Etxt");
         let hostile = content_disposition("attachment", "x\"; y=\r\nz отчёт.pdf");
         assert!(!hostile.contains('\r') && !hostile.contains('\n'));
-        assert!(hostile.starts_with("attachment; filename=\"x_; y=__z ______.pdf\""), "{hostile}");
+        assert!(hostile.starts_with("attachment; filename=\"x_; y=__z _____.pdf\""), "{hostile}");
     }
 }
