@@ -63,7 +63,7 @@ pub(crate) async fn run(format: ExportFormat, message_count: u64) -> anyhow::Res
     let end_to_end_seconds = started.elapsed().as_secs_f64();
     let storage_peak = platform.peak_memory().storage;
     if format == ExportFormat::Json {
-        crate::web::run(&platform, CHAT_ID, message_count >= FULL_JSON_MESSAGES).await?;
+        crate::web::run(&platform, CHAT_ID, message_count, message_count >= FULL_JSON_MESSAGES).await?;
     }
     let database = platform.stop();
 

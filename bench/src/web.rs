@@ -18,10 +18,11 @@ use chatvault_web::AppState;
 
 /// Timed renders (and calls) per page, after one untimed warm-up each.
 const ROUNDS: u32 = 50;
-/// The deep page: this many pages back from the newest.
-const DEEP_PAGE: usize = 1000;
+/// The deep page: this many pages back from the newest (fewer for a chat without as many).
+const DEEP_PAGE: u64 = 1000;
 
-pub(crate) async fn run(platform: &Platform, chat_id: i64, full_size: bool) -> anyhow::Result<()> {
+pub(crate) async fn run(platform: &Platform, chat_id: i64, message_count: u64, full_size: bool) -> anyhow::Result<()> {
+    let deep_page = (message_count / u64::from(PAGE_SIZE)).clamp(1, DEEP_PAGE);
     let storage_url = format!("http://{}", platform.storage.grpc_addr);
     let settings = Arc::new(WebSettings {
         users_url: storage_url.clone(),
@@ -51,14 +52,15 @@ pub(crate) async fn run(platform: &Platform, chat_id: i64, full_size: bool) -> a
 
     // The 1,000th page back, as the "older messages" links reach it.
     let mut deep_before = i64::MAX;
-    for _ in 1..DEEP_PAGE {
+    for _ in 1..deep_page {
         let page = storage.get_messages(signed.caller.request(page_request(deep_before))).await?.into_inner();
-        deep_before = page.messages.first().map(|message| message.message_id).context("the chat has 1,000 pages")?;
+        deep_before = page.messages.first().map(|message| message.message_id).context("the chat has as many pages as its messages fill")?;
     }
+    let deep_label = format!("page {deep_page} back");
 
     println!();
     println!("{:<52} {:>12} {:>12} {:>8}", "chat page (web, server side)", "render", "GetMessages", "ratio");
-    for (key, label, before) in [("web-page-first", "newest page", i64::MAX), ("web-page-1000", "1,000th page back", deep_before)] {
+    for (key, label, before) in [("web-page-first", "newest page", i64::MAX), ("web-page-1000", deep_label.as_str(), deep_before)] {
         let query = ChatQuery { before: Some(before), ..ChatQuery::default() };
         let html = chat_page(&state, &signed, chat_id, query.clone()).await.map_err(|error| anyhow::anyhow!("{error}"))?;
         let shown = html.matches("<article class=\"msg").count();
@@ -77,7 +79,7 @@ pub(crate) async fn run(platform: &Platform, chat_id: i64, full_size: bool) -> a
         println!("{:<52} {:>9.2} ms {:>9.2} ms {:>8.3}", label, render_seconds * 1e3, call_seconds * 1e3, call_seconds / render_seconds);
         record(&Row {
             key: key.to_owned(),
-            work: format!("web chat page, {label} of a {}-page chat ({} messages a page)", DEEP_PAGE, PAGE_SIZE),
+            work: format!("web chat page, {label}, {} messages ({PAGE_SIZE} a page)", chatvault_bench::results::thousands(message_count)),
             figure: 1.0 / render_seconds,
             unit: "pages/s".to_owned(),
             limit: 1.0 / call_seconds,
