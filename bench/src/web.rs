@@ -34,7 +34,9 @@ pub(crate) async fn run(platform: &Platform, chat_id: i64, message_count: u64, f
         session_idle_days: 14,
     });
     let pool = chatvault_common::db::connect_pool(&platform.database.url, 2)?;
-    let clients = Clients::connect(&settings).map_err(|error| anyhow::anyhow!("{error}"))?;
+    let auth =
+        chatvault_common::auth::AuthConfig::from_env_map(&chatvault_common::test_support::service_environment(platform.database.url.expose(), ""))?;
+    let clients = Clients::connect(&settings, auth.service_token_issuer("web")).map_err(|error| anyhow::anyhow!("{error}"))?;
     let state = AppState {
         sessions: Sessions::new(pool.clone(), clients.clone(), settings.clone()),
         clients,

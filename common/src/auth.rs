@@ -74,6 +74,14 @@ pub const DEVELOPMENT_JWT_SECRET: &str = "chatvault-development-secret-do-not-us
 /// them can be forged by anyone, so services refuse to start with one.
 pub const PUBLIC_JWT_SECRETS: &[&str] = &[DEVELOPMENT_JWT_SECRET, "chatvault-test-secret"];
 
+/// The address of the person a service calls for (the web service's visitor), as that
+/// service saw it. Trusted only from the platform's own services: the auth layer removes it
+/// from every other request.
+pub const CLIENT_ADDRESS_HEADER: &str = "x-chatvault-client-address";
+/// The browser (User-Agent) of the person a service calls for; trusted like
+/// [`CLIENT_ADDRESS_HEADER`].
+pub const CLIENT_AGENT_HEADER: &str = "x-chatvault-client-agent";
+
 /// gRPC methods callable without a token (path prefixes).
 const PUBLIC_GRPC_PATHS: &[&str] = &[
     "/grpc.health.v1.Health/",
@@ -384,11 +392,23 @@ impl TokenVerifier {
         headers.remove(CALLER_HEADER);
         headers.remove(ROLE_HEADER);
         if public {
+            // A public call still names its person's address when a service makes it with
+            // its own token (the web service logging a visitor in); anyone else's is removed.
+            let from_service = bearer
+                .as_deref()
+                .and_then(|token| verify_access_token(&self.secret, token, chrono::Utc::now().timestamp()).ok())
+                .is_some_and(|claims| claims.role == SERVICE_ROLE);
+            if !from_service {
+                remove_client_headers(headers);
+            }
             return Ok(None);
         }
         let token = bearer.ok_or(TokenError::Missing)?;
         let claims = verify_access_token(&self.secret, &token, chrono::Utc::now().timestamp())
             .inspect_err(|error| tracing::info!(%path, %error, "request refused: bad token"))?;
+        if claims.role != SERVICE_ROLE {
+            remove_client_headers(headers);
+        }
         if self.password_changes.revokes(&claims) {
             tracing::info!(%path, account_id = %claims.sub, "request refused: token issued before a password change");
             return Err(TokenError::Revoked);
@@ -400,6 +420,22 @@ impl TokenVerifier {
         headers.insert(ROLE_HEADER, role);
         Ok(Some(VerifiedCaller { account_id: claims.sub, username: claims.username, role: claims.role }))
     }
+}
+
+fn remove_client_headers(headers: &mut HeaderMap) {
+    headers.remove(CLIENT_ADDRESS_HEADER);
+    headers.remove(CLIENT_AGENT_HEADER);
+}
+
+/// Where a gRPC request comes from, for the record: the address and browser a platform
+/// service forwarded for its visitor (the layer keeps those headers only from services),
+/// else the connection's peer and the client's own `user-agent`. Each at most 200 bytes.
+pub fn client_of_request<T>(request: &tonic::Request<T>) -> (String, String) {
+    let header =
+        |name: &str| request.metadata().get(name).and_then(|value| value.to_str().ok()).map(|value| value.chars().take(200).collect::<String>());
+    let address = header(CLIENT_ADDRESS_HEADER).or_else(|| request.remote_addr().map(|address| address.ip().to_string())).unwrap_or_default();
+    let agent = header(CLIENT_AGENT_HEADER).or_else(|| header("user-agent")).unwrap_or_default();
+    (address, agent)
 }
 
 /// Returns whether the caller of a gRPC request is an admin (as written by the layer).
@@ -547,6 +583,37 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(axum::http::header::AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {token}")).unwrap());
         headers
+    }
+
+    #[test]
+    fn a_forwarded_client_address_is_kept_only_from_a_service() {
+        let config = config_with_random_secret();
+        let verifier = config.verifier();
+        let forwarded = |token: Option<String>| {
+            let mut headers = token.map(|token| bearer_headers(&token)).unwrap_or_default();
+            headers.insert(CLIENT_ADDRESS_HEADER, HeaderValue::from_static("203.0.113.7"));
+            headers.insert(CLIENT_AGENT_HEADER, HeaderValue::from_static("Firefox"));
+            headers
+        };
+        let service_token = config.service_token_issuer("web").mint();
+        let mut user = claims(chrono::Utc::now().timestamp() + 60);
+        user.role = ADMIN_ROLE.into();
+        let user_token = sign_access_token(&config.jwt_secret, &user);
+        // Public path (log-in): kept with a service token, removed without one or with a person's.
+        for (token, kept) in
+            [(Some(service_token.clone()), true), (None, false), (Some(user_token.clone()), false), (Some("forged".to_owned()), false)]
+        {
+            let mut headers = forwarded(token);
+            verifier.authenticate("/chatvault.users.v1.AccountsService/Login", true, &mut headers).expect("public");
+            assert_eq!(headers.contains_key(CLIENT_ADDRESS_HEADER) && headers.contains_key(CLIENT_AGENT_HEADER), kept);
+        }
+        // Other paths: a person's token (even an admin's) loses the headers, a service keeps them.
+        let mut headers = forwarded(Some(user_token));
+        verifier.authenticate("/x", false, &mut headers).expect("admin");
+        assert!(!headers.contains_key(CLIENT_ADDRESS_HEADER));
+        let mut headers = forwarded(Some(service_token));
+        verifier.authenticate("/x", false, &mut headers).expect("service");
+        assert!(headers.contains_key(CLIENT_ADDRESS_HEADER));
     }
 
     #[test]

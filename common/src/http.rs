@@ -110,5 +110,9 @@ pub async fn serve_http(listener: TcpListener, router: Router, shutdown: Cancell
             tracing::debug!(%error, "TCP_NODELAY not set on an HTTP connection");
         }
     });
-    axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned()).await
+    // Handlers may read the peer's address (`ConnectInfo<SocketAddr>`): the web service
+    // records where a log-in came from.
+    axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
 }

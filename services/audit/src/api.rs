@@ -24,6 +24,7 @@ const QUERY: &str = "
       AND ($4::timestamptz IS NULL OR occurred_at < $4)
       AND ($5::text IS NULL OR trace_id = $5)
       AND ($6::timestamptz IS NULL OR (occurred_at, event_id) < ($6, $7::uuid))
+      AND (cardinality($9::text[]) = 0 OR event_type = ANY($9::text[]))
     ORDER BY occurred_at DESC, event_id DESC
     LIMIT $8";
 
@@ -94,6 +95,7 @@ impl AuditApi {
                     &after_time,
                     &after_id,
                     &i64::from(limit),
+                    &request.event_types.iter().map(|event_type| PgText::from(event_type.as_str())).collect::<Vec<_>>(),
                 ],
             )
             .await?;

@@ -24,7 +24,10 @@ pub const SERVICE_NAME: &str = "audit";
 pub const DEFAULT_PORTS: DefaultPorts = DefaultPorts { grpc: 50054, http: 8084 };
 
 /// The audit service's schema, applied at start-up.
-pub const MIGRATIONS: &[Migration] = &[Migration { id: "audit/0001_audit", sql: include_str!("../migrations/0001_audit.sql") }];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration { id: "audit/0001_audit", sql: include_str!("../migrations/0001_audit.sql") },
+    Migration { id: "audit/0002_history", sql: include_str!("../migrations/0002_history.sql") },
+];
 
 /// A built audit service: schema migrated, listeners bound.
 #[derive(Debug)]

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use chatvault_common::auth::ROLE_HEADER;
+use chatvault_common::auth::{ServiceTokenIssuer, CLIENT_ADDRESS_HEADER, CLIENT_AGENT_HEADER, ROLE_HEADER};
 use chatvault_common::caller::CALLER_HEADER;
 use chatvault_proto::audit::v1::audit_service_client::AuditServiceClient;
 use chatvault_proto::backup::v1::backup_service_client::BackupServiceClient;
@@ -22,6 +22,9 @@ use crate::WebError;
 /// Lazily connected channels to every service the pages call.
 #[derive(Clone, Debug)]
 pub struct Clients {
+    /// The web service's own credential, for the calls it makes on a visitor's behalf
+    /// before there is a session (log-in): it lets users record the visitor's address.
+    service_token: ServiceTokenIssuer,
     users: Channel,
     storage: Channel,
     ingest: Channel,
@@ -63,8 +66,9 @@ impl Caller {
 
 impl Clients {
     /// Creates the channels; nothing connects until the first call.
-    pub fn connect(settings: &WebSettings) -> Result<Self, WebError> {
+    pub fn connect(settings: &WebSettings, service_token: ServiceTokenIssuer) -> Result<Self, WebError> {
         Ok(Self {
+            service_token,
             users: channel(&settings.users_url, false)?,
             storage: channel(&settings.storage_url, true)?,
             ingest: channel(&settings.ingest_url, true)?,
@@ -75,6 +79,22 @@ impl Clients {
 
     pub fn accounts(&self) -> AccountsServiceClient<Channel> {
         AccountsServiceClient::new(self.users.clone())
+    }
+
+    /// A log-in request made for a visitor at `address` with browser `agent`: carries the
+    /// web service's own token, so users records where the log-in came from (the header is
+    /// dropped from anyone else's request).
+    pub fn visitor_request<T>(&self, message: T, address: &str, agent: &str) -> Request<T> {
+        let mut request = Request::new(message);
+        let metadata = request.metadata_mut();
+        metadata.insert("authorization", self.service_token.authorization_metadata());
+        let agent: String = agent.chars().filter(|character| character.is_ascii() && !character.is_ascii_control()).take(200).collect();
+        for (name, value) in [(CLIENT_ADDRESS_HEADER, address), (CLIENT_AGENT_HEADER, agent.as_str())] {
+            if let Ok(value) = MetadataValue::try_from(value) {
+                metadata.insert(name, value);
+            }
+        }
+        request
     }
 
     pub fn users(&self) -> UsersServiceClient<Channel> {

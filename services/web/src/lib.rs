@@ -86,7 +86,7 @@ impl App {
         let config = host.config();
         let settings = Arc::new(settings::WebSettings::from_config(config)?);
         let pool = host.pool()?;
-        let clients = clients::Clients::connect(&settings)?;
+        let clients = clients::Clients::connect(&settings, config.auth.service_token_issuer(SERVICE_NAME))?;
         let sessions = session::Sessions::new(pool.clone(), clients.clone(), settings.clone());
         let state =
             AppState { clients, sessions: sessions.clone(), settings, jobs: jobs::Jobs::default(), thumbnails: thumbnails::Thumbnails::new(pool) };

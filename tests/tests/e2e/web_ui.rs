@@ -508,13 +508,17 @@ async fn a_person_uses_the_archive_in_a_browser_and_sees_only_their_own() {
     let history = wait_until(Duration::from_secs(60), || async {
         ann.refresh().await.is_ok()
             && ann.find(Locator::Css("table.history")).await.is_ok_and(|_| true)
-            && ann
-                .source()
-                .await
-                .is_ok_and(|html| html.contains("File stored") && html.contains("field notes.bin") && html.contains("Share link created"))
+            && ann.source().await.is_ok_and(|html| {
+                html.contains("File stored")
+                    && html.contains("field notes.bin")
+                    && html.contains("Share link created")
+                    && html.contains("from 127.0.0.1 (")
+            })
     })
     .await;
-    assert!(history, "the upload and the share are in ann's history");
+    let shown = ann.find(Locator::Css("main")).await.expect("main").text().await.unwrap_or_default();
+    assert!(history, "the upload, the share and where ann logged in from are in ann's history: {shown}");
+    assert!(!shown.contains("Message posted") && shown.contains("Chat imported"), "history lists the import once, not its messages: {shown}");
     screenshots(&ann, "history").await;
     let ann_cookie = session_cookie(&ann).await;
     log_out(&ann).await;

@@ -57,6 +57,7 @@ pub(crate) async fn run(endpoints: &Endpoints, args: AuditArgs, json: bool) -> a
             trace_id: args.trace.clone().unwrap_or_default(),
             limit: u32::try_from((args.limit - rows.len()).min(1000)).unwrap_or(1000),
             page_token: page_token.clone(),
+            event_types: Vec::new(),
         };
         let page = audit.query(request).await?.into_inner();
         rows.extend(page.rows);

@@ -228,7 +228,7 @@ impl AccountsApi {
         Ok(account.to_proto())
     }
 
-    async fn login(&self, request: LoginRequest) -> Result<TokenPair, Error> {
+    async fn login(&self, request: LoginRequest, (client_address, user_agent): (String, String)) -> Result<TokenPair, Error> {
         let mut client = self.pool.get().await?;
         let transaction = client.transaction().await?;
         let username = request.username.trim().to_owned();
@@ -289,6 +289,8 @@ impl AccountsApi {
             account_id: account.account_id.to_string(),
             username: account.username.clone(),
             session_id: session_id.to_string(),
+            client_address,
+            user_agent,
         });
         enqueue(&transaction, account.account_id, &account.username, logged_in).await?;
         transaction.commit().await?;
@@ -498,7 +500,8 @@ impl AccountsService for AccountsApi {
 
     #[tracing::instrument(skip_all, fields(username = %request.get_ref().username))]
     async fn login(&self, request: Request<LoginRequest>) -> Result<Response<TokenPair>, Status> {
-        Ok(Response::new(AccountsApi::login(self, request.into_inner()).await?))
+        let client = chatvault_common::auth::client_of_request(&request);
+        Ok(Response::new(AccountsApi::login(self, request.into_inner(), client).await?))
     }
 
     #[tracing::instrument(skip_all)]

@@ -67,7 +67,12 @@ fn subject_of(event_json: &str, key: &str) -> String {
     };
     // Events are `{ "<oneof case>": { fields } }`; the first matching field names it.
     let fields = event.as_object().and_then(|object| object.values().next()).cloned().unwrap_or(event);
-    for field in ["name", "fileName", "file_name", "address", "grantee", "username", "chatId", "chat_id", "fileId", "file_id"] {
+    // The audit trail writes proto field names (`client_address`).
+    if let Some(address) = fields.get("client_address").and_then(|address| address.as_str()).filter(|address| !address.is_empty()) {
+        let agent = fields.get("user_agent").and_then(|agent| agent.as_str()).unwrap_or_default();
+        return if agent.is_empty() { format!("from {address}") } else { format!("from {address} ({agent})") };
+    }
+    for field in ["name", "file_name", "address", "grantee", "username", "chat_id", "file_id"] {
         if let Some(value) = fields.get(field) {
             return value.as_str().map(str::to_owned).unwrap_or_else(|| value.to_string());
         }
@@ -75,15 +80,41 @@ fn subject_of(event_json: &str, key: &str) -> String {
     key.to_owned()
 }
 
+/// The event types "My history" lists: what a person did (not the per-message records of
+/// their imports, nor the rebalancer's part moves).
+pub const HISTORY_EVENT_TYPES: &[&str] = &[
+    "chatvault.chat.v1.ChatImported",
+    "chatvault.chat.v1.ChatShared",
+    "chatvault.chat.v1.ChatShareRevoked",
+    "chatvault.files.v1.FileStored",
+    "chatvault.files.v1.FileDeleted",
+    "chatvault.files.v1.FileRenamed",
+    "chatvault.files.v1.ShareLinkCreated",
+    "chatvault.files.v1.ShareLinkRevoked",
+    "chatvault.users.v1.AccountRegistered",
+    "chatvault.users.v1.LoggedIn",
+    "chatvault.users.v1.LoginFailed",
+    "chatvault.users.v1.AccountLocked",
+    "chatvault.users.v1.LoggedOut",
+    "chatvault.users.v1.PasswordChanged",
+    "chatvault.users.v1.RoleChanged",
+    "chatvault.users.v1.RefreshTokenReused",
+];
+
 /// `GET /history`: the signed-in person's own actions, newest first.
 pub async fn history(State(state): State<AppState>, signed: Signed, Query(query): Query<PageQuery>) -> Result<Response, WebError> {
     let caller = &signed.caller;
-    let request = AuditQueryRequest { actor: caller.username.clone(), limit: 100, page_token: query.page.clone(), ..Default::default() };
+    let request = AuditQueryRequest {
+        actor: caller.username.clone(),
+        limit: 100,
+        page_token: query.page.clone(),
+        event_types: HISTORY_EVENT_TYPES.iter().map(|event_type| (*event_type).to_owned()).collect(),
+        ..Default::default()
+    };
     let page = state.clients.audit().query(caller.request(request)).await?.into_inner();
     let rows = page
         .rows
         .iter()
-        .filter(|row| !row.event_type.starts_with("log."))
         .map(|row| HistoryRow {
             when: date_time_text(Some(row.occurred_unix_micros.div_euclid(1_000_000))),
             what: event_words(&row.event_type),
@@ -327,7 +358,11 @@ mod tests {
     fn events_read_as_words_with_their_subject() {
         assert_eq!(event_words("chatvault.files.v1.FileStored"), "File stored");
         assert_eq!(event_words("chatvault.users.v1.LoggedIn"), "Logged in");
-        assert_eq!(subject_of(r#"{"fileStored":{"fileId":"f1","name":"a.pdf"}}"#, "f1"), "a.pdf");
+        assert_eq!(subject_of(r#"{"file_stored":{"file_id":"f1","name":"a.pdf"}}"#, "f1"), "a.pdf");
         assert_eq!(subject_of("not json", "key7"), "key7");
+        assert_eq!(
+            subject_of(r#"{"logged_in":{"username":"ann","client_address":"127.0.0.1","user_agent":"Chrome"}}"#, "k"),
+            "from 127.0.0.1 (Chrome)"
+        );
     }
 }

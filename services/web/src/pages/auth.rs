@@ -1,7 +1,9 @@
 //! Log-in, log-out and registration.
 
 use askama::Template;
-use axum::extract::{Query, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
@@ -114,8 +116,21 @@ pub async fn login_page(
     Ok(with_cookie(render(&page)?, cookie))
 }
 
-pub async fn log_in(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<LoginForm>) -> Result<Response, WebError> {
-    let request = LoginRequest { username: form.username.trim().to_owned(), password: form.password };
+/// The visitor's address and browser, for the log-in's record.
+fn visitor(peer: SocketAddr, headers: &HeaderMap) -> (String, String) {
+    let agent = headers.get(header::USER_AGENT).and_then(|value| value.to_str().ok()).unwrap_or_default();
+    (peer.ip().to_string(), agent.to_owned())
+}
+
+pub async fn log_in(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Result<Response, WebError> {
+    let (address, agent) = visitor(peer, &headers);
+    let request =
+        state.clients.visitor_request(LoginRequest { username: form.username.trim().to_owned(), password: form.password }, &address, &agent);
     match state.clients.accounts().login(request).await {
         Ok(pair) => {
             let pair = pair.into_inner();
@@ -176,17 +191,19 @@ pub async fn register_page(State(state): State<AppState>, headers: HeaderMap) ->
     Ok(with_cookie(render(&page)?, cookie))
 }
 
-pub async fn register(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<RegisterForm>) -> Result<Response, WebError> {
+pub async fn register(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<RegisterForm>,
+) -> Result<Response, WebError> {
     let request = RegisterRequest { username: form.username.trim().to_owned(), email: form.email.trim().to_owned(), password: form.password.clone() };
     match state.clients.accounts().register(request).await {
         Ok(_) => {
             // Signs the new account in at once.
-            let pair = state
-                .clients
-                .accounts()
-                .login(LoginRequest { username: form.username.trim().to_owned(), password: form.password })
-                .await?
-                .into_inner();
+            let (address, agent) = visitor(peer, &headers);
+            let login = LoginRequest { username: form.username.trim().to_owned(), password: form.password };
+            let pair = state.clients.accounts().login(state.clients.visitor_request(login, &address, &agent)).await?.into_inner();
             let session = state.sessions.create(&pair).await?;
             let cookie =
                 set_cookie(SESSION_COOKIE, &session, Some(Duration::days(state.settings.session_idle_days)), state.settings.secure_cookies());
