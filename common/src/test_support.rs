@@ -62,9 +62,55 @@ impl TestDb {
     }
 }
 
-/// Returns a topic prefix no other test uses, like `t3f2a….`.
+/// This process's run: every topic prefix it hands out starts with `test.<run>.`.
+static RUN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| uuid::Uuid::new_v4().simple().to_string()[..8].to_owned());
+static SWEEP: std::sync::Once = std::sync::Once::new();
+
+/// Returns a topic prefix no other test uses, like `test.3f2a9c01.77d0e4b2.`. The first call
+/// of a process deletes the topics earlier runs left behind (see
+/// [`delete_topics_of_earlier_runs`]).
 pub fn unique_topic_prefix() -> String {
-    format!("test.{}.", &uuid::Uuid::new_v4().simple().to_string()[..12])
+    SWEEP.call_once(delete_topics_of_earlier_runs);
+    format!("test.{}.{}.", *RUN, &uuid::Uuid::new_v4().simple().to_string()[..8])
+}
+
+/// Most topics deleted per request.
+const TOPICS_PER_DELETE: usize = 500;
+
+/// Deletes every `test.…` topic on the broker that is not of this process's run. Test
+/// processes run one at a time (`cargo test` runs its binaries in turn; `scripts/test.sh`
+/// and `scripts/bench.sh` end stray ones first), so such topics are left over: without this
+/// a developer's broker piles up thousands of partitions (17,312 partition folders were seen),
+/// starts slowly and answers late enough for an import's records to time out. Best effort:
+/// a failure is printed and the tests go on.
+fn delete_topics_of_earlier_runs() {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+    let brokers = std::env::var("CHATVAULT_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned());
+    let sweep = move || -> Result<usize, rdkafka::error::KafkaError> {
+        let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new().set("bootstrap.servers", &brokers).create()?;
+        let metadata = admin.inner().fetch_metadata(None, Duration::from_secs(10))?;
+        let own = format!("test.{}.", *RUN);
+        let stale: Vec<String> = metadata
+            .topics()
+            .iter()
+            .map(|topic| topic.name().to_owned())
+            .filter(|name| name.starts_with("test.") && !name.starts_with(&own))
+            .collect();
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(60)));
+        for batch in stale.chunks(TOPICS_PER_DELETE) {
+            let names: Vec<&str> = batch.iter().map(String::as_str).collect();
+            futures::executor::block_on(admin.delete_topics(&names, &options))?;
+        }
+        Ok(stale.len())
+    };
+    // Its own thread: the admin client's futures block, and callers may be on a runtime.
+    match std::thread::spawn(sweep).join() {
+        Ok(Ok(0)) => {}
+        Ok(Ok(deleted)) => eprintln!("test support: deleted {deleted} topics of earlier test runs"),
+        Ok(Err(error)) => eprintln!("test support: topics of earlier test runs were not deleted: {error}"),
+        Err(_) => eprintln!("test support: deleting topics of earlier test runs panicked"),
+    }
 }
 
 /// Returns Kafka settings for the local broker with a unique topic prefix.
