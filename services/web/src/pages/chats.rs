@@ -8,6 +8,7 @@ use chatvault_proto::users::v1::TopAuthorsRequest;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 
+use super::enc;
 use super::layout::{render, Chrome};
 use crate::clients::Caller;
 use crate::render::{message_views, MessageView};
@@ -47,10 +48,6 @@ pub fn date_time_text(unix: Option<i64>) -> String {
     unix.and_then(|seconds| DateTime::<Utc>::from_timestamp(seconds, 0)).map(|date| date.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_default()
 }
 
-fn enc(value: &str) -> String {
-    percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC).to_string()
-}
-
 /// The chat page's path: `/chats/<id>?` and the owner when the archive is not the caller's.
 pub fn chat_href(chat_id: i64, owner: Option<&str>) -> String {
     match owner {
@@ -65,6 +62,17 @@ fn owner_param<'a>(chat: &'a Chat, caller: &Caller) -> Option<&'a str> {
 
 async fn chats_of(state: &AppState, caller: &Caller) -> Result<Vec<Chat>, WebError> {
     Ok(state.clients.storage().list_chats(caller.request(ListChatsRequest::default())).await?.into_inner().chats)
+}
+
+/// The name of the archive of `chat_id` (of `owner`, else the caller's or the only one
+/// they see), as ListChats gives it; `Chat <id>` for a chat without a name.
+async fn chat_name(state: &AppState, caller: &Caller, chat_id: i64, owner: Option<&str>) -> Result<String, WebError> {
+    let chats = chats_of(state, caller).await?;
+    Ok(chats
+        .iter()
+        .find(|chat| chat.chat_id == chat_id && owner.is_none_or(|owner| owner == chat.owner))
+        .and_then(|chat| chat.name.clone())
+        .unwrap_or_else(|| format!("Chat {chat_id}")))
 }
 
 pub async fn list(State(state): State<AppState>, signed: Signed) -> Result<Response, WebError> {
@@ -179,12 +187,7 @@ pub async fn chat_page(state: &AppState, signed: &Signed, chat_id: i64, query: C
     let base_href = chat_href(chat_id, owner.as_deref());
     let mut notice = String::new();
     let (page, target) = load_page(state, &signed.caller, chat_id, &query, &mut notice).await?;
-    let chats = chats_of(state, &signed.caller).await?;
-    let name = chats
-        .iter()
-        .find(|chat| chat.chat_id == chat_id && owner.as_deref().is_none_or(|owner| owner == chat.owner))
-        .and_then(|chat| chat.name.clone())
-        .unwrap_or_else(|| format!("Chat {chat_id}"));
+    let name = chat_name(state, &signed.caller, chat_id, owner.as_deref()).await?;
     let older_href = match (page.has_older, page.messages.first()) {
         (true, Some(first)) => format!("{base_href}&before={}", first.message_id),
         _ => String::new(),
@@ -311,12 +314,7 @@ pub async fn authors(
         .collect();
     let busiest = months.iter().max_by_key(|(_, count)| *count).map(|(month, count)| format!("{month} ({count} messages)")).unwrap_or_default();
     let (bars, years) = chart_of(&months);
-    let chats = chats_of(&state, caller).await?;
-    let name = chats
-        .iter()
-        .find(|chat| chat.chat_id == chat_id && owner.as_deref().is_none_or(|owner| owner == chat.owner))
-        .and_then(|chat| chat.name.clone())
-        .unwrap_or_else(|| format!("Chat {chat_id}"));
+    let name = chat_name(&state, caller, chat_id, owner.as_deref()).await?;
     render(&AuthorsPage {
         chrome: Chrome::of(&signed, format!("Authors of {name}"), "chats"),
         name,

@@ -19,6 +19,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use super::auth::local_path;
 use super::chats::date_time_text;
 use super::layout::{render, Chrome};
+use super::{enc, forward_field};
 use crate::clients::Caller;
 use crate::csrf::ANONYMOUS_COOKIE;
 use crate::render::size_text;
@@ -139,33 +140,14 @@ async fn upload_field(
         let request = caller.request(ReceiverStream::new(receiver));
         tokio::spawn(async move { uploads.upload_file(request).await })
     };
-    let mut pending = bytes::BytesMut::new();
-    let mut failure = None;
-    loop {
-        match field.chunk().await {
-            Ok(Some(chunk)) => {
-                pending.extend_from_slice(&chunk);
-                while pending.len() >= UPLOAD_CHUNK_BYTES {
-                    let piece = pending.split_to(UPLOAD_CHUNK_BYTES).freeze();
-                    if sender.send(UploadFileRequest { message: Some(upload_file_request::Message::Chunk(piece)) }).await.is_err() {
-                        break;
-                    }
-                }
-            }
-            Ok(None) => break,
-            Err(error) => {
-                failure = Some(WebError::BadRequest(format!("the upload of {name:?} broke off: {error}")));
-                break;
-            }
-        }
-    }
-    if let Some(failure) = failure {
-        // Dropping the sender without the last chunk ends the call; the server discards it.
+    if let Err(failure) = forward_field(&mut field, UPLOAD_CHUNK_BYTES, &sender, |piece| UploadFileRequest {
+        message: Some(upload_file_request::Message::Chunk(piece)),
+    })
+    .await
+    {
+        // Ends the call before its stream ends, so the server discards the partial file.
         call.abort();
         return Err(failure);
-    }
-    if !pending.is_empty() {
-        let _ = sender.send(UploadFileRequest { message: Some(upload_file_request::Message::Chunk(pending.freeze())) }).await;
     }
     drop(sender);
     let stored = call.await.map_err(|error| WebError::Internal(format!("the upload task failed: {error}")))??.into_inner();
@@ -348,10 +330,6 @@ pub async fn rename(
     let request = RenameFileRequest { file_id: file_id.clone(), name: form.name.trim().to_owned(), ..Default::default() };
     state.clients.files().rename_file(signed.caller.request(request)).await?;
     Ok(Redirect::to(&format!("/files/{}", enc(&file_id))).into_response())
-}
-
-fn enc(value: &str) -> String {
-    percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 pub async fn delete(State(state): State<AppState>, signed: Signed, Path(file_id): Path<String>) -> Result<Response, WebError> {

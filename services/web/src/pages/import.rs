@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Json, Redirect, Response};
 use chatvault_proto::ingest::v1::{import_update, upload_export_request, ExportFileChunk, ImportSummary, UploadExportHeader, UploadExportRequest};
 use tokio_stream::wrappers::ReceiverStream;
 
+use super::forward_field;
 use super::layout::{render, Chrome};
 use crate::session::Signed;
 use crate::{AppState, WebError};
@@ -95,31 +96,16 @@ async fn run_import(state: &AppState, signed: &Signed, headers: &HeaderMap, mut 
         }
         let relative_path = relative_path(&uploaded, &mut root);
         files += 1;
-        let mut pending = bytes::BytesMut::new();
-        loop {
-            match field.chunk().await {
-                Ok(Some(chunk)) => {
-                    pending.extend_from_slice(&chunk);
-                    while pending.len() >= CHUNK_BYTES {
-                        let data = pending.split_to(CHUNK_BYTES).freeze();
-                        let chunk = ExportFileChunk { relative_path: relative_path.clone(), data: data.into() };
-                        if sender.send(UploadExportRequest { item: Some(upload_export_request::Item::Chunk(chunk)) }).await.is_err() {
-                            break;
-                        }
-                    }
-                }
-                Ok(None) => break,
-                Err(error) => {
-                    if let Some(call) = call {
-                        call.abort();
-                    }
-                    return Err(WebError::BadRequest(format!("the upload broke off: {error}")));
-                }
+        let piece = |data: bytes::Bytes| UploadExportRequest {
+            item: Some(upload_export_request::Item::Chunk(ExportFileChunk { relative_path: relative_path.clone(), data: data.into() })),
+        };
+        if let Err(failure) = forward_field(&mut field, CHUNK_BYTES, &sender, piece).await {
+            // Ends the call before its stream ends, so ingest discards the partial upload.
+            if let Some(call) = call {
+                call.abort();
             }
+            return Err(failure);
         }
-        // Every file sends at least one chunk, so an empty file exists in the export too.
-        let chunk = ExportFileChunk { relative_path, data: pending.freeze().into() };
-        let _ = sender.send(UploadExportRequest { item: Some(upload_export_request::Item::Chunk(chunk)) }).await;
     }
     drop(sender);
     let Some(call) = call.filter(|_| files > 0) else {

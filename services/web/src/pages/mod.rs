@@ -61,6 +61,41 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Streams a multipart field on to a gRPC call: reads it to its end and sends it in pieces of
+/// `piece_bytes` (the last one shorter, possibly empty, so every field sends at least one),
+/// each made into a message by `message`. An error reading the field is the upload's fault
+/// (it broke off); a closed receiver (the call ended early) stops quietly, and the call's
+/// own answer says why.
+pub async fn forward_field<T>(
+    field: &mut axum::extract::multipart::Field<'_>,
+    piece_bytes: usize,
+    sender: &tokio::sync::mpsc::Sender<T>,
+    message: impl Fn(bytes::Bytes) -> T,
+) -> Result<(), crate::WebError> {
+    let mut pending = bytes::BytesMut::new();
+    loop {
+        match field.chunk().await {
+            Ok(Some(chunk)) => {
+                pending.extend_from_slice(&chunk);
+                while pending.len() >= piece_bytes {
+                    if sender.send(message(pending.split_to(piece_bytes).freeze())).await.is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+            Ok(None) => break,
+            Err(error) => return Err(crate::WebError::BadRequest(format!("the upload broke off: {error}"))),
+        }
+    }
+    let _ = sender.send(message(pending.freeze())).await;
+    Ok(())
+}
+
+/// `value` percent-encoded for a query string or a path segment.
+pub fn enc(value: &str) -> String {
+    percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
 async fn home(MaybeSigned(signed): MaybeSigned) -> Response {
     match signed {
         Some(_) => Redirect::to("/chats").into_response(),
