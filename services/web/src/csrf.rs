@@ -40,9 +40,9 @@ pub async fn protect(State(state): State<AppState>, request: Request, next: Next
 async fn check(state: &AppState, request: Request) -> Result<Request, WebError> {
     let headers = request.headers();
     if let Some(origin) = headers.get(header::ORIGIN).and_then(|value| value.to_str().ok()) {
-        let host = headers.get(header::HOST).and_then(|value| value.to_str().ok()).unwrap_or_default();
-        let scheme = if state.settings.secure_cookies() { "https" } else { "http" };
-        if origin != state.settings.origin() && origin != format!("{scheme}://{host}") {
+        // Only the configured origin: the Host header is the requester's to choose (DNS
+        // rebinding), so it proves nothing.
+        if origin != state.settings.origin() {
             tracing::warn!(origin, "refused a request from another site");
             return Err(WebError::Csrf);
         }
@@ -59,7 +59,7 @@ async fn check(state: &AppState, request: Request) -> Result<Request, WebError> 
         },
         None => cookie_value(headers, ANONYMOUS_COOKIE),
     };
-    match expected {
+    match expected.filter(|token| is_token(token)) {
         Some(token) => finish(request, &token).await,
         None => Err(WebError::Csrf),
     }
@@ -99,6 +99,12 @@ fn token_of_form(form: &[u8]) -> Option<String> {
     form_urlencoded::parse(form).find(|(key, _)| key == "csrf").map(|(_, value)| value.into_owned())
 }
 
+/// Whether `token` has the shape of the tokens this service makes: 64 hex digits (an
+/// empty or chosen cookie value is not one).
+pub fn is_token(token: &str) -> bool {
+    token.len() == 64 && token.bytes().all(|byte| byte.is_ascii_hexdigit())
+}
+
 /// Compares two tokens in time independent of where they differ.
 fn same(presented: &str, expected: &str) -> bool {
     let (presented, expected) = (presented.as_bytes(), expected.as_bytes());
@@ -107,7 +113,7 @@ fn same(presented: &str, expected: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{same, token_of_form};
+    use super::{is_token, same, token_of_form};
 
     #[test]
     fn the_token_is_read_from_a_form_and_compared_whole() {
@@ -116,5 +122,7 @@ mod tests {
         assert!(same("abc123", "abc123"));
         assert!(!same("abc12", "abc123"));
         assert!(!same("abc124", "abc123"));
+        assert!(is_token(&crate::session::random_token()));
+        assert!(!is_token("") && !is_token("c") && !is_token(&"z".repeat(64)));
     }
 }

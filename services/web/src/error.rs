@@ -77,6 +77,15 @@ impl IntoResponse for WebError {
             let target = format!("/login?next={}", percent_encoding::utf8_percent_encode(next, percent_encoding::NON_ALPHANUMERIC));
             return Redirect::to(&target).into_response();
         }
+        if let WebError::Status(status) = &self {
+            if status.code() == Code::Unauthenticated {
+                // The services refused the session's token (a password change revoked it):
+                // the browser forgets the session and logs in again; the row expires.
+                tracing::info!(reason = %status.message(), "a service refused the session's token; back to the log-in page");
+                let forget = crate::session::set_cookie(crate::session::SESSION_COOKIE, "", None, false);
+                return ([(axum::http::header::SET_COOKIE, forget)], Redirect::to("/login")).into_response();
+            }
+        }
         let (status, message) = self.status_and_message();
         if status.is_server_error() {
             tracing::error!(error = %self, "page failed");

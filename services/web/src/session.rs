@@ -195,12 +195,16 @@ impl Sessions {
     /// Ends the session of `cookie`: revokes its refresh token at the users service and
     /// deletes the row.
     pub async fn end(&self, cookie: &str) -> Result<(), WebError> {
+        // Logout needs a valid access token: a session about to expire is refreshed first.
+        let Some(signed) = self.current(cookie).await? else {
+            return Ok(());
+        };
         let id_sha256 = sha256_hex(cookie);
         let client = self.pool.get().await?;
         let deleted = client.query_opt("DELETE FROM web_sessions WHERE id_sha256 = $1 RETURNING refresh_token", &[&id_sha256]).await?;
         if let Some(row) = deleted {
             let refresh_token: String = row.get(0);
-            if let Err(status) = self.clients.accounts().logout(LogoutRequest { refresh_token }).await {
+            if let Err(status) = self.clients.accounts().logout(signed.caller.request(LogoutRequest { refresh_token })).await {
                 tracing::warn!(code = ?status.code(), message = %status.message(), "revoking the refresh token at log-out failed");
             }
         }

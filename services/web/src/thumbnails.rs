@@ -70,7 +70,9 @@ pub fn scale_down(source: &[u8]) -> Result<Vec<u8>, WebError> {
     limits.max_alloc = Some(MAX_DECODE_ALLOC);
     reader.limits(limits);
     let image = reader.decode().map_err(|error| WebError::BadRequest(format!("the photo could not be decoded: {error}")))?;
-    let small = image.thumbnail(THUMBNAIL_SIDE, THUMBNAIL_SIDE).to_rgb8();
+    let small =
+        if image.width() <= THUMBNAIL_SIDE && image.height() <= THUMBNAIL_SIDE { image } else { image.thumbnail(THUMBNAIL_SIDE, THUMBNAIL_SIDE) }
+            .to_rgb8();
     let mut encoded = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut encoded, 80)
         .encode_image(&small)
@@ -90,5 +92,11 @@ mod tests {
         let thumbnail = image::load_from_memory(&scale_down(&png).expect("thumbnail")).expect("a jpeg");
         assert_eq!((thumbnail.width(), thumbnail.height()), (THUMBNAIL_SIDE, THUMBNAIL_SIDE / 2));
         assert!(scale_down(b"<svg onload=alert(1)>").is_err());
+        let mut tiny = Vec::new();
+        image::DynamicImage::ImageRgb8(image::RgbImage::new(1, 1))
+            .write_to(&mut std::io::Cursor::new(&mut tiny), image::ImageFormat::Png)
+            .expect("png");
+        let kept = image::load_from_memory(&scale_down(&tiny).expect("thumbnail")).expect("a jpeg");
+        assert_eq!((kept.width(), kept.height()), (1, 1), "small pictures are not enlarged");
     }
 }

@@ -42,6 +42,8 @@ const PASSWORD: &str = "Correct-horse-7";
 /// The whole platform with the web service in front, on this test's own database and topics.
 struct WebPlatform {
     _database: TestDb,
+    audit: chatvault_proto::audit::v1::audit_service_client::AuditServiceClient<tonic::transport::Channel>,
+    admin: String,
     web: SocketAddr,
     files: FilesServiceClient<tonic::transport::Channel>,
     _nodes: Vec<TestNode>,
@@ -135,7 +137,8 @@ impl WebPlatform {
         let web = chatvault_web::App::build(config).await.expect("web starts");
         let web_addr = web.http_addr();
         tokio::spawn(web.run_until_stopped(shutdown.clone()));
-        Self { _database: database, web: web_addr, files, _nodes: nodes, _backups: backups, shutdown }
+        let audit = chatvault_proto::audit::v1::audit_service_client::AuditServiceClient::new(connect(audit_addr).await);
+        Self { _database: database, audit, admin, web: web_addr, files, _nodes: nodes, _backups: backups, shutdown }
     }
 
     fn url(&self, path: &str) -> String {
@@ -287,12 +290,17 @@ fn write_export_zip(folder: &Path) -> PathBuf {
 }
 
 async fn css(client: &Client, selector: &str) -> fantoccini::elements::Element {
-    client
-        .wait()
-        .at_most(Duration::from_secs(60))
-        .for_element(Locator::Css(selector))
-        .await
-        .unwrap_or_else(|error| panic!("{selector} appears: {error}"))
+    match client.wait().at_most(Duration::from_secs(30)).for_element(Locator::Css(selector)).await {
+        Ok(element) => element,
+        Err(error) => {
+            let at = path_of(client).await;
+            let text = match client.find(Locator::Css("body")).await {
+                Ok(body) => body.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            panic!("{selector} appears: {error}; the page at {at} reads: {text}")
+        }
+    }
 }
 
 async fn path_of(client: &Client) -> String {
@@ -377,6 +385,35 @@ async fn a_person_uses_the_archive_in_a_browser_and_sees_only_their_own() {
         .map(|(_, value)| value.clone())
         .unwrap_or_default();
     assert!(policy.contains("script-src 'self'") && !policy.contains("unsafe-inline') ; script"), "CSP: {policy}");
+
+    // Refusals read as pages: a path that does not parse, a body past the limit, a forged
+    // pre-log-in CSRF token.
+    let unknown = crate::files_support::http_request(platform.web, "GET", "/no/such/page", &[], b"").await;
+    assert_eq!(unknown.status, 404);
+    assert!(String::from_utf8_lossy(&unknown.body).contains("there is no such page"), "an error page, not an empty body");
+    let big = vec![b'a'; 3 << 20];
+    let too_large = crate::files_support::http_request(
+        platform.web,
+        "POST",
+        "/login",
+        &[
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("cookie", &format!("cv_csrf={}", "a".repeat(64))),
+            ("x-csrf-token", &"a".repeat(64)),
+        ],
+        &big,
+    )
+    .await;
+    assert_eq!(too_large.status, 413, "a log-in form is not read past the body limit");
+    let chosen = crate::files_support::http_request(
+        platform.web,
+        "POST",
+        "/login",
+        &[("content-type", "application/x-www-form-urlencoded"), ("cookie", "cv_csrf=")],
+        b"csrf=&username=ann&password=x",
+    )
+    .await;
+    assert_eq!(chosen.status, 403, "an empty token chosen by the requester is no token");
 
     // Registration through the form signs the new account in.
     ann.goto(&platform.url("/register")).await.expect("register page");
@@ -521,7 +558,21 @@ async fn a_person_uses_the_archive_in_a_browser_and_sees_only_their_own() {
     assert!(!shown.contains("Message posted") && shown.contains("Chat imported"), "history lists the import once, not its messages: {shown}");
     screenshots(&ann, "history").await;
     let ann_cookie = session_cookie(&ann).await;
+    let (status, body) = status_of(&platform, &ann_cookie, "/chats/99999999999999999999").await;
+    assert_eq!(status, 400);
+    assert!(body.starts_with("<!doctype html>") && body.contains("not valid here"), "an id that does not parse gets the error page: {body}");
     log_out(&ann).await;
+    // Logging out revoked the refresh token at the users service (LoggedOut is ann's).
+    let logged_out = wait_until(Duration::from_secs(60), || async {
+        let request = chatvault_proto::audit::v1::AuditQueryRequest {
+            actor: "ann".to_owned(),
+            event_type: "chatvault.users.v1.LoggedOut".to_owned(),
+            ..Default::default()
+        };
+        platform.audit.clone().query(authorized(request, &platform.admin)).await.is_ok_and(|page| page.into_inner().rows.len() == 1)
+    })
+    .await;
+    assert!(logged_out, "the log-out revoked ann's refresh token");
 
     // Bob sees nothing of ann's, through the pages or by forging URLs.
     let bob = ann;
@@ -568,6 +619,13 @@ async fn a_person_uses_the_archive_in_a_browser_and_sees_only_their_own() {
     let listed = platform.files.clone().list_nodes(ListNodesRequest::default()).await.map(|nodes| nodes.into_inner().nodes.len());
     assert!(listed.is_err(), "storage refuses an unauthenticated ListNodes: the page used the admin's own token");
     screenshots(&bob, "admin").await;
+    // The last admin cannot give up the role.
+    let own_role = bob.form(Locator::Css(&format!("form[action='/admin/accounts/{ADMIN_USERNAME}/role']"))).await.expect("the admin's role form");
+    own_role.set_by_name("role", "user").await.expect("choose user");
+    own_role.submit().await.expect("demote");
+    let refusal = css(&bob, "#error-message").await.text().await.expect("message");
+    assert!(refusal.contains("last admin"), "{refusal}");
+    bob.goto(&platform.url("/admin")).await.expect("admin");
     // A backup made from the page, followed to its end, then verified.
     css(&bob, "#create-backup").await.click().await.expect("create a backup");
     wait_for_path(&bob, "/admin/jobs/").await;

@@ -123,7 +123,13 @@ impl AttachmentStore {
                 .block_on(Arc::clone(&self.upload_slots).acquire_owned())
                 .map_err(|_| Error::Internal("the attachment upload slots were closed".to_owned()))?;
             let name = canonical.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_else(|| "attachment".to_owned());
-            let request = UploadRequest { owner: self.owner.clone(), name, content_type: mime_type.unwrap_or_default().to_owned() };
+            // Telegram gives no mime_type for photos: the type then comes from the name, so
+            // photos are served as pictures, not as downloads.
+            let content_type = match mime_type.filter(|mime| !mime.is_empty()) {
+                Some(mime) => mime.to_owned(),
+                None => mime_guess::from_path(&name).first_raw().unwrap_or_default().to_owned(),
+            };
+            let request = UploadRequest { owner: self.owner.clone(), name, content_type };
             let uploader = self.uploader.clone();
             let upload_id = file_id.clone();
             let path = canonical.clone();

@@ -421,6 +421,14 @@ impl AccountsApi {
         let Some(account) = Self::load_account_for_update(&transaction, "lower(username) = lower($1)", &username).await? else {
             return Err(Error::NotFound(format!("no account named {username}")));
         };
+        if account.role == "admin" && new_role != "admin" {
+            // Counted under the row locks of every admin, so two admins demoting each other
+            // at once cannot both succeed.
+            let admins = transaction.query("SELECT account_id FROM accounts WHERE role = 'admin' FOR UPDATE", &[]).await?.len();
+            if admins <= 1 {
+                return Err(Error::FailedPrecondition(format!("{} is the last admin; make another account admin first", account.username)));
+            }
+        }
         if account.role != new_role {
             transaction.execute("UPDATE accounts SET role = $2 WHERE account_id = $1", &[&account.account_id, &new_role]).await?;
             let changed = Event::RoleChanged(RoleChanged {

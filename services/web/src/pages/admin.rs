@@ -11,7 +11,7 @@ use chatvault_proto::backup::v1::{
     create_backup_response, verify_backup_response, BackupFormat, CreateBackupRequest, ListBackupsRequest, Progress, VerifyBackupRequest,
 };
 use chatvault_proto::storage::v1::{ListNodesRequest, RegisterNodeRequest};
-use chatvault_proto::users::v1::{ListAccountsRequest, SetRoleRequest};
+use chatvault_proto::users::v1::{ListAccountsRequest, MeRequest, SetRoleRequest};
 use futures::StreamExt;
 use serde::Deserialize;
 
@@ -167,11 +167,18 @@ struct AdminPage {
     jobs: Vec<Job>,
 }
 
-fn require_admin(signed: &Signed) -> Result<(), WebError> {
-    if signed.caller.is_admin() {
+/// Refuses unless the caller is an admin now: the role the users service holds (a demoted
+/// admin's session still carries the old role until its next refresh).
+async fn require_admin(state: &AppState, signed: &Signed) -> Result<(), WebError> {
+    let refused = || WebError::Status(tonic::Status::permission_denied("this page is for admins"));
+    if !signed.caller.is_admin() {
+        return Err(refused());
+    }
+    let account = state.clients.accounts().me(signed.caller.request(MeRequest {})).await?.into_inner();
+    if account.role == chatvault_common::auth::ADMIN_ROLE {
         Ok(())
     } else {
-        Err(WebError::Status(tonic::Status::permission_denied("this page is for admins")))
+        Err(refused())
     }
 }
 
@@ -182,7 +189,7 @@ pub struct AdminQuery {
 }
 
 pub async fn overview(State(state): State<AppState>, signed: Signed, Query(query): Query<AdminQuery>) -> Result<Response, WebError> {
-    require_admin(&signed)?;
+    require_admin(&state, &signed).await?;
     let caller = &signed.caller;
     let (mut files, mut backup, mut accounts) = (state.clients.files(), state.clients.backup(), state.clients.accounts());
     let (nodes, backups, accounts) = tokio::try_join!(
@@ -248,7 +255,7 @@ pub struct NodeForm {
 }
 
 pub async fn add_node(State(state): State<AppState>, signed: Signed, Form(form): Form<NodeForm>) -> Result<Response, WebError> {
-    require_admin(&signed)?;
+    require_admin(&state, &signed).await?;
     let registered = state
         .clients
         .files()
@@ -273,7 +280,7 @@ pub struct BackupForm {
 }
 
 pub async fn create_backup(State(state): State<AppState>, signed: Signed, Form(form): Form<BackupForm>) -> Result<Response, WebError> {
-    require_admin(&signed)?;
+    require_admin(&state, &signed).await?;
     let format = match form.format.as_str() {
         "csv" => BackupFormat::Csv,
         "parquet" => BackupFormat::Parquet,
@@ -295,7 +302,7 @@ pub async fn create_backup(State(state): State<AppState>, signed: Signed, Form(f
 }
 
 pub async fn verify_backup(State(state): State<AppState>, signed: Signed, Path(backup_id): Path<String>) -> Result<Response, WebError> {
-    require_admin(&signed)?;
+    require_admin(&state, &signed).await?;
     let stream =
         state.clients.backup().verify_backup(signed.caller.request(VerifyBackupRequest { backup_id: backup_id.clone() })).await?.into_inner();
     let updates = stream.map(|message| {
@@ -325,7 +332,7 @@ struct JobPage {
 
 /// `GET /admin/jobs/<id>`: the operation's page (JSON for the page script, which polls it).
 pub async fn job(State(state): State<AppState>, signed: Signed, headers: HeaderMap, Path(job_id): Path<String>) -> Result<Response, WebError> {
-    require_admin(&signed)?;
+    require_admin(&state, &signed).await?;
     let job = state.jobs.get(&job_id).ok_or_else(|| WebError::NotFound(format!("no operation {job_id} on this web instance")))?;
     let percent = (job.progress.done.min(job.progress.total) * 100).checked_div(job.progress.total).unwrap_or(0);
     if wants_json(&headers) {
@@ -345,7 +352,7 @@ pub async fn set_role(
     Path(username): Path<String>,
     Form(form): Form<RoleForm>,
 ) -> Result<Response, WebError> {
-    require_admin(&signed)?;
+    require_admin(&state, &signed).await?;
     state.clients.accounts().set_role(signed.caller.request(SetRoleRequest { username, role: form.role })).await?;
     Ok(Redirect::to("/admin#accounts").into_response())
 }

@@ -68,9 +68,9 @@ pub fn local_path(next: &str) -> String {
 }
 
 /// The anonymous CSRF token of the request, or a new one with the cookie that sets it.
-fn anonymous_token(state: &AppState, headers: &HeaderMap) -> (String, Option<String>) {
+pub(crate) fn anonymous_token(state: &AppState, headers: &HeaderMap) -> (String, Option<String>) {
     match cookie_value(headers, ANONYMOUS_COOKIE) {
-        Some(token) if token.len() == 64 => (token, None),
+        Some(token) if crate::csrf::is_token(&token) => (token, None),
         _ => {
             let token = random_token();
             let cookie = set_cookie(ANONYMOUS_COOKIE, &token, Some(Duration::days(1)), state.settings.secure_cookies());
@@ -179,7 +179,10 @@ pub async fn log_out(State(state): State<AppState>, headers: HeaderMap) -> Resul
     Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/login")).into_response())
 }
 
-pub async fn register_page(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, WebError> {
+pub async fn register_page(State(state): State<AppState>, MaybeSigned(signed): MaybeSigned, headers: HeaderMap) -> Result<Response, WebError> {
+    if signed.is_some() {
+        return Ok(Redirect::to("/chats").into_response());
+    }
     let (csrf, cookie) = anonymous_token(&state, &headers);
     let page = RegisterPage {
         chrome: Chrome::public("Create an account", csrf),

@@ -21,9 +21,8 @@ use super::chats::date_time_text;
 use super::layout::{render, Chrome};
 use super::{enc, forward_field};
 use crate::clients::Caller;
-use crate::csrf::ANONYMOUS_COOKIE;
 use crate::render::size_text;
-use crate::session::{cookie_value, random_token, set_cookie, MaybeSigned, Signed};
+use crate::session::{MaybeSigned, Signed};
 use crate::thumbnails::MAX_SOURCE_BYTES;
 use crate::{AppState, WebError};
 
@@ -158,7 +157,21 @@ async fn upload_field(
 
 /// `POST /files/upload`: every file field of the form is stored. Answers JSON to the page
 /// script (`Accept: application/json`), else sends the browser to the day's folder.
-pub async fn upload(State(state): State<AppState>, signed: Signed, headers: HeaderMap, mut multipart: Multipart) -> Result<Response, WebError> {
+pub async fn upload(State(state): State<AppState>, signed: Signed, headers: HeaderMap, multipart: Multipart) -> Response {
+    let json = super::import::wants_json(&headers);
+    match store_uploads(&state, &signed, multipart).await {
+        Ok(stored) if json => Json(serde_json::json!({ "files": stored })).into_response(),
+        Ok(stored) => {
+            let date = stored.last().and_then(|file| file.get("upload_date")).and_then(|date| date.as_str()).unwrap_or_default();
+            Redirect::to(&format!("/files?date={date}")).into_response()
+        }
+        Err(error) if json => super::import::json_error(error),
+        Err(error) => error.into_response(),
+    }
+}
+
+/// Stores every file field of the form; returns what was stored.
+async fn store_uploads(state: &AppState, signed: &Signed, mut multipart: Multipart) -> Result<Vec<serde_json::Value>, WebError> {
     let mut stored = Vec::new();
     while let Some(field) =
         multipart.next_field().await.map_err(|error| WebError::BadRequest(format!("the upload is not a readable form: {error}")))?
@@ -167,17 +180,12 @@ pub async fn upload(State(state): State<AppState>, signed: Signed, headers: Head
         else {
             continue;
         };
-        stored.push(upload_field(&state, &signed.caller, field, name).await?);
+        stored.push(upload_field(state, &signed.caller, field, name).await?);
     }
     if stored.is_empty() {
         return Err(WebError::BadRequest("choose at least one file to upload".to_owned()));
     }
-    let wants_json = headers.get(header::ACCEPT).and_then(|value| value.to_str().ok()).is_some_and(|accept| accept.contains("application/json"));
-    if wants_json {
-        return Ok(Json(serde_json::json!({ "files": stored })).into_response());
-    }
-    let date = stored.last().and_then(|file| file.get("upload_date")).and_then(|date| date.as_str()).unwrap_or_default();
-    Ok(Redirect::to(&format!("/files?date={date}")).into_response())
+    Ok(stored)
 }
 
 #[derive(Debug)]
@@ -414,13 +422,7 @@ fn share_csrf(state: &AppState, headers: &HeaderMap, signed: Option<&Signed>) ->
     if let Some(signed) = signed {
         return (signed.csrf.clone(), None);
     }
-    match cookie_value(headers, ANONYMOUS_COOKIE) {
-        Some(token) if token.len() == 64 => (token, None),
-        _ => {
-            let token = random_token();
-            (token.clone(), Some(set_cookie(ANONYMOUS_COOKIE, &token, Some(chrono::Duration::days(1)), state.settings.secure_cookies())))
-        }
-    }
+    super::auth::anonymous_token(state, headers)
 }
 
 async fn share_page(
@@ -446,7 +448,6 @@ async fn share_page(
     if let Some(cookie) = cookie.and_then(|cookie| HeaderValue::from_str(&cookie).ok()) {
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
-    response.headers_mut().insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     Ok(response)
 }
 

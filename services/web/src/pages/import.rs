@@ -153,7 +153,8 @@ pub struct WarningRow {
 struct ResultPage {
     chrome: Chrome,
     import_id: String,
-    chats: Vec<(i64, String)>,
+    /// (name, link) of each chat of the import.
+    chats: Vec<(String, String)>,
     messages: u64,
     service_messages: u64,
     attachments: u64,
@@ -169,13 +170,25 @@ pub async fn result(State(state): State<AppState>, signed: Signed, Path(import_i
         .await?
         .ok_or_else(|| WebError::NotFound(format!("no import {import_id} of yours")))?;
     let number = |key: &str| summary.get(key).and_then(serde_json::Value::as_u64).unwrap_or(0);
+    let caller = &signed.caller;
+    let names: std::collections::HashMap<i64, String> = state
+        .clients
+        .storage()
+        .list_chats(caller.request(chatvault_proto::storage::v1::ListChatsRequest::default()))
+        .await?
+        .into_inner()
+        .chats
+        .into_iter()
+        .filter(|chat| chat.owner == caller.username)
+        .filter_map(|chat| chat.name.map(|name| (chat.chat_id, name)))
+        .collect();
     let chats = summary
         .get("chat_ids")
         .and_then(|ids| ids.as_array())
         .into_iter()
         .flatten()
         .filter_map(serde_json::Value::as_i64)
-        .map(|chat_id| (chat_id, format!("/chats/{chat_id}?")))
+        .map(|chat_id| (names.get(&chat_id).cloned().unwrap_or_else(|| format!("Chat {chat_id}")), format!("/chats/{chat_id}?")))
         .collect();
     let warnings = summary
         .get("warnings")

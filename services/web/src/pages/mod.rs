@@ -34,10 +34,12 @@ pub fn router(state: AppState) -> Router {
         .route("/chats/{chat_id}", get(chats::view))
         .route("/chats/{chat_id}/authors", get(chats::authors))
         .route("/search", get(chats::search))
-        .route("/import", get(import::page).post(import::upload))
+        // The two streamed uploads have no body limit (ingest bounds what it takes); every
+        // other route keeps axum's 2 MB default.
+        .route("/import", get(import::page).post(import::upload).layer(axum::extract::DefaultBodyLimit::disable()))
         .route("/imports/{import_id}", get(import::result))
         .route("/files", get(files::list))
-        .route("/files/upload", post(files::upload))
+        .route("/files/upload", post(files::upload).layer(axum::extract::DefaultBodyLimit::disable()))
         .route("/files/{file_id}", get(files::detail))
         .route("/files/{file_id}/download", get(files::download))
         .route("/files/{file_id}/view", get(files::inline))
@@ -56,8 +58,9 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/jobs/{job_id}", get(admin::job))
         .route("/admin/accounts/{username}/role", post(admin::set_role))
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::csrf::protect))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn(error_pages))
         .layer(axum::middleware::from_fn(security_headers))
-        .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(state)
 }
 
@@ -103,13 +106,41 @@ async fn home(MaybeSigned(signed): MaybeSigned) -> Response {
     }
 }
 
+async fn not_found() -> Response {
+    crate::WebError::NotFound("there is no such page".to_owned()).into_response()
+}
+
+/// Turns axum's own refusals (a path or query that does not parse, a form with a missing
+/// field, a body too large, a wrong method: plain text or an empty body) into the error
+/// page with the same status and a sentence a person reads.
+async fn error_pages(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_plain = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_none_or(|value| value.to_str().is_ok_and(|content_type| content_type.starts_with("text/plain")));
+    if !(status.is_client_error() && is_plain) {
+        return response;
+    }
+    let message = match status.as_u16() {
+        400 | 422 => "the address or the form holds a value that is not valid here (a number, a date or a missing field)",
+        405 => "this address does not take that kind of request",
+        413 => "the request is too large",
+        414 => "the address is too long",
+        404 => "there is no such page",
+        _ => "the request was refused",
+    };
+    (status, layout::error_page(status, message)).into_response()
+}
+
 /// Adds the security headers to every answer (file answers set their own, stricter CSP).
 async fn security_headers(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
     headers.entry(header::CONTENT_SECURITY_POLICY).or_insert(HeaderValue::from_static(CONTENT_SECURITY_POLICY));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    headers.entry(header::REFERRER_POLICY).or_insert(HeaderValue::from_static("same-origin"));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
     response
