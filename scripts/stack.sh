@@ -553,10 +553,30 @@ kafka_down() {
     fi
 }
 
+# The services' fixed gRPC ports (ingest..web 50051-50056, storage nodes 50101-50199) lie in
+# Linux's ephemeral range (32768-60999): the kernel may hand one to an outgoing connection
+# (a service's PostgreSQL connection, say), and the service that owns it then cannot bind.
+# Reserving them keeps them free; best effort (needs root, and a writable sysctl).
+CHATVAULT_RESERVED_PORTS="50051-50056,50101-50199"
+reserve_service_ports() {
+    local file=/proc/sys/net/ipv4/ip_local_reserved_ports current
+    [ -r "$file" ] || return 0
+    current="$(cat "$file")"
+    case ",$current," in *",$CHATVAULT_RESERVED_PORTS,"*) return 0 ;; esac
+    local wanted="$CHATVAULT_RESERVED_PORTS"
+    [ -n "$current" ] && wanted="$current,$CHATVAULT_RESERVED_PORTS"
+    if as_root sh -c "echo '$wanted' > $file" 2>/dev/null; then
+        log "reserved the services' ports $CHATVAULT_RESERVED_PORTS (net.ipv4.ip_local_reserved_ports)"
+    else
+        log "WARNING: could not reserve ports $CHATVAULT_RESERVED_PORTS; a service may find its port taken by an outgoing connection"
+    fi
+}
+
 # --------------------------------------------------------------- commands ---
 
 cmd_up() {
     local t0=$SECONDS
+    reserve_service_ports
     pg_up
     kafka_up
     log "stack up in $((SECONDS - t0))s (postgresql $PG_HOST:$PG_PORT, kafka $KAFKA_HOST:$KAFKA_PORT)"
