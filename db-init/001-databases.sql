@@ -1,5 +1,5 @@
 -- chatvault: one role and one database per service.
---   role name = database name: storage, users, audit, backup, web
+--   role name = database name: storage, users, audit, backup, web, bot
 --   roles have LOGIN and CREATEDB (tests create their own test_<uuid> databases).
 --   No password is set here: scripts/stack.sh gives each role a random one of its own
 --   (.state/secrets/postgres-<role>); elsewhere, set them with ALTER ROLE … PASSWORD.
@@ -15,7 +15,7 @@ DO $$
 DECLARE
     r text;
 BEGIN
-    FOREACH r IN ARRAY ARRAY['storage', 'users', 'audit', 'backup', 'web'] LOOP
+    FOREACH r IN ARRAY ARRAY['storage', 'users', 'audit', 'backup', 'web', 'bot'] LOOP
         IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
             EXECUTE format('CREATE ROLE %I LOGIN CREATEDB', r);
         ELSE
@@ -37,13 +37,13 @@ ALTER ROLE backup SET synchronous_commit = off;
 
 -- Databases, each owned by its role.
 SELECT format('CREATE DATABASE %I OWNER %I', d, d)
-FROM unnest(ARRAY['storage', 'users', 'audit', 'backup', 'web']) AS d
+FROM unnest(ARRAY['storage', 'users', 'audit', 'backup', 'web', 'bot']) AS d
 WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_database WHERE datname = d)
 \gexec
 
 -- Databases that already existed: make sure the owner is right.
 SELECT format('ALTER DATABASE %I OWNER TO %I', d.datname, d.datname)
 FROM pg_catalog.pg_database AS d
-WHERE d.datname IN ('storage', 'users', 'audit', 'backup', 'web')
+WHERE d.datname IN ('storage', 'users', 'audit', 'backup', 'web', 'bot')
   AND pg_catalog.pg_get_userbyid(d.datdba) <> d.datname
 \gexec

@@ -19,6 +19,7 @@ const PROTO_FILES: &[&str] = &[
     "chatvault/audit/v1/audit.proto",
     "chatvault/snapshot/v1/snapshot.proto",
     "chatvault/backup/v1/backup.proto",
+    "chatvault/bot/v1/bot.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -34,7 +34,10 @@ set -euo pipefail
 # CHATVAULT_NODE_DATA_DIR=.state/nodes/<i>, CHATVAULT_STORAGE_NODE_GRPC_ADDR=127.0.0.1:<50100+i>
 # and CHATVAULT_STORAGE_NODE_HTTP_ADDR=127.0.0.1:<http_port> (see instance_env).
 # Ports: ingest 50051/8081, storage 50052/8082, users 50053/8083, audit 50054/8084,
-# backup 50055/8085, web 50056/8080 (the browser's port), storage nodes 50101../8101.. .
+# backup 50055/8085, web 50056/8080 (the browser's port), bot 50057/8086, bot workers
+# 50057+i/8086+i, storage nodes 50101../8101.. .
+# The Telegram bot's storage workers (CHATVAULT_BOT_WORKERS of them, default 2) start only
+# when CHATVAULT_BOT_TOKEN is set; without it the bot service answers its link API alone.
 # Services start in this order and stop in reverse order.
 SERVICES=(
     "ingest:chatvault-ingest:8081"
@@ -43,6 +46,7 @@ SERVICES=(
     "audit:chatvault-audit:8084"
     "backup:chatvault-backup:8085:CHATVAULT_BACKUP_DIR=@STATE@/backups"
     "web:chatvault-web:8080"
+    "bot:chatvault-bot:8086"
     "storage-node-1:chatvault-storage-node:8101"
     "storage-node-2:chatvault-storage-node:8102"
     "storage-node-3:chatvault-storage-node:8103"
@@ -50,6 +54,12 @@ SERVICES=(
     "storage-node-5:chatvault-storage-node:8105"
     "storage-node-6:chatvault-storage-node:8106"
 )
+
+if [ -n "${CHATVAULT_BOT_TOKEN:-}" ]; then
+    for ((worker = 1; worker <= ${CHATVAULT_BOT_WORKERS:-2}; worker++)); do
+        SERVICES+=("bot-worker-$worker:chatvault-bot-worker:$((8086 + worker))")
+    done
+fi
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 STATE="${CHATVAULT_STATE_DIR:-$ROOT/.state}"
@@ -65,6 +75,7 @@ STOP_GRACE_SECONDS="${CHATVAULT_STOP_GRACE_SECONDS:-15}"
 WAIT_TIMEOUT_SECONDS="${CHATVAULT_WAIT_TIMEOUT_SECONDS:-60}"
 SECRETS_DIR="$STATE/secrets"
 JWT_SECRET_FILE="$SECRETS_DIR/jwt-secret"
+BOT_TOKEN_KEY_FILE="$SECRETS_DIR/bot-token-key"
 ADMIN_PASSWORD_FILE="$SECRETS_DIR/admin-password"
 # The first admin when the operator does not name one in CHATVAULT_USERS_BOOTSTRAP_ADMIN.
 DEFAULT_ADMIN_USERNAME="admin"
@@ -88,6 +99,11 @@ instance_env() {
         echo "CHATVAULT_NODE_DATA_DIR=$STATE/nodes/$i"
         echo "CHATVAULT_STORAGE_NODE_GRPC_ADDR=127.0.0.1:$((50100 + i))"
         echo "CHATVAULT_STORAGE_NODE_HTTP_ADDR=127.0.0.1:$HTTP_PORT"
+    fi
+    if [[ "$NAME" =~ ^bot-worker-([0-9]+)$ ]]; then
+        local i="${BASH_REMATCH[1]}"
+        echo "CHATVAULT_BOT_WORKER_GRPC_ADDR=127.0.0.1:$((50057 + i))"
+        echo "CHATVAULT_BOT_WORKER_HTTP_ADDR=127.0.0.1:$HTTP_PORT"
     fi
     local kv
     for kv in ${EXTRA:-}; do
@@ -171,18 +187,34 @@ ensure_secrets() {
 }
 
 random_base64_48() { random_base64 48; }
+random_base64_32() { random_base64 32; }
+
+# ensure_bot_token_key: the AES-256 key sealing Google refresh tokens at rest
+# (CHATVAULT_BOT_TOKEN_KEY), generated once into .state/secrets/bot-token-key.
+ensure_bot_token_key() {
+    [ -z "${CHATVAULT_BOT_TOKEN_KEY:-}" ] || return 0
+    secrets_folder
+    if create_secret_file "$BOT_TOKEN_KEY_FILE" "random_base64_32"; then
+        log "generated the bot's token-sealing key in .state/secrets/bot-token-key (keep it: it opens the stored Drive grants)"
+    fi
+    export CHATVAULT_BOT_TOKEN_KEY="$(head -n1 "$BOT_TOKEN_KEY_FILE")"
+}
 
 # database_url_env NAME: exports CHATVAULT_<NAME>_DATABASE_URL for a service with a database
-# (storage, users, audit, backup, web) with its role's password from .state/secrets/postgres-<role>
-# (made by scripts/stack.sh up), unless the operator set the variable.
+# (storage, users, audit, backup, web, bot; the bot's workers share the bot's) with its role's
+# password from .state/secrets/postgres-<role> (made by scripts/stack.sh up), unless the
+# operator set the variable.
 database_url_env() {
-    local name="$1" variable file
-    case "$name" in storage|users|audit|backup|web) ;; *) return 0 ;; esac
-    variable="CHATVAULT_${name^^}_DATABASE_URL"
+    local name="$1" variable file database
+    case "$name" in
+        storage|users|audit|backup|web|bot) database="$name"; variable="CHATVAULT_${name^^}_DATABASE_URL" ;;
+        bot-worker-*) database="bot"; variable="CHATVAULT_BOT_WORKER_DATABASE_URL" ;;
+        *) return 0 ;;
+    esac
     [ -z "${!variable:-}" ] || return 0
-    file="$STATE/secrets/postgres-$name"
+    file="$STATE/secrets/postgres-$database"
     [ -s "$file" ] || die "$file is missing: run scripts/stack.sh up first (it sets each role's password)"
-    export "$variable=postgres://$name:$(head -n1 "$file")@127.0.0.1:5432/$name"
+    export "$variable=postgres://$database:$(head -n1 "$file")@127.0.0.1:5432/$database"
 }
 
 # admin_credentials: sets ADMIN_USER and ADMIN_PASSWORD of the first admin, from
@@ -268,6 +300,7 @@ cmd_start() {
             # /proc/<pid>/environ), never through a command line anyone can list.
             export CHATVAULT_JWT_SECRET="$JWT_SECRET"
             if [ "$NAME" = "users" ]; then export CHATVAULT_USERS_BOOTSTRAP_ADMIN="$BOOTSTRAP_ADMIN"; fi
+            case "$NAME" in bot|bot-worker-*) ensure_bot_token_key ;; esac
             database_url_env "$NAME"
             exec setsid env RUST_LOG="${RUST_LOG:-info}" RUST_BACKTRACE="${RUST_BACKTRACE:-1}" \
                 ${envs[@]+"${envs[@]}"} "$bin" </dev/null >>"$LOG_DIR/$NAME.log" 2>&1

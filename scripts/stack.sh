@@ -57,7 +57,7 @@ KAFKA_CONTROLLER_PORT=9093
 PG_HOST=127.0.0.1
 PG_PORT=5432
 # The per-service databases created by db-init/ (role = database = password).
-CHATVAULT_DBS=(storage users audit backup web)
+CHATVAULT_DBS=(storage users audit backup web bot)
 # max_connections for a cluster this script manages (Debian's default is 100;
 # 5 services + 6 storage nodes with connection pools + tests need more).
 PG_MAX_CONNECTIONS=300
@@ -553,11 +553,11 @@ kafka_down() {
     fi
 }
 
-# The services' fixed gRPC ports (ingest..web 50051-50056, storage nodes 50101-50199) lie in
+# The services' fixed gRPC ports (ingest..bot workers 50051-50060, storage nodes 50101-50199) lie in
 # Linux's ephemeral range (32768-60999): the kernel may hand one to an outgoing connection
 # (a service's PostgreSQL connection, say), and the service that owns it then cannot bind.
 # Reserving them keeps them free; best effort (needs root, and a writable sysctl).
-CHATVAULT_RESERVED_PORTS="50051-50056,50101-50199"
+CHATVAULT_RESERVED_PORTS="50051-50060,50101-50199"
 reserve_service_ports() {
     local file=/proc/sys/net/ipv4/ip_local_reserved_ports current
     [ -r "$file" ] || return 0

@@ -29,7 +29,8 @@ pub(crate) async fn run(platform: &Platform, chat_id: i64, message_count: u64, f
         storage_url: storage_url.clone(),
         ingest_url: format!("http://{}", platform.ingest.grpc_addr),
         audit_url: storage_url.clone(),
-        backup_url: storage_url,
+        backup_url: storage_url.clone(),
+        bot_url: storage_url,
         public_url: "http://127.0.0.1:8080".to_owned(),
         session_idle_days: 14,
     });

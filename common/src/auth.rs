@@ -101,7 +101,10 @@ const PUBLIC_GRPC_PATHS: &[&str] = &[
 /// gRPC methods of a storage node callable without a service token: probes and reflection.
 const PUBLIC_SERVICE_GRPC_PATHS: &[&str] = &["/grpc.health.v1.Health/", "/grpc.reflection."];
 /// REST paths callable without a token (path prefixes): probes and share links.
-const PUBLIC_HTTP_PATHS: &[&str] = &["/healthz", "/metrics", "/s/"];
+/// `/oauth/google/callback` is Google's redirect back to the bot service (the `state` it
+/// carries is the credential); `/telegram/webhook` is checked by Telegram's secret-token
+/// header instead.
+const PUBLIC_HTTP_PATHS: &[&str] = &["/healthz", "/metrics", "/s/", "/oauth/google/callback", "/telegram/webhook"];
 
 /// Authentication settings shared by every service.
 #[derive(Clone, Debug)]
@@ -282,6 +285,41 @@ impl ServiceTokenIssuer {
     pub fn authorization_metadata(&self) -> tonic::metadata::MetadataValue<tonic::metadata::Ascii> {
         // A JWT is base64url and dots, always valid ASCII metadata.
         format!("Bearer {}", self.mint()).parse().expect("a bearer token is ascii")
+    }
+}
+
+/// Mints the short-lived access tokens with which a service acts for one person it has a
+/// verified link to (the Telegram bot and its storage workers storing a person's files).
+///
+/// The token is an ordinary [`USER_ROLE`] token of that account, never an admin one even
+/// for an admin, valid for [`SERVICE_TOKEN_LIFETIME`]: every other service applies its own
+/// ownership rules to it unchanged, and events it causes name the person as their actor.
+/// Only services holding the installation's secret can mint one, as with
+/// [`ServiceTokenIssuer`]; a password change revokes those minted before it.
+#[derive(Clone, Debug)]
+pub struct DelegatedTokenIssuer {
+    secret: Arc<Secret>,
+}
+
+impl DelegatedTokenIssuer {
+    /// Returns the issuer signing with `config`'s secret.
+    pub fn new(config: &AuthConfig) -> Self {
+        Self { secret: Arc::new(config.jwt_secret.clone()) }
+    }
+
+    /// Returns a user-role token for account `account_id` named `username`.
+    pub fn mint(&self, account_id: &str, username: &str) -> String {
+        let now = chrono::Utc::now().timestamp();
+        let lifetime_seconds = i64::try_from(SERVICE_TOKEN_LIFETIME.as_secs()).unwrap_or(i64::MAX);
+        let claims = Claims {
+            sub: account_id.to_owned(),
+            username: username.to_owned(),
+            role: USER_ROLE.to_owned(),
+            exp: now.saturating_add(lifetime_seconds),
+            iat: now,
+            jti: uuid::Uuid::now_v7().to_string(),
+        };
+        sign_access_token(&self.secret, &claims)
     }
 }
 

@@ -58,7 +58,11 @@ pub static GRPC_REQUEST_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
     ))
 });
 
-fn register<M: prometheus::core::Collector + Clone + 'static>(metric: Result<M, prometheus::Error>) -> M {
+/// Registers a metric in the default registry (served on `/metrics`) and returns it.
+///
+/// Panics when the definition is invalid or registered twice: metric definitions are
+/// constants, so either is a programming error.
+pub fn register<M: prometheus::core::Collector + Clone + 'static>(metric: Result<M, prometheus::Error>) -> M {
     // Metric names and labels are constants of this module: a failure is a programming error.
     let metric = metric.expect("metric definition is valid");
     prometheus::default_registry().register(Box::new(metric.clone())).expect("metric is registered once");

@@ -2,12 +2,42 @@
 //! `read_committed` consumers that never commit offsets to Kafka (projections keep their
 //! offsets in PostgreSQL).
 
+use std::time::Duration;
+
 use rdkafka::consumer::StreamConsumer;
-use rdkafka::producer::FutureProducer;
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 
 use crate::config::KafkaConfig;
-use crate::Result;
+use crate::consistency::Positions;
+use crate::envelope::Envelope;
+use crate::{Error, Result};
+
+/// How long a publish may wait for Kafka.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Publishes `payload` (an encoded event) to `topic` under `key` with the chatvault
+/// envelope (its `actor` is the caller the task acts for); returns where it landed, for the
+/// consistency token of the command that published it.
+///
+/// Errors with [`Error::Kafka`] when Kafka does not take it within 30 s.
+pub async fn publish_event(
+    producer: &FutureProducer,
+    topic: &str,
+    key: &str,
+    event_type: &str,
+    producer_name: &str,
+    payload: Vec<u8>,
+) -> Result<Positions> {
+    let traceparent = crate::telemetry::traceparent_of(&tracing::Span::current());
+    let envelope = Envelope::new(event_type, producer_name, traceparent);
+    let record = FutureRecord::to(topic).key(key).payload(&payload).headers(envelope.to_headers());
+    let delivery = producer.send(record, PUBLISH_TIMEOUT).await.map_err(|(error, _)| Error::Kafka(error))?;
+    crate::http::EVENTS_PUBLISHED.with_label_values(&[topic, event_type]).inc();
+    let mut positions = Positions::default();
+    positions.record_written(topic, delivery.partition, delivery.offset);
+    Ok(positions)
+}
 
 /// librdkafka queues up to about a gigabyte by default; this bound keeps a producer's
 /// memory flat whatever is published (the producer waits for room instead).

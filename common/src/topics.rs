@@ -23,9 +23,21 @@ pub const AUDIT_LOGS: &str = "audit.logs";
 /// Backups taken and restored; key: backup id.
 pub const BACKUP_EVENTS: &str = "backup.events";
 
+/// The Telegram bot's links and received and stored files; key: account id, or the
+/// Telegram file's unique id for file events. The storage workers' consumer group reads
+/// its `FileReceived` events as their work.
+pub const BOT_EVENTS: &str = "bot.events";
+
 /// Every domain topic with whether it is compacted.
-pub const ALL_TOPICS: &[(&str, bool)] =
-    &[(CHAT_EVENTS, false), (FILES_EVENTS, false), (USERS_EVENTS, false), (STORAGE_NODES, true), (AUDIT_LOGS, false), (BACKUP_EVENTS, false)];
+pub const ALL_TOPICS: &[(&str, bool)] = &[
+    (CHAT_EVENTS, false),
+    (FILES_EVENTS, false),
+    (USERS_EVENTS, false),
+    (STORAGE_NODES, true),
+    (AUDIT_LOGS, false),
+    (BACKUP_EVENTS, false),
+    (BOT_EVENTS, false),
+];
 
 /// Returns the dead-letter topic of `topic`.
 pub fn dead_letter_topic(topic: &str) -> String {

@@ -55,3 +55,8 @@ pub mod backup {
         tonic::include_proto!("chatvault.backup.v1");
     }
 }
+pub mod bot {
+    pub mod v1 {
+        tonic::include_proto!("chatvault.bot.v1");
+    }
+}

@@ -47,6 +47,7 @@ impl AuditProjection {
             topics::USERS_EVENTS => Some("chatvault.users.v1.UserEvent"),
             topics::STORAGE_NODES => Some("chatvault.storage.v1.NodeEvent"),
             topics::BACKUP_EVENTS => Some("chatvault.backup.v1.BackupEvent"),
+            topics::BOT_EVENTS => Some("chatvault.bot.v1.BotEvent"),
             _ => None,
         }
     }

@@ -292,6 +292,7 @@ async fn restore_files(
                 name: file.name,
                 content_type: file.content_type,
                 restore: Some(file.identity),
+                folder_date: String::new(),
             })),
         };
         let chunks = read_chunks(path).await?;

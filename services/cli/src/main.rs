@@ -67,6 +67,8 @@ enum Command {
     Audit(commands::audit::AuditArgs),
     /// Back up the archive as CSV or Parquet, list, verify and restore backups.
     Backup(commands::backup::BackupArgs),
+    /// Link your Telegram account to the chatvault bot, see the link, or end it.
+    Telegram(commands::telegram::TelegramArgs),
     /// Dead letters: records a projection could not apply; list and replay them (operators: talks to Kafka directly).
     Dlq(commands::dlq::DlqArgs),
 }
@@ -95,6 +97,7 @@ async fn main() -> ExitCode {
         Command::Audit(args) => commands::audit::run(&cli.endpoints, args, json).await,
         Command::Backup(args) => commands::backup::run(&cli.endpoints, args, json).await,
         Command::Dlq(args) => commands::dlq::run(&cli.endpoints, args, json).await,
+        Command::Telegram(args) => commands::telegram::run(&cli.endpoints, args, json).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -30,6 +30,7 @@ pub struct Clients {
     ingest: Channel,
     audit: Channel,
     backup: Channel,
+    bot: Channel,
 }
 
 /// Who a request is made for: the person signed in to the session.
@@ -74,6 +75,7 @@ impl Clients {
             ingest: channel(&settings.ingest_url, true)?,
             audit: channel(&settings.audit_url, false)?,
             backup: channel(&settings.backup_url, false)?,
+            bot: channel(&settings.bot_url, false)?,
         })
     }
 
@@ -119,6 +121,10 @@ impl Clients {
 
     pub fn audit(&self) -> AuditServiceClient<Channel> {
         AuditServiceClient::new(self.audit.clone())
+    }
+
+    pub fn telegram(&self) -> chatvault_proto::bot::v1::telegram_service_client::TelegramServiceClient<Channel> {
+        chatvault_proto::bot::v1::telegram_service_client::TelegramServiceClient::new(self.bot.clone())
     }
 
     pub fn backup(&self) -> BackupServiceClient<Channel> {

@@ -14,6 +14,8 @@ pub struct WebSettings {
     pub ingest_url: String,
     pub audit_url: String,
     pub backup_url: String,
+    /// The Telegram bot service (`CHATVAULT_WEB_BOT_URL`, default `http://127.0.0.1:50057`).
+    pub bot_url: String,
     /// The URL people open (`CHATVAULT_WEB_PUBLIC_URL`, default `http://127.0.0.1:8080`):
     /// share links are written with it, and cookies get `Secure` when it is `https://`.
     pub public_url: String,
@@ -36,6 +38,7 @@ impl WebSettings {
             ingest_url: config.setting("INGEST_URL", "http://127.0.0.1:50051".to_owned())?,
             audit_url: config.setting("AUDIT_URL", "http://127.0.0.1:50054".to_owned())?,
             backup_url: config.setting("BACKUP_URL", "http://127.0.0.1:50055".to_owned())?,
+            bot_url: config.setting("BOT_URL", "http://127.0.0.1:50057".to_owned())?,
             public_url,
             session_idle_days: config.setting("SESSION_IDLE_DAYS", 14i64)?.clamp(1, 365),
         })

@@ -435,6 +435,7 @@ async fn users_list_download_and_delete_only_their_own_files() {
                         name: "alice.bin".to_owned(),
                         content_type: String::new(),
                         restore: None,
+                        folder_date: String::new(),
                     })),
                 },
                 UploadFileRequest { message: Some(upload_file_request::Message::Chunk(bytes::Bytes::from(bytes))) },

@@ -139,7 +139,7 @@ async fn imports_uploads_and_file_commands_name_the_logged_in_user_as_actor() {
     let upload = |token: String, name: &'static str| {
         let mut uploads = FileUploadServiceClient::new(ingest_channel.clone());
         async move {
-            let metadata = UploadMetadata { name: name.to_owned(), content_type: String::new(), restore: None };
+            let metadata = UploadMetadata { name: name.to_owned(), content_type: String::new(), restore: None, folder_date: String::new() };
             let messages = vec![
                 UploadFileRequest { message: Some(upload_file_request::Message::Metadata(metadata)) },
                 UploadFileRequest {

@@ -144,6 +144,7 @@ impl BackupPlatform {
                 name: name.into(),
                 content_type: "application/octet-stream".into(),
                 restore: None,
+                folder_date: String::new(),
             })),
         };
         let mut messages = vec![metadata];

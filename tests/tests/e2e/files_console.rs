@@ -51,7 +51,7 @@ async fn upload(
     bytes: Vec<u8>,
     restore: Option<RestoredFileIdentity>,
 ) -> Result<UploadFileResponse, Status> {
-    let metadata = UploadMetadata { name: name.to_owned(), content_type: "application/pdf".to_owned(), restore };
+    let metadata = UploadMetadata { name: name.to_owned(), content_type: "application/pdf".to_owned(), restore, folder_date: String::new() };
     let mut messages = vec![UploadFileRequest { message: Some(upload_file_request::Message::Metadata(metadata)) }];
     let bytes = bytes::Bytes::from(bytes);
     for start in (0..bytes.len()).step_by(256 << 10) {

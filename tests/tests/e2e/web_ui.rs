@@ -160,6 +160,7 @@ async fn upload_with_token(
                 name: name.to_owned(),
                 content_type: String::new(),
                 restore: None,
+                folder_date: String::new(),
             })),
         },
         UploadFileRequest { message: Some(upload_file_request::Message::Chunk(bytes.into())) },

@@ -11,6 +11,7 @@ pub(crate) mod import;
 pub(crate) mod messages;
 pub(crate) mod nodes;
 pub(crate) mod session;
+pub(crate) mod telegram;
 pub(crate) mod topics;
 
 use std::collections::HashMap;
@@ -44,6 +45,9 @@ pub(crate) struct Endpoints {
     /// gRPC address of the backup service.
     #[arg(long, global = true, env = "CHATVAULT_BACKUP_URL", default_value = "http://127.0.0.1:50055")]
     pub(crate) backup_url: String,
+    /// gRPC address of the Telegram bot service.
+    #[arg(long, global = true, env = "CHATVAULT_BOT_URL", default_value = "http://127.0.0.1:50057")]
+    pub(crate) bot_url: String,
     /// Kafka bootstrap servers (for `topics` and `dlq`).
     #[arg(long, global = true, env = "CHATVAULT_KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
     pub(crate) kafka_brokers: String,
@@ -130,6 +134,11 @@ impl Endpoints {
         let channel = connect(&self.backup_url).await.context("connecting to the backup service")?;
         Ok(chatvault_proto::backup::v1::backup_service_client::BackupServiceClient::with_interceptor(channel, self.bearer().await)
             .max_encoding_message_size(16 << 20))
+    }
+
+    pub(crate) async fn telegram(&self) -> anyhow::Result<chatvault_proto::bot::v1::telegram_service_client::TelegramServiceClient<AuthedChannel>> {
+        let channel = connect(&self.bot_url).await.context("connecting to the bot service")?;
+        Ok(chatvault_proto::bot::v1::telegram_service_client::TelegramServiceClient::with_interceptor(channel, self.bearer().await))
     }
 
     pub(crate) async fn audit(&self) -> anyhow::Result<chatvault_proto::audit::v1::audit_service_client::AuditServiceClient<AuthedChannel>> {

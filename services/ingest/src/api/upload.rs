@@ -47,7 +47,8 @@ impl FileUploadService for FileUploadApi {
             Ok(_) => Err(Error::InvalidArgument("after the metadata, every UploadFile message must be a chunk".to_owned())),
             Err(status) => Err(Error::InvalidArgument(format!("the upload broke off: {}", status.message()))),
         });
-        let request = UploadRequest { owner, name: metadata.name, content_type: metadata.content_type };
+        let folder_date = crate::files::folder_date(&metadata.folder_date, chrono::Utc::now())?;
+        let request = UploadRequest { owner, name: metadata.name, content_type: metadata.content_type, folder_date };
         let stored = match restored {
             Some(identity) => self.uploader.restore(identity, request, Box::pin(body)).await?,
             None => self.uploader.upload(request, Box::pin(body)).await?,

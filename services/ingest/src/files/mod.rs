@@ -12,4 +12,4 @@ mod upload;
 
 pub use rest::upload_routes;
 pub use restore::RestoredIdentity;
-pub use upload::{FileUploader, StoredFile, UploadRequest, UploadSettings};
+pub use upload::{folder_date, FileUploader, StoredFile, UploadRequest, UploadSettings};

@@ -42,6 +42,7 @@ async fn put_file(State(uploader): State<FileUploader>, headers: HeaderMap, mult
             owner,
             name: field.file_name().unwrap_or(FILE_FIELD).to_owned(),
             content_type: field.content_type().unwrap_or_default().to_owned(),
+            folder_date: None,
         };
         let body = futures::stream::unfold(field, |mut field| async move {
             match field.chunk().await {

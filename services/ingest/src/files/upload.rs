@@ -67,6 +67,28 @@ pub struct UploadRequest {
     pub owner: String,
     pub name: String,
     pub content_type: String,
+    /// The date folder when it is not the UTC day of the upload (see [`folder_date`]).
+    pub folder_date: Option<chrono::NaiveDate>,
+}
+
+/// Parses the date folder an uploader asks for: empty means the UTC day of the upload;
+/// otherwise `YYYY-MM-DD` within one day of the UTC date at `now` (the day in some time
+/// zone between UTC-12 and UTC+14).
+///
+/// Errors with INVALID_ARGUMENT naming the accepted range.
+pub fn folder_date(text: &str, now: chrono::DateTime<chrono::Utc>) -> Result<Option<chrono::NaiveDate>, Error> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let today = now.date_naive();
+    let (earliest, latest) = (today - chrono::Days::new(1), today + chrono::Days::new(1));
+    match chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        Ok(date) if (earliest..=latest).contains(&date) => Ok(Some(date)),
+        _ => Err(Error::InvalidArgument(format!(
+            "folder_date {text:?} must be a date YYYY-MM-DD from {earliest} to {latest}: the day of the upload in some time zone"
+        ))),
+    }
 }
 
 /// A stored file.
@@ -205,7 +227,10 @@ impl FileUploader {
             return Err(error);
         }
         let uploaded_at = restored.map_or_else(chrono::Utc::now, |identity| identity.uploaded_at);
-        let upload_date = uploaded_at.format("%Y-%m-%d").to_string();
+        let upload_date = match (restored, request.folder_date) {
+            (None, Some(date)) => date.format("%Y-%m-%d").to_string(),
+            _ => uploaded_at.format("%Y-%m-%d").to_string(),
+        };
         let event = FileEvent {
             event: Some(file_event::Event::FileStored(FileStored {
                 file_id: parts.file_id.clone(),

@@ -129,7 +129,7 @@ impl AttachmentStore {
                 Some(mime) => mime.to_owned(),
                 None => mime_guess::from_path(&name).first_raw().unwrap_or_default().to_owned(),
             };
-            let request = UploadRequest { owner: self.owner.clone(), name, content_type };
+            let request = UploadRequest { owner: self.owner.clone(), name, content_type, folder_date: None };
             let uploader = self.uploader.clone();
             let upload_id = file_id.clone();
             let path = canonical.clone();

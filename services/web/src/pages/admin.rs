@@ -99,6 +99,13 @@ pub const HISTORY_EVENT_TYPES: &[&str] = &[
     "chatvault.users.v1.PasswordChanged",
     "chatvault.users.v1.RoleChanged",
     "chatvault.users.v1.RefreshTokenReused",
+    "chatvault.bot.v1.TelegramLinked",
+    "chatvault.bot.v1.TelegramUnlinked",
+    "chatvault.bot.v1.DriveLinked",
+    "chatvault.bot.v1.DriveUnlinked",
+    "chatvault.bot.v1.PreferencesChanged",
+    "chatvault.bot.v1.FileStored",
+    "chatvault.bot.v1.FileStoreFailed",
 ];
 
 /// `GET /history`: the signed-in person's own actions, newest first.

@@ -129,7 +129,7 @@ async fn upload_field(
 ) -> Result<serde_json::Value, WebError> {
     let content_type = field.content_type().unwrap_or("application/octet-stream").to_owned();
     let (sender, receiver) = tokio::sync::mpsc::channel::<UploadFileRequest>(4);
-    let metadata = UploadMetadata { name: name.clone(), content_type, restore: None };
+    let metadata = UploadMetadata { name: name.clone(), content_type, restore: None, folder_date: String::new() };
     sender
         .send(UploadFileRequest { message: Some(upload_file_request::Message::Metadata(metadata)) })
         .await

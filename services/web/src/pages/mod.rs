@@ -6,6 +6,7 @@ pub mod chats;
 pub mod files;
 pub mod import;
 pub mod layout;
+pub mod telegram;
 
 use axum::extract::Request;
 use axum::http::{header, HeaderValue};
@@ -51,6 +52,9 @@ pub fn router(state: AppState) -> Router {
         .route("/s/{token}", get(files::public_share).post(files::public_share_download))
         .route("/s/{token}/download", get(files::public_share_download_open))
         .route("/history", get(admin::history))
+        .route("/telegram", get(telegram::show))
+        .route("/telegram/code", post(telegram::create_code))
+        .route("/telegram/unlink", post(telegram::unlink))
         .route("/admin", get(admin::overview))
         .route("/admin/nodes", post(admin::add_node))
         .route("/admin/backups", post(admin::create_backup))
