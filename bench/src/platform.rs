@@ -232,7 +232,12 @@ pub async fn upload(
     chunks: impl futures::Stream<Item = Bytes> + Send + 'static,
 ) -> Result<UploadFileResponse, tonic::Status> {
     let metadata = UploadFileRequest {
-        message: Some(upload_file_request::Message::Metadata(UploadMetadata { name: name.to_owned(), content_type: String::new(), restore: None, folder_date: String::new() })),
+        message: Some(upload_file_request::Message::Metadata(UploadMetadata {
+            name: name.to_owned(),
+            content_type: String::new(),
+            restore: None,
+            folder_date: String::new(),
+        })),
     };
     let messages = futures::stream::once(async move { metadata })
         .chain(chunks.map(|chunk| UploadFileRequest { message: Some(upload_file_request::Message::Chunk(chunk)) }));

@@ -33,7 +33,9 @@ impl TelegramApi {
 /// a link is always a person's own.
 fn person<T>(request: &Request<T>) -> Result<(String, String), BotError> {
     match request.extensions().get::<VerifiedCaller>() {
-        Some(caller) if caller.role == SERVICE_ROLE => Err(BotError::FailedPrecondition("a Telegram link belongs to a person; call with a person's token".to_owned())),
+        Some(caller) if caller.role == SERVICE_ROLE => {
+            Err(BotError::FailedPrecondition("a Telegram link belongs to a person; call with a person's token".to_owned()))
+        }
         Some(caller) => Ok((caller.account_id.clone(), caller.username.clone())),
         // CHATVAULT_AUTH=off (development): the caller header names the person.
         None => {
@@ -62,7 +64,11 @@ impl TelegramService for TelegramApi {
     async fn get_link(&self, request: Request<GetLinkRequest>) -> Result<Response<GetLinkResponse>, Status> {
         let (account_id, _) = person(&request)?;
         let Some(link) = self.store.link_of_account(&account_id).await? else {
-            return Ok(Response::new(GetLinkResponse { time_zone: "UTC".to_owned(), store_target: "chatvault".to_owned(), ..GetLinkResponse::default() }));
+            return Ok(Response::new(GetLinkResponse {
+                time_zone: "UTC".to_owned(),
+                store_target: "chatvault".to_owned(),
+                ..GetLinkResponse::default()
+            }));
         };
         let grant = self.store.grant(&account_id).await?;
         Ok(Response::new(GetLinkResponse {

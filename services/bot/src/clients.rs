@@ -29,7 +29,13 @@ pub struct Clients {
 impl Clients {
     /// Creates the channels; nothing connects until the first call.
     pub fn connect(settings: &BotSettings, delegated: DelegatedTokenIssuer, service: ServiceTokenIssuer) -> Result<Self, BotError> {
-        Ok(Self { users: channel(&settings.users_url, false)?, ingest: channel(&settings.ingest_url, true)?, storage: channel(&settings.storage_url, true)?, delegated, service })
+        Ok(Self {
+            users: channel(&settings.users_url, false)?,
+            ingest: channel(&settings.ingest_url, true)?,
+            storage: channel(&settings.storage_url, true)?,
+            delegated,
+            service,
+        })
     }
 
     /// Wraps `message` in a request made as the linked person `username` (account

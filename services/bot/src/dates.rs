@@ -8,9 +8,9 @@ use chrono_tz::Tz;
 ///
 /// Errors with a sentence for the person naming the expected form.
 pub fn parse_time_zone(text: &str) -> Result<Tz, String> {
-    text.trim().parse::<Tz>().map_err(|_| {
-        format!("{:?} is not a time zone I know. Use an IANA name such as Europe/Berlin, America/New_York or UTC.", text.trim())
-    })
+    text.trim()
+        .parse::<Tz>()
+        .map_err(|_| format!("{:?} is not a time zone I know. Use an IANA name such as Europe/Berlin, America/New_York or UTC.", text.trim()))
 }
 
 /// Returns the date folder (`YYYY-MM-DD`) of a moment in `zone`.

@@ -190,12 +190,8 @@ impl Google {
                 }
             }
         }
-        let token = self
-            .oauth
-            .exchange_refresh_token(&RefreshToken::new(refresh_token.to_owned()))
-            .request_async(&self.http)
-            .await
-            .map_err(token_error)?;
+        let token =
+            self.oauth.exchange_refresh_token(&RefreshToken::new(refresh_token.to_owned())).request_async(&self.http).await.map_err(token_error)?;
         self.keep_access_token(account_id, token.access_token().secret(), token.expires_in());
         Ok(token.access_token().secret().clone())
     }
@@ -208,7 +204,10 @@ impl Google {
     fn keep_access_token(&self, account_id: &str, token: &str, expires_in: Option<Duration>) {
         // A minute early, so a token never expires in the middle of a call.
         let lifetime = expires_in.unwrap_or(Duration::from_secs(3600)).saturating_sub(Duration::from_secs(60));
-        self.access_tokens.lock().unwrap_or_else(PoisonError::into_inner).insert(account_id.to_owned(), (token.to_owned(), Instant::now() + lifetime));
+        self.access_tokens
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(account_id.to_owned(), (token.to_owned(), Instant::now() + lifetime));
     }
 
     /// Revokes a refresh token at Google (RFC 7009 form POST, as Google documents it).
@@ -269,8 +268,15 @@ impl Google {
         if let Some(parent) = parent {
             metadata["parents"] = serde_json::json!([parent]);
         }
-        let response =
-            self.http.post(self.drive_url("/drive/v3/files")).bearer_auth(token).query(&[("fields", "id")]).json(&metadata).send().await.map_err(interrupted)?;
+        let response = self
+            .http
+            .post(self.drive_url("/drive/v3/files"))
+            .bearer_auth(token)
+            .query(&[("fields", "id")])
+            .json(&metadata)
+            .send()
+            .await
+            .map_err(interrupted)?;
         let file: DriveFile = json_of(response).await?;
         Ok(file.id)
     }
@@ -328,7 +334,15 @@ impl Google {
     /// Sends the bytes of `path` from `offset` in chunks of `chunk` bytes until Drive holds
     /// all `total`; returns the file's id. Stops at the first fault, which the caller
     /// handles by asking [`Google::upload_status`] and calling again from there.
-    pub async fn upload_from(&self, token: &str, session_uri: &str, path: &Path, mut offset: u64, total: u64, chunk: u64) -> Result<String, DriveError> {
+    pub async fn upload_from(
+        &self,
+        token: &str,
+        session_uri: &str,
+        path: &Path,
+        mut offset: u64,
+        total: u64,
+        chunk: u64,
+    ) -> Result<String, DriveError> {
         let mut file = tokio::fs::File::open(path).await.map_err(|error| DriveError::Other(format!("reading the received file: {error}")))?;
         loop {
             let length = chunk.min(total.saturating_sub(offset));
@@ -378,9 +392,7 @@ fn interrupted(error: reqwest::Error) -> DriveError {
     DriveError::Interrupted(chatvault_common::error::error_chain_text(&error))
 }
 
-fn token_error<E: std::error::Error + 'static>(
-    error: RequestTokenError<E, oauth2::StandardErrorResponse<BasicErrorResponseType>>,
-) -> DriveError {
+fn token_error<E: std::error::Error + 'static>(error: RequestTokenError<E, oauth2::StandardErrorResponse<BasicErrorResponseType>>) -> DriveError {
     match error {
         RequestTokenError::ServerResponse(response) if *response.error() == BasicErrorResponseType::InvalidGrant => DriveError::Refused,
         RequestTokenError::ServerResponse(response) => DriveError::Other(format!("Google refused: {}", response.error())),
@@ -403,7 +415,8 @@ async fn checked(response: reqwest::Response) -> Result<reqwest::Response, Drive
 pub fn fault_of(status: u16, body: &str) -> DriveError {
     let detail = serde_json::from_str::<GoogleErrorBody>(body).ok().map(|body| body.error);
     let reasons: Vec<&str> = detail.as_ref().map(|detail| detail.errors.iter().map(|item| item.reason.as_str()).collect()).unwrap_or_default();
-    let message = detail.as_ref().map(|detail| detail.message.clone()).filter(|message| !message.is_empty()).unwrap_or_else(|| format!("HTTP {status}"));
+    let message =
+        detail.as_ref().map(|detail| detail.message.clone()).filter(|message| !message.is_empty()).unwrap_or_else(|| format!("HTTP {status}"));
     match status {
         401 => DriveError::Unauthorized,
         429 => DriveError::Quota(message),
@@ -442,10 +455,12 @@ mod tests {
 
     #[test]
     fn drive_answers_are_sorted_by_what_helps() {
-        let user_rate = r#"{"error":{"code":403,"message":"User Rate Limit Exceeded","errors":[{"domain":"usageLimits","reason":"userRateLimitExceeded"}]}}"#;
+        let user_rate =
+            r#"{"error":{"code":403,"message":"User Rate Limit Exceeded","errors":[{"domain":"usageLimits","reason":"userRateLimitExceeded"}]}}"#;
         assert!(matches!(fault_of(403, user_rate), DriveError::Quota(message) if message == "User Rate Limit Exceeded"));
         assert!(matches!(fault_of(429, "{}"), DriveError::Quota(_)));
-        let full = r#"{"error":{"code":403,"message":"The user's Drive storage quota has been exceeded.","errors":[{"reason":"storageQuotaExceeded"}]}}"#;
+        let full =
+            r#"{"error":{"code":403,"message":"The user's Drive storage quota has been exceeded.","errors":[{"reason":"storageQuotaExceeded"}]}}"#;
         assert!(matches!(fault_of(403, full), DriveError::Other(message) if message.contains("full")));
         assert!(matches!(fault_of(401, ""), DriveError::Unauthorized));
         assert!(matches!(fault_of(503, ""), DriveError::Interrupted(_)));

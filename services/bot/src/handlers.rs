@@ -6,7 +6,9 @@
 
 use std::sync::Arc;
 
-use chatvault_proto::bot::v1::{bot_event, DriveLinked, DriveUnlinked, FileReceived, FileStoreFailed, PreferencesChanged, TelegramLinked, TelegramUnlinked};
+use chatvault_proto::bot::v1::{
+    bot_event, DriveLinked, DriveUnlinked, FileReceived, FileStoreFailed, PreferencesChanged, TelegramLinked, TelegramUnlinked,
+};
 use chatvault_proto::storage::v1::{download_file_response, CreateShareLinkRequest, DownloadFileRequest};
 use chrono::Utc;
 use chrono_tz::Tz;
@@ -39,7 +41,7 @@ pub enum Command {
     Start(String),
     #[command(description = "link this Telegram account with a code from `chatvault telegram link`: /link <code>")]
     Link(String),
-    #[command(description = "create a chatvault account and link it: /register <username>")]
+    #[command(description = "create a chatvault account and link it: /register <username> <email>")]
     Register(String),
     #[command(description = "end the link between this Telegram account and chatvault")]
     Unlink,
@@ -113,7 +115,7 @@ pub async fn handle_message(bot: Bot, message: Message, state: Arc<BotState>) ->
 }
 
 const NOT_LINKED: &str = "This Telegram account is not linked to a chatvault account yet, so I cannot keep files for you. \
-Get a code with `chatvault telegram link` (or on your chatvault page) and send /start <code>, or create an account with /register <username>.";
+Get a code with `chatvault telegram link` (or on your chatvault page) and send /start <code>, or create an account with /register <username> <email>.";
 
 async fn reply(bot: &Bot, chat: ChatId, text: &str) -> Result<Message, BotError> {
     Ok(bot.send_message(chat, text).link_preview_options(no_preview()).await?)
@@ -163,7 +165,8 @@ async fn receive_file(bot: &Bot, message: &Message, state: &BotState, link: &Lin
     };
     if let Err(error) = state.events.publish(&link.username, &file.unique_id, bot_event::Event::FileReceived(work)).await {
         tracing::warn!(error = %error, "publishing FileReceived failed");
-        bot.edit_message_text(message.chat.id, answer.id, format!("Could not queue {} for storing; send it again in a moment.", file.file_name)).await?;
+        bot.edit_message_text(message.chat.id, answer.id, format!("Could not queue {} for storing; send it again in a moment.", file.file_name))
+            .await?;
     }
     Ok(())
 }
@@ -207,12 +210,20 @@ async fn link_with_code(state: &BotState, message: &Message, telegram_user_id: i
         return Ok(format!("This Telegram account is linked to {} already; send /unlink first to link another account.", link.username));
     }
     let Some((account_id, username)) = state.store.redeem_link_code(code).await? else {
-        return Ok("That code is not valid: it may have expired (codes last 10 minutes) or been used. Get a new one with `chatvault telegram link`.".to_owned());
+        return Ok("That code is not valid: it may have expired (codes last 10 minutes) or been used. Get a new one with `chatvault telegram link`."
+            .to_owned());
     };
     finish_link(state, message, telegram_user_id, &account_id, &username, "code").await
 }
 
-async fn finish_link(state: &BotState, message: &Message, telegram_user_id: i64, account_id: &str, username: &str, how: &str) -> Result<String, BotError> {
+async fn finish_link(
+    state: &BotState,
+    message: &Message,
+    telegram_user_id: i64,
+    account_id: &str,
+    username: &str,
+    how: &str,
+) -> Result<String, BotError> {
     let telegram_username = message.from.as_ref().and_then(|user| user.username.clone()).unwrap_or_default();
     match state.store.create_link(telegram_user_id, &telegram_username, message.chat.id.0, account_id, username).await? {
         Ok(_) => {
@@ -223,21 +234,22 @@ async fn finish_link(state: &BotState, message: &Message, telegram_user_id: i64,
             ))
         }
         Err(LinkRefusal::TelegramLinked(other)) => Ok(format!("This Telegram account is linked to {other} already; send /unlink first.")),
-        Err(LinkRefusal::AccountLinked) => {
-            Ok(format!("The chatvault account {username} is linked to another Telegram account; unlink it there first (/unlink or `chatvault telegram unlink`)."))
-        }
+        Err(LinkRefusal::AccountLinked) => Ok(format!(
+            "The chatvault account {username} is linked to another Telegram account; unlink it there first (/unlink or `chatvault telegram unlink`)."
+        )),
     }
 }
 
-async fn register(state: &BotState, message: &Message, telegram_user_id: i64, link: Option<&Link>, username: &str) -> Result<String, BotError> {
+async fn register(state: &BotState, message: &Message, telegram_user_id: i64, link: Option<&Link>, arguments: &str) -> Result<String, BotError> {
     if let Some(link) = link {
         return Ok(format!("This Telegram account is linked to {} already.", link.username));
     }
-    if username.is_empty() {
-        return Ok("Send /register <username> with the username you want.".to_owned());
-    }
+    let mut words = arguments.split_whitespace();
+    let (Some(username), Some(email), None) = (words.next(), words.next(), words.next()) else {
+        return Ok("Send /register <username> <email> with the username you want and your e-mail address.".to_owned());
+    };
     let password = generated_password();
-    let request = chatvault_proto::users::v1::RegisterRequest { username: username.to_owned(), email: String::new(), password: password.clone() };
+    let request = chatvault_proto::users::v1::RegisterRequest { username: username.to_owned(), email: email.to_owned(), password: password.clone() };
     let account = match state.clients.accounts().register(state.clients.as_service(request)).await {
         Ok(account) => account.into_inner(),
         Err(status) => {
@@ -284,7 +296,8 @@ async fn drive(state: &BotState, link: Option<&Link>, telegram_user_id: i64, arg
             let event = DriveUnlinked { account_id: link.account_id.clone(), username: link.username.clone(), reason: "revoked".to_owned() };
             state.events.publish(&link.username, &link.account_id, bot_event::Event::DriveUnlinked(event)).await?;
             Ok(if revoked {
-                "Google Drive is unlinked and chatvault's access is revoked. Files now go to chatvault only; those in your Drive stay there.".to_owned()
+                "Google Drive is unlinked and chatvault's access is revoked. Files now go to chatvault only; those in your Drive stay there."
+                    .to_owned()
             } else {
                 "Google Drive is unlinked (Google did not confirm the revocation; you can also remove chatvault at myaccount.google.com/permissions). Files now go to chatvault only.".to_owned()
             })
@@ -310,7 +323,10 @@ async fn store_target(state: &BotState, link: Option<&Link>, target: &str) -> Re
     let link = link.ok_or_else(|| BotError::Internal("store without a link".to_owned()))?;
     let target = target.to_lowercase();
     if !matches!(target.as_str(), "chatvault" | "drive" | "both") {
-        return Ok(format!("Files go to {} now. Send /store chatvault, /store drive or /store both to change it.", describe_target(&link.store_target)));
+        return Ok(format!(
+            "Files go to {} now. Send /store chatvault, /store drive or /store both to change it.",
+            describe_target(&link.store_target)
+        ));
     }
     if target != "chatvault" {
         let grant = state.store.grant(&link.account_id).await?;
@@ -400,8 +416,14 @@ async fn send_one_file(bot: &Bot, chat: ChatId, state: &BotState, link: &Link, f
     let caption = format!("{} ({})", file.file_name, human_size(file.size));
     if file.size > state.settings.upload_limit {
         let text = if !file.file_id.is_empty() {
-            let request = CreateShareLinkRequest { file_id: file.file_id.clone(), expires_in_seconds: SHARE_LINK_SECONDS, password: String::new(), consistency_token: None };
-            let created = state.clients.files().create_share_link(state.clients.as_person(&link.account_id, &link.username, request)).await?.into_inner();
+            let request = CreateShareLinkRequest {
+                file_id: file.file_id.clone(),
+                expires_in_seconds: SHARE_LINK_SECONDS,
+                password: String::new(),
+                consistency_token: None,
+            };
+            let created =
+                state.clients.files().create_share_link(state.clients.as_person(&link.account_id, &link.username, request)).await?.into_inner();
             format!(
                 "{caption} is larger than the {} a bot may send; download it here (for 7 days): {}{}",
                 human_size(state.settings.upload_limit),
@@ -414,7 +436,11 @@ async fn send_one_file(bot: &Bot, chat: ChatId, state: &BotState, link: &Link, f
         reply(bot, chat, &text).await?;
         return Ok(());
     }
-    let bytes = if !file.file_id.is_empty() { download_from_chatvault(state, link, &file.file_id).await? } else { download_from_drive(state, link, file).await? };
+    let bytes = if !file.file_id.is_empty() {
+        download_from_chatvault(state, link, &file.file_id).await?
+    } else {
+        download_from_drive(state, link, file).await?
+    };
     bot.send_document(chat, InputFile::memory(bytes).file_name(file.file_name.clone())).caption(caption).await?;
     Ok(())
 }
@@ -449,7 +475,8 @@ pub async fn finish_drive_link(bot: Option<&Bot>, state: &BotState, pending: &Pe
         return Err("Google Drive is not set up on this installation".to_owned());
     };
     let verifier = sealer.open(&pending.account_id, &pending.sealed_verifier).map_err(|_| "the authorization could not be read back".to_owned())?;
-    let (refresh, scope) = google.exchange(&pending.account_id, code, &verifier).await.map_err(|error| format!("Google did not confirm the access: {error}"))?;
+    let (refresh, scope) =
+        google.exchange(&pending.account_id, code, &verifier).await.map_err(|error| format!("Google did not confirm the access: {error}"))?;
     let sealed = sealer.seal(&pending.account_id, &refresh).map_err(|error| error.to_string())?;
     let link = state.store.link_of_account(&pending.account_id).await.map_err(|error| error.to_string())?;
     let Some(link) = link.filter(|link| link.telegram_user_id == pending.telegram_user_id) else {

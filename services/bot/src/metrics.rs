@@ -37,9 +37,8 @@ pub static STORE_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
 });
 
 /// Drive calls retried after a quota answer or an interruption, by reason.
-pub static DRIVE_RETRIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register(IntCounterVec::new(Opts::new("chatvault_bot_drive_retries_total", "Drive calls retried, by reason"), &["reason"]))
-});
+pub static DRIVE_RETRIES: LazyLock<IntCounterVec> =
+    LazyLock::new(|| register(IntCounterVec::new(Opts::new("chatvault_bot_drive_retries_total", "Drive calls retried, by reason"), &["reason"])));
 
 /// Seconds from the bot receiving a file to the worker having stored it.
 pub static STORE_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {

@@ -51,10 +51,9 @@ impl Sealer {
             return Err(BotError::Internal("a sealed secret is too short".to_owned()));
         }
         let (nonce, ciphertext) = sealed.split_at(NONCE_BYTES);
-        let plain = self
-            .cipher
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: ciphertext, aad: account_id.as_bytes() })
-            .map_err(|_| BotError::Internal("a sealed secret does not open with CHATVAULT_BOT_TOKEN_KEY (another key, account or altered)".to_owned()))?;
+        let plain = self.cipher.decrypt(Nonce::from_slice(nonce), Payload { msg: ciphertext, aad: account_id.as_bytes() }).map_err(|_| {
+            BotError::Internal("a sealed secret does not open with CHATVAULT_BOT_TOKEN_KEY (another key, account or altered)".to_owned())
+        })?;
         String::from_utf8(plain).map_err(|_| BotError::Internal("a sealed secret is not text".to_owned()))
     }
 }

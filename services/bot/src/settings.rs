@@ -91,14 +91,16 @@ impl BotSettings {
     pub fn from_env_map(environment: &HashMap<String, String>) -> Result<Self, BotError> {
         let get = |key: &str| environment.get(&format!("CHATVAULT_BOT_{key}")).map(|value| value.trim().to_owned()).filter(|value| !value.is_empty());
         let number = |key: &str, default: u64| -> Result<u64, BotError> {
-            get(key).map_or(Ok(default), |text| text.parse().map_err(|_| BotError::Config(format!("CHATVAULT_BOT_{key}={text:?} is not a whole number"))))
+            get(key)
+                .map_or(Ok(default), |text| text.parse().map_err(|_| BotError::Config(format!("CHATVAULT_BOT_{key}={text:?} is not a whole number"))))
         };
         let url = |key: &str, default: &str| -> Result<url::Url, BotError> {
             let text = get(key).unwrap_or_else(|| default.to_owned());
             url::Url::parse(&text).map_err(|error| BotError::Config(format!("CHATVAULT_BOT_{key}={text:?} is not a URL: {error}")))
         };
         let api_local = matches!(get("API_LOCAL").as_deref(), Some("1" | "true" | "on"));
-        let (download_default, upload_default) = if api_local { (LOCAL_SERVER_LIMIT, LOCAL_SERVER_LIMIT) } else { (PUBLIC_DOWNLOAD_LIMIT, PUBLIC_UPLOAD_LIMIT) };
+        let (download_default, upload_default) =
+            if api_local { (LOCAL_SERVER_LIMIT, LOCAL_SERVER_LIMIT) } else { (PUBLIC_DOWNLOAD_LIMIT, PUBLIC_UPLOAD_LIMIT) };
         let token_key = match get("TOKEN_KEY") {
             None => None,
             Some(text) => Some(parse_token_key(&text)?),
@@ -106,8 +108,9 @@ impl BotSettings {
         let google = match get("GOOGLE_CLIENT_ID") {
             None => None,
             Some(client_id) => {
-                let client_secret = get("GOOGLE_CLIENT_SECRET")
-                    .ok_or_else(|| BotError::Config("CHATVAULT_BOT_GOOGLE_CLIENT_ID is set but CHATVAULT_BOT_GOOGLE_CLIENT_SECRET is not".to_owned()))?;
+                let client_secret = get("GOOGLE_CLIENT_SECRET").ok_or_else(|| {
+                    BotError::Config("CHATVAULT_BOT_GOOGLE_CLIENT_ID is set but CHATVAULT_BOT_GOOGLE_CLIENT_SECRET is not".to_owned())
+                })?;
                 if token_key.is_none() {
                     return Err(BotError::Config(
                         "Google Drive needs CHATVAULT_BOT_TOKEN_KEY (32 random bytes, base64: `openssl rand -base64 32`) to seal refresh tokens at rest"
@@ -168,8 +171,7 @@ fn parse_token_key(text: &str) -> Result<[u8; 32], BotError> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(text)
         .map_err(|_| BotError::Config("CHATVAULT_BOT_TOKEN_KEY must be base64 (`openssl rand -base64 32`)".to_owned()))?;
-    <[u8; 32]>::try_from(bytes.as_slice())
-        .map_err(|_| BotError::Config(format!("CHATVAULT_BOT_TOKEN_KEY must hold 32 bytes, not {}", bytes.len())))
+    <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| BotError::Config(format!("CHATVAULT_BOT_TOKEN_KEY must hold 32 bytes, not {}", bytes.len())))
 }
 
 #[cfg(test)]

@@ -182,8 +182,9 @@ impl Store {
     /// Ends the link of a Telegram account; returns it.
     pub async fn unlink_telegram(&self, telegram_user_id: i64) -> Result<Option<Link>, BotError> {
         let client = self.pool.get().await?;
-        let row =
-            client.query_opt(&format!("DELETE FROM telegram_links WHERE telegram_user_id = $1 RETURNING {LINK_COLUMNS}"), &[&telegram_user_id]).await?;
+        let row = client
+            .query_opt(&format!("DELETE FROM telegram_links WHERE telegram_user_id = $1 RETURNING {LINK_COLUMNS}"), &[&telegram_user_id])
+            .await?;
         Ok(row.as_ref().map(link_of))
     }
 
@@ -260,9 +261,11 @@ impl Store {
                 &[&secret_hash(state)],
             )
             .await?;
-        Ok(row
-            .filter(|row| row.get::<_, bool>(3))
-            .map(|row| PendingAuthorization { telegram_user_id: row.get(0), account_id: row.get(1), sealed_verifier: row.get(2) }))
+        Ok(row.filter(|row| row.get::<_, bool>(3)).map(|row| PendingAuthorization {
+            telegram_user_id: row.get(0),
+            account_id: row.get(1),
+            sealed_verifier: row.get(2),
+        }))
     }
 
     pub async fn save_grant(&self, account_id: &str, sealed_refresh: &[u8], scope: &str) -> Result<(), BotError> {
@@ -314,7 +317,14 @@ impl Store {
         Ok(row.map(|row| (row.get(0), u64::try_from(row.get::<_, i64>(1)).unwrap_or(0))))
     }
 
-    pub async fn save_upload_session(&self, account_id: &str, sha256: &str, folder_date: &str, session_uri: &str, total: u64) -> Result<(), BotError> {
+    pub async fn save_upload_session(
+        &self,
+        account_id: &str,
+        sha256: &str,
+        folder_date: &str,
+        session_uri: &str,
+        total: u64,
+    ) -> Result<(), BotError> {
         let client = self.pool.get().await?;
         let total = i64::try_from(total).unwrap_or(i64::MAX);
         client
@@ -339,7 +349,9 @@ impl Store {
     /// Returns the file with these bytes stored for the account, if any.
     pub async fn stored_file(&self, account_id: &str, sha256: &str) -> Result<Option<StoredFile>, BotError> {
         let client = self.pool.get().await?;
-        let row = client.query_opt(&format!("SELECT {FILE_COLUMNS} FROM stored_files WHERE account_id = $1 AND sha256 = $2"), &[&account_id, &sha256]).await?;
+        let row = client
+            .query_opt(&format!("SELECT {FILE_COLUMNS} FROM stored_files WHERE account_id = $1 AND sha256 = $2"), &[&account_id, &sha256])
+            .await?;
         Ok(row.as_ref().map(stored_file_of))
     }
 

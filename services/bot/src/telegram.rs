@@ -43,7 +43,12 @@ pub fn incoming_file(message: &Message, zone: Tz) -> Option<IncomingFile> {
     let stamp = message.date.with_timezone(&zone).format("%Y-%m-%d_%H-%M-%S").to_string();
     let named = |given: Option<&String>, kind: &str, extension: &str| given.cloned().unwrap_or_else(|| format!("{kind}_{stamp}.{extension}"));
     let (kind, meta, file_name, content_type) = if let Some(document) = message.document() {
-        ("document", &document.file, named(document.file_name.as_ref(), "document", "bin"), mime_text(document.mime_type.as_ref(), "application/octet-stream"))
+        (
+            "document",
+            &document.file,
+            named(document.file_name.as_ref(), "document", "bin"),
+            mime_text(document.mime_type.as_ref(), "application/octet-stream"),
+        )
     } else if let Some(sizes) = message.photo() {
         // The last size is the largest: the original as Telegram keeps it.
         let largest = sizes.last()?;
@@ -59,14 +64,7 @@ pub fn incoming_file(message: &Message, zone: Tz) -> Option<IncomingFile> {
     } else {
         return None;
     };
-    Some(IncomingFile {
-        kind,
-        file_id: meta.id.0.clone(),
-        unique_id: meta.unique_id.0.clone(),
-        file_name,
-        content_type,
-        size: u64::from(meta.size),
-    })
+    Some(IncomingFile { kind, file_id: meta.id.0.clone(), unique_id: meta.unique_id.0.clone(), file_name, content_type, size: u64::from(meta.size) })
 }
 
 /// Returns a MIME type as text, or `fallback` when Telegram gave none.
@@ -104,9 +102,12 @@ pub async fn fetch(bot: &Bot, settings: &BotSettings, file_id: &str) -> Result<F
     let temporary = tempfile::NamedTempFile::new().map_err(|error| FetchError::Telegram(format!("creating a temporary file: {error}")))?;
     let path = temporary.into_temp_path();
     if settings.api_local && Path::new(&file.path).is_absolute() {
-        tokio::fs::copy(&file.path, &path).await.map_err(|error| FetchError::Telegram(format!("reading {} from the Bot API server's disk: {error}", file.path)))?;
+        tokio::fs::copy(&file.path, &path)
+            .await
+            .map_err(|error| FetchError::Telegram(format!("reading {} from the Bot API server's disk: {error}", file.path)))?;
     } else {
-        let mut destination = tokio::fs::File::create(&path).await.map_err(|error| FetchError::Telegram(format!("writing a temporary file: {error}")))?;
+        let mut destination =
+            tokio::fs::File::create(&path).await.map_err(|error| FetchError::Telegram(format!("writing a temporary file: {error}")))?;
         bot.download_file(&file.path, &mut destination).await.map_err(|error| FetchError::Telegram(error.to_string()))?;
         destination.sync_all().await.map_err(|error| FetchError::Telegram(format!("writing a temporary file: {error}")))?;
     }

@@ -34,7 +34,7 @@ use crate::dates::human_size;
 use crate::google::{DriveError, Google, UploadProgress, ROOT_FOLDER_NAME};
 use crate::metrics::{BYTES_STORED, DRIVE_RETRIES, FILES_STORED, STORE_FAILURES, STORE_SECONDS};
 use crate::settings::BotSettings;
-use crate::store::{StoredFile, Store};
+use crate::store::{Store, StoredFile};
 use crate::telegram::{self, FetchError, Fetched};
 use crate::{clients::Clients, events::Events, sealing::Sealer, BotError};
 
@@ -282,7 +282,11 @@ impl Worker {
         let listed = self
             .clients
             .files()
-            .list_files(self.clients.as_person(&work.account_id, &work.username, ListFilesRequest { date: folder_date.to_owned(), consistency_token: None }))
+            .list_files(self.clients.as_person(
+                &work.account_id,
+                &work.username,
+                ListFilesRequest { date: folder_date.to_owned(), consistency_token: None },
+            ))
             .await;
         if let Ok(listed) = listed {
             if let Some(file) = listed.into_inner().files.into_iter().find(|file| file.sha256 == fetched.sha256) {
@@ -318,7 +322,10 @@ impl Worker {
                 .delete_file(self.clients.as_person(
                     &work.account_id,
                     &work.username,
-                    chatvault_proto::storage::v1::DeleteFileRequest { file_id: response.file_id.clone(), consistency_token: response.consistency_token },
+                    chatvault_proto::storage::v1::DeleteFileRequest {
+                        file_id: response.file_id.clone(),
+                        consistency_token: response.consistency_token,
+                    },
                 ))
                 .await;
             return Err(failed(&"the stored bytes did not match the received ones"));
@@ -332,7 +339,11 @@ impl Worker {
             return Err(Failure::new("drive", "Google Drive is not set up on this installation"));
         };
         let not_linked = || Failure::new("drive_auth", "Google Drive is not linked; send /drive to link it");
-        let grant = self.store.grant(&work.account_id).await.map_err(|error| Failure::new("drive", format!("the bot's database did not answer ({error})")))?;
+        let grant = self
+            .store
+            .grant(&work.account_id)
+            .await
+            .map_err(|error| Failure::new("drive", format!("the bot's database did not answer ({error})")))?;
         let grant = grant.ok_or_else(not_linked)?;
         if grant.needs_relink {
             return Err(refused_failure());
@@ -404,7 +415,14 @@ impl Worker {
 
     /// Uploads the bytes with a resumable session, resuming a session an earlier attempt
     /// (or another worker) began from the byte Drive confirms.
-    async fn upload_to_drive(&self, drive: &DriveCalls<'_>, work: &FileReceived, fetched: &Fetched, folder_date: &str, folder_id: &str) -> Result<String, DriveError> {
+    async fn upload_to_drive(
+        &self,
+        drive: &DriveCalls<'_>,
+        work: &FileReceived,
+        fetched: &Fetched,
+        folder_date: &str,
+        folder_id: &str,
+    ) -> Result<String, DriveError> {
         let (account_id, sha256, total) = (drive.account_id, fetched.sha256.as_str(), fetched.size);
         let database = |error: BotError| DriveError::Other(format!("the bot's database did not answer ({error})"));
         let recorded = self.store.upload_session(account_id, sha256, folder_date).await.map_err(database)?;
@@ -568,12 +586,21 @@ fn stored_text(outcome: &Outcome) -> String {
         _ => "chatvault",
     };
     let mut text = if outcome.duplicate {
-        format!("Already stored in {}: {}, {} ({places}; the same file was sent before)", outcome.folder_date, outcome.file_name, human_size(outcome.size))
+        format!(
+            "Already stored in {}: {}, {} ({places}; the same file was sent before)",
+            outcome.folder_date,
+            outcome.file_name,
+            human_size(outcome.size)
+        )
     } else {
         format!("Stored in {}: {}, {} ({places})", outcome.folder_date, outcome.file_name, human_size(outcome.size))
     };
     if let Some(failure) = &outcome.partial {
-        text.push_str(&format!("\nNot stored in {}: {}", if failure.reason.starts_with("drive") { "Google Drive" } else { "chatvault" }, failure.message));
+        text.push_str(&format!(
+            "\nNot stored in {}: {}",
+            if failure.reason.starts_with("drive") { "Google Drive" } else { "chatvault" },
+            failure.message
+        ));
     }
     text
 }
