@@ -212,7 +212,12 @@ pub(crate) async fn upload_with(
     owner: &str,
 ) -> Result<UploadFileResponse, tonic::Status> {
     let mut messages = vec![UploadFileRequest {
-        message: Some(upload_file_request::Message::Metadata(UploadMetadata { name: name.to_owned(), content_type: String::new(), restore: None, folder_date: String::new() })),
+        message: Some(upload_file_request::Message::Metadata(UploadMetadata {
+            name: name.to_owned(),
+            content_type: String::new(),
+            restore: None,
+            folder_date: String::new(),
+        })),
     }];
     let bytes = bytes::Bytes::from(bytes);
     let mut offset = 0;
