@@ -51,9 +51,14 @@ pub enum DriveError {
     /// The access token was not accepted (401); refreshed once and retried.
     #[error("Google Drive did not accept the access token")]
     Unauthorized,
-    /// A resumable session Google no longer knows (404/410): a new one is started.
+    /// A resumable session Google no longer knows (404/410 to a session URI): a new one is
+    /// started.
     #[error("the upload session expired")]
     SessionGone,
+    /// A file or folder Drive no longer has (404 to any other call): a folder the person
+    /// deleted is made again.
+    #[error("a file or folder is no longer in the Drive")]
+    NotFound,
     /// Anything else, in words.
     #[error("{0}")]
     Other(String),
@@ -175,7 +180,7 @@ impl Google {
             .map_err(token_error)?;
         let refresh = token.refresh_token().ok_or_else(|| DriveError::Other("Google gave no refresh token".to_owned()))?;
         let scope = token.scopes().map(|scopes| scopes.iter().map(|scope| scope.to_string()).collect::<Vec<_>>().join(" "));
-        self.keep_access_token(account_id, token.access_token().secret(), token.expires_in());
+        self.keep_access_token(account_id, refresh.secret(), token.access_token().secret(), token.expires_in());
         Ok((refresh.secret().clone(), scope.unwrap_or_else(|| DRIVE_FILE_SCOPE.to_owned())))
     }
 
@@ -184,7 +189,7 @@ impl Google {
     pub async fn access_token(&self, account_id: &str, refresh_token: &str) -> Result<String, DriveError> {
         {
             let tokens = self.access_tokens.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some((token, valid_until)) = tokens.get(account_id) {
+            if let Some((token, valid_until)) = tokens.get(&token_key(account_id, refresh_token)) {
                 if *valid_until > Instant::now() {
                     return Ok(token.clone());
                 }
@@ -192,22 +197,47 @@ impl Google {
         }
         let token =
             self.oauth.exchange_refresh_token(&RefreshToken::new(refresh_token.to_owned())).request_async(&self.http).await.map_err(token_error)?;
-        self.keep_access_token(account_id, token.access_token().secret(), token.expires_in());
+        self.keep_access_token(account_id, refresh_token, token.access_token().secret(), token.expires_in());
         Ok(token.access_token().secret().clone())
     }
 
-    /// Forgets the access token of `account_id` (Drive refused it).
+    /// Forgets the access tokens of `account_id` (Drive refused one, or the grant ended).
     pub fn forget_access_token(&self, account_id: &str) {
-        self.access_tokens.lock().unwrap_or_else(PoisonError::into_inner).remove(account_id);
+        let prefix = format!("{account_id}:");
+        self.access_tokens.lock().unwrap_or_else(PoisonError::into_inner).retain(|key, _| !key.starts_with(&prefix));
     }
 
-    fn keep_access_token(&self, account_id: &str, token: &str, expires_in: Option<Duration>) {
+    /// Keeps an access token under its account and grant: a grant replaced by another
+    /// (another Google account) never reuses the old one's token.
+    fn keep_access_token(&self, account_id: &str, refresh_token: &str, token: &str, expires_in: Option<Duration>) {
         // A minute early, so a token never expires in the middle of a call.
         let lifetime = expires_in.unwrap_or(Duration::from_secs(3600)).saturating_sub(Duration::from_secs(60));
         self.access_tokens
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(account_id.to_owned(), (token.to_owned(), Instant::now() + lifetime));
+            .insert(token_key(account_id, refresh_token), (token.to_owned(), Instant::now() + lifetime));
+    }
+
+    /// Returns whether the Drive file `file_id` is still there (not deleted, not trashed).
+    pub async fn file_exists(&self, token: &str, file_id: &str) -> Result<bool, DriveError> {
+        #[derive(Deserialize)]
+        struct Trashed {
+            #[serde(default)]
+            trashed: bool,
+        }
+        let response = self
+            .http
+            .get(self.drive_url(&format!("/drive/v3/files/{file_id}")))
+            .bearer_auth(token)
+            .query(&[("fields", "id,trashed")])
+            .send()
+            .await
+            .map_err(interrupted)?;
+        match json_of::<Trashed>(response).await {
+            Ok(file) => Ok(!file.trashed),
+            Err(DriveError::NotFound) => Ok(false),
+            Err(error) => Err(error),
+        }
     }
 
     /// Revokes a refresh token at Google (RFC 7009 form POST, as Google documents it).
@@ -383,6 +413,12 @@ impl Google {
     }
 }
 
+/// The access-token cache key of an account's grant: `<account>:<first 16 hex digits of
+/// the refresh token's SHA-256>`.
+fn token_key(account_id: &str, refresh_token: &str) -> String {
+    format!("{account_id}:{}", &crate::store::secret_hash(refresh_token)[..16])
+}
+
 /// Escapes a value for a Drive `q` string literal (backslash and single quote).
 fn quoted(value: &str) -> String {
     value.replace('\\', "\\\\").replace('\'', "\\'")
@@ -408,7 +444,10 @@ async fn checked(response: reqwest::Response) -> Result<reqwest::Response, Drive
         return Ok(response);
     }
     let text = response.text().await.unwrap_or_default();
-    Err(fault_of(status, &text))
+    Err(match fault_of(status, &text) {
+        DriveError::SessionGone => DriveError::NotFound,
+        other => other,
+    })
 }
 
 /// Sorts an error answer of Drive.
@@ -422,6 +461,7 @@ pub fn fault_of(status: u16, body: &str) -> DriveError {
         429 => DriveError::Quota(message),
         403 if reasons.iter().any(|reason| matches!(*reason, "userRateLimitExceeded" | "rateLimitExceeded")) => DriveError::Quota(message),
         403 if reasons.contains(&"storageQuotaExceeded") => DriveError::Other("your Google Drive is full".to_owned()),
+        // To a session URI; `checked` makes it NotFound for every other call.
         404 | 410 => DriveError::SessionGone,
         500..=599 => DriveError::Interrupted(message),
         _ => DriveError::Other(format!("Google Drive answered {status}: {message}")),
@@ -445,7 +485,12 @@ async fn progress_of(response: reqwest::Response) -> Result<UploadProgress, Driv
             .map_or(0, |last| last + 1);
         return Ok(UploadProgress::Received(received));
     }
-    let file: DriveFile = json_of(response).await?;
+    let status = response.status().as_u16();
+    if !(200..300).contains(&status) {
+        let text = response.text().await.unwrap_or_default();
+        return Err(fault_of(status, &text));
+    }
+    let file: DriveFile = response.json().await.map_err(|error| DriveError::Other(format!("Google Drive's answer did not parse: {error}")))?;
     Ok(UploadProgress::Done(file.id))
 }
 

@@ -77,8 +77,27 @@ pub fn schema() -> teloxide::dispatching::UpdateHandler<BotError> {
     Update::filter_message().endpoint(handle_message)
 }
 
-/// Answers one message.
+/// Answers one message; a fault on chatvault's side (a database or service away) is logged
+/// and the person still gets an answer.
 pub async fn handle_message(bot: Bot, message: Message, state: Arc<BotState>) -> Result<(), BotError> {
+    if let Err(error) = answer_message(bot.clone(), message.clone(), state).await {
+        tracing::warn!(error = %error, "a message could not be answered");
+        if message.chat.is_private() {
+            reply(&bot, message.chat.id, "Something went wrong on chatvault's side; nothing was changed. Try again in a moment.").await?;
+        }
+    }
+    Ok(())
+}
+
+/// Publishes an event after the change it records is made; a failure is logged, not
+/// returned (the person is told what was done).
+async fn publish_quietly(state: &BotState, actor: &str, key: &str, event: bot_event::Event) {
+    if let Err(error) = state.events.publish(actor, key, event).await {
+        tracing::warn!(error = %error, "publishing a bot event failed");
+    }
+}
+
+async fn answer_message(bot: Bot, message: Message, state: Arc<BotState>) -> Result<(), BotError> {
     let Some(user) = message.from.clone() else { return Ok(()) };
     if !message.chat.is_private() {
         return Ok(());
@@ -140,7 +159,7 @@ async fn receive_file(bot: &Bot, message: &Message, state: &BotState, link: &Lin
             reason: "too_big".to_owned(),
             message: text,
         });
-        state.events.publish(&link.username, &file.unique_id, event).await?;
+        publish_quietly(state, &link.username, &file.unique_id, event).await;
         return Ok(());
     }
     let answer = reply(bot, message.chat.id, &format!("Received {} ({}), storing…", file.file_name, human_size(file.size))).await?;
@@ -193,7 +212,7 @@ async fn run_command(bot: &Bot, message: &Message, state: &BotState, link: Optio
                 return Ok("This Telegram account is not linked.".to_owned());
             };
             let event = TelegramUnlinked { account_id: link.account_id.clone(), username: link.username.clone(), telegram_user_id };
-            state.events.publish(&link.username, &link.account_id, bot_event::Event::TelegramUnlinked(event)).await?;
+            publish_quietly(state, &link.username, &link.account_id, bot_event::Event::TelegramUnlinked(event)).await;
             Ok(format!("Unlinked from the chatvault account {}. Your stored files stay there.", link.username))
         }
         _ if link.is_none() => Ok(NOT_LINKED.to_owned()),
@@ -209,7 +228,14 @@ async fn link_with_code(state: &BotState, message: &Message, telegram_user_id: i
     if let Some(link) = link {
         return Ok(format!("This Telegram account is linked to {} already; send /unlink first to link another account.", link.username));
     }
+    if !state.store.may_try_link_code(telegram_user_id).await? {
+        return Ok(format!(
+            "Too many wrong codes: wait an hour, then send a new code from `chatvault telegram link` (at most {} wrong codes an hour).",
+            crate::store::LINK_ATTEMPTS_PER_HOUR
+        ));
+    }
     let Some((account_id, username)) = state.store.redeem_link_code(code).await? else {
+        state.store.record_wrong_link_code(telegram_user_id).await?;
         return Ok("That code is not valid: it may have expired (codes last 10 minutes) or been used. Get a new one with `chatvault telegram link`."
             .to_owned());
     };
@@ -228,7 +254,7 @@ async fn finish_link(
     match state.store.create_link(telegram_user_id, &telegram_username, message.chat.id.0, account_id, username).await? {
         Ok(_) => {
             let event = TelegramLinked { account_id: account_id.to_owned(), username: username.to_owned(), telegram_user_id, how: how.to_owned() };
-            state.events.publish(username, account_id, bot_event::Event::TelegramLinked(event)).await?;
+            publish_quietly(state, username, account_id, bot_event::Event::TelegramLinked(event)).await;
             Ok(format!(
                 "Linked to the chatvault account {username}. Send me files and I keep them in folders named by their date (UTC until you set /timezone)."
             ))
@@ -294,7 +320,7 @@ async fn drive(state: &BotState, link: Option<&Link>, telegram_user_id: i64, arg
                 state.store.set_store_target(&link.account_id, "chatvault").await?;
             }
             let event = DriveUnlinked { account_id: link.account_id.clone(), username: link.username.clone(), reason: "revoked".to_owned() };
-            state.events.publish(&link.username, &link.account_id, bot_event::Event::DriveUnlinked(event)).await?;
+            publish_quietly(state, &link.username, &link.account_id, bot_event::Event::DriveUnlinked(event)).await;
             Ok(if revoked {
                 "Google Drive is unlinked and chatvault's access is revoked. Files now go to chatvault only; those in your Drive stay there."
                     .to_owned()
@@ -341,7 +367,7 @@ async fn store_target(state: &BotState, link: Option<&Link>, target: &str) -> Re
         time_zone: link.time_zone.clone(),
         store_target: target.clone(),
     };
-    state.events.publish(&link.username, &link.account_id, bot_event::Event::PreferencesChanged(event)).await?;
+    publish_quietly(state, &link.username, &link.account_id, bot_event::Event::PreferencesChanged(event)).await;
     Ok(format!("Files now go to {}.", describe_target(&target)))
 }
 
@@ -369,7 +395,7 @@ async fn time_zone(state: &BotState, link: Option<&Link>, telegram_user_id: i64,
         time_zone: zone.name().to_owned(),
         store_target: link.store_target.clone(),
     };
-    state.events.publish(&link.username, &link.account_id, bot_event::Event::PreferencesChanged(event)).await?;
+    publish_quietly(state, &link.username, &link.account_id, bot_event::Event::PreferencesChanged(event)).await;
     Ok(format!("Time zone set to {}; today is {} there.", zone.name(), folder_date(Utc::now(), zone)))
 }
 
@@ -477,6 +503,11 @@ pub async fn finish_drive_link(bot: Option<&Bot>, state: &BotState, pending: &Pe
     let verifier = sealer.open(&pending.account_id, &pending.sealed_verifier).map_err(|_| "the authorization could not be read back".to_owned())?;
     let (refresh, scope) =
         google.exchange(&pending.account_id, code, &verifier).await.map_err(|error| format!("Google did not confirm the access: {error}"))?;
+    if !scope.split_whitespace().any(|granted| granted == crate::settings::DRIVE_FILE_SCOPE) {
+        // Google's consent screen lets a person untick the scope: without it nothing works.
+        let _ = google.revoke(&pending.account_id, &refresh).await;
+        return Err("the access to the files chatvault creates in Drive was not granted".to_owned());
+    }
     let sealed = sealer.seal(&pending.account_id, &refresh).map_err(|error| error.to_string())?;
     let link = state.store.link_of_account(&pending.account_id).await.map_err(|error| error.to_string())?;
     let Some(link) = link.filter(|link| link.telegram_user_id == pending.telegram_user_id) else {

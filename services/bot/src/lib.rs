@@ -57,10 +57,20 @@ pub const DEFAULT_PORTS: DefaultPorts = DefaultPorts { grpc: 50057, http: 8086 }
 pub const WORKER_DEFAULT_PORTS: DefaultPorts = DefaultPorts { grpc: 50058, http: 8087 };
 
 /// The schema shared by the bot and its workers.
-pub const MIGRATIONS: &[Migration] = &[Migration { id: "bot/0001_bot", sql: include_str!("../migrations/0001_bot.sql") }];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration { id: "bot/0001_bot", sql: include_str!("../migrations/0001_bot.sql") },
+    Migration { id: "bot/0002_link_attempts", sql: include_str!("../migrations/0002_link_attempts.sql") },
+];
 
 /// The path Telegram posts updates to in webhook mode.
 pub const WEBHOOK_PATH: &str = "/telegram/webhook";
+
+/// Installs rustls's process-wide crypto provider (aws-lc-rs) for the HTTPS clients of
+/// Telegram and Google; call once at start, before any client is built. Calling again is
+/// harmless.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
 
 /// What both processes build from their configuration.
 struct Shared {

@@ -27,6 +27,10 @@ pub struct BotSettings {
     /// `--local` mode: `getFile` answers an absolute path on its disk, which this machine
     /// reads, and the size limits are [`LOCAL_SERVER_LIMIT`].
     pub api_local: bool,
+    /// `CHATVAULT_BOT_API_LOCAL_DIR`, required in local mode: the Bot API server's working
+    /// folder as this machine sees it. Only files inside it are read, whatever path the
+    /// server names.
+    pub api_local_dir: Option<std::path::PathBuf>,
     /// Largest file the bot accepts (`CHATVAULT_BOT_DOWNLOAD_LIMIT_BYTES`; default
     /// [`PUBLIC_DOWNLOAD_LIMIT`], or [`LOCAL_SERVER_LIMIT`] in local mode).
     pub download_limit: u64,
@@ -99,6 +103,19 @@ impl BotSettings {
             url::Url::parse(&text).map_err(|error| BotError::Config(format!("CHATVAULT_BOT_{key}={text:?} is not a URL: {error}")))
         };
         let api_local = matches!(get("API_LOCAL").as_deref(), Some("1" | "true" | "on"));
+        let api_local_dir = match (api_local, get("API_LOCAL_DIR")) {
+            (false, _) => None,
+            (true, None) => {
+                return Err(BotError::Config(
+                    "CHATVAULT_BOT_API_LOCAL=1 needs CHATVAULT_BOT_API_LOCAL_DIR: the Bot API server's working folder (its --dir) as this machine sees it"
+                        .to_owned(),
+                ))
+            }
+            (true, Some(folder)) => Some(
+                std::fs::canonicalize(&folder)
+                    .map_err(|error| BotError::Config(format!("CHATVAULT_BOT_API_LOCAL_DIR={folder:?} cannot be opened: {error}")))?,
+            ),
+        };
         let (download_default, upload_default) =
             if api_local { (LOCAL_SERVER_LIMIT, LOCAL_SERVER_LIMIT) } else { (PUBLIC_DOWNLOAD_LIMIT, PUBLIC_UPLOAD_LIMIT) };
         let token_key = match get("TOKEN_KEY") {
@@ -139,6 +156,7 @@ impl BotSettings {
             telegram_token: get("TOKEN").map(Secret::new),
             api_url: url("API_URL", "https://api.telegram.org")?,
             api_local,
+            api_local_dir,
             download_limit: number("DOWNLOAD_LIMIT_BYTES", download_default)?,
             upload_limit: number("UPLOAD_LIMIT_BYTES", upload_default)?,
             webhook_url,
@@ -187,7 +205,10 @@ mod tests {
         let public = settings(&[]).expect("defaults");
         assert_eq!((public.download_limit, public.upload_limit), (PUBLIC_DOWNLOAD_LIMIT, PUBLIC_UPLOAD_LIMIT));
         assert!(public.google.is_none() && public.telegram_token.is_none() && public.webhook_url.is_none());
-        let local = settings(&[("CHATVAULT_BOT_API_LOCAL", "1")]).expect("local");
+        let without_folder = settings(&[("CHATVAULT_BOT_API_LOCAL", "1")]);
+        assert!(matches!(without_folder, Err(BotError::Config(message)) if message.contains("CHATVAULT_BOT_API_LOCAL_DIR")));
+        let folder = std::env::temp_dir().display().to_string();
+        let local = settings(&[("CHATVAULT_BOT_API_LOCAL", "1"), ("CHATVAULT_BOT_API_LOCAL_DIR", &folder)]).expect("local");
         assert_eq!(local.download_limit, LOCAL_SERVER_LIMIT);
         let without_key = settings(&[("CHATVAULT_BOT_GOOGLE_CLIENT_ID", "id"), ("CHATVAULT_BOT_GOOGLE_CLIENT_SECRET", "secret")]);
         assert!(matches!(without_key, Err(BotError::Config(message)) if message.contains("CHATVAULT_BOT_TOKEN_KEY")));

@@ -9,6 +9,10 @@ use crate::BotError;
 
 /// How long a link code and an OAuth authorization stay usable.
 pub const CODE_LIFETIME: chrono::Duration = chrono::Duration::minutes(10);
+/// Wrong link codes a Telegram account may send per hour.
+pub const LINK_ATTEMPTS_PER_HOUR: i64 = 5;
+/// Characters of a link code: 31^10 ≈ 2^49.5 codes, and one live code per account.
+const CODE_LENGTH: usize = 10;
 /// The alphabet of link codes: no 0/O, 1/I/L to misread.
 const CODE_ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
 
@@ -212,11 +216,12 @@ impl Store {
         let code: String = {
             use rand::Rng;
             let mut random = rand::rng();
-            (0..8).map(|_| CODE_ALPHABET[random.random_range(0..CODE_ALPHABET.len())] as char).collect()
+            (0..CODE_LENGTH).map(|_| CODE_ALPHABET[random.random_range(0..CODE_ALPHABET.len())] as char).collect()
         };
         let expires_at = Utc::now() + CODE_LIFETIME;
         let client = self.pool.get().await?;
-        client.execute("DELETE FROM link_codes WHERE expires_at < now()", &[]).await?;
+        // A new code replaces the account's earlier one: one live code per account.
+        client.execute("DELETE FROM link_codes WHERE expires_at < now() OR account_id = $1", &[&account_id]).await?;
         client
             .execute(
                 "INSERT INTO link_codes (code_sha256, account_id, username, expires_at) VALUES ($1, $2, $3, $4)",
@@ -224,6 +229,22 @@ impl Store {
             )
             .await?;
         Ok((code, expires_at))
+    }
+
+    /// Returns whether a Telegram account may try another link code: fewer than
+    /// [`LINK_ATTEMPTS_PER_HOUR`] wrong ones in the last hour.
+    pub async fn may_try_link_code(&self, telegram_user_id: i64) -> Result<bool, BotError> {
+        let client = self.pool.get().await?;
+        client.execute("DELETE FROM link_attempts WHERE attempted_at < now() - interval '1 hour'", &[]).await?;
+        let row = client.query_one("SELECT count(*) FROM link_attempts WHERE telegram_user_id = $1", &[&telegram_user_id]).await?;
+        Ok(row.get::<_, i64>(0) < LINK_ATTEMPTS_PER_HOUR)
+    }
+
+    /// Counts a wrong link code against a Telegram account.
+    pub async fn record_wrong_link_code(&self, telegram_user_id: i64) -> Result<(), BotError> {
+        let client = self.pool.get().await?;
+        client.execute("INSERT INTO link_attempts (telegram_user_id) VALUES ($1)", &[&telegram_user_id]).await?;
+        Ok(())
     }
 
     /// Uses up a link code; returns its account id and username when it is valid.
@@ -301,8 +322,36 @@ impl Store {
         let row = transaction.query_opt("DELETE FROM drive_grants WHERE account_id = $1 RETURNING sealed_refresh", &[&account_id]).await?;
         transaction.execute("DELETE FROM drive_folders WHERE account_id = $1", &[&account_id]).await?;
         transaction.execute("DELETE FROM drive_uploads WHERE account_id = $1", &[&account_id]).await?;
+        // Files in the unlinked Drive are no longer reached: sent again, they are stored
+        // again (in the Drive linked next).
+        transaction.execute("UPDATE stored_files SET drive_file_id = '' WHERE account_id = $1", &[&account_id]).await?;
+        transaction.execute("DELETE FROM stored_files WHERE account_id = $1 AND file_id = '' AND drive_file_id = ''", &[&account_id]).await?;
         transaction.commit().await?;
         Ok(row.map(|row| row.get(0)))
+    }
+
+    /// Forgets the Drive folders found or made for an account (one was deleted in Drive).
+    pub async fn forget_drive_folders(&self, account_id: &str) -> Result<(), BotError> {
+        let client = self.pool.get().await?;
+        client.execute("DELETE FROM drive_folders WHERE account_id = $1", &[&account_id]).await?;
+        Ok(())
+    }
+
+    /// Writes a stored file's ids as they are now (an empty id: that copy is gone); a file
+    /// with no copy left is forgotten.
+    pub async fn replace_stored_ids(&self, file: &StoredFile) -> Result<(), BotError> {
+        let client = self.pool.get().await?;
+        if file.file_id.is_empty() && file.drive_file_id.is_empty() {
+            client.execute("DELETE FROM stored_files WHERE account_id = $1 AND sha256 = $2", &[&file.account_id, &file.sha256]).await?;
+        } else {
+            client
+                .execute(
+                    "UPDATE stored_files SET file_id = $3, drive_file_id = $4 WHERE account_id = $1 AND sha256 = $2",
+                    &[&file.account_id, &file.sha256, &file.file_id, &file.drive_file_id],
+                )
+                .await?;
+        }
+        Ok(())
     }
 
     /// Returns the resumable session begun for a file, with its total size.

@@ -95,20 +95,34 @@ pub struct Fetched {
 /// Bot API's file path, or, with a self-hosted server in local mode, from the absolute path
 /// `getFile` names on this machine's disk.
 pub async fn fetch(bot: &Bot, settings: &BotSettings, file_id: &str) -> Result<Fetched, FetchError> {
+    // Errors are shown to the person: they never carry the bot's token (which Bot API
+    // URLs and a local server's paths contain) or a path.
+    let hidden = |text: String| match &settings.telegram_token {
+        Some(token) => text.replace(token.expose(), "<token>"),
+        None => text,
+    };
     let file = bot.get_file(FileId(file_id.to_owned())).await.map_err(|error| match &error {
         teloxide::RequestError::Api(api) if api.to_string().to_lowercase().contains("too big") => FetchError::TooBig,
-        other => FetchError::Telegram(other.to_string()),
+        other => FetchError::Telegram(hidden(other.to_string())),
     })?;
     let temporary = tempfile::NamedTempFile::new().map_err(|error| FetchError::Telegram(format!("creating a temporary file: {error}")))?;
     let path = temporary.into_temp_path();
-    if settings.api_local && Path::new(&file.path).is_absolute() {
-        tokio::fs::copy(&file.path, &path)
+    if let Some(folder) = settings.api_local_dir.as_deref().filter(|_| Path::new(&file.path).is_absolute()) {
+        // Only a file inside the server's folder is read, whatever path the server names.
+        let source = tokio::fs::canonicalize(&file.path)
             .await
-            .map_err(|error| FetchError::Telegram(format!("reading {} from the Bot API server's disk: {error}", file.path)))?;
+            .map_err(|error| FetchError::Telegram(format!("the Bot API server's file cannot be opened here ({})", error.kind())))?;
+        if !source.starts_with(folder) {
+            tracing::warn!("the Bot API server named a file outside CHATVAULT_BOT_API_LOCAL_DIR; refused");
+            return Err(FetchError::Telegram("the Bot API server named a file outside its folder".to_owned()));
+        }
+        tokio::fs::copy(&source, &path)
+            .await
+            .map_err(|error| FetchError::Telegram(format!("the Bot API server's file cannot be read here ({})", error.kind())))?;
     } else {
         let mut destination =
             tokio::fs::File::create(&path).await.map_err(|error| FetchError::Telegram(format!("writing a temporary file: {error}")))?;
-        bot.download_file(&file.path, &mut destination).await.map_err(|error| FetchError::Telegram(error.to_string()))?;
+        bot.download_file(&file.path, &mut destination).await.map_err(|error| FetchError::Telegram(hidden(error.to_string())))?;
         destination.sync_all().await.map_err(|error| FetchError::Telegram(format!("writing a temporary file: {error}")))?;
     }
     let (size, sha256) = hash_file(&path).await.map_err(|error| FetchError::Telegram(format!("reading the received file: {error}")))?;

@@ -196,9 +196,40 @@ impl Worker {
     }
 
     async fn store_file(&self, work: &FileReceived) -> Result<Outcome, Failure> {
-        let fetched = self.fetch(work).await?;
         let internal = |error: BotError| Failure::new("chatvault", format!("the bot's database did not answer ({error}); send the file again later"));
-        let existing = self.store.stored_file(&work.account_id, &fetched.sha256).await.map_err(internal)?;
+        // The work names the account; it is stored only while that Telegram account is
+        // still linked to it (an /unlink before a worker got to the file ends it).
+        let link = self.store.link_of_account(&work.account_id).await.map_err(internal)?;
+        if link.is_none_or(|link| link.telegram_user_id != work.telegram_user_id) {
+            return Err(Failure::new(
+                "unlinked",
+                "this Telegram account was unlinked before the file was stored; link it again and send the file again",
+            ));
+        }
+        let fetched = self.fetch(work).await?;
+        // One worker at a time stores a person's bytes: the same file sent twice (two
+        // records, perhaps on two partitions) is stored once. The lock ends with the
+        // transaction, or with the connection if the worker dies.
+        let mut client = self.store.pool().get().await.map_err(|error| internal(error.into()))?;
+        let claim = client.transaction().await.map_err(|error| internal(error.into()))?;
+        claim
+            .execute("SELECT pg_advisory_xact_lock($1)", &[&content_lock_key(&work.account_id, &fetched.sha256)])
+            .await
+            .map_err(|error| internal(error.into()))?;
+        let outcome = self.store_fetched(work, &fetched).await;
+        if let Err(error) = claim.commit().await {
+            tracing::warn!(error = %error, "releasing a content lock failed");
+        }
+        outcome
+    }
+
+    async fn store_fetched(&self, work: &FileReceived, fetched: &Fetched) -> Result<Outcome, Failure> {
+        let internal = |error: BotError| Failure::new("chatvault", format!("the bot's database did not answer ({error}); send the file again later"));
+        let mut existing = self.store.stored_file(&work.account_id, &fetched.sha256).await.map_err(internal)?;
+        if let Some(file) = existing.as_mut() {
+            // Recorded copies the person has deleted since are stored again.
+            self.forget_deleted_copies(work, file).await;
+        }
         // The same bytes stay in the date folder they were first stored in.
         let folder_date = existing.as_ref().map_or_else(|| work.folder_date.clone(), |file| file.folder_date.clone());
         let wants_chatvault = work.store_target != "drive";
@@ -209,7 +240,7 @@ impl Worker {
         if wants_chatvault {
             match existing.as_ref().filter(|file| !file.file_id.is_empty()) {
                 Some(file) => outcome.file_id = file.file_id.clone(),
-                None => match self.store_in_chatvault(work, &fetched, &folder_date).await {
+                None => match self.store_in_chatvault(work, fetched, &folder_date).await {
                     Ok(file_id) => {
                         outcome.file_id = file_id;
                         stored_now = true;
@@ -223,7 +254,7 @@ impl Worker {
         if wants_drive {
             match existing.as_ref().filter(|file| !file.drive_file_id.is_empty()) {
                 Some(file) => outcome.drive_file_id = file.drive_file_id.clone(),
-                None => match self.store_in_drive(work, &fetched, &folder_date).await {
+                None => match self.store_in_drive(work, fetched, &folder_date).await {
                     Ok(drive_file_id) => {
                         outcome.drive_file_id = drive_file_id;
                         stored_now = true;
@@ -256,6 +287,39 @@ impl Worker {
         self.store.record_stored_file(&record).await.map_err(internal)?;
         outcome.file_name = record.file_name.clone();
         Ok(outcome)
+    }
+
+    /// Clears the ids of recorded copies that are gone: a chatvault file the person deleted,
+    /// a Drive file deleted or trashed. A copy that cannot be checked now is kept.
+    async fn forget_deleted_copies(&self, work: &FileReceived, file: &mut StoredFile) {
+        if !file.file_id.is_empty() {
+            let request = self.clients.as_person(
+                &work.account_id,
+                &work.username,
+                chatvault_proto::storage::v1::StatFileRequest { file_id: file.file_id.clone(), consistency_token: None },
+            );
+            if let Err(status) = self.clients.files().stat_file(request).await {
+                if status.code() == tonic::Code::NotFound {
+                    file.file_id.clear();
+                }
+            }
+        }
+        if !file.drive_file_id.is_empty() {
+            let still_there = async {
+                let (google, sealer) = (self.google.as_ref()?, self.sealer.as_ref()?);
+                let grant = self.store.grant(&work.account_id).await.ok()??;
+                let refresh = sealer.open(&work.account_id, &grant.sealed_refresh).ok()?;
+                let token = google.access_token(&work.account_id, &refresh).await.ok()?;
+                google.file_exists(&token, &file.drive_file_id).await.ok()
+            }
+            .await;
+            if still_there == Some(false) {
+                file.drive_file_id.clear();
+            }
+        }
+        if let Err(error) = self.store.replace_stored_ids(file).await {
+            tracing::warn!(error = %error, "recording deleted copies failed");
+        }
     }
 
     /// Fetches the file's bytes from Telegram, trying three times over a broken connection.
@@ -350,12 +414,22 @@ impl Worker {
         }
         let refresh = sealer.open(&work.account_id, &grant.sealed_refresh).map_err(|_| not_linked())?;
         let drive = DriveCalls { google, account_id: &work.account_id, refresh: &refresh, settings: &self.settings };
-        let result = async {
+        let attempt = || async {
             let root = self.ensure_folder(&drive, "", ROOT_FOLDER_NAME, None).await?;
             let folder = self.ensure_folder(&drive, folder_date, folder_date, Some(&root)).await?;
             self.upload_to_drive(&drive, work, fetched, folder_date, &folder).await
-        }
-        .await;
+        };
+        let result = match attempt().await {
+            Err(DriveError::NotFound) => {
+                // A folder the person deleted in Drive: forget the folders found before and
+                // make them again.
+                if let Err(error) = self.store.forget_drive_folders(&work.account_id).await {
+                    tracing::warn!(error = %error, "forgetting Drive folders failed");
+                }
+                attempt().await
+            }
+            other => other,
+        };
         match result {
             Ok(drive_file_id) => Ok(drive_file_id),
             Err(DriveError::Refused) => {
@@ -562,6 +636,13 @@ impl DriveCalls<'_> {
 
 fn refused_failure() -> Failure {
     Failure::new("drive_auth", "Google no longer accepts chatvault's access to your Drive (it expired or was revoked). Send /drive to link it again.")
+}
+
+/// The advisory-lock key of one person's bytes: the first 8 bytes of SHA-256 of
+/// `<account id>:<content SHA-256>`.
+fn content_lock_key(account_id: &str, sha256: &str) -> i64 {
+    let digest = crate::store::secret_hash(&format!("{account_id}:{sha256}"));
+    i64::from_str_radix(&digest[..15], 16).unwrap_or(0)
 }
 
 /// The sentence for a file above the Bot API's download limit.

@@ -178,8 +178,9 @@ impl BotPlatform {
         if options.webhook {
             environment.insert("CHATVAULT_BOT_WEBHOOK_URL".to_owned(), format!("http://{bot_http}/telegram/webhook"));
         }
-        if options.local_api {
+        if let Some(folder) = &local_files {
             environment.insert("CHATVAULT_BOT_API_LOCAL".to_owned(), "1".to_owned());
+            environment.insert("CHATVAULT_BOT_API_LOCAL_DIR".to_owned(), folder.path().display().to_string());
         }
         let bot = spawn_service_process("chatvault-bot", "BOT", environment.clone(), &logs.path().join("bot.log")).await;
         let bot_grpc = bot.grpc_addr;
@@ -242,7 +243,7 @@ impl BotPlatform {
         let access_token = self.accounts.clone().login(login).await.expect("login").into_inner().access_token;
         let code =
             self.telegram_api().await.create_link_code(authorized(CreateLinkCodeRequest {}, &access_token)).await.expect("link code").into_inner();
-        assert_eq!(code.code.len(), 8);
+        assert_eq!(code.code.len(), 10);
         assert_eq!(code.deep_link, format!("https://t.me/chatvault_test_bot?start={}", code.code));
         let telegram = TelegramUser::new(telegram_id, &format!("{username} tg"), Some(&format!("{username}_tg")));
         self.telegram.send_text(&telegram, &format!("/start {}", code.code), chrono::Utc::now().timestamp());
@@ -379,6 +380,17 @@ async fn every_kind_of_file_lands_in_the_date_folder_of_the_senders_day_in_chatv
     platform.telegram.send_file(&stranger, FileKind::Document, b"unlinked".to_vec(), "note.txt", "text/plain", chrono::Utc::now().timestamp());
     let refused = platform.telegram.wait_for_message(stranger.id, |text| text.contains("not linked to a chatvault account"), STEP).await;
     assert!(refused.is_some(), "an unlinked person is told how to link");
+    // Codes cannot be guessed by trying: after five wrong ones a Telegram account waits.
+    for attempt in 0..5 {
+        platform.telegram.send_text(&stranger, &format!("/start WRONGCODE{attempt}"), chrono::Utc::now().timestamp());
+        let refused_count = || {
+            platform.telegram.messages_to(stranger.id).iter().filter(|message| message.current_text().starts_with("That code is not valid")).count()
+        };
+        assert!(wait_until(STEP, || async { refused_count() == attempt + 1 }).await, "wrong code {attempt} is refused");
+    }
+    platform.telegram.send_text(&stranger, "/start WRONGCODE5", chrono::Utc::now().timestamp());
+    let limited = platform.telegram.wait_for_message(stranger.id, |text| text.starts_with("Too many wrong codes"), STEP).await;
+    assert!(limited.is_some(), "the sixth try is refused before the code is looked at");
 
     let ann = platform.linked_person("ann", 700_001).await;
     // One Telegram account per chatvault account: a second code for ann is refused while linked.

@@ -7,6 +7,7 @@ use chatvault_common::config::ServiceConfig;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    chatvault_bot::install_crypto_provider();
     let config = ServiceConfig::from_process_env(WORKER_SERVICE_NAME, WORKER_DEFAULT_PORTS).context("reading configuration")?;
     let settings = BotSettings::from_process_env().context("reading the bot's settings")?;
     let _telemetry = chatvault_common::telemetry::init_telemetry(WORKER_SERVICE_NAME, &config.telemetry)?;

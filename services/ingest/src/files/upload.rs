@@ -72,8 +72,10 @@ pub struct UploadRequest {
 }
 
 /// Parses the date folder an uploader asks for: empty means the UTC day of the upload;
-/// otherwise `YYYY-MM-DD` within one day of the UTC date at `now` (the day in some time
-/// zone between UTC-12 and UTC+14).
+/// otherwise `YYYY-MM-DD`, any day up to tomorrow in UTC at `now` (the latest day any time
+/// zone has reached, UTC+14). Earlier days are allowed: the folder is the uploader's own
+/// filing (the Telegram bot files a message under the day it was sent, which an outage
+/// can put days back); the upload time itself is kept apart, unchanged.
 ///
 /// Errors with INVALID_ARGUMENT naming the accepted range.
 pub fn folder_date(text: &str, now: chrono::DateTime<chrono::Utc>) -> Result<Option<chrono::NaiveDate>, Error> {
@@ -81,13 +83,10 @@ pub fn folder_date(text: &str, now: chrono::DateTime<chrono::Utc>) -> Result<Opt
     if text.is_empty() {
         return Ok(None);
     }
-    let today = now.date_naive();
-    let (earliest, latest) = (today - chrono::Days::new(1), today + chrono::Days::new(1));
+    let latest = now.date_naive() + chrono::Days::new(1);
     match chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        Ok(date) if (earliest..=latest).contains(&date) => Ok(Some(date)),
-        _ => Err(Error::InvalidArgument(format!(
-            "folder_date {text:?} must be a date YYYY-MM-DD from {earliest} to {latest}: the day of the upload in some time zone"
-        ))),
+        Ok(date) if date <= latest => Ok(Some(date)),
+        _ => Err(Error::InvalidArgument(format!("folder_date {text:?} must be a date YYYY-MM-DD no later than {latest}"))),
     }
 }
 
@@ -452,5 +451,24 @@ mod tests {
         assert_eq!(validated_file_name("/tmp/a/report.pdf").expect("valid"), "report.pdf");
         assert!(validated_file_name("dir/").is_err());
         assert!(validated_file_name("").is_err());
+    }
+}
+
+#[cfg(test)]
+mod folder_date_tests {
+    use chrono::TimeZone;
+
+    use super::folder_date;
+
+    #[test]
+    fn a_folder_date_may_be_any_past_day_and_at_most_tomorrow() {
+        let now = chrono::Utc.with_ymd_and_hms(2026, 11, 22, 23, 30, 0).single().expect("now");
+        assert_eq!(folder_date("", now).expect("empty"), None);
+        assert_eq!(folder_date("2026-11-23", now).expect("tomorrow: UTC+14").map(|date| date.to_string()).as_deref(), Some("2026-11-23"));
+        assert_eq!(folder_date(" 2026-10-01 ", now).expect("a past day").map(|date| date.to_string()).as_deref(), Some("2026-10-01"));
+        for refused in ["2026-11-24", "22.11.2026", "2026-02-30", "yesterday"] {
+            let error = folder_date(refused, now).expect_err(refused);
+            assert!(error.to_string().contains("no later than 2026-11-23"), "{error}");
+        }
     }
 }

@@ -149,6 +149,7 @@ impl Drop for GoogleDouble {
 impl GoogleDouble {
     /// Starts the double on `127.0.0.1:0` for one OAuth client.
     pub(crate) async fn start(client_id: &str, client_secret: &str) -> Self {
+        super::install_crypto_provider();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the Google double");
         let address = listener.local_addr().expect("the Google double's address");
         let (changes, _) = watch::channel(0);

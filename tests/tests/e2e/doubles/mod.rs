@@ -13,6 +13,12 @@
 pub(crate) mod google;
 pub(crate) mod telegram;
 
+/// Installs rustls's process-wide crypto provider (aws-lc-rs), which the HTTP clients of
+/// these tests (reqwest, built without a provider of its own) use; harmless when done.
+pub(crate) fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -125,6 +131,7 @@ mod tests {
     const LIMIT: Duration = Duration::from_secs(10);
 
     fn client() -> reqwest::Client {
+        super::install_crypto_provider();
         reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("reqwest client")
     }
 

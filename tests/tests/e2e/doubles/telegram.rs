@@ -269,6 +269,7 @@ impl TelegramDouble {
     }
 
     async fn launch(token: &str, local_dir: Option<PathBuf>) -> Self {
+        super::install_crypto_provider();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the Telegram double");
         let address = listener.local_addr().expect("the Telegram double's address");
         let (changes, _) = watch::channel(0);
