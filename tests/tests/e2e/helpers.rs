@@ -139,3 +139,31 @@ pub(crate) async fn import_with(ingest: &mut IngestServiceClient<Channel>, path:
 pub(crate) fn fixture(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("fixtures").join(relative)
 }
+
+/// The gRPC addresses of [`start_core_services`]' services.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CoreServices {
+    pub(crate) users: SocketAddr,
+    pub(crate) storage: SocketAddr,
+    pub(crate) ingest: SocketAddr,
+    pub(crate) audit: SocketAddr,
+}
+
+/// Starts users, storage, ingest and audit in this process on port 0 with `environment`,
+/// each stopped by `shutdown`.
+pub(crate) async fn start_core_services(environment: &HashMap<String, String>, shutdown: &CancellationToken) -> CoreServices {
+    let build = |service: &str| ServiceConfig::from_env_map(service, DefaultPorts { grpc: 0, http: 0 }, environment).expect("config");
+    let users = chatvault_users::App::build(build("users")).await.expect("users starts");
+    let users_addr = users.grpc_addr();
+    tokio::spawn(users.run_until_stopped(shutdown.clone()));
+    let storage = chatvault_storage::App::build(build("storage")).await.expect("storage starts");
+    let storage_addr = storage.grpc_addr();
+    tokio::spawn(storage.run_until_stopped(shutdown.clone()));
+    let ingest = chatvault_ingest::App::build(build("ingest")).await.expect("ingest starts");
+    let ingest_addr = ingest.grpc_addr();
+    tokio::spawn(ingest.run_until_stopped(shutdown.clone()));
+    let audit = chatvault_audit::App::build(build("audit")).await.expect("audit starts");
+    let audit_addr = audit.grpc_addr();
+    tokio::spawn(audit.run_until_stopped(shutdown.clone()));
+    CoreServices { users: users_addr, storage: storage_addr, ingest: ingest_addr, audit: audit_addr }
+}

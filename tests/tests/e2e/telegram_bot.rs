@@ -9,7 +9,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use base64::Engine;
-use chatvault_common::config::ServiceConfig;
 use chatvault_common::test_support::{service_environment, spawn_service_process, unique_topic_prefix, wait_until, ChildService, TestDb};
 use chatvault_proto::audit::v1::audit_service_client::AuditServiceClient;
 use chatvault_proto::audit::v1::AuditQueryRequest;
@@ -105,21 +104,8 @@ impl BotPlatform {
         let mut environment = service_environment(database.url.expose(), &topic_prefix);
         environment.insert("CHATVAULT_AUTH".to_owned(), "on".to_owned());
         environment.insert("CHATVAULT_USERS_BOOTSTRAP_ADMIN".to_owned(), format!("{ADMIN_USERNAME}:{ADMIN_PASSWORD}:root@example.org"));
-        let build = |service: &str| {
-            ServiceConfig::from_env_map(service, chatvault_common::config::DefaultPorts { grpc: 0, http: 0 }, &environment).expect("config")
-        };
-        let users = chatvault_users::App::build(build("users")).await.expect("users starts");
-        let users_addr = users.grpc_addr();
-        tokio::spawn(users.run_until_stopped(shutdown.clone()));
-        let storage = chatvault_storage::App::build(build("storage")).await.expect("storage starts");
-        let storage_addr = storage.grpc_addr();
-        tokio::spawn(storage.run_until_stopped(shutdown.clone()));
-        let ingest = chatvault_ingest::App::build(build("ingest")).await.expect("ingest starts");
-        let ingest_addr = ingest.grpc_addr();
-        tokio::spawn(ingest.run_until_stopped(shutdown.clone()));
-        let audit = chatvault_audit::App::build(build("audit")).await.expect("audit starts");
-        let audit_addr = audit.grpc_addr();
-        tokio::spawn(audit.run_until_stopped(shutdown.clone()));
+        let core = crate::helpers::start_core_services(&environment, &shutdown).await;
+        let (users_addr, storage_addr, ingest_addr, audit_addr) = (core.users, core.storage, core.ingest, core.audit);
 
         let accounts = AccountsServiceClient::new(connect(users_addr).await);
         let admin = accounts

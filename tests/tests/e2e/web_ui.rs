@@ -76,21 +76,8 @@ impl WebPlatform {
         // whole test runs on rotated refresh tokens (a refresh token shown twice would end
         // the log-in).
         environment.insert("CHATVAULT_JWT_ACCESS_TTL_SECONDS".to_owned(), "30".to_owned());
-        let build = |service: &str| {
-            ServiceConfig::from_env_map(service, chatvault_common::config::DefaultPorts { grpc: 0, http: 0 }, &environment).expect("config")
-        };
-        let users = chatvault_users::App::build(build("users")).await.expect("users starts");
-        let users_addr = users.grpc_addr();
-        tokio::spawn(users.run_until_stopped(shutdown.clone()));
-        let storage = chatvault_storage::App::build(build("storage")).await.expect("storage starts");
-        let storage_addr = storage.grpc_addr();
-        tokio::spawn(storage.run_until_stopped(shutdown.clone()));
-        let ingest = chatvault_ingest::App::build(build("ingest")).await.expect("ingest starts");
-        let ingest_addr = ingest.grpc_addr();
-        tokio::spawn(ingest.run_until_stopped(shutdown.clone()));
-        let audit = chatvault_audit::App::build(build("audit")).await.expect("audit starts");
-        let audit_addr = audit.grpc_addr();
-        tokio::spawn(audit.run_until_stopped(shutdown.clone()));
+        let core = crate::helpers::start_core_services(&environment, &shutdown).await;
+        let (users_addr, storage_addr, ingest_addr, audit_addr) = (core.users, core.storage, core.ingest, core.audit);
         environment.insert("CHATVAULT_BACKUP_DIR".to_owned(), backups.path().display().to_string());
         environment.insert("CHATVAULT_BACKUP_STORAGE_URL".to_owned(), format!("http://{storage_addr}"));
         environment.insert("CHATVAULT_BACKUP_USERS_URL".to_owned(), format!("http://{users_addr}"));
