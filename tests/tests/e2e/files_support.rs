@@ -295,3 +295,39 @@ pub(crate) fn multipart_body(field: &str, file_name: &str, bytes: &[u8]) -> (Vec
     body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     (body, format!("multipart/form-data; boundary={boundary}"))
 }
+
+/// Starts `count` nodes, registers them with storage as the admin (`admin_token`), and
+/// waits until ingest places a probe upload's parts on all of them.
+pub(crate) async fn registered_nodes(count: usize, files: &FilesServiceClient<Channel>, ingest: SocketAddr, admin_token: &str) -> Vec<TestNode> {
+    let mut nodes = Vec::new();
+    for _ in 0..count {
+        let node = TestNode::start().await;
+        let request = crate::accounts::authorized(RegisterNodeRequest { address: node.address.to_string() }, admin_token);
+        files.clone().register_node(request).await.expect("RegisterNode");
+        nodes.push(node);
+    }
+    let uploads = FileUploadServiceClient::new(connect(ingest).await);
+    let placed = super::helpers::wait_until(Duration::from_secs(30), || {
+        let mut uploads = uploads.clone();
+        async move {
+            let messages = vec![
+                UploadFileRequest {
+                    message: Some(upload_file_request::Message::Metadata(UploadMetadata {
+                        name: "probe.bin".to_owned(),
+                        content_type: String::new(),
+                        restore: None,
+                        folder_date: String::new(),
+                    })),
+                },
+                UploadFileRequest { message: Some(upload_file_request::Message::Chunk(b"probe".to_vec().into())) },
+            ];
+            uploads
+                .upload_file(crate::accounts::authorized(futures::stream::iter(messages), admin_token))
+                .await
+                .is_ok_and(|stored| stored.into_inner().fault_tolerance == expected_fault_tolerance(count))
+        }
+    })
+    .await;
+    assert!(placed, "ingest places parts on {count} nodes");
+    nodes
+}

@@ -14,9 +14,8 @@ use chatvault_proto::audit::v1::audit_service_client::AuditServiceClient;
 use chatvault_proto::audit::v1::AuditQueryRequest;
 use chatvault_proto::bot::v1::telegram_service_client::TelegramServiceClient;
 use chatvault_proto::bot::v1::{CreateLinkCodeRequest, GetLinkRequest};
-use chatvault_proto::ingest::v1::file_upload_service_client::FileUploadServiceClient;
 use chatvault_proto::storage::v1::files_service_client::FilesServiceClient;
-use chatvault_proto::storage::v1::{download_file_response, DownloadFileRequest, FileInfo, ListFilesRequest, RegisterNodeRequest};
+use chatvault_proto::storage::v1::{download_file_response, DownloadFileRequest, FileInfo, ListFilesRequest};
 use chatvault_proto::users::v1::accounts_service_client::AccountsServiceClient;
 use chatvault_proto::users::v1::{LoginRequest, RegisterRequest};
 use sha2::{Digest, Sha256};
@@ -26,7 +25,7 @@ use tonic::transport::Channel;
 use crate::accounts::{authorized, ADMIN_PASSWORD, ADMIN_USERNAME};
 use crate::doubles::google::{GoogleDouble, QuotaKind};
 use crate::doubles::telegram::{FileKind, TelegramDouble, TelegramUser};
-use crate::files_support::{expected_fault_tolerance, random_bytes, TestNode};
+use crate::files_support::{random_bytes, TestNode};
 use crate::helpers::connect;
 
 const BOT_TOKEN: &str = "123456:test-bot-token";
@@ -116,19 +115,7 @@ impl BotPlatform {
             .into_inner()
             .access_token;
         let files = FilesServiceClient::new(connect(storage_addr).await).max_decoding_message_size(64 << 20);
-        let mut nodes = Vec::new();
-        for _ in 0..6 {
-            let node = TestNode::start().await;
-            files.clone().register_node(authorized(RegisterNodeRequest { address: node.address.to_string() }, &admin)).await.expect("RegisterNode");
-            nodes.push(node);
-        }
-        let uploads = FileUploadServiceClient::new(connect(ingest_addr).await);
-        let placed = wait_until(Duration::from_secs(30), || {
-            let (mut uploads, admin) = (uploads.clone(), admin.clone());
-            async move { upload_probe(&mut uploads, &admin).await }
-        })
-        .await;
-        assert!(placed, "ingest places parts on six nodes");
+        let nodes = crate::files_support::registered_nodes(6, &files, ingest_addr, &admin).await;
 
         let local_files = options.local_api.then(|| tempfile::tempdir().expect("Bot API server folder"));
         let telegram = match &local_files {
@@ -314,25 +301,6 @@ impl BotPlatform {
     async fn metrics(&self, address: SocketAddr) -> String {
         reqwest::get(format!("http://{address}/metrics")).await.expect("metrics").text().await.expect("text")
     }
-}
-
-async fn upload_probe(uploads: &mut FileUploadServiceClient<Channel>, admin: &str) -> bool {
-    use chatvault_proto::ingest::v1::{upload_file_request, UploadFileRequest, UploadMetadata};
-    let messages = vec![
-        UploadFileRequest {
-            message: Some(upload_file_request::Message::Metadata(UploadMetadata {
-                name: "probe.bin".to_owned(),
-                content_type: String::new(),
-                restore: None,
-                folder_date: String::new(),
-            })),
-        },
-        UploadFileRequest { message: Some(upload_file_request::Message::Chunk(b"probe".to_vec().into())) },
-    ];
-    uploads
-        .upload_file(authorized(futures::stream::iter(messages), admin))
-        .await
-        .is_ok_and(|stored| stored.into_inner().fault_tolerance == expected_fault_tolerance(6))
 }
 
 /// Returns the value of a counter line `name{labels} value` in a metrics text.

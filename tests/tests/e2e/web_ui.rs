@@ -18,15 +18,14 @@ use std::time::Duration;
 
 use chatvault_common::config::ServiceConfig;
 use chatvault_common::test_support::{service_environment, unique_topic_prefix, TestDb};
-use chatvault_proto::ingest::v1::file_upload_service_client::FileUploadServiceClient;
 use chatvault_proto::storage::v1::files_service_client::FilesServiceClient;
-use chatvault_proto::storage::v1::{ListNodesRequest, RegisterNodeRequest};
+use chatvault_proto::storage::v1::ListNodesRequest;
 use fantoccini::{Client, ClientBuilder, Locator};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::accounts::{authorized, ADMIN_PASSWORD, ADMIN_USERNAME};
-use crate::files_support::{expected_fault_tolerance, random_bytes, TestNode};
+use crate::files_support::{random_bytes, TestNode};
 use crate::helpers::{connect, wait_until};
 
 const CHAT_ID: i64 = 7_400_000_001;
@@ -92,23 +91,7 @@ impl WebPlatform {
         // Six nodes, registered by the admin, and seen by ingest before any upload.
         let admin = admin_token(users_addr).await;
         let files = FilesServiceClient::new(connect(storage_addr).await).max_decoding_message_size(64 << 20);
-        let mut nodes = Vec::new();
-        for _ in 0..6 {
-            let node = TestNode::start().await;
-            files.clone().register_node(authorized(RegisterNodeRequest { address: node.address.to_string() }, &admin)).await.expect("RegisterNode");
-            nodes.push(node);
-        }
-        let uploads = FileUploadServiceClient::new(connect(ingest_addr).await);
-        let placed = wait_until(Duration::from_secs(30), || {
-            let (mut uploads, admin) = (uploads.clone(), admin.clone());
-            async move {
-                upload_with_token(&mut uploads, "probe.bin", b"probe".to_vec(), &admin)
-                    .await
-                    .is_ok_and(|stored| stored.fault_tolerance == expected_fault_tolerance(6))
-            }
-        })
-        .await;
-        assert!(placed, "ingest places parts on six nodes");
+        let nodes = crate::files_support::registered_nodes(6, &files, ingest_addr, &admin).await;
 
         let web_port = free_port();
         let mut web_environment = environment.clone();
@@ -131,28 +114,6 @@ impl WebPlatform {
     fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.web)
     }
-}
-
-/// Uploads a small file as the holder of `access_token`.
-async fn upload_with_token(
-    uploads: &mut FileUploadServiceClient<tonic::transport::Channel>,
-    name: &str,
-    bytes: Vec<u8>,
-    access_token: &str,
-) -> Result<chatvault_proto::ingest::v1::UploadFileResponse, tonic::Status> {
-    use chatvault_proto::ingest::v1::{upload_file_request, UploadFileRequest, UploadMetadata};
-    let messages = vec![
-        UploadFileRequest {
-            message: Some(upload_file_request::Message::Metadata(UploadMetadata {
-                name: name.to_owned(),
-                content_type: String::new(),
-                restore: None,
-                folder_date: String::new(),
-            })),
-        },
-        UploadFileRequest { message: Some(upload_file_request::Message::Chunk(bytes.into())) },
-    ];
-    uploads.upload_file(authorized(futures::stream::iter(messages), access_token)).await.map(tonic::Response::into_inner)
 }
 
 async fn admin_token(users: SocketAddr) -> String {
