@@ -6,7 +6,7 @@
 #                            tested in headless Chromium through WebDriver)
 #   cmake, g++, make,        Debian packages; needed to build rdkafka (cmake-build)
 #   pkg-config, zlib1g-dev
-#   grpcurl, task            go install (pinned versions below) into $(go env GOPATH)/bin
+#   grpcurl, task, helm      go install (pinned versions below) into $(go env GOPATH)/bin
 #   pyarrow, duckdb          pip, into the virtual environment .state/python (the backup
 #                            interop tests and benchmark read and write Parquet with them)
 #   moto[server]             pip, same venv: an S3 server for the backup-to-bucket tests
@@ -18,6 +18,7 @@ set -euo pipefail
 
 GRPCURL_VERSION="v1.9.4"   # github.com/fullstorydev/grpcurl
 TASK_VERSION="v3.54.0"     # github.com/go-task/task/v3
+HELM_VERSION="v3.22.0"     # helm.sh/helm/v3: lint and render the Kubernetes chart (deploy/helm)
 PYARROW_VERSION="26.0.1"
 DUCKDB_VERSION="2.0.0"
 MOTO_VERSION="5.2.5"
@@ -138,6 +139,8 @@ go_tool() {
 go_tool grpcurl github.com/fullstorydev/grpcurl/cmd/grpcurl github.com/fullstorydev/grpcurl \
     "$GRPCURL_VERSION" "-X main.version=$GRPCURL_VERSION"
 go_tool task github.com/go-task/task/v3/cmd/task github.com/go-task/task/v3 "$TASK_VERSION"
+# helm stamps its version the same way (helm version).
+go_tool helm helm.sh/helm/v3/cmd/helm helm.sh/helm/v3 "$HELM_VERSION" "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
 
 # Python with pyarrow, duckdb and moto in .state/python (own venv: no system packages touched).
 PY_ENV="$ROOT/.state/python"
@@ -164,6 +167,6 @@ fi
 
 case ":$ORIG_PATH:" in
     *":$GOBIN_DIR:"*) ;;
-    *) log "hint: export PATH=\"$GOBIN_DIR:\$PATH\"   (grpcurl and task live there)" ;;
+    *) log "hint: export PATH=\"$GOBIN_DIR:\$PATH\"   (grpcurl, task and helm live there)" ;;
 esac
 log "all tools present (repo: $ROOT)"

@@ -11,6 +11,7 @@ mod backup_s3;
 mod backup_text;
 mod chat_browsing;
 mod compose_file;
+mod deploy_chart;
 mod doubles;
 mod file_placement;
 mod file_restore;
