@@ -135,6 +135,11 @@ mod tests {
         reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("reqwest client")
     }
 
+    /// Posts `body` as JSON to `url`; returns the JSON answer, whatever its status.
+    async fn post_json(http: &reqwest::Client, url: String, body: &serde_json::Value) -> serde_json::Value {
+        http.post(url).json(body).send().await.expect("send").json().await.expect("json")
+    }
+
     fn query_value(url: &str, key: &str) -> Option<String> {
         let query = url.split_once('?')?.1;
         super::parse_form(query).into_iter().find(|(name, _)| name == key).map(|(_, value)| value)
@@ -515,70 +520,34 @@ mod tests {
         let user = telegram_user();
         let method = |name: &str| format!("{base}/bot42:SECRET/{name}");
 
-        let unknown: serde_json::Value = http
-            .post(method("sendMessage"))
-            .json(&serde_json::json!({"chat_id": 5, "text": "x"}))
-            .send()
-            .await
-            .expect("send")
-            .json()
-            .await
-            .expect("json");
+        let unknown: serde_json::Value = post_json(&http, method("sendMessage"), &serde_json::json!({"chat_id": 5, "text": "x"})).await;
         assert_eq!(unknown["description"], "Bad Request: chat not found");
         telegram.send_text(&user, "hi", 1_700_000_000);
-        let sent: serde_json::Value = http
-            .post(method("sendMessage"))
-            .json(&serde_json::json!({"chat_id": 777, "text": "Saved *a\\.pdf*", "parse_mode": "MarkdownV2", "unknown_field": 1}))
-            .send()
-            .await
-            .expect("send")
-            .json()
-            .await
-            .expect("json");
+        let sent: serde_json::Value = post_json(
+            &http,
+            method("sendMessage"),
+            &serde_json::json!({"chat_id": 777, "text": "Saved *a\\.pdf*", "parse_mode": "MarkdownV2", "unknown_field": 1}),
+        )
+        .await;
         let message: teloxide_core::types::Message = serde_json::from_value(sent["result"].clone()).expect("Message");
         assert_eq!(message.text(), Some("Saved a.pdf"));
-        let bad: serde_json::Value = http
-            .post(method("sendMessage"))
-            .json(&serde_json::json!({"chat_id": 777, "text": "Saved a.pdf", "parse_mode": "MarkdownV2"}))
-            .send()
-            .await
-            .expect("send")
-            .json()
-            .await
-            .expect("json");
+        let bad: serde_json::Value =
+            post_json(&http, method("sendMessage"), &serde_json::json!({"chat_id": 777, "text": "Saved a.pdf", "parse_mode": "MarkdownV2"})).await;
         assert!(
             bad["description"].as_str().expect("description").starts_with("Bad Request: can't parse entities: Character '.' is reserved"),
             "{bad}"
         );
-        let html: serde_json::Value = http
-            .post(method("sendMessage"))
-            .json(&serde_json::json!({"chat_id": 777, "text": "<b>Open</b> <a href=\"https://example.test/x?a=1&amp;b=2\">this</a> &lt;3", "parse_mode": "HTML"}))
-            .send()
-            .await
-            .expect("send")
-            .json()
-            .await
-            .expect("json");
+        let html: serde_json::Value = post_json(&http, method("sendMessage"), &serde_json::json!({"chat_id": 777, "text": "<b>Open</b> <a href=\"https://example.test/x?a=1&amp;b=2\">this</a> &lt;3", "parse_mode": "HTML"})).await;
         assert_eq!(html["result"]["text"], "Open this <3");
-        let edited: serde_json::Value = http
-            .post(method("editMessageText"))
-            .json(&serde_json::json!({"chat_id": "777", "message_id": message.id.0, "text": "Saved a.pdf (2/2)"}))
-            .send()
-            .await
-            .expect("edit")
-            .json()
-            .await
-            .expect("json");
+        let edited: serde_json::Value = post_json(
+            &http,
+            method("editMessageText"),
+            &serde_json::json!({"chat_id": "777", "message_id": message.id.0, "text": "Saved a.pdf (2/2)"}),
+        )
+        .await;
         assert_eq!(edited["ok"], true, "{edited}");
-        let missing: serde_json::Value = http
-            .post(method("editMessageText"))
-            .json(&serde_json::json!({"chat_id": 777, "message_id": 999, "text": "x"}))
-            .send()
-            .await
-            .expect("edit")
-            .json()
-            .await
-            .expect("json");
+        let missing: serde_json::Value =
+            post_json(&http, method("editMessageText"), &serde_json::json!({"chat_id": 777, "message_id": 999, "text": "x"})).await;
         assert_eq!(missing["description"], "Bad Request: message to edit not found");
         let found = telegram.wait_for_message(777, |text| text.contains("(2/2)"), LIMIT).await.expect("edited message");
         assert_eq!(found.text, "Saved a.pdf");
@@ -594,15 +563,7 @@ mod tests {
         let document: serde_json::Value = http.post(method("sendDocument")).multipart(form).send().await.expect("send").json().await.expect("json");
         let document: teloxide_core::types::Message = serde_json::from_value(document["result"].clone()).expect("Message");
         let file_id = document.document().expect("document").file.id.0.clone();
-        let again: serde_json::Value = http
-            .post(method("sendDocument"))
-            .json(&serde_json::json!({"chat_id": 777, "document": file_id}))
-            .send()
-            .await
-            .expect("send")
-            .json()
-            .await
-            .expect("json");
+        let again: serde_json::Value = post_json(&http, method("sendDocument"), &serde_json::json!({"chat_id": 777, "document": file_id})).await;
         assert_eq!(again["ok"], true, "{again}");
         let documents = telegram.wait_for_documents(777, 2, LIMIT).await;
         assert_eq!(documents[0], ("export.pdf".to_owned(), b"%PDF-1".to_vec(), Some("Here".to_owned())));
