@@ -13,7 +13,7 @@ use chatvault_proto::storage::v1::{download_file_response, CreateShareLinkReques
 use chrono::Utc;
 use chrono_tz::Tz;
 use teloxide::prelude::*;
-use teloxide::types::{InputFile, LinkPreviewOptions, Message};
+use teloxide::types::{CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, InputFile, LinkPreviewOptions, Message};
 use teloxide::utils::command::BotCommands;
 
 use crate::clients::Clients;
@@ -72,9 +72,12 @@ pub struct BotState {
     pub username: String,
 }
 
-/// Returns teloxide's handler tree: every message goes to [`handle_message`].
+/// Returns teloxide's handler tree: messages go to [`handle_message`], pressed buttons to
+/// [`handle_callback`].
 pub fn schema() -> teloxide::dispatching::UpdateHandler<BotError> {
-    Update::filter_message().endpoint(handle_message)
+    teloxide::dptree::entry()
+        .branch(Update::filter_message().endpoint(handle_message))
+        .branch(Update::filter_callback_query().endpoint(handle_callback))
 }
 
 /// Answers one message; a fault on chatvault's side (a database or service away) is logged
@@ -196,7 +199,7 @@ async fn run_command(bot: &Bot, message: &Message, state: &BotState, link: Optio
     match command {
         Command::Help => Ok(Command::descriptions().to_string()),
         Command::Start(code) | Command::Link(code) if !code.trim().is_empty() => {
-            link_with_code(state, message, telegram_user_id, link.as_ref(), code.trim()).await
+            link_with_code(bot, state, message, telegram_user_id, link.as_ref(), code.trim()).await
         }
         Command::Start(_) => Ok(match &link {
             Some(link) => format!(
@@ -224,7 +227,14 @@ async fn run_command(bot: &Bot, message: &Message, state: &BotState, link: Optio
     }
 }
 
-async fn link_with_code(state: &BotState, message: &Message, telegram_user_id: i64, link: Option<&Link>, code: &str) -> Result<String, BotError> {
+async fn link_with_code(
+    bot: &Bot,
+    state: &BotState,
+    message: &Message,
+    telegram_user_id: i64,
+    link: Option<&Link>,
+    code: &str,
+) -> Result<String, BotError> {
     if let Some(link) = link {
         return Ok(format!("This Telegram account is linked to {} already; send /unlink first to link another account.", link.username));
     }
@@ -239,19 +249,63 @@ async fn link_with_code(state: &BotState, message: &Message, telegram_user_id: i
         return Ok("That code is not valid: it may have expired (codes last 10 minutes) or been used. Get a new one with `chatvault telegram link`."
             .to_owned());
     };
-    finish_link(state, message, telegram_user_id, &account_id, &username, "code").await
+    // The link is made only when this Telegram account confirms the account it names: a
+    // code someone else made, sent as a t.me deep link, never links a person unseen.
+    let confirmation_id = state.store.save_link_confirmation(telegram_user_id, &account_id, &username).await?;
+    let buttons = InlineKeyboardMarkup::new([[
+        InlineKeyboardButton::callback(format!("Link to {username}"), format!("link:{confirmation_id}")),
+        InlineKeyboardButton::callback("Cancel", format!("cancel:{confirmation_id}")),
+    ]]);
+    let text = format!(
+        "Link this Telegram account to the chatvault account {username}? Files you send me will be stored in that account. \
+         Confirm only if {username} is your own account."
+    );
+    bot.send_message(message.chat.id, text).reply_markup(buttons).await?;
+    Ok(String::new())
 }
 
+/// Answers a pressed button: the confirmation of a link (`link:<id>`) or its cancellation
+/// (`cancel:<id>`), valid only for the Telegram account the code was sent from.
+pub async fn handle_callback(bot: Bot, query: CallbackQuery, state: Arc<BotState>) -> Result<(), BotError> {
+    let telegram_user_id = i64::try_from(query.from.id.0).unwrap_or(i64::MAX);
+    let data = query.data.clone().unwrap_or_default();
+    let answer = match data.split_once(':') {
+        Some(("link", id)) => match state.store.take_link_confirmation(id, telegram_user_id).await? {
+            Some((account_id, username)) => {
+                let telegram_username = query.from.username.clone().unwrap_or_default();
+                finish_link(&state, &telegram_username, telegram_user_id, &account_id, &username, "code").await?
+            }
+            None => "This confirmation has expired or was used. Get a new code with `chatvault telegram link`.".to_owned(),
+        },
+        Some(("cancel", id)) => {
+            state.store.take_link_confirmation(id, telegram_user_id).await?;
+            "Not linked.".to_owned()
+        }
+        _ => "I do not know that button.".to_owned(),
+    };
+    bot.answer_callback_query(query.id.clone()).await?;
+    // Replaces the question (and its buttons) with the outcome, or says it apart when the
+    // question cannot be edited (a button pressed on a message this chat never had).
+    let edited = match &query.message {
+        Some(question) => bot.edit_message_text(question.chat().id, question.id(), answer.clone()).await.is_ok(),
+        None => false,
+    };
+    if !edited {
+        bot.send_message(ChatId(telegram_user_id), answer).await?;
+    }
+    Ok(())
+}
+
+/// Links the Telegram account (its private chat has the same id) to the chatvault account.
 async fn finish_link(
     state: &BotState,
-    message: &Message,
+    telegram_username: &str,
     telegram_user_id: i64,
     account_id: &str,
     username: &str,
     how: &str,
 ) -> Result<String, BotError> {
-    let telegram_username = message.from.as_ref().and_then(|user| user.username.clone()).unwrap_or_default();
-    match state.store.create_link(telegram_user_id, &telegram_username, message.chat.id.0, account_id, username).await? {
+    match state.store.create_link(telegram_user_id, telegram_username, telegram_user_id, account_id, username).await? {
         Ok(_) => {
             let event = TelegramLinked { account_id: account_id.to_owned(), username: username.to_owned(), telegram_user_id, how: how.to_owned() };
             publish_quietly(state, username, account_id, bot_event::Event::TelegramLinked(event)).await;
@@ -289,7 +343,8 @@ async fn register(state: &BotState, message: &Message, telegram_user_id: i64, li
             })
         }
     };
-    let linked = finish_link(state, message, telegram_user_id, &account.account_id, &account.username, "registered").await?;
+    let telegram_username = message.from.as_ref().and_then(|user| user.username.clone()).unwrap_or_default();
+    let linked = finish_link(state, &telegram_username, telegram_user_id, &account.account_id, &account.username, "registered").await?;
     Ok(format!(
         "Created the chatvault account {}. Its password is:\n{password}\nKeep it safe and change it after your first log-in (web page or `chatvault passwd`).\n{linked}",
         account.username

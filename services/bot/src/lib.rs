@@ -60,6 +60,7 @@ pub const WORKER_DEFAULT_PORTS: DefaultPorts = DefaultPorts { grpc: 50058, http:
 pub const MIGRATIONS: &[Migration] = &[
     Migration { id: "bot/0001_bot", sql: include_str!("../migrations/0001_bot.sql") },
     Migration { id: "bot/0002_link_attempts", sql: include_str!("../migrations/0002_link_attempts.sql") },
+    Migration { id: "bot/0003_link_confirmations", sql: include_str!("../migrations/0003_link_confirmations.sql") },
 ];
 
 /// The path Telegram posts updates to in webhook mode.

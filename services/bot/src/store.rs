@@ -260,6 +260,33 @@ impl Store {
         Ok(row.filter(|row| row.get::<_, bool>(2)).map(|row| (row.get(0), row.get(1))))
     }
 
+    /// Keeps a link waiting for its button (valid [`CODE_LIFETIME`]); returns its id.
+    pub async fn save_link_confirmation(&self, telegram_user_id: i64, account_id: &str, username: &str) -> Result<String, BotError> {
+        let confirmation_id = hex::encode(rand::random::<[u8; 12]>());
+        let client = self.pool.get().await?;
+        client.execute("DELETE FROM link_confirmations WHERE expires_at < now()", &[]).await?;
+        client
+            .execute(
+                "INSERT INTO link_confirmations (confirmation_id, telegram_user_id, account_id, username, expires_at) VALUES ($1, $2, $3, $4, $5)",
+                &[&confirmation_id, &telegram_user_id, &account_id, &username, &(Utc::now() + CODE_LIFETIME)],
+            )
+            .await?;
+        Ok(confirmation_id)
+    }
+
+    /// Takes (uses up) a link waiting for its button, when the same Telegram account
+    /// presses it in time; returns its account id and username.
+    pub async fn take_link_confirmation(&self, confirmation_id: &str, telegram_user_id: i64) -> Result<Option<(String, String)>, BotError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                "DELETE FROM link_confirmations WHERE confirmation_id = $1 AND telegram_user_id = $2 RETURNING account_id, username, expires_at > now()",
+                &[&confirmation_id, &telegram_user_id],
+            )
+            .await?;
+        Ok(row.filter(|row| row.get::<_, bool>(2)).map(|row| (row.get(0), row.get(1))))
+    }
+
     /// Keeps an OAuth authorization in flight under the hash of its `state`.
     pub async fn save_authorization(&self, state: &str, pending: &PendingAuthorization) -> Result<(), BotError> {
         let client = self.pool.get().await?;

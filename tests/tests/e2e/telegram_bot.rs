@@ -220,9 +220,25 @@ impl BotPlatform {
         assert_eq!(code.deep_link, format!("https://t.me/chatvault_test_bot?start={}", code.code));
         let telegram = TelegramUser::new(telegram_id, &format!("{username} tg"), Some(&format!("{username}_tg")));
         self.telegram.send_text(&telegram, &format!("/start {}", code.code), chrono::Utc::now().timestamp());
+        // The link waits for a button naming the account.
+        let question = format!("Link this Telegram account to the chatvault account {username}?");
+        let asked = self.telegram.wait_for_message(telegram_id, |text| text.starts_with(&question), STEP).await.expect("a confirmation");
+        let data =
+            asked.reply_markup.as_ref().and_then(|markup| markup["inline_keyboard"][0][0]["callback_data"].as_str()).expect("a button").to_owned();
+        assert!(data.starts_with("link:"), "{data}");
+        // Another Telegram account pressing the same button links nothing.
+        let forger = TelegramUser::new(telegram_id + 1_000_000, "Forger", None);
+        self.telegram.press_button(&forger, asked.message_id, &data);
+        let refused = self.telegram.wait_for_message(forger.id, |text| text.starts_with("This confirmation has expired or was used"), STEP).await;
+        assert!(refused.is_some(), "a button pressed by someone else is refused");
+        let link = self.telegram_api().await.get_link(authorized(GetLinkRequest {}, &access_token)).await.expect("GetLink").into_inner();
+        assert!(!link.linked, "nothing was linked by the forged press");
+        self.telegram.press_button(&telegram, asked.message_id, &data);
         let linked =
             self.telegram.wait_for_message(telegram_id, |text| text.contains(&format!("Linked to the chatvault account {username}")), STEP).await;
         assert!(linked.is_some(), "the bot confirms the link");
+        let answered = self.telegram.requests().iter().filter(|request| request.is("answerCallbackQuery")).count();
+        assert!(answered >= 2, "both presses were answered");
         Person { username: username.to_owned(), access_token, telegram }
     }
 
